@@ -1,0 +1,56 @@
+# Two commands on a fresh machine: `make demo` and `make test` (see README.md).
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# The CPU build of torch this machine keeps on disk; never a multi-GB CUDA build.
+TORCH_PIN := torch==2.13.0
+
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/mersv
+TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
+
+.PHONY: demo test install lint format services chromium clean-demo bench
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
+	$(BIN)/pip install --quiet "$(TORCH_PIN)"
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py collectstatic --noinput -v 0
+	$(BIN)/python manage.py seed_demo
+	$(BIN)/python manage.py run_demo --host 127.0.0.1 --port 8000
+
+services:
+	@bash .ci/services.sh
+
+chromium:
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@command -v chromium >/dev/null || { echo "chromium is missing: install Debian's chromium package (apt-get install chromium)"; exit 1; }
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test: $(STAMP) services chromium
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) \
+	  MERSV_VAR_DIR=$(CURDIR)/var/test CHROMIUM=$$(command -v chromium) \
+	  $(BIN)/pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	@ls benchmarks/*.py | sed 's/^/  /'
+
+clean-demo:
+	rm -rf var/mersv.sqlite3* var/media var/celery var/exports

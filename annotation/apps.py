@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class AnnotationConfig(AppConfig):
+    name = "annotation"
+    verbose_name = "Annotation: patients, videos, clips, ratings"
+
+    def ready(self) -> None:
+        from django.db.models.signals import post_migrate
+
+        from annotation.roles import role_groups_ensure
+
+        # Groups and their permissions exist on every database after migrate.
+        post_migrate.connect(lambda sender, **kwargs: role_groups_ensure(), sender=self)

@@ -1,0 +1,58 @@
+"""python manage.py seed_demo: synthetic clips, 40 experts' votes and one demo user per role.
+
+The data go through the real import path (annotation.importer). A second run reuses what exists.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandParser
+
+from annotation.roles import ROLES
+from annotation.services import user_create
+
+DEMO_PASSWORD = "mersv-demo-2024"  # noqa: S105  local demo accounts, printed on purpose
+
+
+class Command(BaseCommand):
+    help = "Load the demo data set (synthetic MERSV) and create one demo user per role."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--clips", type=int, default=36)
+        parser.add_argument("--votes-per-clip", type=int, default=20)
+        parser.add_argument("--seed", type=int, default=7)
+
+    def handle(self, *args: object, **options: object) -> None:
+        from annotation.synthetic import SyntheticConfig, generate_dataset
+
+        data_dir = Path(settings.VAR_DIR) / "demo-data"
+        if not (data_dir / "ratings.csv").exists():
+            self.stdout.write(f"generating {options['clips']} synthetic clips in {data_dir} ...")
+            generate_dataset(
+                data_dir,
+                SyntheticConfig(
+                    n_clips=int(options["clips"]),  # type: ignore[arg-type]
+                    votes_per_clip=int(options["votes_per_clip"]),  # type: ignore[arg-type]
+                    seed=int(options["seed"]),  # type: ignore[arg-type]
+                    n_frames=24,
+                ),
+                progress=True,
+            )
+        call_command("import_dataset", str(data_dir), stdout=self.stdout)
+        User = get_user_model()
+        for role in ROLES:
+            username = f"demo-{role}"
+            if not User.objects.filter(username=username).exists():
+                user_create(username=username, role=role, password=DEMO_PASSWORD, validate=False)
+        self.stdout.write(self.style.SUCCESS("demo data ready"))
+        self.stdout.write(demo_logins())
+
+
+def demo_logins() -> str:
+    lines = ["Demo logins (password for all: " + DEMO_PASSWORD + "):"]
+    lines += [f"  demo-{role:8s}" for role in ROLES]
+    return "\n".join(lines)

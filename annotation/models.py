@@ -1,0 +1,188 @@
+"""Patients (pseudonymous), videos, clips, ratings.
+
+A Video is one full-field microscope recording; ingestion tracks each tagged target in it and
+cuts one Clip per target. Experts rate Clips A..E; a Clip's vote counts (votes_a..votes_e) are
+updated in the same transaction as the Rating they count, so the grade distribution read from
+them is never stale (`annotation.services.rating_submit` holds the Clip row lock while doing so).
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from annotation.grades import GRADES
+
+GRADE_CHOICES = [(g, g) for g in GRADES]
+
+
+class Patient(models.Model):
+    """A patient, known only by a pseudonymous code: no name, birth date or record number."""
+
+    code = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.code
+
+
+class Video(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        PROCESSING = "processing", "Processing"
+        READY = "ready", "Ready"
+        FAILED = "failed", "Failed"
+
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="videos")
+    # Stored under a generated name; the user's file name is kept apart, as text only.
+    file = models.FileField(upload_to="videos/", max_length=255)
+    original_name = models.CharField(max_length=255, blank=True)
+    sha256 = models.CharField(max_length=64, blank=True, db_index=True)
+    fps = models.FloatField(null=True, blank=True)
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    frame_count = models.PositiveIntegerField(null=True, blank=True)
+    pixel_size_um = models.FloatField(help_text="Size of one pixel in micrometres.")
+    # Targets tagged in frame 0: [{"x": float, "y": float, "external_id": str}, ...]
+    targets = models.JSONField(default=list)
+    preview = models.FileField(upload_to="previews/", max_length=255, blank=True)
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"video {self.pk} ({self.original_name or self.file.name})"
+
+
+class Clip(models.Model):
+    """One tracked target: a crop clip of n_frames frames, its track and kinematics."""
+
+    video = models.ForeignKey(Video, on_delete=models.PROTECT, related_name="clips")
+    # The id every table and export names the clip by (clips.csv's clip_id).
+    external_id = models.CharField(max_length=64, unique=True)
+    target_index = models.PositiveSmallIntegerField(default=0)
+    start_x = models.FloatField()
+    start_y = models.FloatField()
+    track = models.JSONField(help_text="Target centre per frame: [[x, y], ...] in video px.")
+    match_scores = models.JSONField(default=list)
+    n_frames = models.PositiveSmallIntegerField()
+    crop_size = models.PositiveSmallIntegerField()
+    frames_file = models.FileField(upload_to="clips/", max_length=255)
+    crop_file = models.FileField(upload_to="clips/", max_length=255)
+    filmstrip_file = models.FileField(upload_to="clips/", max_length=255)
+    # WHO kinematics (annotation/kinematics.py): velocities in um/s, ALH in um, BCF in Hz.
+    vcl = models.FloatField()
+    vsl = models.FloatField()
+    vap = models.FloatField()
+    lin = models.FloatField()
+    straightness = models.FloatField(db_column="str")
+    wob = models.FloatField()
+    alh = models.FloatField()
+    bcf = models.FloatField()
+    speed = models.FloatField(help_text="The speed the model head takes (= VCL, um/s).")
+    # Expert vote counts, kept equal to the latest expert Rating rows in the same transaction.
+    votes_a = models.PositiveIntegerField(default=0)
+    votes_b = models.PositiveIntegerField(default=0)
+    votes_c = models.PositiveIntegerField(default=0)
+    votes_d = models.PositiveIntegerField(default=0)
+    votes_e = models.PositiveIntegerField(default=0)
+    votes_total = models.PositiveIntegerField(default=0, db_index=True)
+    retired_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["external_id"]
+        indexes = [
+            # The expert queue: open clips with the fewest votes first.
+            models.Index(fields=["retired_at", "votes_total", "id"], name="clip_queue_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.external_id
+
+    @property
+    def vote_counts(self) -> list[int]:
+        return [self.votes_a, self.votes_b, self.votes_c, self.votes_d, self.votes_e]
+
+    def kinematics_dict(self) -> dict[str, float]:
+        return {
+            "vcl": self.vcl,
+            "vsl": self.vsl,
+            "vap": self.vap,
+            "lin": self.lin,
+            "str": self.straightness,
+            "wob": self.wob,
+            "alh": self.alh,
+            "bcf": self.bcf,
+            "speed": self.speed,
+        }
+
+
+class Rating(models.Model):
+    """An expert's current grade for a clip. Earlier grades live in RatingChange."""
+
+    clip = models.ForeignKey(Clip, on_delete=models.PROTECT, related_name="ratings")
+    rater = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="ratings"
+    )
+    grade = models.CharField(max_length=1, choices=GRADE_CHOICES)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    time_spent_ms = models.PositiveIntegerField(default=0)
+    # Grading telemetry: plays, frames_stepped, speeds_used, full_field_opened, zoom_used.
+    telemetry = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["clip", "rater"], name="one_rating_per_rater_clip"),
+            models.CheckConstraint(
+                condition=Q(grade__in=list(GRADES)), name="rating_grade_a_to_e"
+            ),
+        ]
+        indexes = [models.Index(fields=["rater", "created_at"], name="rating_rater_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.rater_id} {self.clip_id} {self.grade}"
+
+
+class RatingChange(models.Model):
+    """Every grade a rating ever had, with its time: the first grade and each change."""
+
+    rating = models.ForeignKey(Rating, on_delete=models.PROTECT, related_name="changes")
+    grade = models.CharField(max_length=1, choices=GRADE_CHOICES)
+    previous_grade = models.CharField(max_length=1, choices=GRADE_CHOICES, blank=True)
+    changed_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["changed_at", "id"]
+
+
+class CannotJudge(models.Model):
+    """An expert's "cannot judge" answer: recorded apart, never counted as a grade."""
+
+    class Reason(models.TextChoices):
+        OUT_OF_FOCUS = "out_of_focus", "Out of focus"
+        WRONG_TARGET = "wrong_target", "Wrong target tracked"
+        OVERLAPPING = "overlapping", "Several cells overlapping"
+        OTHER = "other", "Other"
+
+    clip = models.ForeignKey(Clip, on_delete=models.PROTECT, related_name="cannot_judge")
+    rater = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT)
+    reason = models.CharField(max_length=32, choices=Reason.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+    time_spent_ms = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["clip", "rater"], name="one_cannot_judge_per_clip")
+        ]

@@ -1,0 +1,87 @@
+"""The four roles: expert, curator, trainee, admin. A role is a Django group.
+
+Permissions by role (object-level rules live in the services and API permission classes):
+- expert: grades clips from their queue, changes their own grades, sees their own ratings.
+- curator: uploads videos, sees every clip, vote and statistic, builds dataset versions.
+- trainee: grades training clips; their grades never enter expert distributions.
+- admin: everything, including the Django admin and accounts.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+
+EXPERT = "expert"
+CURATOR = "curator"
+TRAINEE = "trainee"
+ADMIN = "admin"
+ROLES: tuple[str, ...] = (EXPERT, CURATOR, TRAINEE, ADMIN)
+
+# Model permissions each group carries ("app_label.codename").
+ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
+    EXPERT: ("annotation.view_clip", "annotation.add_rating", "annotation.change_rating"),
+    CURATOR: (
+        "annotation.view_patient",
+        "annotation.view_video",
+        "annotation.add_video",
+        "annotation.view_clip",
+        "annotation.view_rating",
+    ),
+    TRAINEE: ("annotation.view_clip",),
+    ADMIN: (),  # admins are superusers
+}
+
+
+class UnknownRoleError(ValueError):
+    pass
+
+
+def role_check(role: str) -> str:
+    if role not in ROLES:
+        raise UnknownRoleError(f"unknown role {role!r}; choose one of: {', '.join(ROLES)}")
+    return role
+
+
+def role_groups_ensure() -> None:
+    """Create the role groups and give them their permissions (idempotent)."""
+    from django.contrib.auth.models import Group, Permission
+
+    for role, perms in ROLE_PERMISSIONS.items():
+        group, _ = Group.objects.get_or_create(name=role)
+        wanted = []
+        for dotted in perms:
+            app_label, codename = dotted.split(".")
+            perm = Permission.objects.filter(
+                content_type__app_label=app_label, codename=codename
+            ).first()
+            if perm is not None:
+                wanted.append(perm)
+        group.permissions.set(wanted)
+
+
+def user_role(user: AbstractBaseUser | AnonymousUser | None) -> str | None:
+    """The user's role, or None for anonymous users and users without one.
+
+    Superusers are admins. A user in several role groups gets the most privileged one.
+    """
+    if user is None or not user.is_authenticated:
+        return None
+    cached = getattr(user, "_mersv_role", False)
+    if cached is not False:
+        return cached
+    role: str | None = None
+    if user.is_superuser:
+        role = ADMIN
+    else:
+        names = {g.name for g in user.groups.all()}  # type: ignore[attr-defined]
+        role = next((r for r in (ADMIN, CURATOR, EXPERT, TRAINEE) if r in names), None)
+    user._mersv_role = role  # type: ignore[union-attr]  # one query per request, not per check
+    return role
+
+
+def user_has_role(user: AbstractBaseUser | AnonymousUser | None, *roles: str) -> bool:
+    role = user_role(user)
+    return role is not None and (role in roles or role == ADMIN)

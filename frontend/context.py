@@ -1,0 +1,10 @@
+from __future__ import annotations
+
+from django.http import HttpRequest
+
+from annotation.roles import user_role
+
+
+def roles(request: HttpRequest) -> dict[str, object]:
+    role = user_role(getattr(request, "user", None))
+    return {"role": role, "is_curator": role in ("curator", "admin")}

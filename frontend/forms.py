@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import json
+
+from django import forms
+from django.conf import settings
+
+
+class VideoUploadForm(forms.Form):
+    file = forms.FileField(help_text="An MP4 or AVI full-field microscope video.")
+    patient_code = forms.RegexField(
+        regex=r"^[A-Za-z0-9_.-]{1,64}$",
+        help_text="Pseudonymous patient code: letters, digits, _ . - (no names).",
+    )
+    pixel_size_um = forms.FloatField(min_value=0.001, max_value=100, initial=0.5)
+    targets = forms.CharField(
+        widget=forms.HiddenInput,
+        help_text="Click the target sperm on the first frame (several clicks tag several).",
+    )
+
+    def clean_file(self):  # type: ignore[no-untyped-def]
+        upload = self.cleaned_data["file"]
+        limit = settings.MAX_UPLOAD_MB * 1024 * 1024
+        if upload.size > limit:
+            raise forms.ValidationError(f"the file is larger than {settings.MAX_UPLOAD_MB} MB")
+        return upload
+
+    def clean_targets(self) -> list[dict]:
+        raw = self.cleaned_data["targets"]
+        try:
+            items = json.loads(raw)
+        except ValueError:
+            raise forms.ValidationError("targets must be a JSON list of {x, y}") from None
+        if not isinstance(items, list) or not items:
+            raise forms.ValidationError("tag at least one target sperm on the first frame")
+        if len(items) > 50:
+            raise forms.ValidationError("at most 50 targets per video")
+        targets = []
+        for item in items:
+            try:
+                x, y = float(item["x"]), float(item["y"])
+            except (TypeError, KeyError, ValueError):
+                raise forms.ValidationError("each target needs numeric x and y") from None
+            if x < 0 or y < 0:
+                raise forms.ValidationError("target coordinates must not be negative")
+            targets.append({"x": x, "y": y, "external_id": ""})
+        return targets

@@ -1,0 +1,157 @@
+"""Server-rendered pages. Views parse, check the role, call a service or selector, render."""
+
+from __future__ import annotations
+
+
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils._os import safe_join
+from django.views.decorators.http import require_GET, require_http_methods
+
+from annotation import services
+from annotation.models import Clip, Video
+from annotation.roles import CURATOR, EXPERT, TRAINEE, user_has_role, user_role
+from frontend.forms import VideoUploadForm
+
+
+def role_required(*roles: str) -> Callable:
+    """Logged-in users of these roles (admins always) or 403."""
+
+    def decorator(view: Callable) -> Callable:
+        @wraps(view)
+        @login_required
+        def wrapped(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
+            if not user_has_role(request.user, *roles):
+                raise PermissionDenied("your role does not allow this page")
+            return view(request, *args, **kwargs)
+
+        return wrapped
+
+    return decorator
+
+
+@login_required
+def home(request: HttpRequest) -> HttpResponse:
+    role = user_role(request.user)
+    if role == EXPERT and _has_url("grade"):
+        return redirect("grade")
+    if role == TRAINEE and _has_url("trainee"):
+        return redirect("trainee")
+    if role in (CURATOR, "admin"):
+        return redirect("clip-list")
+    return render(request, "frontend/home.html")
+
+
+def _has_url(name: str) -> bool:
+    from django.urls import NoReverseMatch, reverse
+
+    try:
+        reverse(name)
+    except NoReverseMatch:
+        return False
+    return True
+
+
+@require_GET
+@role_required(CURATOR)
+def clip_list(request: HttpRequest) -> HttpResponse:
+    clips = Clip.objects.select_related("video__patient").order_by("external_id")
+    page = Paginator(clips, 50).get_page(request.GET.get("page"))
+    return render(request, "frontend/clip_list.html", {"page": page})
+
+
+@require_GET
+@role_required(CURATOR)
+def clip_detail(request: HttpRequest, clip_id: str) -> HttpResponse:
+    clip = get_object_or_404(Clip.objects.select_related("video__patient"), external_id=clip_id)
+    player = {
+        "filmstrip": clip.filmstrip_file.url,
+        "nFrames": clip.n_frames,
+        "size": clip.crop_size,
+        "fps": clip.video.fps or 15,
+        "preview": clip.video.preview.url if clip.video.preview else "",
+        "track": clip.track,
+        "videoWidth": clip.video.width,
+        "videoHeight": clip.video.height,
+    }
+    return render(request, "frontend/clip_detail.html", {"clip": clip, "player": player})
+
+
+@require_GET
+@role_required(CURATOR)
+def video_list(request: HttpRequest) -> HttpResponse:
+    videos = Video.objects.select_related("patient").order_by("-created_at")
+    page = Paginator(videos, 50).get_page(request.GET.get("page"))
+    return render(request, "frontend/video_list.html", {"page": page})
+
+
+@require_GET
+@role_required(CURATOR)
+def video_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    video = get_object_or_404(Video.objects.select_related("patient"), pk=pk)
+    return render(
+        request, "frontend/video_detail.html", {"video": video, "clips": video.clips.all()}
+    )
+
+
+@require_http_methods(["GET", "POST"])
+@role_required(CURATOR)
+def video_upload(request: HttpRequest) -> HttpResponse:
+    form = VideoUploadForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        upload = form.cleaned_data["file"]
+        try:
+            video = services.video_create(
+                fileobj=upload,
+                original_name=upload.name,
+                patient_code=form.cleaned_data["patient_code"],
+                pixel_size_um=form.cleaned_data["pixel_size_um"],
+                targets=[services.Target(**t) for t in form.cleaned_data["targets"]],
+                uploaded_by=request.user,
+            )
+        except services.ServiceError as exc:
+            form.add_error(None, str(exc))
+        else:
+            return redirect("video-detail", pk=video.pk)
+    return render(
+        request,
+        "frontend/video_upload.html",
+        {"form": form, "default_pixel_size": settings.DEFAULT_PIXEL_SIZE_UM},
+    )
+
+
+# Media types we serve; anything else goes out as a download, never rendered by the browser.
+_MEDIA_TYPES = {".mp4": "video/mp4", ".png": "image/png", ".avi": "video/x-msvideo"}
+
+
+@require_GET
+@login_required
+def media(request: HttpRequest, path: str) -> FileResponse:
+    """Media for logged-in users. Frames and clips hold no votes, so any role may load them;
+    full-field source videos are for curators."""
+    if path.startswith("videos/") and not user_has_role(request.user, CURATOR):
+        raise PermissionDenied("only curators may download source videos")
+    try:
+        full = Path(safe_join(settings.MEDIA_ROOT, path))
+    except Exception:
+        raise Http404("no such file") from None
+    if not full.is_file():
+        raise Http404("no such file")
+    content_type = _MEDIA_TYPES.get(full.suffix.lower())
+    response = FileResponse(
+        full.open("rb"),
+        content_type=content_type or "application/octet-stream",
+        as_attachment=content_type is None,
+    )
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
+
+

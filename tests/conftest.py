@@ -1,0 +1,91 @@
+"""Shared fixtures: users per role, a real Celery worker process, the synthetic data set."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+ROOT = Path(__file__).resolve().parent.parent
+PASSWORD = "correct-horse-battery-staple"
+
+
+@pytest.fixture
+def make_user(db) -> Callable:  # type: ignore[no-untyped-def]
+    from annotation.services import user_create
+
+    counter = {"n": 0}
+
+    def make(role: str, username: str | None = None):  # type: ignore[no-untyped-def]
+        counter["n"] += 1
+        return user_create(
+            username=username or f"{role}{counter['n']}", role=role, password=PASSWORD
+        )
+
+    return make
+
+
+def _test_database_url() -> str:
+    db = settings.DATABASES["default"]
+    if db["ENGINE"].endswith("sqlite3"):
+        raise RuntimeError("worker tests need PostgreSQL: run them through `make test`")
+    name = db["NAME"]
+    return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{name}"
+
+
+@pytest.fixture(scope="session")
+def celery_worker_process(django_db_setup, django_db_blocker) -> Iterator[subprocess.Popen]:  # type: ignore[no-untyped-def]
+    """A real, separate `celery worker` process on the test database and the test broker."""
+    from config.celery import app
+
+    env = dict(os.environ)
+    env["DATABASE_URL"] = _test_database_url()
+    env["DJANGO_SETTINGS_MODULE"] = "config.settings"
+    with app.connection_for_write() as conn:  # start from an empty queue
+        for queue in ("celery", "training"):
+            try:
+                conn.default_channel.queue_purge(queue)
+            except Exception:  # noqa: S110  the queue may not exist yet
+                pass
+    log_path = Path(settings.VAR_DIR) / "worker.log"
+    log = log_path.open("w")
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "celery", "-A", "config", "worker", "-P", "solo",
+            "-Q", "celery,training", "--without-heartbeat", "--without-gossip",
+            "--without-mingle", "-l", "INFO", "-n", f"test-{os.getpid()}@%h",
+        ],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the worker exited: {log_path.read_text()[-2000:]}")
+        if "ready." in log_path.read_text():
+            break
+        time.sleep(0.2)
+    else:
+        proc.kill()
+        raise RuntimeError("the worker did not start within 60 s")
+    yield proc
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+def wait_for(predicate: Callable[[], bool], *, timeout: float = 60, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
