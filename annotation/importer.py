@@ -339,7 +339,7 @@ def _write(plan: ImportPlan, outputs: dict, config, staging: Path) -> ImportResu
                 moved.append(media_root / stored)
                 video.file.name = stored
                 video.save()
-                final_dir = media_root / "clips" / f"v{video.pk}"
+                final_dir = services.clip_folder_new(video)
                 out_dir.rename(final_dir)
                 moved.append(final_dir)
                 services.clips_create_from_output(

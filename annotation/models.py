@@ -145,9 +145,7 @@ class Rating(models.Model):
         ordering = ["-created_at", "-id"]
         constraints = [
             models.UniqueConstraint(fields=["clip", "rater"], name="one_rating_per_rater_clip"),
-            models.CheckConstraint(
-                condition=Q(grade__in=list(GRADES)), name="rating_grade_a_to_e"
-            ),
+            models.CheckConstraint(condition=Q(grade__in=list(GRADES)), name="rating_grade_a_to_e"),
         ]
         indexes = [models.Index(fields=["rater", "created_at"], name="rating_rater_idx")]
 
@@ -165,6 +163,9 @@ class RatingChange(models.Model):
 
     class Meta:
         ordering = ["changed_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.rating_id}: {self.previous_grade or '-'} -> {self.grade}"
 
 
 class CannotJudge(models.Model):
@@ -186,3 +187,36 @@ class CannotJudge(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["clip", "rater"], name="one_cannot_judge_per_clip")
         ]
+
+    def __str__(self) -> str:
+        return f"{self.rater_id} cannot judge {self.clip_id}: {self.reason}"
+
+
+class ClipAssignment(models.Model):
+    """A clip held for one expert while they grade it, so that experts grading at the same time
+    do not all pile onto the clip with the fewest votes (`annotation.grading`).
+
+    An assignment is live until `expires_at`; it is deleted when the expert answers the clip.
+    Rows are created and counted only under the Clip row lock.
+    """
+
+    clip = models.ForeignKey(Clip, on_delete=models.CASCADE, related_name="assignments")
+    expert = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="clip_assignments"
+    )
+    assigned_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["clip", "expert"], name="one_assignment_per_clip")
+        ]
+        indexes = [
+            # Live assignments of a clip (the queue's capacity check).
+            models.Index(fields=["clip", "expires_at"], name="assignment_live_idx"),
+            # An expert's current assignment.
+            models.Index(fields=["expert", "expires_at"], name="assignment_expert_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.clip_id} -> {self.expert_id} until {self.expires_at:%H:%M:%S}"

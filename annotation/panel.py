@@ -65,7 +65,7 @@ def grade_probabilities(
     # P(perceived + noise*e < t) for each threshold: (clips, experts, 4), increasing in t.
     below = norm.cdf((thresholds[None, None, :] - perceived[..., None]) / noise[None, :, None])
     cdf_from_e = np.concatenate(
-        [np.zeros(below.shape[:2] + (1,)), below, np.ones(below.shape[:2] + (1,))], axis=-1
+        [np.zeros((*below.shape[:2], 1)), below, np.ones((*below.shape[:2], 1))], axis=-1
     )
     probs_e_to_a = np.diff(cdf_from_e, axis=-1)  # E, D, C, B, A
     return probs_e_to_a[..., ::-1]  # A..E

@@ -139,6 +139,12 @@ def video_ingest_enqueue(*, video_id: int) -> None:
     transaction.on_commit(lambda: ingest_video.delay(video_id))
 
 
+def clip_folder_new(video: Video) -> Path:
+    """A fresh media folder for a video's clip files. Unique per attempt, so that files of a
+    restored or reset database can never collide with new ones."""
+    return Path(settings.MEDIA_ROOT) / "clips" / f"v{video.pk}-{uuid.uuid4().hex[:8]}"
+
+
 def _default_clip_id(video: Video, index: int) -> str:
     return f"v{video.pk}-t{index}"
 
@@ -168,9 +174,10 @@ def video_ingest(*, video_id: int) -> Video:
         Video.objects.filter(pk=video_id).update(status=Video.Status.READY)
         return video
     config = ingest_config()
-    out_dir = Path(settings.MEDIA_ROOT) / "clips" / f"v{video.pk}"
-    if out_dir.exists():  # left by a worker that died before committing
-        shutil.rmtree(out_dir)
+    clips_root = Path(settings.MEDIA_ROOT) / "clips"
+    for leftover in clips_root.glob(f"v{video.pk}-*"):  # from a worker that died mid-task
+        shutil.rmtree(leftover, ignore_errors=True)
+    out_dir = clip_folder_new(video)
     try:
         output = process_video(
             Path(video.file.path),

@@ -187,6 +187,13 @@ DEFAULT_PIXEL_SIZE_UM = env_float("MERSV_PIXEL_SIZE_UM", 0.5)
 
 # Grading.
 SHOW_PANEL_AFTER_VOTE = env_bool("MERSV_SHOW_PANEL_AFTER_VOTE", True)
+# A clip's vote target: the queue stops offering it once its votes plus the clips held for other
+# experts reach this (the paper's panel had 40 experts).
+MAX_VOTES = env_int("MERSV_MAX_VOTES", 40)
+# How long a clip stays held for the expert it was offered to before others may get it.
+ASSIGNMENT_MINUTES = env_int("MERSV_ASSIGNMENT_MINUTES", 10)
+# A grading session ends after this long without an answer (the session summary page).
+GRADING_SESSION_IDLE_HOURS = env_float("MERSV_GRADING_SESSION_IDLE_HOURS", 2.0)
 
 # Sessions and cookies.
 SESSION_COOKIE_AGE = env_int("MERSV_SESSION_MAX_AGE_S", 12 * 3600)

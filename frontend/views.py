@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
@@ -153,5 +152,3 @@ def media(request: HttpRequest, path: str) -> FileResponse:
     )
     response["Cache-Control"] = "private, max-age=3600"
     return response
-
-

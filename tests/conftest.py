@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -49,10 +50,8 @@ def celery_worker_process(django_db_setup, django_db_blocker) -> Iterator[subpro
     env["DJANGO_SETTINGS_MODULE"] = "config.settings"
     with app.connection_for_write() as conn:  # start from an empty queue
         for queue in ("celery", "training"):
-            try:
+            with contextlib.suppress(Exception):  # the queue may not exist yet
                 conn.default_channel.queue_purge(queue)
-            except Exception:  # noqa: S110  the queue may not exist yet
-                pass
     log_path = Path(settings.VAR_DIR) / "worker.log"
     log = log_path.open("w")
     proc = subprocess.Popen(
@@ -89,3 +88,32 @@ def wait_for(predicate: Callable[[], bool], *, timeout: float = 60, what: str = 
             return
         time.sleep(0.2)
     raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
+
+
+@pytest.fixture(scope="session")
+def synthetic_small(tmp_path_factory) -> Path:  # type: ignore[no-untyped-def]
+    """A small synthetic data set in the exchange format: 6 clips, 12 experts, 400x300 px."""
+    from annotation.synthetic import SyntheticConfig, generate_dataset
+
+    out = tmp_path_factory.mktemp("synthetic_small")
+    generate_dataset(
+        out,
+        SyntheticConfig(n_clips=6, n_experts=12, seed=3, width=400, height=300, n_frames=20),
+    )
+    return out
+
+
+def copy_dataset(source: Path, target: Path) -> Path:
+    """A writable copy of a generated data set (tests edit their copy)."""
+    import shutil
+
+    shutil.copytree(source, target)
+    return target
+
+
+@pytest.fixture(autouse=True)
+def _media_per_test(request, settings, tmp_path):  # type: ignore[no-untyped-def]
+    """Each test writes media into its own folder, except tests that share files with the
+    worker process (which reads MERSV_VAR_DIR/media)."""
+    if "celery_worker_process" not in request.fixturenames:
+        settings.MEDIA_ROOT = tmp_path / "media"

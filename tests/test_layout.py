@@ -57,7 +57,8 @@ def test_modeling_ml_loads_without_django_settings() -> None:
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
     code = (
         "import sys, pkgutil, importlib, modeling.ml as m\n"
-        "for info in pkgutil.iter_modules(m.__path__): importlib.import_module('modeling.ml.' + info.name)\n"
+        "for info in pkgutil.iter_modules(m.__path__):\n"
+        "    importlib.import_module('modeling.ml.' + info.name)\n"
         "assert 'django.conf' not in sys.modules, 'modeling.ml pulled in Django'\n"
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True)

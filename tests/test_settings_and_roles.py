@@ -15,7 +15,9 @@ from annotation.roles import ROLES, user_role
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _run_manage(args: list[str], env_extra: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess:
+def _run_manage(
+    args: list[str], env_extra: dict[str, str], tmp_path: Path
+) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "CELERY_"))}
     env.update({"MERSV_VAR_DIR": str(tmp_path / "var")})
     env.update(env_extra)
@@ -25,7 +27,10 @@ def _run_manage(args: list[str], env_extra: dict[str, str], tmp_path: Path) -> s
 
 
 def test_embedded_default_uses_sqlite_and_the_filesystem_broker(tmp_path: Path) -> None:
-    code = "from django.conf import settings as s; print(s.DATABASES['default']['ENGINE'], s.CELERY_BROKER_URL, s.MEDIA_ROOT)"
+    code = (
+        "from django.conf import settings as s; "
+        "print(s.DATABASES['default']['ENGINE'], s.CELERY_BROKER_URL, s.MEDIA_ROOT)"
+    )
     done = _run_manage(["shell", "-c", code], {}, tmp_path)
     assert done.returncode == 0, done.stderr
     engine, broker, media = done.stdout.strip().splitlines()[-1].split()
