@@ -220,3 +220,58 @@ class ClipAssignment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.clip_id} -> {self.expert_id} until {self.expires_at:%H:%M:%S}"
+
+
+class RepeatRating(models.Model):
+    """An expert's blind second grade of a clip they graded before (a hidden repeat).
+
+    Kept apart from Rating on purpose: a repeat measures the expert's consistency with
+    themself and never counts in a grade distribution (`annotation.repeat_service`).
+    """
+
+    clip = models.ForeignKey(Clip, on_delete=models.PROTECT, related_name="repeats")
+    rater = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="repeat_ratings"
+    )
+    grade = models.CharField(max_length=1, choices=GRADE_CHOICES)
+    # The expert's Rating grade for the clip when they answered the repeat.
+    original_grade = models.CharField(max_length=1, choices=GRADE_CHOICES)
+    created_at = models.DateTimeField(auto_now_add=True)
+    time_spent_ms = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["clip", "rater"], name="one_repeat_per_rater_clip"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.rater_id} repeat {self.clip_id}: {self.original_grade} -> {self.grade}"
+
+
+class RaterModelSnapshot(models.Model):
+    """A rater model fit (`annotation.rater_model`) cached for the pages and the API.
+
+    `data_key` names the ratings it was fitted on (count, newest id, newest update); a read
+    that finds no snapshot with the current key fits again (`annotation.rater_model_service`).
+    Arrays are stored as JSON lists, aligned with `clip_pks` and `rater_pks`.
+    """
+
+    data_key = models.CharField(max_length=128, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    fit_seconds = models.FloatField()
+    converged = models.BooleanField()
+    n_ratings = models.PositiveIntegerField()
+    clip_pks = models.JSONField(help_text="Clips with votes, the rows of `corrected`.")
+    corrected = models.JSONField(help_text="Severity-corrected distribution per clip, A..E.")
+    z_mean = models.JSONField(help_text="Posterior mean latent quality per clip.")
+    rater_pks = models.JSONField(help_text="Raters, the items of `severity` and `noise`.")
+    severity = models.JSONField(help_text="Latent severity per rater (positive = harsher).")
+    noise = models.JSONField(help_text="Latent perception noise (sd) per rater.")
+    thresholds = models.JSONField(help_text="E|D, D|C, C|B, B|A on the latent axis.")
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"rater model of {self.n_ratings} ratings ({self.created_at:%Y-%m-%d %H:%M})"

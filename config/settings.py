@@ -195,6 +195,20 @@ ASSIGNMENT_MINUTES = env_int("MERSV_ASSIGNMENT_MINUTES", 10)
 # A grading session ends after this long without an answer (the session summary page).
 GRADING_SESSION_IDLE_HOURS = env_float("MERSV_GRADING_SESSION_IDLE_HOURS", 2.0)
 
+# Adaptive retirement (annotation/retirement.py, annotation/retirement_service.py): a clip leaves
+# the queue once it has MERSV_MIN_VOTES votes and its expected EMD to the posterior mean is at
+# most the tolerance, or once it has MAX_VOTES votes. Defaults from benchmarks/retirement.py.
+RETIRE_TOLERANCE = env_float("MERSV_RETIRE_TOLERANCE", 0.0175)
+RETIRE_MIN_VOTES = env_int("MERSV_MIN_VOTES", 10)
+# Hidden repeats (annotation/repeat_service.py): the share of queue requests that re-offer a
+# clip the expert graded at least MERSV_REPEAT_MIN_AGE_H hours ago, for intra-rater consistency.
+REPEAT_RATE = env_float("MERSV_REPEAT_RATE", 0.05)
+REPEAT_MIN_AGE_H = env_float("MERSV_REPEAT_MIN_AGE_H", 24.0)
+# A grade counts as very fast (flagged on the dashboard) below this many ms, or below this
+# share of the expert's own median time per grade.
+FAST_GRADE_MS = env_int("MERSV_FAST_GRADE_MS", 2000)
+FAST_GRADE_FRACTION = env_float("MERSV_FAST_GRADE_FRACTION", 0.25)
+
 # Sessions and cookies.
 SESSION_COOKIE_AGE = env_int("MERSV_SESSION_MAX_AGE_S", 12 * 3600)
 SESSION_COOKIE_HTTPONLY = True

@@ -4,7 +4,9 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
+from annotation import aggregation_api, grading_api
 from annotation import api as annotation_api
+from datasets import api as datasets_api
 
 api_patterns = [
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
@@ -13,6 +15,47 @@ api_patterns = [
     path("videos/<int:pk>/", annotation_api.VideoDetailApi.as_view(), name="api-video"),
     path("clips/", annotation_api.ClipListApi.as_view(), name="api-clips"),
     path("clips/<str:clip_id>/", annotation_api.ClipDetailApi.as_view(), name="api-clip"),
+    path("distributions/", aggregation_api.DistributionListApi.as_view(), name="api-distributions"),
+    path(
+        "distributions.csv",
+        aggregation_api.DistributionCsvApi.as_view(),
+        name="api-distributions-csv",
+    ),
+    path(
+        "distributions/<str:clip_id>/",
+        aggregation_api.DistributionDetailApi.as_view(),
+        name="api-distribution",
+    ),
+    path("statistics/", aggregation_api.StatisticsApi.as_view(), name="api-statistics"),
+    path("datasets/", datasets_api.DatasetVersionListCreateApi.as_view(), name="api-datasets"),
+    path(
+        "datasets/<slug:name>/", datasets_api.DatasetVersionDetailApi.as_view(), name="api-dataset"
+    ),
+    path(
+        "datasets/<slug:name>/download/",
+        datasets_api.DatasetVersionDownloadApi.as_view(),
+        name="api-dataset-download",
+    ),
+    path(
+        "datasets/<slug:name>/diff/<slug:other>/",
+        datasets_api.DatasetVersionDiffApi.as_view(),
+        name="api-dataset-diff",
+    ),
+    path("grading/next/", grading_api.GradingNextApi.as_view(), name="api-grading-next"),
+    path("grading/ratings/", grading_api.RatingListSubmitApi.as_view(), name="api-grading-ratings"),
+    path(
+        "grading/ratings/<int:pk>/",
+        grading_api.RatingChangeApi.as_view(),
+        name="api-grading-rating",
+    ),
+    path(
+        "grading/cannot-judge/",
+        grading_api.CannotJudgeSubmitApi.as_view(),
+        name="api-grading-cannot-judge",
+    ),
+    path(
+        "grading/progress/", grading_api.GradingProgressApi.as_view(), name="api-grading-progress"
+    ),
 ]
 
 urlpatterns = [

@@ -1,0 +1,175 @@
+"""Frozen dataset versions.
+
+A DatasetVersion is built once (a Celery task) and is then immutable: its rows, its frozen
+copies of each clip's distribution and kinematics (DatasetClip) and of the votes
+(DatasetRating), and its export, whose content hash identifies it. Later votes never touch it.
+Immutability is enforced here (save/delete/queryset updates refuse) and in the database
+(a trigger on PostgreSQL, see migration 0002).
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+from annotation.grades import GRADES
+from annotation.models import Clip
+
+
+class FrozenError(Exception):
+    """Raised on any attempt to change a frozen dataset version."""
+
+
+class _FrozenQuerySet(models.QuerySet):
+    """Bulk updates and deletes refuse rows of frozen versions."""
+
+    version_field = "version__frozen"
+
+    def _frozen_rows(self) -> bool:
+        return self.filter(**{self.version_field: True}).exists()
+
+    def update(self, **kwargs):  # type: ignore[no-untyped-def]
+        if self._frozen_rows():
+            raise FrozenError("a frozen dataset version cannot be changed")
+        return super().update(**kwargs)
+
+    def delete(self):  # type: ignore[no-untyped-def]
+        if self._frozen_rows():
+            raise FrozenError("a frozen dataset version cannot be deleted")
+        return super().delete()
+
+
+class _VersionQuerySet(_FrozenQuerySet):
+    version_field = "frozen"
+
+
+class DatasetVersion(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        BUILDING = "building", "Building"
+        READY = "ready", "Ready"
+        FAILED = "failed", "Failed"
+
+    name = models.SlugField(max_length=64, unique=True)
+    description = models.TextField(blank=True)
+    licence = models.CharField(max_length=200, default="Internal research use only")
+    # Selection filters: min_votes, retired_only, created_from, created_to,
+    # exclude_cannot_judge_majority.
+    filters = models.JSONField(default=dict)
+    n_folds = models.PositiveSmallIntegerField(default=3)
+    seed = models.IntegerField(default=0)
+    inner_val_fraction = models.FloatField(default=0.2)
+    # Secret salt of the per-version pseudonyms of patients, raters and videos.
+    pseudonym_salt = models.CharField(max_length=64, editable=False)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    frozen = models.BooleanField(default=False, editable=False)
+    progress = models.FloatField(default=0.0)
+    progress_message = models.CharField(max_length=200, blank=True)
+    error = models.TextField(blank=True)
+    content_hash = models.CharField(max_length=64, blank=True)
+    n_clips = models.PositiveIntegerField(default=0)
+    n_ratings = models.PositiveIntegerField(default=0)
+    n_patients = models.PositiveIntegerField(default=0)
+    summary = models.JSONField(default=dict, blank=True)  # counts, figure3, agreement, balance
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = _VersionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def save(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if self.pk and DatasetVersion.objects.filter(pk=self.pk, frozen=True).exists():
+            raise FrozenError(f"dataset version {self.name!r} is frozen and cannot be changed")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if DatasetVersion.objects.filter(pk=self.pk, frozen=True).exists():
+            raise FrozenError(f"dataset version {self.name!r} is frozen and cannot be deleted")
+        return super().delete(*args, **kwargs)
+
+
+class _FrozenChild(models.Model):
+    objects = _FrozenQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if DatasetVersion.objects.filter(pk=self.version_id, frozen=True).exists():  # type: ignore[attr-defined]
+            raise FrozenError("a frozen dataset version cannot be changed")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if DatasetVersion.objects.filter(pk=self.version_id, frozen=True).exists():  # type: ignore[attr-defined]
+            raise FrozenError("a frozen dataset version cannot be changed")
+        return super().delete(*args, **kwargs)
+
+
+class DatasetClip(_FrozenChild):
+    """One clip of a version, with a frozen copy of its distribution, statistics, kinematics."""
+
+    version = models.ForeignKey(DatasetVersion, on_delete=models.CASCADE, related_name="clips")
+    clip = models.ForeignKey(Clip, on_delete=models.PROTECT, related_name="dataset_clips")
+    clip_external_id = models.CharField(max_length=64)
+    patient_pseudonym = models.CharField(max_length=32)
+    video_pseudonym = models.CharField(max_length=32)
+    video_suffix = models.CharField(max_length=8, default=".mp4")
+    fold = models.PositiveSmallIntegerField()
+    counts = models.JSONField()  # [n_A, ..., n_E]
+    n = models.PositiveIntegerField()
+    p = models.JSONField()  # [p_A, ..., p_E], sums to 1
+    mean = models.FloatField()
+    std = models.FloatField()
+    mode = models.CharField(max_length=1, choices=[(g, g) for g in GRADES])
+    entropy = models.FloatField()
+    kinematics = models.JSONField()
+    fps = models.FloatField()
+    start_x = models.FloatField()
+    start_y = models.FloatField()
+    pixel_size_um = models.FloatField()
+
+    class Meta:
+        ordering = ["clip_external_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["version", "clip"], name="one_clip_per_version")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.version_id}:{self.clip_external_id}"
+
+
+class DatasetInnerSplit(_FrozenChild):
+    version = models.ForeignKey(DatasetVersion, on_delete=models.CASCADE, related_name="inner")
+    outer_fold = models.PositiveSmallIntegerField()
+    clip_external_id = models.CharField(max_length=64)
+    subset = models.CharField(max_length=5, choices=[("train", "train"), ("val", "val")])
+
+    class Meta:
+        ordering = ["outer_fold", "clip_external_id"]
+
+    def __str__(self) -> str:
+        return f"{self.outer_fold}:{self.clip_external_id}:{self.subset}"
+
+
+class DatasetRating(_FrozenChild):
+    """A frozen copy of one expert vote, with the rater's per-version pseudonym."""
+
+    version = models.ForeignKey(DatasetVersion, on_delete=models.CASCADE, related_name="ratings")
+    clip_external_id = models.CharField(max_length=64)
+    rater_pseudonym = models.CharField(max_length=32)
+    grade = models.CharField(max_length=1, choices=[(g, g) for g in GRADES])
+
+    class Meta:
+        ordering = ["clip_external_id", "rater_pseudonym"]
+
+    def __str__(self) -> str:
+        return f"{self.clip_external_id}:{self.rater_pseudonym}:{self.grade}"

@@ -15,9 +15,10 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils._os import safe_join
 from django.views.decorators.http import require_GET, require_http_methods
 
-from annotation import services
+from annotation import selectors, services
 from annotation.models import Clip, Video
 from annotation.roles import CURATOR, EXPERT, TRAINEE, user_has_role, user_role
+from frontend.charts import distribution_bars
 from frontend.forms import VideoUploadForm
 
 
@@ -81,7 +82,22 @@ def clip_detail(request: HttpRequest, clip_id: str) -> HttpResponse:
         "videoWidth": clip.video.width,
         "videoHeight": clip.video.height,
     }
-    return render(request, "frontend/clip_detail.html", {"clip": clip, "player": player})
+    raw = selectors.clip_distribution(clip)
+    corrected = selectors.clip_distribution_corrected(
+        clip, snapshot=selectors.rater_model_current()
+    )
+    context = {
+        "clip": clip,
+        "player": player,
+        "distribution": raw,
+        "corrected": corrected,
+        "distribution_chart": distribution_bars(
+            [("raw votes", raw.p), ("severity-corrected", corrected)]
+        ),
+        "votes": selectors.clip_votes(clip),
+        "repeats": selectors.clip_repeats(clip),
+    }
+    return render(request, "frontend/clip_detail.html", context)
 
 
 @require_GET

@@ -117,3 +117,45 @@ def _media_per_test(request, settings, tmp_path):  # type: ignore[no-untyped-def
     worker process (which reads MERSV_VAR_DIR/media)."""
     if "celery_worker_process" not in request.fixturenames:
         settings.MEDIA_ROOT = tmp_path / "media"
+
+
+@pytest.fixture(scope="session")
+def chromium_browser():  # type: ignore[no-untyped-def]
+    """One headless Chromium for the whole session (tests/browser_support.py)."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.browser_support import chromium_launch
+
+    # Playwright's sync API keeps an event loop in this thread; the ORM calls the tests make
+    # between browser steps are still synchronous, so Django's async guard must stand down.
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    with sync_playwright() as playwright:
+        browser = chromium_launch(playwright)
+        yield browser
+        browser.close()
+    if previous is None:
+        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    else:
+        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+@pytest.fixture
+def browser_page(chromium_browser):  # type: ignore[no-untyped-def]
+    """A fresh browser context and page; page errors and console errors (CSP refusals
+    included) are collected for `tests.browser_support.page_errors`."""
+    context = chromium_browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    errors: list[str] = []
+    page.mersv_errors = errors
+
+    def on_console(msg) -> None:  # type: ignore[no-untyped-def]
+        where = (msg.location or {}).get("url", "")
+        if msg.type == "error" and not where.endswith("favicon.ico"):
+            errors.append(f"console: {msg.text} ({where})")
+
+    page.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))
+    page.on("console", on_console)
+    yield page
+    context.close()

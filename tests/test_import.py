@@ -75,19 +75,6 @@ def test_importing_twice_adds_nothing_the_second_time(synthetic_small: Path) -> 
     assert _counts() == before
 
 
-@pytest.mark.parametrize(
-    ("case", "message"),
-    [
-        ("missing_column", "clips.csv line 1: missing column(s) fps"),
-        ("unknown_grade", "grade 'F' is not one of A, B, C, D, E"),
-        ("duplicate_rating", "already rated clip"),
-        ("missing_video", "video file 'videos/nowhere.mp4' not found"),
-        ("point_outside", "lies outside the 400x300 frame"),
-        ("not_a_video", "not a readable video"),
-        ("path_escape", "must be a relative path inside DIR"),
-        ("unknown_clip", "is not in clips.csv"),
-    ],
-)
 def _set(path: Path, index: int, **changes: str) -> None:
     """Change some fields of one data row (0-based) of a CSV file."""
 
@@ -107,6 +94,19 @@ def _drop_column(path: Path, column: str) -> None:
     _rewrite(path, edit)
 
 
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("missing_column", "clips.csv line 1: missing column(s) fps"),
+        ("unknown_grade", "grade 'F' is not one of A, B, C, D, E"),
+        ("duplicate_rating", "already rated clip"),
+        ("missing_video", "video file 'videos/nowhere.mp4' not found"),
+        ("point_outside", "lies outside the 400x300 frame"),
+        ("not_a_video", "not a readable video"),
+        ("path_escape", "must be a relative path inside DIR"),
+        ("unknown_clip", "is not in clips.csv"),
+    ],
+)
 def test_a_bad_data_set_names_the_problem_and_writes_nothing(
     synthetic_small: Path, tmp_path: Path, settings, case: str, message: str
 ) -> None:

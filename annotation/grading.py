@@ -1,0 +1,510 @@
+"""Expert grading: the queue, grades and "cannot judge" answers, progress and sessions.
+
+Locks: every write that touches a clip's vote counts or its assignments holds that Clip row's
+lock (SELECT ... FOR UPDATE) until its transaction ends. Hence the vote counts on Clip always
+equal a recount of its Rating rows, and a count of a clip's live assignments read under the lock
+cannot be overtaken by another expert's queue request.
+
+Blind grading: nothing here hands an expert the votes of a clip they have not graded;
+`clip_panel_for_expert` is the one place that decides when they may see them.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, TypeVar
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied
+from django.db import IntegrityError, transaction
+from django.db.models import Count, Exists, F, IntegerField, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from annotation.grades import GRADES
+from annotation.models import CannotJudge, Clip, ClipAssignment, Rating, RatingChange, Video
+from annotation.services import ServiceError
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser
+
+    User = AbstractBaseUser
+
+T = TypeVar("T")
+
+# Telemetry the grading page sends with each answer: key -> (type, upper bound).
+TELEMETRY_COUNTERS: dict[str, int] = {"plays": 10_000, "frames_stepped": 100_000}
+TELEMETRY_FLAGS: tuple[str, ...] = ("zoom_used", "full_field_opened")
+TELEMETRY_SPEEDS: tuple[float, ...] = (0.25, 0.5, 1.0, 1.5, 2.0)
+TELEMETRY_KEYS: tuple[str, ...] = (*TELEMETRY_COUNTERS, "speeds_used", *TELEMETRY_FLAGS)
+# An hour on one clip is a tab left open, not grading time worth more than an hour.
+MAX_TIME_SPENT_MS = 3_600_000
+
+
+class AlreadyAnsweredError(ServiceError):
+    """The expert already answered this clip (a grade or "cannot judge"): `answer` is it."""
+
+    def __init__(self, message: str, *, answer: Rating | CannotJudge) -> None:
+        super().__init__(message)
+        self.answer = answer
+
+
+# --- validation (plain values in, clean values or ServiceError out) -------------------------
+
+
+def grade_check(grade: object) -> str:
+    if not isinstance(grade, str) or grade not in GRADES:
+        raise ServiceError(f"grade {grade!r} is not one of A..E")
+    return grade
+
+
+def time_spent_check(time_spent_ms: object) -> int:
+    if isinstance(time_spent_ms, bool) or not isinstance(time_spent_ms, int):
+        raise ServiceError("time_spent_ms must be a whole number of milliseconds")
+    if not 0 <= time_spent_ms <= MAX_TIME_SPENT_MS:
+        raise ServiceError(f"time_spent_ms must lie between 0 and {MAX_TIME_SPENT_MS}")
+    return time_spent_ms
+
+
+def telemetry_clean(raw: object) -> dict[str, object]:
+    """Check the page's telemetry and return it complete (missing keys get their zero)."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise ServiceError("telemetry must be an object of counters and flags")
+    unknown = sorted(set(raw) - set(TELEMETRY_KEYS))
+    if unknown:
+        raise ServiceError(
+            f"unknown telemetry key(s) {', '.join(map(repr, unknown))}; "
+            f"known keys: {', '.join(TELEMETRY_KEYS)}"
+        )
+    clean: dict[str, object] = {}
+    for key, limit in TELEMETRY_COUNTERS.items():
+        value = raw.get(key, 0)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= limit:
+            raise ServiceError(f"telemetry {key!r} must be a whole number from 0 to {limit}")
+        clean[key] = value
+    speeds = raw.get("speeds_used", [])
+    if not isinstance(speeds, list) or any(
+        isinstance(s, bool) or not isinstance(s, int | float) or s not in TELEMETRY_SPEEDS
+        for s in speeds
+    ):
+        allowed = ", ".join(f"{s:g}" for s in TELEMETRY_SPEEDS)
+        raise ServiceError(f"telemetry 'speeds_used' must be a list of speeds from {allowed}")
+    clean["speeds_used"] = sorted({float(s) for s in speeds})
+    for key in TELEMETRY_FLAGS:
+        value = raw.get(key, False)
+        if not isinstance(value, bool):
+            raise ServiceError(f"telemetry {key!r} must be true or false")
+        clean[key] = value
+    return clean
+
+
+def telemetry_merge(old: Mapping[str, object], new: Mapping[str, object]) -> dict[str, object]:
+    """Telemetry of two visits to one clip (a grade changed later): counters add up."""
+    old, new = telemetry_clean(dict(old)), telemetry_clean(dict(new))
+    merged: dict[str, object] = {
+        key: min(int(old[key]) + int(new[key]), limit)  # type: ignore[call-overload]
+        for key, limit in TELEMETRY_COUNTERS.items()
+    }
+    merged["speeds_used"] = sorted({*old["speeds_used"], *new["speeds_used"]})  # type: ignore[misc]
+    merged.update({key: bool(old[key] or new[key]) for key in TELEMETRY_FLAGS})
+    return merged
+
+
+def cannot_judge_reason_check(reason: object) -> str:
+    if reason not in CannotJudge.Reason.values:
+        raise ServiceError(
+            f"reason {reason!r} is not one of {', '.join(CannotJudge.Reason.values)}"
+        )
+    return str(reason)
+
+
+# --- the queue ------------------------------------------------------------------------------
+
+
+def vote_target() -> int:
+    """Votes a clip needs; the queue offers it while votes + clips held for others stay below."""
+    return settings.MAX_VOTES
+
+
+def _assignment_ttl() -> timedelta:
+    return timedelta(minutes=settings.ASSIGNMENT_MINUTES)
+
+
+def _clips_open() -> QuerySet[Clip]:
+    return Clip.objects.filter(retired_at__isnull=True, video__status=Video.Status.READY)
+
+
+def _unanswered_by(expert: User) -> Q:
+    rated = Rating.objects.filter(clip=OuterRef("pk"), rater=expert)
+    skipped = CannotJudge.objects.filter(clip=OuterRef("pk"), rater=expert)
+    return ~Exists(rated) & ~Exists(skipped)
+
+
+def _held_for_others(expert: User, now: datetime) -> Coalesce:
+    """Live assignments of the clip to experts other than this one (a scalar subquery)."""
+    held = (
+        ClipAssignment.objects.filter(clip=OuterRef("pk"), expires_at__gt=now)
+        .exclude(expert=expert)
+        .order_by()
+        .values("clip")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    return Coalesce(Subquery(held, output_field=IntegerField()), 0)
+
+
+def clip_hidden_repeat_for_expert(*, expert: User, now: datetime) -> Clip | None:
+    """Hook for hidden repeats: a clip the expert already graded, offered again blinded.
+
+    Returns None: there are no repeats yet. A repeat is picked before a new clip; its answer
+    must be stored apart from Rating (see the note in `rating_submit`), never as a second grade.
+    """
+    return None
+
+
+def clip_next_for_expert(*, expert: User, now: datetime | None = None) -> Clip | None:
+    """The clip this expert should grade now, held for them for ASSIGNMENT_MINUTES; None when
+    their queue is empty.
+
+    An expert keeps getting the clip held for them until they answer it. Otherwise the queue
+    offers the open clip (READY video, not retired) they have not answered with the fewest
+    votes, among clips whose votes plus live assignments to other experts are below the vote
+    target, and holds it for them. Takes the lock of the Clip it assigns.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        held = _assignment_held(expert=expert, now=now)
+        if isinstance(held, Clip):
+            return held
+        repeat = clip_hidden_repeat_for_expert(expert=expert, now=now)
+        if repeat is not None:
+            return repeat
+        return _clip_assign_next(expert=expert, now=now, has_stale_holds=held)
+
+
+def _assignment_held(*, expert: User, now: datetime) -> Clip | bool:
+    """The clip held for the expert (its hold renewed: they are still looking at it), else
+    whether they have stale holds (expired, or on a clip retired or answered since)."""
+    holds = list(
+        ClipAssignment.objects.filter(expert=expert)
+        .select_related("clip__video")
+        .annotate(
+            answered=Exists(Rating.objects.filter(clip=OuterRef("clip"), rater=expert))
+            | Exists(CannotJudge.objects.filter(clip=OuterRef("clip"), rater=expert))
+        )
+    )
+    for hold in holds:
+        clip = hold.clip
+        if (
+            hold.expires_at > now
+            and not hold.answered
+            and clip.retired_at is None
+            and clip.video.status == Video.Status.READY
+        ):
+            ClipAssignment.objects.filter(pk=hold.pk).update(expires_at=now + _assignment_ttl())
+            return clip
+    return bool(holds)
+
+
+def _clip_assign_next(*, expert: User, now: datetime, has_stale_holds: bool) -> Clip | None:
+    target = vote_target()
+    candidates = (
+        _clips_open()
+        .filter(_unanswered_by(expert))
+        .annotate(load=F("votes_total") + _held_for_others(expert, now))
+        .filter(load__lt=target)
+        .select_related("video")
+        .order_by("votes_total", "id")  # clip_queue_idx
+    )
+    passed_over: list[int] = []
+    while True:
+        # SKIP LOCKED: a clip another expert is being assigned (or is voting on) right now is
+        # passed over instead of waited for, so concurrent requests spread over clips.
+        clip = (
+            candidates.exclude(pk__in=passed_over)
+            .select_for_update(skip_locked=True, of=("self",))
+            .first()
+        )
+        if clip is None:
+            return None
+        # The candidate query read assignments from a snapshot older than our lock; count again
+        # now that we hold it (assignments of this clip are only written under this lock).
+        others = (
+            ClipAssignment.objects.filter(clip=clip, expires_at__gt=now)
+            .exclude(expert=expert)
+            .count()
+        )
+        if clip.votes_total + others >= target:
+            passed_over.append(clip.pk)
+            continue
+        if has_stale_holds:  # an expert holds one clip at a time
+            ClipAssignment.objects.filter(expert=expert).exclude(clip=clip).delete()
+        hold = ClipAssignment(
+            clip=clip, expert=expert, assigned_at=now, expires_at=now + _assignment_ttl()
+        )
+        # One statement: INSERT ... ON CONFLICT (clip, expert) DO UPDATE (an expired hold).
+        ClipAssignment.objects.bulk_create(
+            [hold],
+            update_conflicts=True,
+            unique_fields=["clip", "expert"],
+            update_fields=["assigned_at", "expires_at"],
+        )
+        return clip
+
+
+# --- answers --------------------------------------------------------------------------------
+
+
+def _clip_lock(clip_id: int) -> Clip:
+    """Lock a clip's row for the rest of the transaction (vote counts, assignments)."""
+    return Clip.objects.select_for_update().select_related("video").get(pk=clip_id)
+
+
+def _clip_votes_add(clip_id: int, deltas: Mapping[str, int]) -> None:
+    """Add votes to a clip's counts. Call with the Clip row lock held."""
+    updates = {f"votes_{g.lower()}": F(f"votes_{g.lower()}") + n for g, n in deltas.items() if n}
+    if updates:
+        Clip.objects.filter(pk=clip_id).update(
+            **updates, votes_total=F("votes_total") + sum(deltas.values())
+        )
+
+
+def _answer_existing(*, expert: User, clip: Clip) -> AlreadyAnsweredError | None:
+    """The error to raise when the expert already answered the clip, else None (one query)."""
+    rated = Rating.objects.filter(clip=clip, rater=expert).values("pk")
+    skipped = CannotJudge.objects.filter(clip=clip, rater=expert).values("pk")
+    found = (
+        Clip.objects.filter(pk=clip.pk)
+        .annotate(rating_pk=Subquery(rated), skipped=Exists(skipped))
+        .values_list("rating_pk", "skipped")
+        .first()
+    )
+    rating_pk, skipped_it = found or (None, False)
+    if rating_pk is not None:
+        rating = Rating.objects.get(pk=rating_pk)
+        return AlreadyAnsweredError(
+            f"you already graded clip {clip.external_id} ({rating.grade}); "
+            f"change that grade (rating {rating.pk}) instead of grading it again",
+            answer=rating,
+        )
+    if skipped_it:
+        return AlreadyAnsweredError(
+            f"you already answered clip {clip.external_id} with 'cannot judge'",
+            answer=CannotJudge.objects.get(clip=clip, rater=expert),
+        )
+    return None
+
+
+def _answer_once(*, expert: User, clip: Clip, write: Callable[[], T]) -> T:
+    """Run `write` in a savepoint; a concurrent duplicate answer becomes AlreadyAnsweredError.
+
+    The Clip lock taken inside `write` already serialises answers to one clip; the unique
+    constraints are the last guard (and the only one where locks are no-ops, as on SQLite).
+    """
+    try:
+        with transaction.atomic():
+            return write()
+    except IntegrityError:
+        existing = _answer_existing(expert=expert, clip=clip)
+        if existing is None:
+            raise
+        raise existing from None
+
+
+def _assignment_clear(*, expert: User, clip_id: int) -> None:
+    ClipAssignment.objects.filter(clip_id=clip_id, expert=expert).delete()
+
+
+def rating_submit(
+    *,
+    expert: User,
+    clip: Clip,
+    grade: str,
+    time_spent_ms: int,
+    telemetry: Mapping[str, object] | None,
+) -> Rating:
+    """Record an expert's first grade for a clip and count it, in one transaction.
+
+    Takes the Clip row lock; raises AlreadyAnsweredError (carrying the existing answer) when
+    the expert already graded or skipped the clip, also when two submits race.
+    """
+    grade = grade_check(grade)
+    time_spent_ms = time_spent_check(time_spent_ms)
+    clean_telemetry = telemetry_clean(telemetry)
+
+    def write() -> Rating:
+        locked = _clip_lock(clip.pk)
+        if locked.video.status != Video.Status.READY:
+            raise ServiceError(f"clip {locked.external_id} is not ready for grading")
+        # Hidden repeats go here: an answer to a pending repeat is stored apart, not refused.
+        existing = _answer_existing(expert=expert, clip=locked)
+        if existing is not None:
+            raise existing
+        rating = Rating.objects.create(
+            clip=locked,
+            rater=expert,
+            grade=grade,
+            time_spent_ms=time_spent_ms,
+            telemetry=clean_telemetry,
+        )
+        RatingChange.objects.create(rating=rating, grade=grade, previous_grade="")
+        _clip_votes_add(locked.pk, {grade: 1})
+        _assignment_clear(expert=expert, clip_id=locked.pk)
+        return rating
+
+    return _answer_once(expert=expert, clip=clip, write=write)
+
+
+def rating_change(
+    *,
+    expert: User,
+    rating: Rating,
+    grade: str,
+    time_spent_ms: int = 0,
+    telemetry: Mapping[str, object] | None = None,
+) -> Rating:
+    """Change an expert's own grade: counts move from the old grade to the new one and a
+    RatingChange records it. Time and telemetry of this visit add to the rating's.
+
+    Takes the Clip row lock, then the Rating row's. Only the rating's owner may change it.
+    """
+    if rating.rater_id != expert.pk:
+        raise PermissionDenied("only the expert who gave a grade may change it")
+    grade = grade_check(grade)
+    time_spent_ms = time_spent_check(time_spent_ms)
+    clean_telemetry = telemetry_clean(telemetry)
+    with transaction.atomic():
+        _clip_lock(rating.clip_id)
+        locked = Rating.objects.select_for_update().get(pk=rating.pk)
+        previous = locked.grade
+        if grade != previous:
+            RatingChange.objects.create(rating=locked, grade=grade, previous_grade=previous)
+            _clip_votes_add(locked.clip_id, {previous: -1, grade: 1})
+        locked.grade = grade
+        locked.time_spent_ms = min(locked.time_spent_ms + time_spent_ms, MAX_TIME_SPENT_MS)
+        locked.telemetry = telemetry_merge(locked.telemetry, clean_telemetry)
+        locked.save(update_fields=["grade", "time_spent_ms", "telemetry", "updated_at"])
+    return locked
+
+
+def cannot_judge_submit(
+    *, expert: User, clip: Clip, reason: str, time_spent_ms: int = 0
+) -> CannotJudge:
+    """Record that the expert cannot judge a clip. Never counted as a grade; the clip leaves
+    their queue. Takes the Clip row lock (the clip's assignment is cleared)."""
+    reason = cannot_judge_reason_check(reason)
+    time_spent_ms = time_spent_check(time_spent_ms)
+
+    def write() -> CannotJudge:
+        locked = _clip_lock(clip.pk)
+        existing = _answer_existing(expert=expert, clip=locked)
+        if existing is not None:
+            raise existing
+        answer = CannotJudge.objects.create(
+            clip=locked, rater=expert, reason=reason, time_spent_ms=time_spent_ms
+        )
+        _assignment_clear(expert=expert, clip_id=locked.pk)
+        return answer
+
+    return _answer_once(expert=expert, clip=clip, write=write)
+
+
+# --- reads ----------------------------------------------------------------------------------
+
+
+def clip_panel_for_expert(*, expert: User, clip: Clip) -> dict[str, int] | None:
+    """The panel's vote counts A..E on a clip, for an expert who has graded it and only when
+    SHOW_PANEL_AFTER_VOTE is on; otherwise None (blind grading)."""
+    if not settings.SHOW_PANEL_AFTER_VOTE:
+        return None
+    # The join on the expert's own rating is the blindness check: no rating, no row.
+    counts = (
+        Clip.objects.filter(pk=clip.pk, ratings__rater=expert)
+        .values_list("votes_a", "votes_b", "votes_c", "votes_d", "votes_e")
+        .first()
+    )
+    return None if counts is None else dict(zip(GRADES, counts, strict=True))
+
+
+@dataclass(frozen=True)
+class GradingProgress:
+    rated: int
+    cannot_judge: int
+    remaining: int  # clips the queue could still offer this expert
+
+
+def grading_progress(*, expert: User) -> GradingProgress:
+    remaining = (
+        _clips_open().filter(_unanswered_by(expert)).filter(votes_total__lt=vote_target()).count()
+    )
+    return GradingProgress(
+        rated=Rating.objects.filter(rater=expert).count(),
+        cannot_judge=CannotJudge.objects.filter(rater=expert).count(),
+        remaining=remaining,
+    )
+
+
+@dataclass(frozen=True)
+class GradingSession:
+    started_at: datetime | None  # None: nothing answered yet this session
+    grade_counts: dict[str, int]
+    n_graded: int
+    n_changed: int
+    n_cannot_judge: int
+    median_time_ms: int | None
+
+
+def grading_session_start(*, expert: User, now: datetime | None = None) -> datetime | None:
+    """When the expert's current grading session began: their first answer after their last
+    login and after the last idle gap of GRADING_SESSION_IDLE_HOURS. None when they have not
+    answered anything in the current session."""
+    now = now or timezone.now()
+    idle = timedelta(hours=settings.GRADING_SESSION_IDLE_HOURS)
+    since = Q(created_at__gte=expert.last_login) if expert.last_login else Q()
+    changed_since = Q(changed_at__gte=expert.last_login) if expert.last_login else Q()
+    times = sorted(
+        [
+            *Rating.objects.filter(since, rater=expert).values_list("created_at", flat=True),
+            *RatingChange.objects.filter(changed_since, rating__rater=expert)
+            .exclude(previous_grade="")
+            .values_list("changed_at", flat=True),
+            *CannotJudge.objects.filter(since, rater=expert).values_list("created_at", flat=True),
+        ],
+        reverse=True,
+    )
+    start, later = None, now
+    for moment in times:
+        if later - moment > idle:
+            break
+        start, later = moment, moment
+    return start
+
+
+def grading_session_summary(*, expert: User, now: datetime | None = None) -> GradingSession:
+    start = grading_session_start(expert=expert, now=now)
+    if start is None:
+        return GradingSession(None, dict.fromkeys(GRADES, 0), 0, 0, 0, None)
+    ratings = list(
+        Rating.objects.filter(rater=expert, created_at__gte=start).values_list(
+            "grade", "time_spent_ms"
+        )
+    )
+    counts = dict.fromkeys(GRADES, 0)
+    for grade, _ in ratings:
+        counts[grade] += 1
+    times = [ms for _, ms in ratings]
+    return GradingSession(
+        started_at=start,
+        grade_counts=counts,
+        n_graded=len(ratings),
+        n_changed=RatingChange.objects.filter(rating__rater=expert, changed_at__gte=start)
+        .exclude(previous_grade="")
+        .count(),
+        n_cannot_judge=CannotJudge.objects.filter(rater=expert, created_at__gte=start).count(),
+        median_time_ms=round(statistics.median(times)) if times else None,
+    )

@@ -1,0 +1,294 @@
+"""The grading API for experts: next clip, grades, "cannot judge", progress.
+
+Blind by construction: the clip an expert receives carries media and geometry only (no votes,
+no predictions); a distribution comes back only in the answer to the expert's own grade, and
+only when SHOW_PANEL_AFTER_VOTE is on (`annotation.grading.clip_panel_for_expert`).
+Each view parses, checks the role, calls one service and renders; ServiceError becomes 400,
+a second answer to the same clip 409.
+"""
+
+from __future__ import annotations
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import generics, serializers, status
+from rest_framework.exceptions import ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from annotation import grading
+from annotation.models import CannotJudge, Clip, Rating
+from annotation.permissions import IsExpert
+from annotation.services import ServiceError
+
+
+def _checked(check):  # type: ignore[no-untyped-def]
+    """A DRF field validator from one of `annotation.grading`'s checks (one set of rules)."""
+
+    def validate(value: object) -> object:
+        try:
+            return check(value)
+        except ServiceError as exc:
+            raise serializers.ValidationError(str(exc)) from None
+
+    return validate
+
+
+class GradingClipOutputSerializer(serializers.ModelSerializer):
+    """A clip as an expert sees it before grading: media and geometry, nothing about votes."""
+
+    clip_id = serializers.CharField(source="external_id")
+    fps = serializers.SerializerMethodField()
+    filmstrip_url = serializers.SerializerMethodField()
+    crop_url = serializers.SerializerMethodField()
+    preview_url = serializers.SerializerMethodField()
+    video_width = serializers.IntegerField(source="video.width", allow_null=True)
+    video_height = serializers.IntegerField(source="video.height", allow_null=True)
+
+    class Meta:
+        model = Clip
+        fields = [
+            "id",
+            "clip_id",
+            "n_frames",
+            "crop_size",
+            "fps",
+            "filmstrip_url",
+            "crop_url",
+            "preview_url",
+            "track",
+            "video_width",
+            "video_height",
+        ]
+        read_only_fields = fields
+
+    def get_fps(self, clip: Clip) -> float:
+        return clip.video.fps or 15.0
+
+    def get_filmstrip_url(self, clip: Clip) -> str:
+        return clip.filmstrip_file.url
+
+    def get_crop_url(self, clip: Clip) -> str:
+        return clip.crop_file.url
+
+    def get_preview_url(self, clip: Clip) -> str:
+        return clip.video.preview.url if clip.video.preview else ""
+
+
+class PanelOutputSerializer(serializers.Serializer):
+    A = serializers.IntegerField()
+    B = serializers.IntegerField()
+    C = serializers.IntegerField()
+    D = serializers.IntegerField()
+    E = serializers.IntegerField()
+
+
+class RatingOutputSerializer(serializers.ModelSerializer):
+    clip_id = serializers.CharField(source="clip.external_id")
+
+    class Meta:
+        model = Rating
+        fields = [
+            "id",
+            "clip_id",
+            "grade",
+            "time_spent_ms",
+            "telemetry",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+def _telemetry_field() -> serializers.JSONField:
+    return serializers.JSONField(
+        required=False,
+        default=dict,
+        validators=[_checked(grading.telemetry_clean)],
+        help_text=(
+            "plays, frames_stepped (whole numbers), speeds_used (list of "
+            f"{', '.join(f'{s:g}' for s in grading.TELEMETRY_SPEEDS)}), "
+            "zoom_used, full_field_opened (booleans)"
+        ),
+    )
+
+
+def _time_spent_field(**kwargs: object) -> serializers.IntegerField:
+    return serializers.IntegerField(min_value=0, max_value=grading.MAX_TIME_SPENT_MS, **kwargs)
+
+
+def _clip_for(clip_id: str) -> Clip:
+    return get_object_or_404(Clip.objects.select_related("video"), external_id=clip_id)
+
+
+def _conflict(exc: grading.AlreadyAnsweredError) -> Response:
+    body: dict[str, object] = {"detail": str(exc)}
+    if isinstance(exc.answer, Rating):
+        body["rating_id"] = exc.answer.pk
+    return Response(body, status=status.HTTP_409_CONFLICT)
+
+
+class GradingNextApi(APIView):
+    permission_classes = [IsExpert]
+
+    @extend_schema(
+        operation_id="grading_next",
+        summary="The clip to grade now (held for you for a few minutes); 204 when none is left",
+        responses={
+            200: GradingClipOutputSerializer,
+            204: OpenApiResponse(description="Your queue is empty."),
+        },
+    )
+    def get(self, request: Request) -> Response:
+        clip = grading.clip_next_for_expert(expert=request.user)
+        if clip is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        return Response(GradingClipOutputSerializer(clip).data)
+
+
+class RatingSubmitInputSerializer(serializers.Serializer):
+    clip_id = serializers.CharField(max_length=64)
+    grade = serializers.CharField(max_length=8, validators=[_checked(grading.grade_check)])
+    time_spent_ms = _time_spent_field()
+    telemetry = _telemetry_field()
+
+
+class RatingSubmitOutputSerializer(RatingOutputSerializer):
+    panel = PanelOutputSerializer(
+        allow_null=True,
+        help_text="The panel's vote counts including yours; null when the lab hides them.",
+    )
+
+    class Meta(RatingOutputSerializer.Meta):
+        fields = [*RatingOutputSerializer.Meta.fields, "panel"]
+        read_only_fields = fields
+
+
+def _rating_with_panel(rating: Rating, expert) -> dict:  # type: ignore[no-untyped-def]
+    rating.panel = grading.clip_panel_for_expert(expert=expert, clip=rating.clip)
+    return RatingSubmitOutputSerializer(rating).data
+
+
+class RatingListSubmitApi(generics.ListAPIView):
+    """GET: your own ratings, newest first. POST: grade a clip."""
+
+    permission_classes = [IsExpert]
+    serializer_class = RatingOutputSerializer
+
+    def get_queryset(self):  # type: ignore[no-untyped-def]
+        return Rating.objects.filter(rater=self.request.user).select_related("clip")
+
+    @extend_schema(
+        operation_id="grading_rating_submit",
+        request=RatingSubmitInputSerializer,
+        responses={
+            201: RatingSubmitOutputSerializer,
+            409: OpenApiResponse(description="You already answered this clip."),
+        },
+    )
+    def post(self, request: Request) -> Response:
+        data = RatingSubmitInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        clip = _clip_for(data.validated_data["clip_id"])
+        try:
+            rating = grading.rating_submit(
+                expert=request.user,
+                clip=clip,
+                grade=data.validated_data["grade"],
+                time_spent_ms=data.validated_data["time_spent_ms"],
+                telemetry=data.validated_data["telemetry"],
+            )
+        except grading.AlreadyAnsweredError as exc:
+            return _conflict(exc)
+        except ServiceError as exc:
+            raise ValidationError({"detail": str(exc)}) from exc
+        return Response(_rating_with_panel(rating, request.user), status=status.HTTP_201_CREATED)
+
+
+class RatingChangeInputSerializer(serializers.Serializer):
+    grade = serializers.CharField(max_length=8, validators=[_checked(grading.grade_check)])
+    time_spent_ms = _time_spent_field(required=False, default=0)
+    telemetry = _telemetry_field()
+
+
+class RatingChangeApi(APIView):
+    """PATCH: change your own grade for a clip (another expert's rating is a 404)."""
+
+    permission_classes = [IsExpert]
+
+    @extend_schema(
+        operation_id="grading_rating_change",
+        request=RatingChangeInputSerializer,
+        responses={200: RatingSubmitOutputSerializer},
+    )
+    def patch(self, request: Request, pk: int) -> Response:
+        # Object-level permission: only the owner's ratings exist for this lookup.
+        rating = get_object_or_404(Rating.objects.select_related("clip"), pk=pk, rater=request.user)
+        data = RatingChangeInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            rating = grading.rating_change(
+                expert=request.user, rating=rating, **data.validated_data
+            )
+        except ServiceError as exc:
+            raise ValidationError({"detail": str(exc)}) from exc
+        return Response(_rating_with_panel(rating, request.user))
+
+
+class CannotJudgeInputSerializer(serializers.Serializer):
+    clip_id = serializers.CharField(max_length=64)
+    reason = serializers.ChoiceField(choices=CannotJudge.Reason.choices)
+    time_spent_ms = _time_spent_field(required=False, default=0)
+
+
+class CannotJudgeOutputSerializer(serializers.ModelSerializer):
+    clip_id = serializers.CharField(source="clip.external_id")
+
+    class Meta:
+        model = CannotJudge
+        fields = ["id", "clip_id", "reason", "time_spent_ms", "created_at"]
+        read_only_fields = fields
+
+
+class CannotJudgeSubmitApi(APIView):
+    """POST: you cannot judge this clip (reason given). Recorded apart, never a grade."""
+
+    permission_classes = [IsExpert]
+
+    @extend_schema(
+        operation_id="grading_cannot_judge",
+        request=CannotJudgeInputSerializer,
+        responses={201: CannotJudgeOutputSerializer, 409: OpenApiResponse()},
+    )
+    def post(self, request: Request) -> Response:
+        data = CannotJudgeInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        clip = _clip_for(data.validated_data["clip_id"])
+        try:
+            answer = grading.cannot_judge_submit(
+                expert=request.user,
+                clip=clip,
+                reason=data.validated_data["reason"],
+                time_spent_ms=data.validated_data["time_spent_ms"],
+            )
+        except grading.AlreadyAnsweredError as exc:
+            return _conflict(exc)
+        except ServiceError as exc:
+            raise ValidationError({"detail": str(exc)}) from exc
+        return Response(CannotJudgeOutputSerializer(answer).data, status=status.HTTP_201_CREATED)
+
+
+class GradingProgressOutputSerializer(serializers.Serializer):
+    rated = serializers.IntegerField()
+    cannot_judge = serializers.IntegerField()
+    remaining = serializers.IntegerField(help_text="Clips your queue could still offer you.")
+
+
+class GradingProgressApi(APIView):
+    permission_classes = [IsExpert]
+
+    @extend_schema(operation_id="grading_progress", responses=GradingProgressOutputSerializer)
+    def get(self, request: Request) -> Response:
+        progress = grading.grading_progress(expert=request.user)
+        return Response(GradingProgressOutputSerializer(progress).data)

@@ -1,0 +1,40 @@
+"""python manage.py retire_settled [--dry-run]: apply the retirement rule to every clip.
+
+For imported ratings (which arrive without the vote-by-vote check) and after a change of
+MERSV_RETIRE_TOLERANCE, MERSV_MIN_VOTES or MERSV_MAX_VOTES.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from annotation.retirement_service import clips_retire_settled
+
+
+class Command(BaseCommand):
+    help = "Retire the clips whose votes are settled and reopen those that no longer are."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--dry-run", action="store_true", help="count what would change, change nothing"
+        )
+
+    def handle(self, *args: object, **options: object) -> None:
+        try:
+            summary = clips_retire_settled(dry_run=bool(options["dry_run"]))
+        except ValueError as exc:  # inconsistent settings, e.g. MIN_VOTES above MAX_VOTES
+            raise CommandError(str(exc)) from exc
+        verb = "would retire" if summary.dry_run else "retired"
+        self.stdout.write(
+            f"rule: >= {settings.RETIRE_MIN_VOTES} votes and expected EMD <= "
+            f"{settings.RETIRE_TOLERANCE:g}, or {settings.MAX_VOTES} votes"
+        )
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"{verb} {summary.retired} clip(s), "
+                f"{'would reopen' if summary.dry_run else 'reopened'} {summary.reopened}; "
+                f"{summary.n_retired} of {summary.n_clips} clips retired"
+                f"{' now' if summary.dry_run else ''}"
+            )
+        )

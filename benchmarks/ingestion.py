@@ -1,0 +1,160 @@
+"""Ingestion benchmark: tracking accuracy and speed of `process_video` on synthetic videos.
+
+Generates full-size synthetic videos (1392 x 976, 15 fps, with distractor sperm and debris)
+with `annotation.synthetic`, ingests each one on a single core exactly as the worker does
+(decode, track, crop, encode the clip and the preview, hash), and prints
+
+- the head-centre error (px) over the first 16 frames against the generator's truth,
+- the targets lost (with the message the uploader would see),
+- frames per second of the whole ingestion, and the split of time between its stages,
+- how far the speed (VCL) from the tracked path is from the speed of the true path,
+
+with the targets we hold ourselves to: mean error <= 2 px, no lost target, >= 150 frames/s.
+
+    .venv/bin/python -m benchmarks.ingestion --videos 20 --seed 0
+    .venv/bin/python -m benchmarks.ingestion --data var/bench/ingestion   # keep, reuse videos
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from annotation.kinematics import kinematics
+from annotation.pipeline import IngestConfig, process_video
+from annotation.synthetic import SyntheticConfig, generate_dataset, load_truth
+from annotation.video_io import IngestError
+
+TARGET_MEAN_ERROR_PX = 2.0
+TARGET_FRAMES_PER_S = 150.0
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and of its finished children (the ffmpeg encoders)."""
+    own, children = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def dataset_ready(data_dir: Path, *, videos: int, seed: int, video_format: str) -> Path:
+    """The synthetic dataset in ``data_dir``, generated unless an earlier run left it there."""
+    if (data_dir / "clips.csv").exists():
+        return data_dir
+    config = SyntheticConfig(
+        n_clips=videos, seed=seed, width=1392, height=976, n_frames=32, video_format=video_format
+    )
+    started = time.perf_counter()
+    generate_dataset(data_dir, config, progress=True)
+    print(f"generated {videos} videos in {time.perf_counter() - started:.0f} s")
+    return data_dir
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--videos", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--format", choices=["mp4", "avi"], default="mp4")
+    parser.add_argument("--data", type=Path, help="dataset folder to reuse (made if missing)")
+    args = parser.parse_args()
+    cv2.setNumThreads(1)  # one core, as one worker process uses it
+
+    with tempfile.TemporaryDirectory(prefix="ingestion-bench-") as scratch:
+        data_dir = args.data or Path(scratch) / "data"
+        dataset_ready(data_dir, videos=args.videos, seed=args.seed, video_format=args.format)
+        run(data_dir, Path(scratch) / "out")
+
+
+def run(data_dir: Path, out_root: Path) -> None:
+    config = IngestConfig()
+    tables = load_truth(data_dir)
+    truth_tracks = {
+        clip_id: group.sort_values("frame")[["x", "y"]].to_numpy()[: config.n_frames]
+        for clip_id, group in tables["truth_tracks"].groupby("clip_id")
+    }
+    motion_types = dict(
+        zip(tables["truth_clips"]["clip_id"], tables["truth_clips"]["motion_type"], strict=True)
+    )
+
+    errors: list[np.ndarray] = []
+    errors_by_motion: dict[str, list[float]] = defaultdict(list)
+    speed_errors: list[float] = []
+    lost: list[str] = []
+    stage_seconds: dict[str, float] = defaultdict(float)
+    total_seconds = 0.0
+    rows = list(tables["clips"].itertuples(index=False))
+    cpu_before = cpu_seconds()
+    for row in tqdm(rows, desc="ingesting", unit="video"):
+        started = time.perf_counter()
+        try:
+            output = process_video(
+                data_dir / row.video,
+                [(row.x, row.y)],
+                out_dir=out_root / row.clip_id,
+                pixel_size_um=row.pixel_size_um,
+                config=config,
+                fps=row.fps,
+            )
+        except IngestError as error:
+            total_seconds += time.perf_counter() - started
+            lost.append(f"{row.clip_id} ({motion_types[row.clip_id]}): {error}")
+            continue
+        total_seconds += time.perf_counter() - started
+        for stage, seconds in output.stage_seconds.items():
+            stage_seconds[stage] += seconds
+        truth = truth_tracks[row.clip_id]
+        error = np.linalg.norm(output.clips[0].track - truth, axis=1)
+        errors.append(error)
+        errors_by_motion[motion_types[row.clip_id]].append(float(error.mean()))
+        true_speed = kinematics(truth, fps=row.fps, pixel_size_um=row.pixel_size_um).vcl
+        speed_errors.append(output.clips[0].kinematics.vcl - true_speed)
+
+    cpu_total = cpu_seconds() - cpu_before
+    frames = len(rows) * config.n_frames
+    all_errors = np.concatenate(errors) if errors else np.array([np.nan])
+    frames_per_s = frames / total_seconds
+    print()
+    print(f"videos {len(rows)} (1392x976), first {config.n_frames} frames each, one core")
+    print(
+        f"centre error px: mean {all_errors.mean():.3f}  median {np.median(all_errors):.3f}  "
+        f"p95 {np.percentile(all_errors, 95):.3f}  max {all_errors.max():.3f}"
+    )
+    for motion, values in sorted(errors_by_motion.items()):
+        print(f"  {motion:16s} {len(values):3d} clips, mean error {np.mean(values):.3f} px")
+    print(f"lost targets: {len(lost)}")
+    for message in lost:
+        print(f"  {message}")
+    if speed_errors:
+        speed = np.abs(speed_errors)
+        print(f"speed (VCL) error µm/s: mean |error| {speed.mean():.2f}  max {speed.max():.2f}")
+    per_video_ms = total_seconds / len(rows) * 1000
+    print(
+        f"throughput: {frames_per_s:.0f} frames/s wall ({per_video_ms:.0f} ms/video); "
+        f"{frames / cpu_total:.0f} frames per CPU-second of this process and ffmpeg together"
+    )
+    measured = sum(stage_seconds.values())
+    for stage, seconds in sorted(stage_seconds.items(), key=lambda item: -item[1]):
+        print(
+            f"  {stage:7s} {seconds / measured:6.1%}  "
+            f"{seconds / max(len(errors), 1) * 1000:6.1f} ms/video"
+        )
+    checks = {
+        f"mean error <= {TARGET_MEAN_ERROR_PX} px": all_errors.mean() <= TARGET_MEAN_ERROR_PX,
+        "no lost target": not lost,
+        f">= {TARGET_FRAMES_PER_S:.0f} frames/s": frames_per_s >= TARGET_FRAMES_PER_S,
+    }
+    for name, ok in checks.items():
+        print(f"{'PASS' if ok else 'FAIL'}  {name}")
+
+
+if __name__ == "__main__":
+    main()

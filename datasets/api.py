@@ -1,0 +1,120 @@
+"""REST API of dataset versions (curators and admins only). Versions are created and read;
+no endpoint changes or deletes a built version."""
+
+from __future__ import annotations
+
+from django.http import StreamingHttpResponse
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics, serializers, status
+from rest_framework.exceptions import ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from annotation.permissions import IsCurator
+from datasets import selectors, services
+from datasets.export import stream_tar, tar_size
+from datasets.models import DatasetVersion
+
+
+class DatasetVersionSerializer(serializers.ModelSerializer):
+    fold_balance = serializers.SerializerMethodField()
+
+    class Meta:
+        model = DatasetVersion
+        fields = [
+            "id", "name", "description", "licence", "filters", "n_folds", "seed",
+            "inner_val_fraction", "status", "frozen", "progress", "progress_message", "error",
+            "content_hash", "n_clips", "n_ratings", "n_patients", "summary", "fold_balance",
+            "created_at", "started_at", "finished_at",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+    def get_fold_balance(self, version: DatasetVersion) -> list[dict]:
+        return selectors.version_fold_balance(version)
+
+
+class DatasetVersionCreateSerializer(serializers.Serializer):
+    name = serializers.SlugField(max_length=64)
+    description = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+    licence = serializers.CharField(required=False, max_length=200)
+    min_votes = serializers.IntegerField(required=False, min_value=1, default=1)
+    retired_only = serializers.BooleanField(required=False, default=False)
+    created_from = serializers.DateTimeField(required=False, allow_null=True)
+    created_to = serializers.DateTimeField(required=False, allow_null=True)
+    exclude_cannot_judge_majority = serializers.BooleanField(required=False, default=True)
+    n_folds = serializers.IntegerField(required=False, min_value=2, max_value=20, default=3)
+    seed = serializers.IntegerField(required=False, default=0)
+
+
+class DatasetVersionListCreateApi(generics.ListAPIView):
+    """List versions; POST creates one and queues its build."""
+
+    permission_classes = [IsCurator]
+    serializer_class = DatasetVersionSerializer
+    queryset = DatasetVersion.objects.all()
+
+    @extend_schema(request=DatasetVersionCreateSerializer, responses={201: DatasetVersionSerializer})
+    def post(self, request: Request) -> Response:
+        data = DatasetVersionCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            version = services.dataset_version_create(created_by=request.user, **data.validated_data)
+        except services.DatasetError as exc:
+            raise ValidationError({"detail": str(exc)}) from exc
+        return Response(DatasetVersionSerializer(version).data, status=status.HTTP_201_CREATED)
+
+
+class DatasetVersionDetailApi(generics.RetrieveAPIView):
+    """One version. There is no PUT, PATCH or DELETE: a built version is immutable."""
+
+    permission_classes = [IsCurator]
+    serializer_class = DatasetVersionSerializer
+    queryset = DatasetVersion.objects.all()
+    lookup_field = "name"
+
+
+class DatasetVersionDownloadApi(APIView):
+    """The export as one uncompressed tar archive, streamed (memory stays bounded)."""
+
+    permission_classes = [IsCurator]
+
+    @extend_schema(responses={(200, "application/x-tar"): bytes})
+    def get(self, request: Request, name: str) -> StreamingHttpResponse:
+        version = get_object_or_404(DatasetVersion, name=name, frozen=True)
+        return export_download_response(version)
+
+
+def export_download_response(version: DatasetVersion) -> StreamingHttpResponse:
+    folder = services.export_dir_for(version)
+    root = f"mersv-{version.name}"
+    size = tar_size(folder, root=root)  # raises before the response starts if a file is missing
+    response = StreamingHttpResponse(stream_tar(folder, root=root), content_type="application/x-tar")
+    response["Content-Length"] = str(size)
+    response["Content-Disposition"] = f'attachment; filename="{root}.tar"'
+    return response
+
+
+class DatasetVersionDiffApi(APIView):
+    """Clips added and removed, and distributions changed (EMD per clip), from a to b."""
+
+    permission_classes = [IsCurator]
+
+    def get(self, request: Request, name: str, other: str) -> Response:
+        a = get_object_or_404(DatasetVersion, name=name, frozen=True)
+        b = get_object_or_404(DatasetVersion, name=other, frozen=True)
+        diff = selectors.version_diff(a, b)
+        return Response(
+            {
+                "a": a.name,
+                "b": b.name,
+                "added": diff.added,
+                "removed": diff.removed,
+                "unchanged": diff.unchanged,
+                "changed": [
+                    {"clip_id": c.clip_id, "emd": c.emd, "p_a": c.p_a, "p_b": c.p_b}
+                    for c in diff.changed
+                ],
+            }
+        )

@@ -1,0 +1,63 @@
+"""python manage.py build_dataset NAME [--min-votes N] [--folds K] [--seed S]"""
+
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from tqdm import tqdm
+
+from datasets import services
+
+
+class Command(BaseCommand):
+    help = "Build (freeze) a dataset version of the current clips, with folds and its export."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("name")
+        parser.add_argument("--min-votes", type=int, default=1)
+        parser.add_argument("--folds", type=int, default=3)
+        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--retired-only", action="store_true")
+        parser.add_argument("--licence", default="Internal research use only")
+        parser.add_argument("--no-progress", action="store_true")
+
+    def handle(self, *args: object, **options: object) -> None:
+        try:
+            version = services.dataset_version_create(
+                name=str(options["name"]),
+                created_by=None,
+                min_votes=int(options["min_votes"]),  # type: ignore[arg-type]
+                n_folds=int(options["folds"]),  # type: ignore[arg-type]
+                seed=int(options["seed"]),  # type: ignore[arg-type]
+                retired_only=bool(options["retired_only"]),
+                licence=str(options["licence"]),
+                enqueue=False,
+            )
+        except services.DatasetError as exc:
+            raise CommandError(str(exc)) from exc
+        bar = None if options["no_progress"] else tqdm(total=100, unit="%", desc="building")
+
+        def progress(fraction: float, message: str) -> None:
+            services.DatasetVersion.objects.filter(pk=version.pk, frozen=False).update(
+                progress=fraction, progress_message=message[:200]
+            )
+            if bar is not None:
+                bar.n = round(100 * fraction)
+                bar.set_postfix_str(message[-40:])
+                bar.refresh()
+
+        services.version_claim(version_id=version.pk)
+        try:
+            version = services.dataset_version_build(version_id=version.pk, progress=progress)
+        except services.DatasetError as exc:
+            raise CommandError(f"building {version.name!r} failed: {exc}") from exc
+        finally:
+            if bar is not None:
+                bar.close()
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"built {version.name}: {version.n_clips} clips, {version.n_ratings} ratings, "
+                f"{version.n_patients} patients, {version.n_folds} folds; "
+                f"content hash {version.content_hash}; export in "
+                f"{services.export_dir_for(version)}"
+            )
+        )

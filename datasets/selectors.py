@@ -1,0 +1,40 @@
+"""Reads of the datasets app, shaped for the pages and the API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from annotation.grades import GRADES, PROB_COLUMNS
+from datasets.diff import VersionDiff, diff_versions
+from datasets.models import DatasetVersion
+
+
+def version_distributions(version: DatasetVersion) -> pd.DataFrame:
+    rows = version.clips.values_list("clip_external_id", "p")
+    return pd.DataFrame(
+        [[clip_id, *p] for clip_id, p in rows], columns=["clip_id", *PROB_COLUMNS]
+    )
+
+
+def version_diff(a: DatasetVersion, b: DatasetVersion) -> VersionDiff:
+    return diff_versions(version_distributions(a), version_distributions(b))
+
+
+def version_fold_balance(version: DatasetVersion) -> list[dict[str, Any]]:
+    """Mode-class counts per fold: [{"fold": 0, "A": 3, ..., "total": 40}, ...]."""
+    balance = version.summary.get("fold_balance", {})
+    rows = []
+    for fold in sorted(balance, key=int):
+        row = {"fold": int(fold), **{g: int(balance[fold].get(g, 0)) for g in GRADES}}
+        row["total"] = int(balance[fold].get("total", sum(row[g] for g in GRADES)))
+        rows.append(row)
+    return rows
+
+
+def version_readme(version: DatasetVersion) -> str:
+    from datasets.services import export_dir_for
+
+    path = export_dir_for(version) / "README.md"
+    return path.read_text() if version.frozen and path.is_file() else ""

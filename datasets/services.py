@@ -1,0 +1,501 @@
+"""Writes of the datasets app: create, build (freeze) and export dataset versions.
+
+Building reads the current clips and votes once, freezes a copy of everything in the version's
+rows, assigns the folds and writes the export; from then on the version never changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+import shutil
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from django.conf import settings
+from django.contrib.auth.models import AbstractUser
+from django.db import transaction
+from django.db.models import Count, F
+from django.utils import timezone
+
+from annotation.agreement import fleiss_kappa, krippendorff_alpha
+from annotation.distributions import distribution_stats, figure3_stats, rating_arrays
+from annotation.grades import GRADES, PROB_COLUMNS
+from annotation.models import Clip, Rating, Video
+from datasets.datasheet import render_datasheet
+from datasets.export import ExportResult, write_export
+from datasets.models import (
+    DatasetClip,
+    DatasetInnerSplit,
+    DatasetRating,
+    DatasetVersion,
+    FrozenError,
+)
+from datasets.splits import assign_folds
+
+log = logging.getLogger(__name__)
+Progress = Callable[[float, str], None]
+KINEMATICS = ("vcl", "vsl", "vap", "lin", "str", "wob", "alh", "bcf", "speed")
+BOOTSTRAP_RESAMPLES = 1000
+
+
+@dataclass(frozen=True)
+class ClipMedia:
+    """Where a frozen clip's files come from, and the pseudonymous name of its video."""
+
+    clip: Clip
+    video_name: str
+    suffix: str
+
+
+class DatasetError(Exception):
+    """A problem the curator can fix; the message says what and how."""
+
+
+def export_dir_for(version: DatasetVersion) -> Path:
+    return Path(settings.EXPORT_ROOT) / version.name
+
+
+def dataset_version_create(
+    *,
+    name: str,
+    created_by: AbstractUser | None,
+    min_votes: int = 1,
+    retired_only: bool = False,
+    created_from: datetime | None = None,
+    created_to: datetime | None = None,
+    exclude_cannot_judge_majority: bool = True,
+    n_folds: int = 3,
+    seed: int = 0,
+    inner_val_fraction: float = 0.2,
+    description: str = "",
+    licence: str = "Internal research use only",
+    enqueue: bool = True,
+) -> DatasetVersion:
+    """Record a new version with its selection; the build runs in a worker."""
+    if DatasetVersion.objects.filter(name=name).exists():
+        raise DatasetError(f"a dataset version named {name!r} exists; versions are immutable")
+    if not 2 <= n_folds <= 20:
+        raise DatasetError("the number of folds must lie between 2 and 20")
+    if min_votes < 1:
+        raise DatasetError("a clip needs at least one vote to have a distribution")
+    if not 0.05 <= inner_val_fraction <= 0.5:
+        raise DatasetError("the inner validation fraction must lie between 0.05 and 0.5")
+    filters = {
+        "min_votes": int(min_votes),
+        "retired_only": bool(retired_only),
+        "created_from": created_from.isoformat() if created_from else None,
+        "created_to": created_to.isoformat() if created_to else None,
+        "exclude_cannot_judge_majority": bool(exclude_cannot_judge_majority),
+    }
+    with transaction.atomic():
+        version = DatasetVersion.objects.create(
+            name=name,
+            description=description,
+            licence=licence,
+            filters=filters,
+            n_folds=n_folds,
+            seed=seed,
+            inner_val_fraction=inner_val_fraction,
+            pseudonym_salt=secrets.token_hex(16),
+            created_by=created_by,
+        )
+        if enqueue:
+            from datasets.tasks import build_dataset_version
+
+            transaction.on_commit(lambda: build_dataset_version.delay(version.pk))
+    return version
+
+
+def clips_selected(filters: dict[str, Any]):  # type: ignore[no-untyped-def]
+    """The clips a version's filters select: ready videos, enough votes, optional filters."""
+    clips = Clip.objects.filter(
+        video__status=Video.Status.READY, votes_total__gte=max(1, filters.get("min_votes", 1))
+    )
+    if filters.get("retired_only"):
+        clips = clips.filter(retired_at__isnull=False)
+    if filters.get("created_from"):
+        clips = clips.filter(created_at__gte=filters["created_from"])
+    if filters.get("created_to"):
+        clips = clips.filter(created_at__lte=filters["created_to"])
+    if filters.get("exclude_cannot_judge_majority"):
+        # "Cannot judge" dominates when more experts said so than graded the clip.
+        clips = clips.annotate(n_cannot=Count("cannot_judge")).exclude(
+            n_cannot__gt=F("votes_total")
+        )
+    return clips.select_related("video__patient").order_by("external_id")
+
+
+def _pseudonym(salt: str, kind: str, value: str) -> str:
+    digest = hmac.new(salt.encode(), f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
+    return f"{kind[0]}{digest[:10]}"
+
+
+def version_claim(*, version_id: int) -> bool:
+    """Claim a version for building; False when it is built or failed (redeliveries no-op)."""
+    return (
+        DatasetVersion.objects.filter(
+            pk=version_id,
+            frozen=False,
+            status__in=[DatasetVersion.Status.PENDING, DatasetVersion.Status.BUILDING],
+        ).update(status=DatasetVersion.Status.BUILDING, started_at=timezone.now(), error="")
+        == 1
+    )
+
+
+def _progress_saver(version_id: int) -> Progress:
+    def save(fraction: float, message: str) -> None:
+        DatasetVersion.objects.filter(pk=version_id, frozen=False).update(
+            progress=round(min(max(fraction, 0.0), 1.0), 4), progress_message=message[:200]
+        )
+
+    return save
+
+
+def dataset_version_build(*, version_id: int, progress: Progress | None = None) -> DatasetVersion:
+    """Freeze the selected clips and votes, assign folds, write the export, mark it ready."""
+    version = DatasetVersion.objects.get(pk=version_id)
+    if version.frozen:
+        return version
+    report = progress or _progress_saver(version_id)
+    try:
+        with transaction.atomic():
+            # Read the clips and votes in one transaction: a consistent snapshot of both.
+            clips = list(clips_selected(version.filters))
+            ratings = list(
+                Rating.objects.filter(clip__in=[c.pk for c in clips]).values_list(
+                    "clip__external_id", "rater__username", "grade"
+                )
+            )
+        if not clips:
+            raise DatasetError("no clip matches the filters; lower the minimum votes or widen them")
+        report(0.05, f"{len(clips)} clips, {len(ratings)} votes selected")
+        frozen = _freeze(version, clips, ratings)
+        report(0.15, "folds assigned; writing the export")
+        result = _write_export(
+            version, frozen, out_dir=export_dir_for(version), progress=report, overwrite=True
+        )
+        with transaction.atomic():
+            _store(version, frozen, result)
+    except (DatasetError, ValueError) as exc:
+        _fail(version_id, str(exc))
+        raise DatasetError(str(exc)) from exc
+    except Exception as exc:
+        _fail(version_id, f"unexpected error while building: {exc}")
+        raise
+    return DatasetVersion.objects.get(pk=version_id)
+
+
+def _fail(version_id: int, error: str) -> None:
+    DatasetVersion.objects.filter(pk=version_id, frozen=False).update(
+        status=DatasetVersion.Status.FAILED, error=error[:2000], finished_at=timezone.now()
+    )
+
+
+def _freeze(version: DatasetVersion, clips: list[Clip], ratings: list) -> dict[str, Any]:  # type: ignore[type-arg]
+    """Every table of the version, computed once from the snapshot (plain pandas)."""
+    salt = version.pseudonym_salt
+    clip_ids = [c.external_id for c in clips]
+    votes = pd.DataFrame(ratings, columns=["clip_id", "rater_id", "grade"])
+    votes["rater_id"] = [_pseudonym(salt, "rater", r) for r in votes["rater_id"]]
+    arrays = rating_arrays(votes, clip_ids=clip_ids, rater_ids=sorted(set(votes["rater_id"])))
+    stats = distribution_stats(
+        np.bincount(
+            arrays.clip_idx * 5 + arrays.grade_idx, minlength=len(clip_ids) * 5
+        ).reshape(-1, 5)
+    )
+    patients = [_pseudonym(salt, "patient", c.video.patient.code) for c in clips]
+    folds = assign_folds(
+        clip_ids,
+        list(stats.mode),
+        patients,
+        n_folds=version.n_folds,
+        seed=version.seed,
+        inner_val_fraction=version.inner_val_fraction,
+    )
+    clip_rows = []
+    media: list[ClipMedia] = []
+    for clip, patient in zip(clips, patients, strict=True):
+        suffix = Path(clip.video.file.name).suffix.lower() or ".mp4"
+        video_name = _pseudonym(salt, "video", str(clip.video_id))
+        clip_rows.append(
+            {
+                "clip_id": clip.external_id,
+                "patient_id": patient,
+                "video": f"videos/{video_name}{suffix}",
+                "fps": float(clip.video.fps or 0.0),
+                "x": clip.start_x,
+                "y": clip.start_y,
+                "pixel_size_um": clip.video.pixel_size_um,
+                **clip.kinematics_dict(),
+            }
+        )
+        media.append(ClipMedia(clip=clip, video_name=video_name, suffix=suffix))
+    clips_frame = pd.DataFrame(clip_rows)
+    distributions = pd.DataFrame(stats.p, columns=list(PROB_COLUMNS))
+    distributions.insert(0, "clip_id", clip_ids)
+    distributions["n"] = stats.n
+    distributions["mean"] = stats.mean
+    distributions["std"] = stats.std
+    distributions["mode"] = stats.mode
+    alpha = krippendorff_alpha(
+        arrays.clip_idx, arrays.rater_idx, arrays.grade_idx,
+        n_clips=arrays.n_clips, n_raters=arrays.n_raters,
+        n_resamples=BOOTSTRAP_RESAMPLES, seed=version.seed,
+    )  # fmt: skip
+    summary = {
+        "counts": {
+            "clips": len(clip_ids),
+            "ratings": len(votes),
+            "patients": len(set(patients)),
+            "raters": arrays.n_raters,
+            "folds": version.n_folds,
+        },
+        "figure3": figure3_stats(stats, rater_idx=arrays.rater_idx, n_raters=arrays.n_raters),
+        "agreement": {
+            "krippendorff_alpha_ordinal": asdict(alpha),
+            "fleiss_kappa": fleiss_kappa(stats.counts),
+        },
+        "fold_balance": {
+            str(k): {str(c): int(v) for c, v in row.items()}
+            for k, row in folds.balance_table().iterrows()
+        },
+    }
+    return {
+        "clips": clips_frame,
+        "media": media,
+        "ratings": votes,
+        "distributions": distributions,
+        "stats": stats,
+        "folds": folds,
+        "summary": _json_safe(summary),
+    }
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+def _datasheet(version: DatasetVersion, summary: dict[str, Any], folds) -> str:  # type: ignore[no-untyped-def]
+    return render_datasheet(
+        name=version.name,
+        content_hash_note="sha256 of MANIFEST.sha256 (shown on the version page and in the API)",
+        counts=summary["counts"],
+        figure3=summary["figure3"],
+        agreement=summary["agreement"]["krippendorff_alpha_ordinal"]
+        | {"fleiss_kappa": summary["agreement"]["fleiss_kappa"]},
+        fold_balance=folds.balance_table(),
+        filters=version.filters,
+        generation={
+            "n_folds": version.n_folds,
+            "seed": version.seed,
+            "inner_val_fraction": version.inner_val_fraction,
+            "bootstrap_resamples": BOOTSTRAP_RESAMPLES,
+            "grade_mode_ties": "nearest the mean score, then the better grade",
+        },
+        licence=version.licence,
+    )
+
+
+def _write_export(
+    version: DatasetVersion,
+    frozen: dict[str, Any],
+    *,
+    out_dir: Path,
+    progress: Progress | None = None,
+    overwrite: bool = False,
+) -> ExportResult:
+    clips = frozen["clips"]
+    files: dict[str, Path] = {}
+    for video, item in zip(clips["video"], frozen["media"], strict=True):
+        clip = item.clip
+        files[video] = Path(clip.video.file.path)
+        files[f"crops/{clip.external_id}.mp4"] = Path(clip.crop_file.path)
+        files[f"frames/{clip.external_id}.npy"] = Path(clip.frames_file.path)
+
+    def on_file(done: int, total: int) -> None:
+        if progress and (done % 25 == 0 or done == total):
+            progress(0.15 + 0.8 * done / max(total, 1), f"export: {done}/{total} files")
+
+    return write_export(
+        out_dir,
+        clips=clips,
+        ratings=frozen["ratings"],
+        distributions=frozen["distributions"],
+        splits=frozen["folds"].splits_frame(),
+        inner_splits=frozen["folds"].inner_frame(),
+        files=files,
+        datasheet_markdown=_datasheet(version, frozen["summary"], frozen["folds"]),
+        progress=on_file,
+        overwrite=overwrite,
+    )
+
+
+def _store(version: DatasetVersion, frozen: dict[str, Any], result: ExportResult) -> None:
+    """Write the frozen rows and mark the version ready and frozen (inside a transaction)."""
+    version = DatasetVersion.objects.select_for_update().get(pk=version.pk)
+    if version.frozen:
+        return
+    DatasetClip.objects.filter(version=version).delete()  # rows of a build that died midway
+    DatasetInnerSplit.objects.filter(version=version).delete()
+    DatasetRating.objects.filter(version=version).delete()
+    stats, folds = frozen["stats"], frozen["folds"]
+    rows = []
+    table = frozen["clips"].to_dict("records")
+    for i, (row, item) in enumerate(zip(table, frozen["media"], strict=True)):
+        clip = item.clip
+        rows.append(
+            DatasetClip(
+                version=version,
+                clip=clip,
+                clip_external_id=clip.external_id,
+                patient_pseudonym=row["patient_id"],
+                video_pseudonym=item.video_name,
+                video_suffix=item.suffix,
+                fold=folds.folds[clip.external_id],
+                counts=stats.counts[i].tolist(),
+                n=int(stats.n[i]),
+                p=stats.p[i].tolist(),
+                mean=float(stats.mean[i]),
+                std=float(stats.std[i]),
+                mode=str(stats.mode[i]),
+                entropy=float(stats.entropy[i]),
+                kinematics=clip.kinematics_dict(),
+                fps=row["fps"],
+                start_x=row["x"],
+                start_y=row["y"],
+                pixel_size_um=row["pixel_size_um"],
+            )
+        )
+    DatasetClip.objects.bulk_create(rows, batch_size=1000)
+    DatasetInnerSplit.objects.bulk_create(
+        [
+            DatasetInnerSplit(version=version, outer_fold=k, clip_external_id=c, subset=s)
+            for k, c, s in folds.inner
+        ],
+        batch_size=2000,
+    )
+    DatasetRating.objects.bulk_create(
+        [
+            DatasetRating(version=version, clip_external_id=c, rater_pseudonym=r, grade=g)
+            for c, r, g in frozen["ratings"].itertuples(index=False)
+        ],
+        batch_size=2000,
+    )
+    summary = frozen["summary"]
+    DatasetVersion.objects.filter(pk=version.pk).update(
+        status=DatasetVersion.Status.READY,
+        frozen=True,
+        progress=1.0,
+        progress_message="ready",
+        content_hash=result.content_hash,
+        n_clips=summary["counts"]["clips"],
+        n_ratings=summary["counts"]["ratings"],
+        n_patients=summary["counts"]["patients"],
+        summary=summary,
+        finished_at=timezone.now(),
+    )
+
+
+def frozen_tables(version: DatasetVersion) -> dict[str, Any]:
+    """The tables of a built version, rebuilt from its frozen rows only (no live data)."""
+    if not version.frozen:
+        raise DatasetError(f"dataset version {version.name!r} is not built yet")
+    dclips = list(version.clips.select_related("clip__video"))
+    clip_rows = [
+        {
+            "clip_id": d.clip_external_id,
+            "patient_id": d.patient_pseudonym,
+            "video": f"videos/{d.video_pseudonym}{d.video_suffix}",
+            "fps": d.fps,
+            "x": d.start_x,
+            "y": d.start_y,
+            "pixel_size_um": d.pixel_size_um,
+            **{k: d.kinematics[k] for k in KINEMATICS},
+        }
+        for d in dclips
+    ]
+    distributions = pd.DataFrame([d.p for d in dclips], columns=list(PROB_COLUMNS))
+    distributions.insert(0, "clip_id", [d.clip_external_id for d in dclips])
+    distributions["n"] = [d.n for d in dclips]
+    distributions["mean"] = [d.mean for d in dclips]
+    distributions["std"] = [d.std for d in dclips]
+    distributions["mode"] = [d.mode for d in dclips]
+    ratings = pd.DataFrame(
+        list(version.ratings.values_list("clip_external_id", "rater_pseudonym", "grade")),
+        columns=["clip_id", "rater_id", "grade"],
+    )
+    return {
+        "clips": pd.DataFrame(clip_rows),
+        "media": [ClipMedia(d.clip, d.video_pseudonym, d.video_suffix) for d in dclips],
+        "ratings": ratings,
+        "distributions": distributions,
+        "folds": _FrozenFolds(version, dclips),
+        "summary": version.summary,
+    }
+
+
+class _FrozenFolds:
+    """The FoldAssignment interface the export writer needs, read back from frozen rows."""
+
+    def __init__(self, version: DatasetVersion, dclips: list[DatasetClip]) -> None:
+        self.version = version
+        self.dclips = dclips
+
+    def splits_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(
+            {"clip_id": [d.clip_external_id for d in self.dclips],
+             "fold": [d.fold for d in self.dclips]}
+        )  # fmt: skip
+
+    def inner_frame(self) -> pd.DataFrame:
+        rows = self.version.inner.values_list("outer_fold", "clip_external_id", "subset")
+        return pd.DataFrame(list(rows), columns=["outer_fold", "clip_id", "subset"])
+
+    def balance_table(self) -> pd.DataFrame:
+        table = pd.DataFrame(0, index=range(self.version.n_folds), columns=list(GRADES))
+        for d in self.dclips:
+            table.loc[d.fold, d.mode] += 1
+        table["total"] = table.sum(axis=1)
+        table.index.name = "fold"
+        return table
+
+
+def dataset_version_export(*, version: DatasetVersion, out_dir: Path) -> ExportResult:
+    """Write the export of a built version from its frozen rows into out_dir.
+
+    The bytes equal the build's export; a different content hash means the frozen data or the
+    media changed underneath, and is reported as an error.
+    """
+    result = _write_export(version, frozen_tables(version), out_dir=out_dir)
+    if result.content_hash != version.content_hash:
+        raise DatasetError(
+            f"the export of {version.name!r} hashes to {result.content_hash}, not the frozen "
+            f"{version.content_hash}: media files changed since the build"
+        )
+    return result
+
+
+def dataset_version_delete_unbuilt(*, version: DatasetVersion) -> None:
+    """Delete a version that never finished building (failed or pending)."""
+    if version.frozen:
+        raise FrozenError(f"dataset version {version.name!r} is frozen and cannot be deleted")
+    shutil.rmtree(export_dir_for(version), ignore_errors=True)
+    version.delete()
+
+

@@ -1,0 +1,76 @@
+"""Dataset version pages (curators and admins)."""
+
+from __future__ import annotations
+
+from django import forms
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_http_methods
+
+from annotation.roles import CURATOR
+from datasets import selectors, services
+from datasets.api import export_download_response
+from datasets.models import DatasetVersion
+from frontend.charts import bar_chart
+from frontend.views import role_required
+
+
+class DatasetVersionForm(forms.Form):
+    name = forms.SlugField(max_length=64, help_text="Letters, digits, - and _; e.g. mersv-2026-11")
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    licence = forms.CharField(max_length=200, initial="Internal research use only")
+    min_votes = forms.IntegerField(min_value=1, initial=1)
+    retired_only = forms.BooleanField(required=False)
+    created_from = forms.DateTimeField(required=False, help_text="clips ingested from (UTC)")
+    created_to = forms.DateTimeField(required=False, help_text="clips ingested until (UTC)")
+    exclude_cannot_judge_majority = forms.BooleanField(required=False, initial=True)
+    n_folds = forms.IntegerField(min_value=2, max_value=20, initial=3)
+    seed = forms.IntegerField(initial=0)
+
+
+@require_http_methods(["GET", "POST"])
+@role_required(CURATOR)
+def dataset_list(request: HttpRequest) -> HttpResponse:
+    form = DatasetVersionForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            version = services.dataset_version_create(created_by=request.user, **form.cleaned_data)
+        except services.DatasetError as exc:
+            form.add_error(None, str(exc))
+        else:
+            return redirect("dataset-detail", name=version.name)
+    versions = DatasetVersion.objects.all()
+    return render(request, "frontend/dataset_list.html", {"versions": versions, "form": form})
+
+
+@require_GET
+@role_required(CURATOR)
+def dataset_detail(request: HttpRequest, name: str) -> HttpResponse:
+    version = get_object_or_404(DatasetVersion, name=name)
+    others = DatasetVersion.objects.filter(frozen=True).exclude(pk=version.pk)
+    diff = None
+    other_name = request.GET.get("diff")
+    if other_name and version.frozen:
+        other = get_object_or_404(DatasetVersion, name=other_name, frozen=True)
+        diff = {"other": other, "result": selectors.version_diff(other, version)}
+    figure3 = version.summary.get("figure3", {})
+    return render(
+        request,
+        "frontend/dataset_detail.html",
+        {
+            "version": version,
+            "balance": selectors.version_fold_balance(version),
+            "readme": selectors.version_readme(version),
+            "mode_hist": figure3.get("mode_hist", {}),
+            "mode_chart": bar_chart(figure3.get("mode_hist", {})),
+            "others": others,
+            "diff": diff,
+        },
+    )
+
+
+@require_GET
+@role_required(CURATOR)
+def dataset_download(request: HttpRequest, name: str) -> StreamingHttpResponse:
+    version = get_object_or_404(DatasetVersion, name=name, frozen=True)
+    return export_download_response(version)

@@ -1,0 +1,74 @@
+"""The expert's grading page and session summary. The page talks to the grading API
+(`annotation.grading_api`); the first clip is rendered into the page to save a round trip."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.views.decorators.http import require_GET
+
+from annotation import grading
+from annotation.grades import GRADE_DESCRIPTIONS, GRADES
+from annotation.grading_api import GradingClipOutputSerializer
+from annotation.models import CannotJudge
+from annotation.roles import EXPERT
+from frontend.views import role_required
+
+# Height in px of the tallest bar of the session summary's chart.
+CHART_HEIGHT = 120
+
+
+@require_GET
+@role_required(EXPERT)
+def grade(request: HttpRequest) -> HttpResponse:
+    clip = grading.clip_next_for_expert(expert=request.user)
+    config = {
+        "urls": {
+            "next": reverse("api-grading-next"),
+            "ratings": reverse("api-grading-ratings"),
+            "cannotJudge": reverse("api-grading-cannot-judge"),
+            "progress": reverse("api-grading-progress"),
+        },
+        "showPanel": settings.SHOW_PANEL_AFTER_VOTE,
+        "grades": list(GRADES),
+        "reasons": [value for value, _ in CannotJudge.Reason.choices],
+    }
+    context = {
+        # The same blind serializer as GET /api/grading/next/: nothing about votes.
+        "clip": GradingClipOutputSerializer(clip).data if clip else None,
+        "config": config,
+        "player": {"size": clip.crop_size if clip else settings.INGEST_CROP_SIZE},
+        "progress": grading.grading_progress(expert=request.user),
+        "grades": [(g, GRADE_DESCRIPTIONS[g]) for g in GRADES],
+        "reasons": CannotJudge.Reason.choices,
+    }
+    return render(request, "frontend/grade.html", context)
+
+
+@require_GET
+@role_required(EXPERT)
+def grade_summary(request: HttpRequest) -> HttpResponse:
+    summary = grading.grading_session_summary(expert=request.user)
+    top = max(summary.grade_counts.values()) or 1
+    bars = [
+        {
+            "grade": g,
+            "count": n,
+            "x": 10 + i * 50,
+            "height": round(CHART_HEIGHT * n / top),
+            "y": 10 + CHART_HEIGHT - round(CHART_HEIGHT * n / top),
+        }
+        for i, (g, n) in enumerate(summary.grade_counts.items())
+    ]
+    context = {
+        "summary": summary,
+        "median_s": None if summary.median_time_ms is None else summary.median_time_ms / 1000,
+        "bars": bars,
+        "chart_height": CHART_HEIGHT + 40,
+        "label_y": CHART_HEIGHT + 30,
+        "idle_hours": settings.GRADING_SESSION_IDLE_HOURS,
+        "progress": grading.grading_progress(expert=request.user),
+    }
+    return render(request, "frontend/grade_summary.html", context)

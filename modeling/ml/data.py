@@ -1,0 +1,304 @@
+"""Reading an exported dataset version for training: clips, folds, augmentation, sampling.
+
+Export layout (written by ``export_dataset``):
+
+    root/distributions.csv  clip_id, p_A..p_E, n, mean, std, mode
+    root/clips.csv          clip_id, patient_id, video, fps, x, y, pixel_size_um,
+                            vcl, vsl, vap, lin, str, wob, alh, bcf, speed
+    root/splits.csv         clip_id, fold           (the outer fold where the clip is test)
+    root/inner_splits.csv   outer_fold, clip_id, subset   (subset: train or val)
+    root/frames/<clip_id>.npy   (T, 150, 150) uint8 grey frames of the tracked crop
+
+Randomness is keyed, not streamed: the augmentation of item i in epoch e is drawn from a
+generator seeded with ``derive_seed(seed, e, i)``, and the sampler's order of epoch e from
+``derive_seed(seed, e)``. A run is therefore reproducible whatever the number of workers,
+and a run resumed at epoch e sees exactly the batches the uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.nn import functional as F
+from torch.utils.data import Dataset, Sampler
+
+from annotation.grades import PROB_COLUMNS
+from modeling.ml.metrics import grade_mode_index
+from modeling.ml.model import DEFAULT_SPEED_FEATURES
+
+
+def derive_seed(*keys: int) -> int:
+    """A well-mixed 32-bit seed from integer keys (e.g. run seed, epoch, item)."""
+    return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1)[0])
+
+
+# --------------------------------------------------------------------------------------------
+# Export tables
+
+
+def _read_csv(root: Path, name: str, columns: Sequence[str]) -> pd.DataFrame:
+    path = root / name
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: is {root} an exported dataset directory?")
+    table = pd.read_csv(path, dtype={"clip_id": str})
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise ValueError(f"{path} lacks the column(s) {', '.join(missing)}")
+    return table
+
+
+@dataclass(frozen=True)
+class FoldSplit:
+    """The clips of one outer fold: inner train and val (for training and model selection)
+    and the test fold (only for the final prediction)."""
+
+    outer_fold: int
+    train: tuple[str, ...]
+    val: tuple[str, ...]
+    test: tuple[str, ...]
+
+
+def list_folds(root: Path) -> list[int]:
+    """The outer folds of the export, ascending."""
+    splits = _read_csv(Path(root), "splits.csv", ["clip_id", "fold"])
+    return sorted(int(f) for f in splits["fold"].unique())
+
+
+def read_fold(root: Path, outer_fold: int) -> FoldSplit:
+    """Train/val/test clip ids of ``outer_fold``; refuses splits that let the test fold leak."""
+    root = Path(root)
+    splits = _read_csv(root, "splits.csv", ["clip_id", "fold"])
+    inner = _read_csv(root, "inner_splits.csv", ["outer_fold", "clip_id", "subset"])
+    test = tuple(sorted(splits.loc[splits["fold"] == outer_fold, "clip_id"]))
+    inner = inner[inner["outer_fold"] == outer_fold]
+    train = tuple(sorted(inner.loc[inner["subset"] == "train", "clip_id"]))
+    val = tuple(sorted(inner.loc[inner["subset"] == "val", "clip_id"]))
+    for name, ids in (("test", test), ("inner train", train), ("inner val", val)):
+        if not ids:
+            raise ValueError(f"outer fold {outer_fold} of {root} has no {name} clips")
+    leaked = (set(train) | set(val)) & set(test)
+    if leaked or set(train) & set(val):
+        raise ValueError(
+            f"outer fold {outer_fold} of {root}: inner train/val overlap each other or the "
+            f"test fold (e.g. {sorted(leaked or set(train) & set(val))[:3]})"
+        )
+    return FoldSplit(outer_fold=outer_fold, train=train, val=val, test=test)
+
+
+# --------------------------------------------------------------------------------------------
+# Augmentation
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Random transforms of a training clip, the same for all of its frames.
+
+    Geometry: a rotation by any angle about the crop centre (a sperm has no preferred
+    orientation), a mirror with probability 1/2 (with free rotation one mirror axis gives every
+    flip), a shift of up to ``translate_px`` pixels (tracking is not exact); borders are
+    reflected. Intensity on grey values in [0, 1]: gamma ``x ** exp(U(-gamma, gamma))``,
+    contrast about the clip mean by ``U(1 - contrast, 1 + contrast)``, brightness by
+    ``U(1 - brightness, 1 + brightness)``, then clipped to [0, 1].
+    """
+
+    rotate: bool = True
+    flip: bool = True
+    translate_px: float = 3.0
+    brightness: float = 0.2
+    contrast: float = 0.2
+    gamma: float = 0.2
+
+    def __call__(self, frames: torch.Tensor, *, generator: torch.Generator) -> torch.Tensor:
+        """frames: (T, 1, H, W) in [0, 1] -> the same shape."""
+
+        def uniform(low: float, high: float) -> float:
+            return low + (high - low) * float(torch.rand((), generator=generator))
+
+        # Draw every number whether or not it is used, so switching one transform off does
+        # not change the others.
+        angle = uniform(0.0, 2 * math.pi)
+        mirror = uniform(0.0, 1.0) < 0.5
+        shift = (uniform(-1.0, 1.0), uniform(-1.0, 1.0))
+        gamma = math.exp(uniform(-self.gamma, self.gamma))
+        contrast = uniform(1 - self.contrast, 1 + self.contrast)
+        brightness = uniform(1 - self.brightness, 1 + self.brightness)
+
+        _, _, h, w = frames.shape
+        angle = angle if self.rotate else 0.0
+        sign = -1.0 if (self.flip and mirror) else 1.0
+        # affine_grid works in [-1, 1] coordinates: a shift of s pixels is 2 s / size.
+        tx, ty = (2 * self.translate_px * shift[0] / w, 2 * self.translate_px * shift[1] / h)
+        cos, sin = math.cos(angle), math.sin(angle)
+        theta = torch.tensor([[sign * cos, -sin, tx], [sign * sin, cos, ty]], dtype=frames.dtype)
+        if angle or sign < 0 or tx or ty:
+            grid = F.affine_grid(
+                theta.expand(len(frames), 2, 3), list(frames.shape), align_corners=False
+            )
+            frames = F.grid_sample(frames, grid, padding_mode="reflection", align_corners=False)
+
+        frames = frames.clamp(0.0, 1.0) ** gamma
+        mean = frames.mean()
+        frames = (frames - mean) * contrast + mean
+        return (frames * brightness).clamp(0.0, 1.0)
+
+
+# --------------------------------------------------------------------------------------------
+# Dataset
+
+
+class ExportDataset(Dataset[dict[str, Any]]):
+    """Clips of an export directory as training items.
+
+    Each item is ``{"frames": (T, 1, H, W) float in [0, 1], "speed": (k,) float,
+    "target": (5,) float grade distribution, "clip_id": str}``. ``speed`` holds the
+    ``speed_features`` columns of clips.csv in their units (missing values as 0); the model
+    scales them. Only the first ``frames`` frames of a clip are used (the paper's first
+    second); a clip with fewer is an error.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        clip_ids: Sequence[str] | None = None,
+        frames: int = 16,
+        augment: Augment | None = None,
+        speed_features: Sequence[str] = DEFAULT_SPEED_FEATURES,
+        seed: int = 0,
+    ) -> None:
+        self.root = Path(root)
+        self.frames = frames
+        self.augment = augment
+        self.seed = seed
+        self.epoch = 0
+        distributions = _read_csv(self.root, "distributions.csv", ["clip_id", *PROB_COLUMNS])
+        clips = _read_csv(self.root, "clips.csv", ["clip_id", *speed_features])
+        table = distributions.merge(clips, on="clip_id", how="inner", validate="one_to_one")
+        table = table.set_index("clip_id")
+        if clip_ids is None:
+            clip_ids = list(table.index)
+        unknown = [c for c in clip_ids if c not in table.index]
+        if unknown:
+            raise ValueError(
+                f"{len(unknown)} clip(s) lack a distribution or a clips.csv row in {self.root}, "
+                f"e.g. {unknown[:3]}"
+            )
+        self.clip_ids: list[str] = list(clip_ids)
+        rows = table.loc[self.clip_ids]
+
+        targets = rows[list(PROB_COLUMNS)].to_numpy(dtype=np.float64)  # (N, 5)
+        sums = targets.sum(axis=1, keepdims=True)
+        if np.any(~np.isfinite(targets)) or np.any(np.abs(sums - 1) > 1e-3):
+            raise ValueError(f"{self.root}/distributions.csv has rows that do not sum to 1")
+        self.targets = (targets / sums).astype(np.float32)
+        self.speed = np.nan_to_num(rows[list(speed_features)].to_numpy(dtype=np.float32))
+        self.modes: np.ndarray = grade_mode_index(self.targets)  # (N,) 0=A .. 4=E
+
+        missing = [c for c in self.clip_ids if not self.frame_path(c).is_file()]
+        if missing:
+            raise FileNotFoundError(
+                f"{len(missing)} frame file(s) missing under {self.root / 'frames'}, "
+                f"e.g. {missing[0]}.npy"
+            )
+
+    def frame_path(self, clip_id: str) -> Path:
+        return self.root / "frames" / f"{clip_id}.npy"
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the augmentations of ``epoch`` (see the module docstring)."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.clip_ids)
+
+    def load_frames(self, index: int) -> torch.Tensor:
+        """The first ``frames`` frames of clip ``index``, (T, 1, H, W) float in [0, 1]."""
+        clip_id = self.clip_ids[index]
+        array = np.load(self.frame_path(clip_id))
+        if array.ndim != 3 or len(array) < self.frames:
+            raise ValueError(
+                f"{self.frame_path(clip_id)} must hold (T, H, W) frames with T >= {self.frames}, "
+                f"got shape {array.shape}"
+            )
+        return (
+            torch.from_numpy(np.ascontiguousarray(array[: self.frames]))
+            .float()
+            .div_(255)
+            .unsqueeze(1)
+        )
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        frames = self.load_frames(index)
+        if self.augment is not None:
+            generator = torch.Generator().manual_seed(derive_seed(self.seed, self.epoch, index))
+            frames = self.augment(frames, generator=generator)
+        return {
+            "frames": frames,
+            "speed": torch.from_numpy(self.speed[index]),
+            "target": torch.from_numpy(self.targets[index]),
+            "clip_id": self.clip_ids[index],
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# Samplers
+
+
+class EpochSampler(Sampler[int]):
+    """Indices for one epoch, reproducible from (seed, epoch).
+
+    Without weights: a permutation of all items. With weights: ``num_samples`` draws with
+    replacement, item i with probability proportional to ``weights[i]``.
+    """
+
+    def __init__(
+        self,
+        n_items: int,
+        *,
+        seed: int,
+        weights: np.ndarray | None = None,
+        num_samples: int | None = None,
+    ) -> None:
+        self.n_items = n_items
+        self.seed = seed
+        self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.float64)
+        self.num_samples = n_items if num_samples is None else num_samples
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(derive_seed(self.seed, self.epoch))
+        if self.weights is None:
+            order = torch.randperm(self.n_items, generator=generator)
+        else:
+            order = torch.multinomial(
+                self.weights, self.num_samples, replacement=True, generator=generator
+            )
+        return iter(order.tolist())
+
+
+def fair_sampler(modes: Sequence[int] | np.ndarray, *, seed: int) -> EpochSampler:
+    """Class-balanced ("fair") sampling by grade-mode class: every class present is drawn
+    equally often in expectation; an epoch draws as many clips as there are."""
+    modes = np.asarray(modes)
+    if modes.size == 0:
+        raise ValueError("fair sampling needs at least one clip")
+    _, inverse, counts = np.unique(modes, return_inverse=True, return_counts=True)
+    return EpochSampler(len(modes), seed=seed, weights=1.0 / counts[inverse])
+
+
+def shuffle_sampler(n_items: int, *, seed: int) -> EpochSampler:
+    """Every clip once per epoch in a seeded random order."""
+    return EpochSampler(n_items, seed=seed)

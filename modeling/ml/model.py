@@ -1,0 +1,299 @@
+"""The grade-distribution model of the paper's eq. 1: ``y_hat = softmax(H(B(x), v))``.
+
+- ``x``: a clip, (B, T, 1, H, W) grey values in [0, 1] (the platform stores T = 16 frames of
+  150 x 150 px). The model selects frames, crops, resizes, repeats grey to three channels and
+  normalises as its backbone preset says (:class:`modeling.ml.backbones.InputSpec`).
+- ``v``: kinematics of the tracked head, (B, k) in the units of ``annotation.kinematics``
+  (velocities in µm/s, ALH in µm, BCF in Hz, ratios in [0, 1]). The model divides them by
+  fixed scales (``SPEED_FEATURES``) so they are of order 1; missing values must arrive as 0.
+- ``B``: a backbone (:mod:`modeling.ml.backbones`), one trunk per view, features concatenated.
+- ``H``: dropout and one linear layer from [features, scaled kinematics] to 5 logits (A..E).
+
+An image backbone (ResNet) predicts every frame separately: ``frame_probabilities`` is
+(B, T, 5) and ``forward`` averages the T per-frame distributions, which is how the paper's
+baseline is evaluated. Video backbones give one prediction per clip (F = 1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from transformers import TimesformerModel
+
+from annotation.grades import N_GRADES
+from modeling.ml.backbones import (
+    BackbonePreset,
+    InputSpec,
+    TimesformerTrunk,
+    build_trunks,
+    get_preset,
+)
+
+# Kinematics the model can take, in their canonical order, with the fixed scale each is
+# divided by (a typical value: a progressive human sperm has VCL ~ 100 µm/s).
+SPEED_FEATURES: dict[str, float] = {
+    "vcl": 100.0,  # µm/s
+    "vsl": 100.0,  # µm/s
+    "vap": 100.0,  # µm/s
+    "lin": 1.0,  # VSL / VCL
+    "str": 1.0,  # VSL / VAP
+    "wob": 1.0,  # VAP / VCL
+    "alh": 10.0,  # µm
+    "bcf": 10.0,  # Hz
+    "speed": 100.0,  # µm/s, = VCL: the paper's v
+}
+DEFAULT_SPEED_FEATURES: tuple[str, ...] = ("vcl", "vsl", "vap", "lin", "str", "wob", "alh", "bcf")
+
+# Keys a pretrained state dict may carry for its own classification layer, which we replace.
+_SOURCE_HEAD_PREFIXES: tuple[str, ...] = ("head.", "fc.", "classifier.")
+
+
+def speed_scales(features: Sequence[str]) -> tuple[float, ...]:
+    """The fixed scales of the named kinematics features."""
+    unknown = [name for name in features if name not in SPEED_FEATURES]
+    if unknown:
+        raise ValueError(
+            f"Unknown kinematics feature(s) {unknown}; choose from {', '.join(SPEED_FEATURES)}."
+        )
+    return tuple(SPEED_FEATURES[name] for name in features)
+
+
+class ClipInput(nn.Module):
+    """Turns a clip (B, T, 1, H, W) in [0, 1] into one normalised tensor per view,
+    (B, F, C, size, size) each. No parameters."""
+
+    def __init__(self, spec: InputSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        shape = (1, 1, spec.channels, 1, 1)
+        mean = torch.tensor(spec.mean, dtype=torch.float32).view(shape)
+        std = torch.tensor(spec.std, dtype=torch.float32).view(shape)
+        self.register_buffer("mean", mean, persistent=False)
+        self.register_buffer("std", std, persistent=False)
+
+    def frame_indices(self, n_frames: int) -> list[int]:
+        """``spec.frames`` indices evenly spaced over ``n_frames`` (all when ``frames`` is None)."""
+        wanted = self.spec.frames or n_frames
+        if wanted > n_frames:
+            raise ValueError(f"the backbone needs {wanted} frames per clip, got {n_frames}")
+        return [i * n_frames // wanted for i in range(wanted)]
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        if x.ndim != 5 or x.shape[2] != 1:
+            raise ValueError(f"clips must have shape (B, T, 1, H, W), got {tuple(x.shape)}")
+        x = x[:, self.frame_indices(x.shape[1])]  # (B, F, 1, H, W)
+        b, f, _, h, w = x.shape
+        views = []
+        for view in self.spec.views:
+            crop = min(view.crop or h, h, w)
+            top, left = (h - crop) // 2, (w - crop) // 2
+            v = x[..., top : top + crop, left : left + crop].flatten(0, 1)  # (B*F, 1, crop, crop)
+            if crop != view.size:
+                v = F.interpolate(
+                    v,
+                    size=view.size,
+                    mode="bilinear",
+                    align_corners=False,
+                    antialias=crop > view.size,
+                )
+            v = v.view(b, f, 1, view.size, view.size).expand(-1, -1, self.spec.channels, -1, -1)
+            views.append((v - self.mean) / self.std)  # (B, F, C, size, size)
+        return views
+
+
+class GradeDistributionModel(nn.Module):
+    """Backbone + head; ``forward(x, speed)`` gives (B, 5) grade distributions (rows sum to 1)."""
+
+    def __init__(
+        self,
+        *,
+        backbone: str,
+        preset: str,
+        n_speed_features: int,
+        speed_scale: Sequence[float],
+    ) -> None:
+        super().__init__()
+        if len(speed_scale) != n_speed_features:
+            raise ValueError(f"need {n_speed_features} speed scales, got {len(speed_scale)}")
+        self.backbone_name, self.preset_name = backbone, preset
+        self.preset: BackbonePreset = get_preset(backbone, preset)
+        self.inputs = ClipInput(self.preset.inputs)
+        # Video trunks are built for the number of frames they will see (TimeSformer's time
+        # embeddings); a per-frame trunk does not care.
+        self.trunks = build_trunks(self.preset, frames=self.preset.inputs.frames or 1)
+        self.per_frame = bool(self.trunks[0].per_frame)
+        self.n_features = sum(int(trunk.out_features) for trunk in self.trunks)
+        self.n_speed_features = n_speed_features
+        scale = torch.tensor(speed_scale, dtype=torch.float32)
+        self.register_buffer("speed_scale", scale, persistent=False)
+        self.head = nn.Sequential(
+            nn.Dropout(self.preset.head_dropout),
+            nn.Linear(self.n_features + n_speed_features, N_GRADES),
+        )
+
+    def frame_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Backbone features per prediction: (B, F, D); F = frames (ResNet) or 1."""
+        views = self.inputs(x)
+        return torch.cat([trunk(v) for trunk, v in zip(self.trunks, views, strict=True)], dim=2)
+
+    def frame_logits(
+        self, x: torch.Tensor, speed: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Head logits (B, F, 5) and the backbone features (B, F, D) they came from."""
+        features = self.frame_features(x)  # (B, F, D)
+        if speed.shape != (x.shape[0], self.n_speed_features):
+            raise ValueError(
+                f"speed must have shape (B, {self.n_speed_features}), got {tuple(speed.shape)}"
+            )
+        v = (speed / self.speed_scale).unsqueeze(1).expand(-1, features.shape[1], -1)  # (B, F, k)
+        return self.head(torch.cat([features, v], dim=2)), features
+
+    def frame_probabilities(self, x: torch.Tensor, speed: torch.Tensor) -> torch.Tensor:
+        """One grade distribution per prediction: (B, F, 5). Training fits every one."""
+        return self.frame_logits(x, speed)[0].softmax(dim=-1)
+
+    def forward(self, x: torch.Tensor, speed: torch.Tensor) -> torch.Tensor:
+        """Clip grade distributions (B, 5): the mean of the per-frame ones for ResNet."""
+        return self.frame_probabilities(x, speed).mean(dim=1)
+
+    def predict_with_features(
+        self, x: torch.Tensor, speed: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Clip distributions (B, 5) and clip features (B, D) in one pass."""
+        logits, features = self.frame_logits(x, speed)
+        return logits.softmax(dim=-1).mean(dim=1), features.mean(dim=1)
+
+    def features(self, x: torch.Tensor, speed: torch.Tensor) -> torch.Tensor:
+        """Backbone features of every clip, (B, D) (mean over frames for ResNet), e.g. for PCA.
+
+        ``speed`` is accepted so every entry point takes (x, speed); it is not part of B(x).
+        """
+        return self.frame_features(x).mean(dim=1)
+
+    def describe(self) -> dict[str, Any]:
+        """The builder arguments that rebuild this model (stored in checkpoints)."""
+        return {
+            "backbone": self.backbone_name,
+            "preset": self.preset_name,
+            "n_speed_features": self.n_speed_features,
+            "speed_scale": [float(s) for s in self.speed_scale],
+        }
+
+
+def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:
+    """Number of parameters (all, or only those with ``requires_grad``)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def build_model(
+    *,
+    backbone: str,
+    preset: str = "small",
+    n_speed_features: int,
+    pretrained: Path | None = None,
+    speed_scale: Sequence[float] | None = None,
+) -> GradeDistributionModel:
+    """A grade-distribution model with a freshly initialised head.
+
+    backbone: ``resnet``, ``r2plus1d``, ``slowfast`` or ``timesformer``; preset: ``small`` or
+    ``paper`` (see :mod:`modeling.ml.backbones`). ``speed_scale`` (one value per kinematics
+    feature) defaults to the scales of ``DEFAULT_SPEED_FEATURES`` when ``n_speed_features``
+    is 8, or of VCL alone when it is 1.
+
+    pretrained: weights from a local path only, never downloaded:
+
+    - a file saved with ``torch.save``: a state dict of this model (e.g. ``model.pt`` or a
+      checkpoint of :mod:`modeling.ml.train`; its head is dropped), or of the backbone alone
+      for a single-view preset (e.g. a torchvision ResNet-18 for ``resnet``/``paper``; its
+      ``fc``/``head``/``classifier`` keys are ignored);
+    - for ``timesformer``, a Hugging Face model directory (``config.json`` + weights, e.g. a
+      local copy of ``facebook/timesformer-base-finetuned-k400``) for a single-view preset.
+
+    Any key missing or left over beyond the head's is an error that names the keys.
+    """
+    if speed_scale is None:
+        defaults = {len(DEFAULT_SPEED_FEATURES): DEFAULT_SPEED_FEATURES, 1: ("vcl",)}
+        if n_speed_features not in defaults:
+            raise ValueError(
+                f"pass speed_scale for {n_speed_features} kinematics features "
+                "(see modeling.ml.model.speed_scales)"
+            )
+        speed_scale = speed_scales(defaults[n_speed_features])
+    model = GradeDistributionModel(
+        backbone=backbone,
+        preset=preset,
+        n_speed_features=n_speed_features,
+        speed_scale=speed_scale,
+    )
+    if pretrained is not None:
+        load_pretrained(model, Path(pretrained))
+    return model
+
+
+def load_pretrained(model: GradeDistributionModel, path: Path) -> None:
+    """Load backbone weights from ``path`` into ``model`` (see :func:`build_model`)."""
+    if not path.exists():
+        raise FileNotFoundError(f"pretrained weights not found: {path}")
+    if path.is_dir():
+        _load_hf_timesformer(model, path)
+        return
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]  # a training checkpoint or a saved model file
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} does not hold a state dict")
+    if any(key.startswith("trunks.") for key in state):
+        state = {k: v for k, v in state.items() if not k.startswith("head.")}
+        result = model.load_state_dict(state, strict=False)
+        missing = [k for k in result.missing_keys if not k.startswith("head.")]
+        _check_keys(path, missing, list(result.unexpected_keys))
+        return
+    trunk = _single_trunk(model, path)
+    result = trunk.load_state_dict(state, strict=False)
+    unexpected = [k for k in result.unexpected_keys if not k.startswith(_SOURCE_HEAD_PREFIXES)]
+    _check_keys(path, list(result.missing_keys), unexpected)
+
+
+def _single_trunk(model: GradeDistributionModel, path: Path) -> nn.Module:
+    if len(model.trunks) != 1:
+        raise ValueError(
+            f"{path} holds backbone weights for one input view, but the "
+            f"{model.backbone_name}/{model.preset_name} preset has {len(model.trunks)} views; "
+            "use a single-view preset (paper) or a state dict of the whole model"
+        )
+    return model.trunks[0]
+
+
+def _check_keys(path: Path, missing: list[str], unexpected: list[str]) -> None:
+    if missing or unexpected:
+        raise ValueError(
+            f"{path} does not fit the model: missing keys {missing[:10]}"
+            f"{' ...' if len(missing) > 10 else ''}, unexpected keys {unexpected[:10]}"
+            f"{' ...' if len(unexpected) > 10 else ''}. Only the head may differ; check that the "
+            "backbone and preset match those the weights were trained with."
+        )
+
+
+def _load_hf_timesformer(model: GradeDistributionModel, directory: Path) -> None:
+    trunk = _single_trunk(model, directory)
+    if not isinstance(trunk, TimesformerTrunk):
+        raise ValueError(
+            f"{directory} is a directory: only the timesformer backbone loads Hugging Face "
+            "model directories; pass a state dict file for the others"
+        )
+    loaded, info = TimesformerModel.from_pretrained(
+        directory,
+        config=trunk.timesformer.config,
+        local_files_only=True,
+        output_loading_info=True,
+    )
+    unexpected = [k for k in info["unexpected_keys"] if not k.startswith(_SOURCE_HEAD_PREFIXES)]
+    _check_keys(directory, list(info["missing_keys"]), unexpected)
+    if info.get("mismatched_keys"):
+        raise ValueError(f"{directory}: weights of the wrong shape: {info['mismatched_keys'][:10]}")
+    trunk.timesformer = loaded

@@ -1,0 +1,104 @@
+"""Fixtures of the grading tests: clips with real (small) media, made without the ingestion
+pipeline, and votes cast through the grading service."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from django.conf import settings
+
+from annotation.models import Clip, Patient, Video
+
+CROP = 150
+_ids = itertools.count(1)
+
+
+def frame_level(frame_index: int) -> int:
+    """The grey level filling frame `frame_index` (0-based) of a test filmstrip: every frame
+    differs, none is black, so a test can read which frame a canvas shows."""
+    return 40 + 25 * frame_index
+
+
+def media_write(folder: Path, n_frames: int) -> dict[str, str]:
+    """A filmstrip PNG (n_frames tiles of 150x150 stacked top to bottom, each with its frame
+    number drawn in), the frame array and a stub MP4; returns paths relative to MEDIA_ROOT."""
+    frames = np.empty((n_frames, CROP, CROP), np.uint8)
+    for i in range(n_frames):
+        frames[i] = frame_level(i)
+        cv2.putText(frames[i], str(i + 1), (45, 100), cv2.FONT_HERSHEY_SIMPLEX, 2.4, 255, 5)
+    folder.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(folder / "filmstrip.png"), frames.reshape(n_frames * CROP, CROP))
+    np.save(folder / "frames.npy", frames)
+    (folder / "crop.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 stub")
+    root = Path(settings.MEDIA_ROOT)
+    return {
+        "filmstrip_file": str((folder / "filmstrip.png").relative_to(root)),
+        "frames_file": str((folder / "frames.npy").relative_to(root)),
+        "crop_file": str((folder / "crop.mp4").relative_to(root)),
+    }
+
+
+@pytest.fixture
+def make_clip() -> Callable[..., Clip]:
+    """Factory: ``make_clip(n_frames=8, status="ready", retired=False)`` -> a Clip of its own
+    READY video, with a real filmstrip under MEDIA_ROOT and no votes."""
+
+    def make(
+        *, n_frames: int = 8, status: str = Video.Status.READY, retired: bool = False
+    ) -> Clip:
+        n = next(_ids)
+        tag = f"{n:03d}-{uuid.uuid4().hex[:6]}"
+        patient, _ = Patient.objects.get_or_create(code="P-grading")
+        video = Video.objects.create(
+            patient=patient,
+            file=f"videos/{tag}.mp4",
+            original_name=f"{tag}.mp4",
+            pixel_size_um=0.5,
+            fps=15.0,
+            width=640,
+            height=480,
+            frame_count=n_frames,
+            targets=[{"x": 100.0, "y": 120.0, "external_id": f"g{tag}"}],
+            status=status,
+        )
+        media = media_write(Path(settings.MEDIA_ROOT) / "clips" / f"g{tag}", n_frames)
+        kinematics = dict.fromkeys(("vcl", "vsl", "vap", "lin", "wob", "alh", "bcf"), 1.0)
+        return Clip.objects.create(
+            video=video,
+            external_id=f"g{tag}",
+            start_x=100.0,
+            start_y=120.0,
+            track=[[100.0 + i, 120.0 + i / 2] for i in range(n_frames)],
+            match_scores=[1.0] * n_frames,
+            n_frames=n_frames,
+            crop_size=CROP,
+            straightness=1.0,
+            speed=1.0,
+            retired_at="2026-01-01T00:00:00Z" if retired else None,
+            **kinematics,
+            **media,
+        )
+
+    return make
+
+
+@pytest.fixture
+def cast_votes(make_user) -> Callable[[Clip, str], list]:  # type: ignore[no-untyped-def]
+    """``cast_votes(clip, "AAC")``: new experts grade the clip through the grading service."""
+    from annotation.grading import rating_submit
+
+    def cast(clip: Clip, grades: str) -> list:
+        return [
+            rating_submit(
+                expert=make_user("expert"), clip=clip, grade=g, time_spent_ms=1000, telemetry={}
+            )
+            for g in grades
+        ]
+
+    return cast

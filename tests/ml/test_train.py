@@ -1,0 +1,178 @@
+"""Training one fold, resuming, cancelling and cross-validation (modeling.ml.train)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from modeling.ml.data import ExportDataset, read_fold
+from modeling.ml.train import (
+    EpochLog,
+    FoldResult,
+    TrainConfig,
+    TrainingCancelled,
+    cross_validate,
+    load_model,
+    make_optimizer,
+    predict,
+    train_fold,
+)
+
+# Small enough for a shared CPU: 8 frames, 2 epochs, batches of 8.
+CONFIG = TrainConfig(
+    backbone="resnet", preset="small", optimizer="adam", lr=3e-3, epochs=2, batch_size=8, frames=8
+)
+
+
+@pytest.fixture(scope="module")
+def reference(export_root: Path, tmp_path_factory: pytest.TempPathFactory) -> FoldResult:
+    """An uninterrupted two-epoch run on outer fold 0."""
+    torch.set_num_threads(1)
+    return train_fold(CONFIG, export_root, 0, checkpoint_dir=tmp_path_factory.mktemp("reference"))
+
+
+def test_a_fold_predicts_only_its_test_clips_with_the_best_val_epoch(
+    reference: FoldResult, export_root: Path
+) -> None:
+    split = read_fold(export_root, 0)
+    assert sorted(reference.predictions) == sorted(split.test)
+    assert sorted(reference.features) == sorted(split.test)
+    for p in reference.predictions.values():
+        assert sum(p) == pytest.approx(1.0, abs=1e-5)
+    assert [log.epoch for log in reference.logs] == [1, 2]
+    assert all(log.val_metrics["n"] == len(split.val) for log in reference.logs)
+    best = min(reference.logs, key=lambda log: log.val_loss)
+    assert reference.best_epoch == best.epoch
+    assert reference.test_metrics["n"] == len(split.test)
+    assert reference.epochs_run == 2 and not reference.stopped_early
+    json.dumps(
+        [reference.test_metrics, reference.predictions, [log.to_dict() for log in reference.logs]]
+    )
+
+
+def test_two_runs_with_the_same_seed_give_identical_predictions(
+    reference: FoldResult, export_root: Path, tmp_path: Path
+) -> None:
+    again = train_fold(CONFIG, export_root, 0, checkpoint_dir=tmp_path)
+    assert again.predictions == reference.predictions
+    assert [log.train_loss for log in again.logs] == [log.train_loss for log in reference.logs]
+
+
+def test_a_run_stopped_after_epoch_one_and_resumed_equals_an_uninterrupted_run(
+    reference: FoldResult, export_root: Path, tmp_path: Path
+) -> None:
+    seen: list[EpochLog] = []
+    with pytest.raises(TrainingCancelled) as stopped:
+        train_fold(
+            CONFIG,
+            export_root,
+            0,
+            checkpoint_dir=tmp_path,
+            on_epoch=seen.append,
+            should_stop=lambda: bool(seen),
+        )
+    assert stopped.value.epoch == 1 and [log.epoch for log in seen] == [1]
+    assert (tmp_path / "last.pt").exists()
+
+    resumed = train_fold(CONFIG, export_root, 0, checkpoint_dir=tmp_path, on_epoch=seen.append)
+
+    assert [log.epoch for log in seen] == [1, 2]  # epoch 1 was not trained again
+    assert resumed.predictions == reference.predictions
+    assert [log.val_loss for log in resumed.logs] == [log.val_loss for log in reference.logs]
+    assert resumed.best_epoch == reference.best_epoch
+
+
+def test_cancelling_inside_the_first_epoch_leaves_no_checkpoint(
+    export_root: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(TrainingCancelled) as stopped:
+        train_fold(CONFIG, export_root, 0, checkpoint_dir=tmp_path, should_stop=lambda: True)
+    assert stopped.value.epoch == 0
+    assert not (tmp_path / "last.pt").exists()
+
+
+def test_a_checkpoint_of_another_configuration_is_not_resumed(
+    reference: FoldResult, export_root: Path
+) -> None:
+    checkpoint_dir = Path(reference.model_path).parent
+    with pytest.raises(ValueError, match="different loss"):
+        train_fold(replace(CONFIG, loss="ce"), export_root, 0, checkpoint_dir=checkpoint_dir)
+
+
+def test_early_stopping_ends_the_run_patience_epochs_after_the_best(
+    export_root: Path, tmp_path: Path
+) -> None:
+    # A learning rate of 0 and no BatchNorm (TimeSformer): the val loss never improves.
+    config = TrainConfig(
+        backbone="timesformer",
+        lr=0.0,
+        epochs=10,
+        early_stopping_patience=2,
+        batch_size=8,
+        frames=8,
+        augment=False,
+    )
+    result = train_fold(config, export_root, 2, checkpoint_dir=tmp_path)
+    assert result.best_epoch == 1 and result.epochs_run == 3 and result.stopped_early
+    assert result.logs[-1].finished and not result.logs[0].finished
+
+
+def test_the_saved_model_and_predict_reproduce_the_fold_predictions(
+    reference: FoldResult, export_root: Path
+) -> None:
+    model, config = load_model(Path(reference.model_path))
+    assert config == CONFIG
+    dataset = ExportDataset(
+        export_root, clip_ids=sorted(reference.predictions), frames=config.frames
+    )
+    frames = np.stack(
+        [np.load(dataset.frame_path(c))[: config.frames] for c in dataset.clip_ids]
+    )  # uint8
+    q = predict(model, frames, dataset.speed)
+    expected = np.array([reference.predictions[c] for c in dataset.clip_ids])
+    np.testing.assert_allclose(q, expected, atol=1e-5)
+    one = predict(model, frames[0], dataset.speed[0])  # a single clip
+    np.testing.assert_allclose(one[0], expected[0], atol=1e-5)
+
+
+def test_cross_validation_predicts_every_clip_once_out_of_fold(
+    export_root: Path, tmp_path: Path
+) -> None:
+    config = replace(CONFIG, epochs=1, optimizer="sgd", fair_sampling=False)
+    finished: list[int] = []
+    result = cross_validate(
+        config,
+        export_root,
+        checkpoint_root=tmp_path,
+        on_fold=lambda r: finished.append(r.outer_fold),
+    )
+    assert finished == [0, 1, 2]
+    assert len(result.predictions) == 24
+    assert set(result.mean) >= {"emd", "hi", "macro_hi", "mode_accuracy", "macro_f1", "top25_hi"}
+    assert result.mean["hi"] == pytest.approx(np.mean([f.test_metrics["hi"] for f in result.folds]))
+    assert result.std["hi"] >= 0.0
+    assert result.pooled_metrics["n"] == 24
+    assert (tmp_path / "fold_2" / "model.pt").exists()
+
+
+def test_optimizers_and_invalid_configs() -> None:
+    model = torch.nn.Linear(2, 2)
+    for name, cls in (
+        ("sgd", torch.optim.SGD),
+        ("adam", torch.optim.Adam),
+        ("adamw", torch.optim.AdamW),
+    ):
+        assert isinstance(make_optimizer(replace(CONFIG, optimizer=name), model), cls)
+    assert TrainConfig(backbone="slowfast", preset="paper").resolved_batch_size == 16
+    assert TrainConfig.from_dict(CONFIG.to_dict()) == CONFIG
+    with pytest.raises(ValueError, match="optimizer"):
+        TrainConfig(optimizer="rmsprop")
+    with pytest.raises(ValueError, match="Unknown loss"):
+        TrainConfig(loss="kl")
+    with pytest.raises(ValueError, match="Unknown kinematics"):
+        TrainConfig(speed_features=("vcl", "tail_length"))
