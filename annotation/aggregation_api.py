@@ -10,7 +10,8 @@ GET /api/statistics/?bootstrap=N   Figure 3, agreement, per-expert table, retire
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
@@ -18,6 +19,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.generics import ListAPIView
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -89,10 +91,30 @@ def _csv_lines(rows: Iterable[list[str]]) -> Iterator[str]:
         yield writer.writerow(row)
 
 
+class CsvRenderer(BaseRenderer):
+    """Lets clients ask for text/csv (content negotiation happens before the view runs); the
+    table itself is streamed by the view, so this only renders errors, as their detail text."""
+
+    media_type = "text/csv"
+    format = "csv"
+
+    def render(
+        self,
+        data: Any,
+        accepted_media_type: str | None = None,
+        renderer_context: Mapping[str, Any] | None = None,
+    ) -> bytes:
+        detail = data.get("detail", data) if isinstance(data, dict) else data
+        return f"{detail}\n".encode()
+
+
 class DistributionCsvApi(APIView):
     permission_classes = [IsCurator]
+    renderer_classes = [JSONRenderer, CsvRenderer]
 
     @extend_schema(
+        operation_id="distributions_csv",
+        tags=["distributions"],
         responses={
             (200, "text/csv"): OpenApiResponse(
                 response=OpenApiTypes.STR,
@@ -100,7 +122,7 @@ class DistributionCsvApi(APIView):
                 "clip with at least one vote, ordered by clip_id; p, mean and std with six "
                 "decimals. Clips without votes are left out.",
             )
-        }
+        },
     )
     def get(self, request: Request) -> StreamingHttpResponse:
         """The grade distribution table as CSV, streamed."""

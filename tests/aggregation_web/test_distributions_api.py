@@ -94,6 +94,21 @@ def test_the_csv_download_has_the_contract_columns_and_one_row_per_voted_clip(
     assert rows[2][6:] == ["2", "3.500000", "0.500000", "C"]
 
 
+def test_a_client_that_asks_for_text_csv_gets_the_table_or_a_plain_refusal(
+    make_clips, make_experts, add_votes, make_user, client_for, curator
+) -> None:
+    clip = make_clips(1)[0]
+    add_votes(clip, "AB", make_experts(2))
+
+    ok = client_for(curator).get("/api/distributions.csv", HTTP_ACCEPT="text/csv")
+    refused = client_for(make_user("expert")).get("/api/distributions.csv", HTTP_ACCEPT="text/csv")
+
+    assert ok.status_code == 200
+    assert b"".join(ok.streaming_content).decode().splitlines()[1].startswith(clip.external_id)
+    assert refused.status_code == 403
+    assert refused.content.decode().strip() == "only curators and admins may do this"
+
+
 def test_the_statistics_agreement_equals_direct_calls_of_annotation_agreement(
     make_clips, make_experts, add_votes, client_for, curator
 ) -> None:
@@ -197,3 +212,20 @@ def test_the_openapi_schema_documents_the_aggregation_endpoints(client_for, cura
     ):
         assert path in schema
     assert "kappa_quadratic" in schema and "bootstrap" in schema
+
+
+@pytest.mark.parametrize("role", ["expert", "trainee"])
+def test_experts_and_trainees_are_refused_every_aggregation_endpoint(
+    role, make_clips, make_experts, add_votes, make_user, client_for
+) -> None:
+    clip = make_clips(1)[0]
+    add_votes(clip, "ABC", make_experts(3))
+    client = client_for(make_user(role))
+
+    for url in (
+        "/api/distributions/",
+        f"/api/distributions/{clip.external_id}/",
+        "/api/distributions.csv",
+        "/api/statistics/",
+    ):
+        assert client.get(url).status_code == 403, url

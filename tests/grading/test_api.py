@@ -281,3 +281,15 @@ def test_after_voting_the_panel_is_shown_only_when_the_lab_allows_it(
     # Lists and the queue stay blind either way: my ratings carry my grades only.
     listed = client.get(RATINGS).json()["results"]
     assert _json_leaks(listed, own_grades={"B"}) == []
+
+
+def test_the_session_summary_page_shows_this_sessions_answers(make_user, make_clip):
+    client = _client_for(make_user("expert"))  # logging in starts the session
+    for grade in "AAC":
+        assert _submit(client, make_clip().external_id, grade).status_code == 201
+    _post(client, CANNOT_JUDGE, {"clip_id": make_clip().external_id, "reason": "overlapping"})
+    page = client.get("/grade/summary/").content.decode()
+    assert 'id="summary-graded">3<' in page
+    assert 'id="summary-cannot-judge">1<' in page
+    assert 'id="summary-count-A">2<' in page and 'id="summary-count-C">1<' in page
+    assert 'id="summary-median">0.9&nbsp;s<' in page  # every grade took 900 ms
