@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.exceptions import ValidationError
@@ -55,12 +56,16 @@ class DatasetVersionListCreateApi(generics.ListAPIView):
     serializer_class = DatasetVersionSerializer
     queryset = DatasetVersion.objects.all()
 
-    @extend_schema(request=DatasetVersionCreateSerializer, responses={201: DatasetVersionSerializer})
+    @extend_schema(
+        request=DatasetVersionCreateSerializer, responses={201: DatasetVersionSerializer}
+    )
     def post(self, request: Request) -> Response:
         data = DatasetVersionCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         try:
-            version = services.dataset_version_create(created_by=request.user, **data.validated_data)
+            version = services.dataset_version_create(
+                created_by=request.user, **data.validated_data
+            )
         except services.DatasetError as exc:
             raise ValidationError({"detail": str(exc)}) from exc
         return Response(DatasetVersionSerializer(version).data, status=status.HTTP_201_CREATED)
@@ -80,7 +85,7 @@ class DatasetVersionDownloadApi(APIView):
 
     permission_classes = [IsCurator]
 
-    @extend_schema(responses={(200, "application/x-tar"): bytes})
+    @extend_schema(responses={(200, "application/x-tar"): OpenApiTypes.BINARY})
     def get(self, request: Request, name: str) -> StreamingHttpResponse:
         version = get_object_or_404(DatasetVersion, name=name, frozen=True)
         return export_download_response(version)
@@ -90,10 +95,28 @@ def export_download_response(version: DatasetVersion) -> StreamingHttpResponse:
     folder = services.export_dir_for(version)
     root = f"mersv-{version.name}"
     size = tar_size(folder, root=root)  # raises before the response starts if a file is missing
-    response = StreamingHttpResponse(stream_tar(folder, root=root), content_type="application/x-tar")
+    response = StreamingHttpResponse(
+        stream_tar(folder, root=root), content_type="application/x-tar"
+    )
     response["Content-Length"] = str(size)
     response["Content-Disposition"] = f'attachment; filename="{root}.tar"'
     return response
+
+
+class ClipChangeSerializer(serializers.Serializer):
+    clip_id = serializers.CharField()
+    emd = serializers.FloatField()
+    p_a = serializers.ListField(child=serializers.FloatField())
+    p_b = serializers.ListField(child=serializers.FloatField())
+
+
+class VersionDiffSerializer(serializers.Serializer):
+    a = serializers.CharField()
+    b = serializers.CharField()
+    added = serializers.ListField(child=serializers.CharField())
+    removed = serializers.ListField(child=serializers.CharField())
+    unchanged = serializers.IntegerField()
+    changed = ClipChangeSerializer(many=True)
 
 
 class DatasetVersionDiffApi(APIView):
@@ -101,6 +124,7 @@ class DatasetVersionDiffApi(APIView):
 
     permission_classes = [IsCurator]
 
+    @extend_schema(responses=VersionDiffSerializer)
     def get(self, request: Request, name: str, other: str) -> Response:
         a = get_object_or_404(DatasetVersion, name=name, frozen=True)
         b = get_object_or_404(DatasetVersion, name=other, frozen=True)

@@ -13,9 +13,7 @@ from datasets.models import DatasetVersion
 
 def version_distributions(version: DatasetVersion) -> pd.DataFrame:
     rows = version.clips.values_list("clip_external_id", "p")
-    return pd.DataFrame(
-        [[clip_id, *p] for clip_id, p in rows], columns=["clip_id", *PROB_COLUMNS]
-    )
+    return pd.DataFrame([[clip_id, *p] for clip_id, p in rows], columns=["clip_id", *PROB_COLUMNS])
 
 
 def version_diff(a: DatasetVersion, b: DatasetVersion) -> VersionDiff:

@@ -207,9 +207,9 @@ def _freeze(version: DatasetVersion, clips: list[Clip], ratings: list) -> dict[s
     votes["rater_id"] = [_pseudonym(salt, "rater", r) for r in votes["rater_id"]]
     arrays = rating_arrays(votes, clip_ids=clip_ids, rater_ids=sorted(set(votes["rater_id"])))
     stats = distribution_stats(
-        np.bincount(
-            arrays.clip_idx * 5 + arrays.grade_idx, minlength=len(clip_ids) * 5
-        ).reshape(-1, 5)
+        np.bincount(arrays.clip_idx * 5 + arrays.grade_idx, minlength=len(clip_ids) * 5).reshape(
+            -1, 5
+        )
     )
     patients = [_pseudonym(salt, "patient", c.video.patient.code) for c in clips]
     folds = assign_folds(
@@ -497,5 +497,3 @@ def dataset_version_delete_unbuilt(*, version: DatasetVersion) -> None:
         raise FrozenError(f"dataset version {version.name!r} is frozen and cannot be deleted")
     shutil.rmtree(export_dir_for(version), ignore_errors=True)
     version.delete()
-
-

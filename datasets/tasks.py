@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import contextlib
+
 from celery import shared_task
 
 from datasets import services
@@ -9,7 +11,6 @@ from datasets import services
 def build_dataset_version(version_id: int) -> None:
     if not services.version_claim(version_id=version_id):
         return
-    try:
+    # A DatasetError is recorded on the version as its error; nothing more to do here.
+    with contextlib.suppress(services.DatasetError):
         services.dataset_version_build(version_id=version_id)
-    except services.DatasetError:
-        pass  # recorded on the version as its error

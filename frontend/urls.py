@@ -22,9 +22,7 @@ urlpatterns = [
     path("media/<path:path>", views.media, name="media"),
     path("datasets/", dataset_views.dataset_list, name="dataset-list"),
     path("datasets/<slug:name>/", dataset_views.dataset_detail, name="dataset-detail"),
-    path(
-        "datasets/<slug:name>/download/", dataset_views.dataset_download, name="dataset-download"
-    ),
+    path("datasets/<slug:name>/download/", dataset_views.dataset_download, name="dataset-download"),
     path("grade/", grading_views.grade, name="grade"),
     path("grade/summary/", grading_views.grade_summary, name="grade-summary"),
 ]

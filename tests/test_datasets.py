@@ -71,7 +71,10 @@ def test_a_built_version_is_frozen_with_folds_and_a_verified_export(rated, expor
         version.content_hash
     )
     dist = pd.read_csv(folder / "distributions.csv")
-    assert list(dist.columns) == ["clip_id", "p_A", "p_B", "p_C", "p_D", "p_E", "n", "mean", "std", "mode"]  # fmt: skip
+    assert list(dist.columns) == [
+        *("clip_id", "p_A", "p_B", "p_C", "p_D", "p_E"),
+        *("n", "mean", "std", "mode"),
+    ]
     assert np.allclose(dist[["p_A", "p_B", "p_C", "p_D", "p_E"]].sum(axis=1), 1.0)
     for name in ("clips.csv", "ratings.csv", "splits.csv", "inner_splits.csv", "README.md"):
         assert (folder / name).is_file()
@@ -135,9 +138,9 @@ def test_a_frozen_version_refuses_every_change(rated, export_root) -> None:
     # Even raw SQL is refused by the database's triggers.
     from django.db import DatabaseError
 
+    sql = "UPDATE datasets_datasetclip SET fold = 0 WHERE version_id = %s"
     with pytest.raises(DatabaseError, match="frozen"), transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute("UPDATE datasets_datasetclip SET fold = 0 WHERE version_id = %s", [version.pk])  # fmt: skip
+        connection.cursor().execute(sql, [version.pk])
     version.refresh_from_db()
     assert version.description == "" and version.seed == 0
 
@@ -202,7 +205,8 @@ def test_a_curator_builds_a_version_through_the_worker_and_downloads_it(
     client = Client()
     user_create(username="cur", role="curator", password=PASSWORD)
     client.login(username="cur", password=PASSWORD)
-    response = client.post("/datasets/", {"name": "web-v1", "licence": "CC-BY-4.0", "min_votes": 1, "n_folds": 3, "seed": 0, "exclude_cannot_judge_majority": "on"})  # fmt: skip
+    form = {"name": "web-v1", "licence": "CC-BY-4.0", "min_votes": 1, "n_folds": 3, "seed": 0}
+    response = client.post("/datasets/", {**form, "exclude_cannot_judge_majority": "on"})
     assert response.status_code == 302
     wait_for(
         lambda: DatasetVersion.objects.get(name="web-v1").status in ("ready", "failed"),
@@ -216,8 +220,8 @@ def test_a_curator_builds_a_version_through_the_worker_and_downloads_it(
     assert b'id="fold-balance"' in page.content
     download = client.get("/datasets/web-v1/download/")
     assert download.status_code == 200 and download.streaming
-    archive = tarfile.open(fileobj=io.BytesIO(b"".join(download.streaming_content)))
-    names = archive.getnames()
+    with tarfile.open(fileobj=io.BytesIO(b"".join(download.streaming_content))) as archive:
+        names = archive.getnames()
     assert "mersv-web-v1/MANIFEST.sha256" in names and "mersv-web-v1/distributions.csv" in names
 
 

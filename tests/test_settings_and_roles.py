@@ -18,7 +18,9 @@ ROOT = Path(__file__).resolve().parent.parent
 def _run_manage(
     args: list[str], env_extra: dict[str, str], tmp_path: Path
 ) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "CELERY_"))}
+    # A clean environment: no test database, broker, or flags other fixtures set for themselves.
+    dropped = ("DATABASE_URL", "CELERY_", "DJANGO_ALLOW_ASYNC_UNSAFE")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(dropped)}
     env.update({"MERSV_VAR_DIR": str(tmp_path / "var")})
     env.update(env_extra)
     return subprocess.run(

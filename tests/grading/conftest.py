@@ -49,9 +49,7 @@ def make_clip() -> Callable[..., Clip]:
     """Factory: ``make_clip(n_frames=8, status="ready", retired=False)`` -> a Clip of its own
     READY video, with a real filmstrip under MEDIA_ROOT and no votes."""
 
-    def make(
-        *, n_frames: int = 8, status: str = Video.Status.READY, retired: bool = False
-    ) -> Clip:
+    def make(*, n_frames: int = 8, status: str = Video.Status.READY, retired: bool = False) -> Clip:
         n = next(_ids)
         tag = f"{n:03d}-{uuid.uuid4().hex[:6]}"
         patient, _ = Patient.objects.get_or_create(code="P-grading")

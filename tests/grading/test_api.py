@@ -44,7 +44,8 @@ def _post(client: Client, url: str, body: dict, method: str = "post"):  # type: 
 
 
 def _submit(client: Client, clip_id: str, grade: str = "B", **extra):  # type: ignore[no-untyped-def]
-    return _post(client, RATINGS, {"clip_id": clip_id, "grade": grade, "time_spent_ms": 900, **extra})
+    body = {"clip_id": clip_id, "grade": grade, "time_spent_ms": 900, **extra}
+    return _post(client, RATINGS, body)
 
 
 # --- roles and CSRF --------------------------------------------------------------------------

@@ -73,7 +73,7 @@ def test_an_expert_grades_five_clips_by_keyboard_then_undoes_and_changes_a_grade
         frame, level = _frame_shown(page)
         assert frame == (start - 1 + i) % N_FRAMES + 1
         assert level == frame_level(frame - 1)
-    for i in range(1, N_FRAMES + 2):
+    for _ in range(N_FRAMES + 1):
         before, _ = _frame_shown(page)
         page.keyboard.press("ArrowLeft")
         frame, level = _frame_shown(page)
@@ -124,3 +124,26 @@ def test_an_expert_grades_five_clips_by_keyboard_then_undoes_and_changes_a_grade
     assert first.telemetry["frames_stepped"] == 2 * N_FRAMES + 3
     assert first.telemetry["plays"] >= 1 and first.time_spent_ms > 0
     assert clip_vote_counts_recount() == 0  # the counts equal a recount of the ratings
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_the_curators_clip_page_plays_with_the_same_player(
+    live_server, browser_page, make_user, make_clip
+):
+    curator = make_user("curator")
+    clip = make_clip(n_frames=N_FRAMES)
+    page = browser_page
+    login(page, live_server, curator.username, PASSWORD)
+    page.goto(f"{live_server.url}/clips/{clip.external_id}/")
+    page.wait_for_function(
+        "() => document.getElementById('crop-canvas').getContext('2d')"
+        ".getImageData(2, 2, 1, 1).data[0] > 0"
+    )
+    assert page.text_content("#frame-total") == str(N_FRAMES)
+    page.keyboard.press("ArrowRight")
+    start, _ = _frame_shown(page)
+    page.keyboard.press("ArrowLeft")
+    frame, level = _frame_shown(page)
+    assert frame == (start - 2) % N_FRAMES + 1 and level == frame_level(frame - 1)
+    assert page_errors(page) == []

@@ -119,9 +119,7 @@ def test_a_grade_outside_a_to_e_is_refused_with_a_clear_message(
         ([1, 2], "telemetry must be an object"),
     ],
 )
-def test_bad_telemetry_is_refused_and_nothing_is_written(
-    make_user, make_clip, telemetry, message
-):
+def test_bad_telemetry_is_refused_and_nothing_is_written(make_user, make_clip, telemetry, message):
     clip = make_clip()
     with pytest.raises(ServiceError, match=message):
         _submit(make_user("expert"), clip, telemetry=telemetry)
@@ -146,9 +144,7 @@ def test_a_time_beyond_an_hour_is_refused(make_user, make_clip):
 
 def test_cannot_judge_is_recorded_apart_and_never_counted(make_user, make_clip):
     expert, clip = make_user("expert"), make_clip()
-    answer = cannot_judge_submit(
-        expert=expert, clip=clip, reason="overlapping", time_spent_ms=2000
-    )
+    answer = cannot_judge_submit(expert=expert, clip=clip, reason="overlapping", time_spent_ms=2000)
     assert answer.reason == CannotJudge.Reason.OVERLAPPING
     assert _counts(clip) == [0, 0, 0, 0, 0, 0]
     assert not Rating.objects.exists()
