@@ -290,6 +290,7 @@ def dataset_import(
                         out_dir=out_dir,
                         pixel_size_um=rows[0].pixel_size_um,
                         config=config,
+                        fps=rows[0].fps,  # clips.csv's rate wins over the file's header
                     ),
                     out_dir,
                 )

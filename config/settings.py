@@ -243,6 +243,17 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
 }
 
+# Training runs (modeling/): checkpoints, fold models and features under
+# MERSV_RUNS_ROOT/<run id>/, experiment-grid reports under MERSV_RUNS_ROOT/grids/<grid id>/.
+TRAINING_RUNS_ROOT = Path(env_str("MERSV_RUNS_ROOT", str(VAR_DIR / "runs")))
+# One training task (a run, or one run of a grid) may take this long before it is stopped and
+# marked failed; its checkpoints stay, so it can be resumed. The broker's visibility timeout
+# below is derived from it, so a long task is never redelivered while it still runs.
+TRAINING_TIME_LIMIT_S = env_int("MERSV_TRAINING_TIME_LIMIT_S", 4 * 3600)
+# A running run whose worker has not written a heartbeat for this long is taken over by a
+# redelivered task (the worker died); a fresher one makes the redelivery wait and retry.
+TRAINING_HEARTBEAT_STALE_S = env_int("MERSV_TRAINING_HEARTBEAT_STALE_S", 120)
+
 # Celery. The embedded default is kombu's filesystem transport: no server, and a real worker
 # process (`celery -A config worker`) consumes the queue from the same folders.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
@@ -260,7 +271,7 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 else:
     # A task is redelivered only after the visibility timeout: keep it above the longest
     # task's hard time limit, or a long training epoch would run twice.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 4 * 3600 + 600}
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": TRAINING_TIME_LIMIT_S + 600}
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
