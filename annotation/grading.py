@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from annotation.grades import GRADES
 from annotation.models import CannotJudge, Clip, ClipAssignment, Rating, RatingChange, Video
+from annotation.retirement_service import clip_retire_if_settled
 from annotation.services import ServiceError
 
 if TYPE_CHECKING:
@@ -35,7 +36,8 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-# Telemetry the grading page sends with each answer: key -> (type, upper bound).
+# Telemetry the grading page sends with each grade: counters (with their upper bounds), the
+# playback speeds used, and flags.
 TELEMETRY_COUNTERS: dict[str, int] = {"plays": 10_000, "frames_stepped": 100_000}
 TELEMETRY_FLAGS: tuple[str, ...] = ("zoom_used", "full_field_opened")
 TELEMETRY_SPEEDS: tuple[float, ...] = (0.25, 0.5, 1.0, 1.5, 2.0)
@@ -159,12 +161,39 @@ def _held_for_others(expert: User, now: datetime) -> Coalesce:
 
 
 def clip_hidden_repeat_for_expert(*, expert: User, now: datetime) -> Clip | None:
-    """Hook for hidden repeats: a clip the expert already graded, offered again blinded.
+    """Now and then a clip the expert graded long ago, offered again blinded (a hidden repeat,
+    `annotation.repeat_service`), else None. The offer is a ClipAssignment on a clip the
+    expert already rated; `rating_submit` stores its answer apart, as a RepeatRating."""
+    from annotation.repeat_service import repeat_candidate_for_expert
 
-    Returns None: there are no repeats yet. A repeat is picked before a new clip; its answer
-    must be stored apart from Rating (see the note in `rating_submit`), never as a second grade.
-    """
-    return None
+    clip = repeat_candidate_for_expert(expert=expert)
+    if clip is None:
+        return None
+    ClipAssignment.objects.bulk_create(
+        [
+            ClipAssignment(
+                clip=clip, expert=expert, assigned_at=now, expires_at=now + _assignment_ttl()
+            )
+        ],
+        update_conflicts=True,
+        unique_fields=["clip", "expert"],
+        update_fields=["assigned_at", "expires_at"],
+    )
+    return clip
+
+
+def _repeat_pending(*, expert: User, clip_id: int) -> bool:
+    """Whether this expert was offered the clip as a hidden repeat and has not answered it:
+    a live hold on a clip they already rated (normal holds end when the clip is answered)."""
+    from annotation.models import RepeatRating
+
+    return (
+        ClipAssignment.objects.filter(
+            clip_id=clip_id, expert=expert, expires_at__gt=timezone.now()
+        ).exists()
+        and Rating.objects.filter(clip_id=clip_id, rater=expert).exists()
+        and not RepeatRating.objects.filter(clip_id=clip_id, rater=expert).exists()
+    )
 
 
 def clip_next_for_expert(*, expert: User, now: datetime | None = None) -> Clip | None:
@@ -301,7 +330,8 @@ def _answer_existing(*, expert: User, clip: Clip) -> AlreadyAnsweredError | None
 
 
 def _answer_once(*, expert: User, clip: Clip, write: Callable[[], T]) -> T:
-    """Run `write` in a savepoint; a concurrent duplicate answer becomes AlreadyAnsweredError.
+    """Run `write` atomically (a savepoint inside an outer transaction); a concurrent duplicate
+    answer becomes AlreadyAnsweredError.
 
     The Clip lock taken inside `write` already serialises answers to one clip; the unique
     constraints are the last guard (and the only one where locks are no-ops, as on SQLite).
@@ -330,8 +360,10 @@ def rating_submit(
 ) -> Rating:
     """Record an expert's first grade for a clip and count it, in one transaction.
 
-    Takes the Clip row lock; raises AlreadyAnsweredError (carrying the existing answer) when
-    the expert already graded or skipped the clip, also when two submits race.
+    Takes the Clip row lock; retires the clip when its distribution is settled; stores the
+    answer to a pending hidden repeat apart (RepeatRating). Raises AlreadyAnsweredError
+    (carrying the existing answer) when the expert already graded or skipped the clip, also
+    when two submits race.
     """
     grade = grade_check(grade)
     time_spent_ms = time_spent_check(time_spent_ms)
@@ -341,7 +373,15 @@ def rating_submit(
         locked = _clip_lock(clip.pk)
         if locked.video.status != Video.Status.READY:
             raise ServiceError(f"clip {locked.external_id} is not ready for grading")
-        # Hidden repeats go here: an answer to a pending repeat is stored apart, not refused.
+        if _repeat_pending(expert=expert, clip_id=locked.pk):
+            # A hidden repeat: stored apart, never a second vote; the counts stay as they are.
+            from annotation.repeat_service import repeat_submit
+
+            repeat_submit(expert=expert, clip=locked, grade=grade, time_spent_ms=time_spent_ms)
+            _assignment_clear(expert=expert, clip_id=locked.pk)
+            original = Rating.objects.get(clip=locked, rater=expert)
+            original.grade = grade  # the response echoes this answer, not the earlier grade
+            return original
         existing = _answer_existing(expert=expert, clip=locked)
         if existing is not None:
             raise existing
@@ -354,6 +394,7 @@ def rating_submit(
         )
         RatingChange.objects.create(rating=rating, grade=grade, previous_grade="")
         _clip_votes_add(locked.pk, {grade: 1})
+        clip_retire_if_settled(clip=locked)  # same transaction, Clip lock held
         _assignment_clear(expert=expert, clip_id=locked.pk)
         return rating
 
@@ -379,12 +420,13 @@ def rating_change(
     time_spent_ms = time_spent_check(time_spent_ms)
     clean_telemetry = telemetry_clean(telemetry)
     with transaction.atomic():
-        _clip_lock(rating.clip_id)
+        clip = _clip_lock(rating.clip_id)
         locked = Rating.objects.select_for_update().get(pk=rating.pk)
         previous = locked.grade
         if grade != previous:
             RatingChange.objects.create(rating=locked, grade=grade, previous_grade=previous)
             _clip_votes_add(locked.clip_id, {previous: -1, grade: 1})
+            clip_retire_if_settled(clip=clip)  # a change may settle or unsettle the clip
         locked.grade = grade
         locked.time_spent_ms = min(locked.time_spent_ms + time_spent_ms, MAX_TIME_SPENT_MS)
         locked.telemetry = telemetry_merge(locked.telemetry, clean_telemetry)
@@ -420,7 +462,7 @@ def cannot_judge_submit(
 def clip_panel_for_expert(*, expert: User, clip: Clip) -> dict[str, int] | None:
     """The panel's vote counts A..E on a clip, for an expert who has graded it and only when
     SHOW_PANEL_AFTER_VOTE is on; otherwise None (blind grading)."""
-    if not settings.SHOW_PANEL_AFTER_VOTE:
+    if not settings.SHOW_PANEL_AFTER_VOTE or _repeat_pending(expert=expert, clip_id=clip.pk):
         return None
     # The join on the expert's own rating is the blindness check: no rating, no row.
     counts = (

@@ -84,6 +84,36 @@ class PanelOutputSerializer(serializers.Serializer):
     E = serializers.IntegerField()
 
 
+class GradingProgressOutputSerializer(serializers.Serializer):
+    rated = serializers.IntegerField()
+    cannot_judge = serializers.IntegerField()
+    remaining = serializers.IntegerField(help_text="Clips your queue could still offer you.")
+
+
+class NextOutputSerializer(serializers.Serializer):
+    """What the page shows after an answer: the next clip (null: queue empty) and progress."""
+
+    clip = GradingClipOutputSerializer(allow_null=True)
+    progress = GradingProgressOutputSerializer()
+
+
+def _next_field() -> serializers.BooleanField:
+    return serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Also return the next clip to grade and your progress (saves a round trip).",
+    )
+
+
+def _next_if_asked(expert, asked: bool) -> dict | None:  # type: ignore[no-untyped-def]
+    if not asked:
+        return None
+    return {
+        "clip": grading.clip_next_for_expert(expert=expert),
+        "progress": grading.grading_progress(expert=expert),
+    }
+
+
 class RatingOutputSerializer(serializers.ModelSerializer):
     clip_id = serializers.CharField(source="clip.external_id")
 
@@ -152,6 +182,7 @@ class RatingSubmitInputSerializer(serializers.Serializer):
     grade = serializers.CharField(max_length=8, validators=[_checked(grading.grade_check)])
     time_spent_ms = _time_spent_field()
     telemetry = _telemetry_field()
+    next = _next_field()
 
 
 class RatingSubmitOutputSerializer(RatingOutputSerializer):
@@ -159,14 +190,16 @@ class RatingSubmitOutputSerializer(RatingOutputSerializer):
         allow_null=True,
         help_text="The panel's vote counts including yours; null when the lab hides them.",
     )
+    next = NextOutputSerializer(allow_null=True, help_text="Only when asked for with next.")
 
     class Meta(RatingOutputSerializer.Meta):
-        fields = [*RatingOutputSerializer.Meta.fields, "panel"]
+        fields = [*RatingOutputSerializer.Meta.fields, "panel", "next"]
         read_only_fields = fields
 
 
-def _rating_with_panel(rating: Rating, expert) -> dict:  # type: ignore[no-untyped-def]
+def _rating_answer(rating: Rating, expert, *, next_asked: bool = False) -> dict:  # type: ignore[no-untyped-def]
     rating.panel = grading.clip_panel_for_expert(expert=expert, clip=rating.clip)
+    rating.next = _next_if_asked(expert, next_asked)
     return RatingSubmitOutputSerializer(rating).data
 
 
@@ -203,7 +236,8 @@ class RatingListSubmitApi(generics.ListAPIView):
             return _conflict(exc)
         except ServiceError as exc:
             raise ValidationError({"detail": str(exc)}) from exc
-        return Response(_rating_with_panel(rating, request.user), status=status.HTTP_201_CREATED)
+        answer = _rating_answer(rating, request.user, next_asked=data.validated_data["next"])
+        return Response(answer, status=status.HTTP_201_CREATED)
 
 
 class RatingChangeInputSerializer(serializers.Serializer):
@@ -233,21 +267,23 @@ class RatingChangeApi(APIView):
             )
         except ServiceError as exc:
             raise ValidationError({"detail": str(exc)}) from exc
-        return Response(_rating_with_panel(rating, request.user))
+        return Response(_rating_answer(rating, request.user))
 
 
 class CannotJudgeInputSerializer(serializers.Serializer):
     clip_id = serializers.CharField(max_length=64)
     reason = serializers.ChoiceField(choices=CannotJudge.Reason.choices)
     time_spent_ms = _time_spent_field(required=False, default=0)
+    next = _next_field()
 
 
 class CannotJudgeOutputSerializer(serializers.ModelSerializer):
     clip_id = serializers.CharField(source="clip.external_id")
+    next = NextOutputSerializer(allow_null=True, help_text="Only when asked for with next.")
 
     class Meta:
         model = CannotJudge
-        fields = ["id", "clip_id", "reason", "time_spent_ms", "created_at"]
+        fields = ["id", "clip_id", "reason", "time_spent_ms", "created_at", "next"]
         read_only_fields = fields
 
 
@@ -276,13 +312,8 @@ class CannotJudgeSubmitApi(APIView):
             return _conflict(exc)
         except ServiceError as exc:
             raise ValidationError({"detail": str(exc)}) from exc
+        answer.next = _next_if_asked(request.user, data.validated_data["next"])
         return Response(CannotJudgeOutputSerializer(answer).data, status=status.HTTP_201_CREATED)
-
-
-class GradingProgressOutputSerializer(serializers.Serializer):
-    rated = serializers.IntegerField()
-    cannot_judge = serializers.IntegerField()
-    remaining = serializers.IntegerField(help_text="Clips your queue could still offer you.")
 
 
 class GradingProgressApi(APIView):

@@ -19,7 +19,7 @@ import re
 import shutil
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
 from django.conf import settings
@@ -83,6 +83,7 @@ class ImportResult:
     ratings_created: int
     ratings_skipped: int
     raters_created: int
+    untrackable: list[str] = field(default_factory=list)  # skipped videos, with the reason
 
 
 def _read_csv(path: Path, required: tuple[str, ...], problems: list[str]) -> list[dict]:
@@ -263,9 +264,17 @@ def _plan_ratings(plan: ImportPlan, problems: list[str]) -> None:
 
 
 def dataset_import(
-    root: Path, *, progress: Callable[[int, int, str], None] | None = None
+    root: Path,
+    *,
+    progress: Callable[[int, int, str], None] | None = None,
+    skip_untrackable: bool = False,
 ) -> ImportResult:
-    """Validate, then track and cut every new clip, then write everything in one transaction."""
+    """Validate, then track and cut every new clip, then write everything in one transaction.
+
+    A video whose target cannot be tracked (lost, unreadable past its header) stops the import
+    with nothing written, unless skip_untrackable: then its clips and their ratings are left
+    out and listed in the result.
+    """
     from annotation import services
     from annotation.pipeline import process_video
     from annotation.video_io import IngestError
@@ -276,6 +285,7 @@ def dataset_import(
     media_root = Path(settings.MEDIA_ROOT)
     staging = media_root / "clips" / f".import-{uuid.uuid4().hex}"
     outputs = {}
+    untrackable: list[str] = []
     try:
         total = len(plan.new_videos)
         for done, (video, rows) in enumerate(sorted(plan.new_videos.items())):
@@ -296,12 +306,20 @@ def dataset_import(
                 )
             except IngestError as exc:
                 ids = ", ".join(r.clip_id for r in rows)
-                raise ImportValidationError(
-                    [f"clips.csv line {rows[0].line}: video {video!r} (clips {ids}): {exc}"]
-                ) from exc
+                problem = f"clips.csv line {rows[0].line}: video {video!r} (clips {ids}): {exc}"
+                if not skip_untrackable:
+                    raise ImportValidationError([problem]) from exc
+                untrackable.append(problem)
+                shutil.rmtree(out_dir, ignore_errors=True)
         if progress:
             progress(total, total, "writing")
+        if untrackable:
+            dropped = {
+                r.clip_id for v, rows in plan.new_videos.items() if v not in outputs for r in rows
+            }
+            plan.new_ratings = [r for r in plan.new_ratings if r.clip_id not in dropped]
         result = _write(plan, outputs, config, staging)
+        result = replace(result, untrackable=untrackable)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return result
@@ -361,6 +379,10 @@ def _write(plan: ImportPlan, outputs: dict, config, staging: Path) -> ImportResu
                 [RatingChange(rating_id=r.pk, grade=r.grade) for r in new], batch_size=1000
             )
             services.clip_vote_counts_recount(clip_ids=list(set(clips.values())))
+            # Imported clips with settled distributions leave the expert queue at once.
+            from annotation.retirement_service import clips_retire_settled
+
+            clips_retire_settled()
     except Exception:
         for path in moved:
             if path.is_dir():
@@ -372,7 +394,7 @@ def _write(plan: ImportPlan, outputs: dict, config, staging: Path) -> ImportResu
         clips_created=sum(len(plan.new_videos[v]) for v in outputs),
         clips_skipped=len(plan.existing_clip_ids),
         ratings_created=len(plan.new_ratings),
-        ratings_skipped=len(plan.ratings) - len(plan.new_ratings),
+        ratings_skipped=len(plan.ratings) - len(plan.new_ratings),  # existing or untrackable
         raters_created=raters_created,
     )
 

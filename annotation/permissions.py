@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework.permissions import BasePermission
 
-from annotation.roles import CURATOR, EXPERT, TRAINEE, user_has_role
+from annotation.roles import CURATOR, EXPERT, TRAINEE, user_has_role, user_role
 
 
 class _RolePermission(BasePermission):
@@ -20,9 +20,14 @@ class IsCurator(_RolePermission):
     message = "only curators and admins may do this"
 
 
-class IsExpert(_RolePermission):
-    roles = (EXPERT,)
+class IsExpert(BasePermission):
+    """Experts only, admins not included: every grade counts in the panel's distribution, so
+    only accounts in the expert role may give one."""
+
     message = "only experts may grade clips"
+
+    def has_permission(self, request, view) -> bool:  # type: ignore[no-untyped-def]
+        return user_role(request.user) == EXPERT
 
 
 class IsTrainee(_RolePermission):

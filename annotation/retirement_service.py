@@ -25,9 +25,10 @@ from annotation.selectors import VOTE_FIELDS
 
 def clips_settled(counts: np.ndarray) -> np.ndarray:
     """The retirement rule with this installation's settings: (..., 5) votes -> (...) bool."""
+    # A lab that asks for fewer votes than the minimum gets its maximum as the minimum.
     return retirement_decision(
         counts,
-        min_votes=settings.RETIRE_MIN_VOTES,
+        min_votes=min(settings.RETIRE_MIN_VOTES, settings.MAX_VOTES),
         max_votes=settings.MAX_VOTES,
         tolerance=settings.RETIRE_TOLERANCE,
     )

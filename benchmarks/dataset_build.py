@@ -41,8 +41,8 @@ MEASURED = (
 )
 
 
-def run_measured(args: list[str], env: dict[str, str]) -> tuple[float, int]:
-    """Wall time and the child's own peak RSS (KiB), read by the child at exit."""
+def run_measured(args: list[str], env: dict[str, str]) -> tuple[float, int, str]:
+    """Wall time, the child's own peak RSS (KiB, read by the child at exit) and its output."""
     start = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-c", MEASURED, *args], cwd=ROOT, env=env, check=True,
@@ -51,7 +51,7 @@ def run_measured(args: list[str], env: dict[str, str]) -> tuple[float, int]:
     elapsed = time.perf_counter() - start
     lines = done.stdout.splitlines()
     peak = next(int(line.split()[1]) for line in lines if line.startswith("PEAK"))
-    return elapsed, peak
+    return elapsed, peak, done.stdout
 
 
 def main() -> None:
@@ -84,8 +84,8 @@ def main() -> None:
     subprocess.run(["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", args.database])
     subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", args.database], check=True)
     run(["migrate", "--noinput", "-v", "0"], env)
-    t_import = run(["import_dataset", str(data), "--no-progress"], env)
-    t_build, peak_kib = run_measured(["build_dataset", "bench", "--no-progress"], env)
+    t_import = run(["import_dataset", str(data), "--no-progress", "--skip-untrackable"], env)
+    t_build, peak_kib, built_text = run_measured(["build_dataset", "bench", "--no-progress"], env)
     out = bench / "dataset-export-copy"
     shutil.rmtree(out, ignore_errors=True)
     t_export = run(["export_dataset", "bench", "--out", str(out)], env)
@@ -94,7 +94,8 @@ def main() -> None:
     identical = all(filecmp.cmp(built / f, out / f, shallow=False) for f in files)
     size = sum((built / f).stat().st_size for f in files)
     print()
-    print(f"clips: {args.clips} ({args.width}x{args.height} videos, 16-frame 150x150 crops)")
+    print(f"generated clips: {args.clips} ({args.width}x{args.height}, 16-frame 150x150 crops)")
+    print(next(line for line in built_text.splitlines() if line.startswith("built ")))
     print(f"import (ingest + tracking of every video): {t_import:.1f} s")
     print(f"build_dataset (freeze + folds + export): {t_build:.1f} s   target < 60 s")
     print(f"build_dataset peak RSS: {peak_kib / 1024:.0f} MiB   target < 1024 MiB")

@@ -2,12 +2,13 @@
 
 Creates a fresh PostgreSQL database (default `mersv_bench`), migrates it, adds 600 clips (with a
 shared filmstrip) and 40 experts, and starts gunicorn (3 workers x 4 threads) on 127.0.0.1.
-Each simulated expert logs in through the login form, then loops "GET /api/grading/next/,
-think, POST /api/grading/ratings/" for --seconds, logging every vote the server acknowledged.
-It prints
+Each simulated expert logs in through the login form, gets a clip (GET /api/grading/next/),
+then loops "think, POST /api/grading/ratings/" for --seconds; like the grading page, the submit
+asks for the next clip in its answer (`next: true`; --separate-next sends its own GET
+/api/grading/next/ instead). Every vote the server acknowledged is logged. It prints
 
-- p50 / p95 latency of one grading step (submit + next, what an expert waits for after
-  pressing Enter), of each request alone, and requests per second;
+- p50 / p95 latency of one grading step (submit and next, what an expert waits for after
+  pressing Enter), of each request alone, requests per second and gunicorn's CPU per request;
 - lost or duplicated votes: every acknowledged vote is in the database exactly once, nothing
   unacknowledged is, and the vote counts on Clip equal a recount of the ratings;
 - the grading page's time to the first visible frame in headless Chromium (median of
@@ -16,7 +17,11 @@ It prints
 with the target p95 < 100 ms per grading step.
 
     .venv/bin/python -m benchmarks.grading_load --seconds 60
-    .venv/bin/python -m benchmarks.grading_load --seconds 30 --think-ms 1000
+    .venv/bin/python -m benchmarks.grading_load --seconds 60 --think-ms 3000 --conn-max-age 60
+
+--think-ms is the mean pause before each vote (0: every expert grades flat out, a saturation
+test); --conn-max-age sets DATABASE_CONN_MAX_AGE for gunicorn (0, Django's default, opens a
+database connection per request).
 """
 
 from __future__ import annotations
@@ -201,8 +206,12 @@ def expert_simulate(
     start: threading.Barrier,
     deadline_s: float,
     think_s: float,
+    separate_next: bool,
     seed: int,
 ) -> ExpertLog:
+    """One expert: log in, then grade until the deadline. Like the grading page, the submit
+    asks for the next clip in its answer (`next: true`); with separate_next it is fetched
+    with its own GET /api/grading/next/ instead."""
     log = ExpertLog()
     rng = random.Random(seed)
     session = HttpSession(port)
@@ -212,11 +221,8 @@ def expert_simulate(
         deadline = time.monotonic() + deadline_s
         status, body = session.request("GET", NEXT)
         log.requests += 1
-        while time.monotonic() < deadline:
-            if status == 204:
-                log.queue_emptied = True
-                break
-            clip = json.loads(body)
+        clip = json.loads(body) if status == 200 else None
+        while clip is not None and time.monotonic() < deadline:
             if think_s:
                 time.sleep(rng.uniform(0.5, 1.5) * think_s)
             grade = rng.choice("ABCDE")
@@ -225,25 +231,31 @@ def expert_simulate(
                 "grade": grade,
                 "time_spent_ms": rng.randint(800, 9000),
                 "telemetry": {"plays": 1, "frames_stepped": rng.randint(0, 12), "speeds_used": [1]},
+                "next": not separate_next,
             }
             t0 = time.perf_counter()
             sub_status, sub_body = session.request(
                 "POST", RATINGS, json.dumps(vote).encode(), "application/json"
             )
             t1 = time.perf_counter()
-            status, body = session.request("GET", NEXT)
-            t2 = time.perf_counter()
-            log.requests += 2
+            log.requests += 1
             log.statuses[sub_status] += 1
-            log.statuses[status] += 1
-            log.step_ms.append((t2 - t0) * 1000)
             log.submit_ms.append((t1 - t0) * 1000)
-            log.next_ms.append((t2 - t1) * 1000)
             answer = json.loads(sub_body) if sub_body else {}
             if sub_status == 201:
                 log.acknowledged.append((username, clip["clip_id"], answer["grade"], answer["id"]))
             elif sub_status == 409 and "rating_id" in answer:  # a retried POST that had landed
                 log.acknowledged.append((username, clip["clip_id"], grade, answer["rating_id"]))
+            if separate_next or sub_status != 201:
+                status, body = session.request("GET", NEXT)
+                log.requests += 1
+                log.statuses[status] += 1
+                log.next_ms.append((time.perf_counter() - t1) * 1000)
+                clip = json.loads(body) if status == 200 else None
+            else:
+                clip = answer["next"]["clip"]
+            log.step_ms.append((time.perf_counter() - t0) * 1000)
+        log.queue_emptied = clip is None
     except Exception as exc:  # reported in the summary, never silently dropped
         log.error = f"{username}: {exc!r}"
     log.reconnects = session.reconnects
@@ -377,9 +389,10 @@ def report(
     statuses = sum((log.statuses for log in logs), Counter())
     requests = sum(log.requests for log in logs)
     errors = [log.error for log in logs if log.error]
+    how = "GET next apart" if args.separate_next else "next clip in the submit's answer"
     print(
         f"\ngunicorn {args.workers} workers x {args.threads} threads, "
-        f"conn_max_age {args.conn_max_age}, {os.cpu_count()} CPU cores, loopback"
+        f"conn_max_age {args.conn_max_age}, {os.cpu_count()} CPU cores, loopback; {how}"
     )
     print(f"grading steps: {len(steps)} in {elapsed:.1f} s = {len(steps) / elapsed:.1f} votes/s")
     print(f"requests: {requests} = {requests / elapsed:.1f}/s; statuses {dict(statuses)}")
@@ -389,6 +402,8 @@ def report(
         ("POST rating", [x for log in logs for x in log.submit_ms]),
         ("GET next", [x for log in logs for x in log.next_ms]),
     ):
+        if not values:
+            continue
         print(
             f"  {label:14s} p50 {_pct(values, 50):6.1f} ms   p95 {_pct(values, 95):6.1f} ms   "
             f"max {max(values, default=float('nan')):6.1f} ms"
@@ -422,6 +437,9 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=600)
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--think-ms", type=float, default=0.0, help="mean pause before each vote")
+    parser.add_argument(
+        "--separate-next", action="store_true", help="GET next apart from the submit"
+    )
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--page-loads", type=int, default=5)
@@ -476,7 +494,7 @@ def main() -> None:
         def run(i: int) -> None:
             logs[i] = expert_simulate(
                 experts[i], port=port, start=start, deadline_s=args.seconds,
-                think_s=args.think_ms / 1000, seed=i,
+                think_s=args.think_ms / 1000, separate_next=args.separate_next, seed=i,
             )  # fmt: skip
 
         threads = [threading.Thread(target=run, args=(i,)) for i in range(len(experts))]

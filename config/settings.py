@@ -244,7 +244,8 @@ SPECTACULAR_SETTINGS = {
 }
 
 # Training runs (modeling/): checkpoints, fold models and features under
-# MERSV_RUNS_ROOT/<run id>/, experiment-grid reports under MERSV_RUNS_ROOT/grids/<grid id>/.
+# MERSV_RUNS_ROOT/<run id>-<random>/; experiment-grid reports under
+# MERSV_RUNS_ROOT/grids/<grid id>/.
 TRAINING_RUNS_ROOT = Path(env_str("MERSV_RUNS_ROOT", str(VAR_DIR / "runs")))
 # One training task (a run, or one run of a grid) may take this long before it is stopped and
 # marked failed; its checkpoints stay, so it can be resumed. The broker's visibility timeout
@@ -252,7 +253,9 @@ TRAINING_RUNS_ROOT = Path(env_str("MERSV_RUNS_ROOT", str(VAR_DIR / "runs")))
 TRAINING_TIME_LIMIT_S = env_int("MERSV_TRAINING_TIME_LIMIT_S", 4 * 3600)
 # A running run whose worker has not written a heartbeat for this long is taken over by a
 # redelivered task (the worker died); a fresher one makes the redelivery wait and retry.
-TRAINING_HEARTBEAT_STALE_S = env_int("MERSV_TRAINING_HEARTBEAT_STALE_S", 120)
+TRAINING_HEARTBEAT_STALE_S = env_int("MERSV_TRAINING_HEARTBEAT_STALE_S", 300)
+# CPU threads torch may use for training and prediction (0: torch's default, all cores).
+TRAINING_TORCH_THREADS = env_int("MERSV_TORCH_THREADS", 0)
 
 # Celery. The embedded default is kombu's filesystem transport: no server, and a real worker
 # process (`celery -A config worker`) consumes the queue from the same folders.

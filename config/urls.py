@@ -7,6 +7,7 @@ from drf_spectacular.views import SpectacularAPIView
 from annotation import aggregation_api, grading_api
 from annotation import api as annotation_api
 from datasets import api as datasets_api
+from modeling import api as modeling_api
 
 api_patterns = [
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
@@ -40,6 +41,49 @@ api_patterns = [
         "datasets/<slug:name>/diff/<slug:other>/",
         datasets_api.DatasetVersionDiffApi.as_view(),
         name="api-dataset-diff",
+    ),
+    path(
+        "training-runs/", modeling_api.TrainingRunListCreateApi.as_view(), name="api-training-runs"
+    ),
+    path(
+        "training-runs/<int:pk>/",
+        modeling_api.TrainingRunDetailApi.as_view(),
+        name="api-training-run",
+    ),
+    path(
+        "training-runs/<int:pk>/cancel/",
+        modeling_api.TrainingRunCancelApi.as_view(),
+        name="api-training-run-cancel",
+    ),
+    path(
+        "training-runs/<int:pk>/resume/",
+        modeling_api.TrainingRunResumeApi.as_view(),
+        name="api-training-run-resume",
+    ),
+    path(
+        "training-runs/<int:pk>/predictions.csv",
+        modeling_api.TrainingRunPredictionsCsvApi.as_view(),
+        name="api-training-run-predictions-csv",
+    ),
+    path(
+        "training-runs/<int:pk>/predictions/<str:clip_id>/",
+        modeling_api.TrainingRunClipPredictionApi.as_view(),
+        name="api-training-run-prediction",
+    ),
+    path(
+        "experiment-grids/",
+        modeling_api.ExperimentGridListCreateApi.as_view(),
+        name="api-experiment-grids",
+    ),
+    path(
+        "experiment-grids/<int:pk>/",
+        modeling_api.ExperimentGridDetailApi.as_view(),
+        name="api-experiment-grid",
+    ),
+    path(
+        "experiment-grids/<int:pk>/cancel/",
+        modeling_api.ExperimentGridCancelApi.as_view(),
+        name="api-experiment-grid-cancel",
     ),
     path("grading/next/", grading_api.GradingNextApi.as_view(), name="api-grading-next"),
     path("grading/ratings/", grading_api.RatingListSubmitApi.as_view(), name="api-grading-ratings"),

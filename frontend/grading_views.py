@@ -21,7 +21,7 @@ CHART_HEIGHT = 120
 
 
 @require_GET
-@role_required(EXPERT)
+@role_required(EXPERT, admins=False)  # grades count: experts only
 def grade(request: HttpRequest) -> HttpResponse:
     clip = grading.clip_next_for_expert(expert=request.user)
     config = {
@@ -48,7 +48,7 @@ def grade(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-@role_required(EXPERT)
+@role_required(EXPERT, admins=False)  # grades count: experts only
 def grade_summary(request: HttpRequest) -> HttpResponse:
     summary = grading.grading_session_summary(expert=request.user)
     top = max(summary.grade_counts.values()) or 1

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from frontend import aggregation_views, dataset_views, grading_views, views
+from frontend import aggregation_views, dataset_views, grading_views, training_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -23,6 +23,30 @@ urlpatterns = [
     path("datasets/", dataset_views.dataset_list, name="dataset-list"),
     path("datasets/<slug:name>/", dataset_views.dataset_detail, name="dataset-detail"),
     path("datasets/<slug:name>/download/", dataset_views.dataset_download, name="dataset-download"),
+    path("training/", training_views.training_run_list, name="training-run-list"),
+    path("training/<int:pk>/", training_views.training_run_detail, name="training-run-detail"),
+    path(
+        "training/<int:pk>/cancel/", training_views.training_run_cancel, name="training-run-cancel"
+    ),
+    path(
+        "training/<int:pk>/resume/", training_views.training_run_resume, name="training-run-resume"
+    ),
+    path(
+        "training/<int:pk>/predict-new/",
+        training_views.training_run_predict_new,
+        name="training-run-predict-new",
+    ),
+    path("training/grids/", training_views.experiment_grid_list, name="experiment-grid-list"),
+    path(
+        "training/grids/<int:pk>/",
+        training_views.experiment_grid_detail,
+        name="experiment-grid-detail",
+    ),
+    path(
+        "training/grids/<int:pk>/cancel/",
+        training_views.experiment_grid_cancel,
+        name="experiment-grid-cancel",
+    ),
     path("grade/", grading_views.grade, name="grade"),
     path("grade/summary/", grading_views.grade_summary, name="grade-summary"),
 ]

@@ -22,14 +22,17 @@ from frontend.charts import distribution_bars
 from frontend.forms import VideoUploadForm
 
 
-def role_required(*roles: str) -> Callable:
-    """Logged-in users of these roles (admins always) or 403."""
+def role_required(*roles: str, admins: bool = True) -> Callable:
+    """Logged-in users of these roles (and admins, unless admins=False) or 403."""
 
     def decorator(view: Callable) -> Callable:
         @wraps(view)
         @login_required
         def wrapped(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
-            if not user_has_role(request.user, *roles):
+            allowed = (
+                user_has_role(request.user, *roles) if admins else user_role(request.user) in roles
+            )
+            if not allowed:
                 raise PermissionDenied("your role does not allow this page")
             return view(request, *args, **kwargs)
 

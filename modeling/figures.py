@@ -167,7 +167,7 @@ def _polyline(points: Sequence[tuple[float, float]], stroke: str, dash: str = ""
 def _svg(width: float, height: float, title: str, parts: Sequence[str], css_id: str = "") -> str:
     id_attr = f' id="{escape(css_id)}"' if css_id else ""
     return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart figure"{id_attr} '
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="model-figure"{id_attr} '
         f'viewBox="0 0 {_f(width)} {_f(height)}" width="{_f(width)}" height="{_f(height)}" '
         f'role="img" aria-label="{escape(title)}"><title>{escape(title)}</title>'
         + "".join(parts)

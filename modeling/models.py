@@ -28,6 +28,7 @@ class JobStatus(models.TextChoices):
 
 
 ACTIVE_STATUSES = (JobStatus.PENDING, JobStatus.RUNNING)
+P_FIELDS: tuple[str, ...] = ("p_a", "p_b", "p_c", "p_d", "p_e")  # Prediction's A..E columns
 
 
 class ExperimentGrid(models.Model):
@@ -150,7 +151,9 @@ class Prediction(models.Model):
 
     class Meta:
         ordering = ["run", "clip"]
-        constraints = [models.UniqueConstraint(fields=["run", "clip"], name="one_prediction_per_run")]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "clip"], name="one_prediction_per_run")
+        ]
         # The clip page's "latest predictions for this clip".
         indexes = [models.Index(fields=["clip", "run"], name="prediction_clip_idx")]
 

@@ -291,6 +291,42 @@ def class_accuracy_table(results: Sequence[SettingResult]) -> Table:
     )
 
 
+def fold_metrics_table(
+    fold_metrics: Mapping[str, Mapping[str, Any]],
+    *,
+    mean: Mapping[str, float],
+    std: Mapping[str, float],
+    pooled: Mapping[str, Any],
+    metrics: Sequence[str] = (*MAIN_METRICS, *TOPK_METRICS),
+) -> Table:
+    """One run's test metrics per outer fold, their mean ± std, and the pooled out-of-fold
+    metrics (every clip predicted once)."""
+
+    def cells(values: Mapping[str, Any], spread: Mapping[str, float] | None = None) -> list[str]:
+        out = []
+        for m in metrics:
+            value = values.get(m)
+            if value is None:
+                out.append("–")
+            elif spread is not None and spread.get(m) is not None:
+                out.append(f"{float(value):.4f} ± {float(spread[m]):.4f}")
+            else:
+                out.append(f"{float(value):.4f}")
+        return out
+
+    rows = [(f"fold {k}", *cells(fold_metrics[k])) for k in sorted(fold_metrics, key=int)]
+    if mean:
+        rows.append(("mean ± std", *cells(mean, std)))
+    if pooled:
+        rows.append(("pooled out-of-fold", *cells(pooled)))
+    arrows = {1: " ↑", -1: " ↓"}
+    return Table(
+        title="Test metrics per outer fold",
+        header=("", *(METRIC_LABELS[m] + arrows[METRIC_DIRECTIONS[m]] for m in metrics)),
+        rows=tuple(rows),
+    )
+
+
 def _rank_tables(
     results: Sequence[SettingResult], *, number: int, metrics: Sequence[str], what: str
 ) -> list[Table]:
@@ -391,7 +427,7 @@ _REPORT_CSS = """
 body { font: 14px/1.45 system-ui, sans-serif; max-width: 1100px; margin: 2rem auto; }
 table.grid { border-collapse: collapse; margin: .5rem 0; }
 table.grid th, table.grid td { border-bottom: 1px solid #dde2ea; padding: .3rem .6rem; }
-table.grid .num { text-align: right; font-variant-numeric: tabular-nums; }
+table.grid .num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 .muted { color: #6b7280; } figure { margin: 1rem 0; }
 """
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 import numpy as np
@@ -147,3 +148,17 @@ def test_a_target_lost_mid_track_fails_the_import_and_writes_nothing(
     with pytest.raises(CommandError, match="c0001"):
         call_command("import_dataset", str(root), "--no-progress")
     assert _counts() == before
+
+
+def test_skip_untrackable_leaves_out_a_lost_target_and_its_ratings(
+    synthetic_small: Path, tmp_path: Path
+) -> None:
+    root = copy_dataset(synthetic_small, tmp_path / "data")
+    _set(root / "clips.csv", 0, x="3", y="3")
+    out = io.StringIO()
+    call_command("import_dataset", str(root), "--no-progress", "--skip-untrackable", stdout=out)
+    assert "skipped clips.csv line 2" in out.getvalue() and "c0001" in out.getvalue()
+    assert not Clip.objects.filter(external_id="c0001").exists()
+    assert Clip.objects.count() == 5
+    ratings = pd.read_csv(root / "ratings.csv")
+    assert Rating.objects.count() == int((ratings.clip_id != "c0001").sum())

@@ -294,3 +294,22 @@ def test_the_session_summary_page_shows_this_sessions_answers(make_user, make_cl
     assert 'id="summary-cannot-judge">1<' in page
     assert 'id="summary-count-A">2<' in page and 'id="summary-count-C">1<' in page
     assert 'id="summary-median">0.9&nbsp;s<' in page  # every grade took 900 ms
+
+
+def test_an_answer_can_bring_the_next_clip_and_progress_in_one_round_trip(make_user, make_clip):
+    first, second, third = make_clip(), make_clip(), make_clip()
+    client = _client_for(make_user("expert"))
+    assert _submit(client, first.external_id, next=False).json()["next"] is None
+    graded = _submit(client, second.external_id, next=True).json()
+    assert set(graded["next"]["clip"]) == BLIND_CLIP_FIELDS
+    assert graded["next"]["clip"]["clip_id"] == third.external_id
+    assert graded["next"]["progress"] == {"rated": 2, "cannot_judge": 0, "remaining": 1}
+    skipped = _post(
+        client,
+        CANNOT_JUDGE,
+        {"clip_id": third.external_id, "reason": "out_of_focus", "next": True},
+    ).json()
+    assert skipped["next"] == {
+        "clip": None,
+        "progress": {"rated": 2, "cannot_judge": 1, "remaining": 0},
+    }

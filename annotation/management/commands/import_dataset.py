@@ -16,6 +16,11 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("dir", type=Path)
         parser.add_argument("--no-progress", action="store_true")
+        parser.add_argument(
+            "--skip-untrackable",
+            action="store_true",
+            help="leave out clips whose target cannot be tracked (listed) instead of stopping",
+        )
 
     def handle(self, *args: object, **options: object) -> None:
         root = Path(str(options["dir"]))
@@ -31,12 +36,16 @@ class Command(BaseCommand):
                 bar.refresh()
 
         try:
-            result = dataset_import(root, progress=progress)
+            result = dataset_import(
+                root, progress=progress, skip_untrackable=bool(options["skip_untrackable"])
+            )
         except ImportValidationError as exc:
             raise CommandError(str(exc)) from exc
         finally:
             if bar is not None:
                 bar.close()
+        for problem in result.untrackable:
+            self.stdout.write(self.style.WARNING(f"skipped {problem}"))
         self.stdout.write(
             self.style.SUCCESS(
                 f"imported {result.clips_created} clips ({result.clips_skipped} already there), "

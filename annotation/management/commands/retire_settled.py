@@ -26,8 +26,16 @@ class Command(BaseCommand):
         except ValueError as exc:  # inconsistent settings, e.g. MIN_VOTES above MAX_VOTES
             raise CommandError(str(exc)) from exc
         verb = "would retire" if summary.dry_run else "retired"
+        min_votes = min(settings.RETIRE_MIN_VOTES, settings.MAX_VOTES)
+        if settings.RETIRE_MIN_VOTES > settings.MAX_VOTES:
+            self.stdout.write(
+                self.style.WARNING(
+                    f"MERSV_MIN_VOTES={settings.RETIRE_MIN_VOTES} exceeds MERSV_MAX_VOTES="
+                    f"{settings.MAX_VOTES}: min_votes is taken as {min_votes}"
+                )
+            )
         self.stdout.write(
-            f"rule: >= {settings.RETIRE_MIN_VOTES} votes and expected EMD <= "
+            f"rule: >= {min_votes} votes and expected EMD <= "
             f"{settings.RETIRE_TOLERANCE:g}, or {settings.MAX_VOTES} votes"
         )
         self.stdout.write(

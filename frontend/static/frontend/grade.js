@@ -96,17 +96,23 @@
     $("clip-id").textContent = "–";
   }
 
-  async function refreshProgress() {
-    const r = await api("GET", config.urls.progress);
-    if (!r.ok) return;
-    $("progress-rated").textContent = r.data.rated;
-    $("progress-cannot-judge").textContent = r.data.cannot_judge;
-    $("progress-remaining").textContent = r.data.remaining;
+  function showProgress(progress) {
+    $("progress-rated").textContent = progress.rated;
+    $("progress-cannot-judge").textContent = progress.cannot_judge;
+    $("progress-remaining").textContent = progress.remaining;
+  }
+
+  // The queue's next clip, as an answer's `next` brings it (clip null: the queue is empty).
+  function moveOn(next) {
+    showProgress(next.progress);
+    if (!next.clip) { showEmpty(); return; }
+    state.mode = "queue";
+    show(next.clip);
   }
 
   async function nextClip() {
-    const r = await api("GET", config.urls.next);
-    refreshProgress();
+    const [r, progress] = await Promise.all([api("GET", config.urls.next), api("GET", config.urls.progress)]);
+    if (progress.ok) showProgress(progress.data);
     if (r.status === 204) { showEmpty(); return; }
     if (!r.ok) { say(errorText(r)); return; }
     state.mode = "queue";
@@ -151,13 +157,13 @@
   async function submitNew() {
     const clip = state.clip, grade = state.grade;
     const r = await api("POST", config.urls.ratings, {
-      clip_id: clip.clip_id, grade, time_spent_ms: elapsed(), telemetry: player.telemetry,
+      clip_id: clip.clip_id, grade, time_spent_ms: elapsed(), telemetry: player.telemetry, next: true,
     });
     if (r.status === 201) {
       state.history.push({ ratingId: r.data.id, clip, grade: r.data.grade });
       showLastGraded(clip, r.data);
       say("");
-      await nextClip();
+      moveOn(r.data.next);
     } else if (r.status === 409) {
       say(errorText(r)); // answered in another tab: move on
       await nextClip();
@@ -236,10 +242,13 @@
     closeReasons();
     try {
       const r = await api("POST", config.urls.cannotJudge, {
-        clip_id: state.clip.clip_id, reason, time_spent_ms: elapsed(),
+        clip_id: state.clip.clip_id, reason, time_spent_ms: elapsed(), next: true,
       });
-      if (r.status === 201 || r.status === 409) {
-        say(r.status === 201 ? `Clip ${state.clip.clip_id}: recorded as "cannot judge".` : errorText(r));
+      if (r.status === 201) {
+        say(`Clip ${state.clip.clip_id}: recorded as "cannot judge".`);
+        moveOn(r.data.next);
+      } else if (r.status === 409) {
+        say(errorText(r));
         await nextClip();
       } else {
         say(errorText(r));

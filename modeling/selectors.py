@@ -1,0 +1,270 @@
+"""Reads of the modeling app, shaped for the run and grid pages, the API and the reports.
+
+Predictions are for curators only: nothing here is called by an endpoint experts can reach
+(the grading API stays blind to the model).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from annotation.grades import GRADES, PROB_COLUMNS
+from modeling.figures import (
+    Curve,
+    PcaPanel,
+    heatmap_svg,
+    hi_by_class_svg,
+    learning_curves_svg,
+    pca_svg,
+)
+from modeling.ml.metrics import histogram_intersection
+from modeling.models import (
+    P_FIELDS,
+    EpochRecord,
+    ExperimentGrid,
+    JobStatus,
+    Prediction,
+    TrainingRun,
+)
+from modeling.report import (
+    BACKBONE_LABELS,
+    LOSS_LABELS,
+    Figure,
+    SettingResult,
+    Table,
+    fold_metrics_table,
+    report_tables,
+)
+
+PREDICTION_COLUMNS: tuple[str, ...] = ("clip_id", "fold", *PROB_COLUMNS)
+
+
+# --------------------------------------------------------------------------------------------
+# One run
+
+
+def run_curves(run: TrainingRun) -> list[Curve]:
+    """Train/val loss by epoch per fold, from one query over the epoch records."""
+    rows = EpochRecord.objects.filter(run=run).values_list(
+        "fold", "epoch", "train_loss", "val_loss", "best_epoch"
+    )
+    by_fold: dict[int, list[tuple[int, float, float, int]]] = defaultdict(list)
+    for fold, epoch, train, val, best in rows:
+        by_fold[fold].append((epoch, train, val, best))
+    curves = []
+    for fold in sorted(by_fold):
+        points = sorted(by_fold[fold])
+        curves.append(
+            Curve(
+                fold=fold,
+                epochs=[p[0] for p in points],
+                train_loss=[p[1] for p in points],
+                val_loss=[p[2] for p in points],
+                best_epoch=points[-1][3],
+            )
+        )
+    return curves
+
+
+def run_logs(run: TrainingRun) -> dict[str, list[dict[str, Any]]]:
+    """The epoch records by fold, for the API."""
+    logs: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for record in EpochRecord.objects.filter(run=run).values(
+        "fold", "epoch", "train_loss", "val_loss", "val_hi", "val_emd", "best_epoch", "seconds"
+    ):
+        logs[str(record.pop("fold"))].append(record)
+    return dict(logs)
+
+
+def run_predictions_frame(run: TrainingRun) -> pd.DataFrame:
+    """``clip_id, fold, p_A..p_E`` of every prediction of the run, by clip id; ``fold`` is
+    empty for clips predicted after the run (not in its version)."""
+    rows = (
+        Prediction.objects.filter(run=run)
+        .order_by("clip__external_id")
+        .values_list("clip__external_id", "fold", *P_FIELDS)
+    )
+    frame = pd.DataFrame(list(rows), columns=list(PREDICTION_COLUMNS))
+    frame["fold"] = frame["fold"].astype("Int64")  # integers with gaps, not floats
+    return frame
+
+
+def run_clip_scores(run: TrainingRun) -> pd.DataFrame:
+    """Per clip of the version with an out-of-fold prediction: ``clip_id, fold, mode``
+    (the true grade mode) and ``hi`` between the true and the predicted distribution."""
+    truth = {
+        clip_pk: (external_id, p, mode)
+        for clip_pk, external_id, p, mode in run.version.clips.values_list(
+            "clip_id", "clip_external_id", "p", "mode"
+        )
+    }
+    rows = []
+    predicted = []
+    for clip_pk, fold, *q in Prediction.objects.filter(run=run, fold__isnull=False).values_list(
+        "clip_id", "fold", *P_FIELDS
+    ):
+        if clip_pk in truth:
+            external_id, p, mode = truth[clip_pk]
+            rows.append((external_id, fold, mode, p))
+            predicted.append(q)
+    if not rows:
+        return pd.DataFrame(columns=["clip_id", "fold", "mode", "hi"])
+    hi = histogram_intersection(np.array([r[3] for r in rows]), np.array(predicted))
+    frame = pd.DataFrame([r[:3] for r in rows], columns=["clip_id", "fold", "mode"])
+    frame["hi"] = hi
+    return frame.sort_values("clip_id", ignore_index=True)
+
+
+def run_hi_by_class(run: TrainingRun) -> dict[str, list[float]]:
+    scores = run_clip_scores(run)
+    return {g: scores.loc[scores["mode"] == g, "hi"].tolist() for g in GRADES}
+
+
+def run_pca_panels(run: TrainingRun) -> list[PcaPanel]:
+    panels = []
+    for fold in sorted(run.pca, key=int):
+        entry = run.pca[fold]
+        panels.append(
+            PcaPanel(
+                title=f"fold {fold} (test clips)",
+                points=[(x, y, mode) for _, x, y, mode in entry["points"]],
+                explained=(entry["explained"][0], entry["explained"][1]),
+            )
+        )
+    return panels
+
+
+def run_figures(run: TrainingRun) -> list[Figure]:
+    """Figures 5-7 of the paper for one run (those with data so far)."""
+    stem = f"run{run.pk}"
+    loss = str(run.config.get("loss", "loss")).upper()
+    figures = [
+        Figure(
+            f"{stem}_learning_curves.svg",
+            f"Learning curves of run {run.pk} ({run.name}): train and val {loss} loss by epoch",
+            learning_curves_svg(run_curves(run), loss_name=f"{loss} loss"),
+        )
+    ]
+    hi_groups = run_hi_by_class(run)
+    if any(hi_groups.values()):
+        figures.append(
+            Figure(
+                f"{stem}_hi_by_class.svg",
+                f"HI of the out-of-fold predictions of run {run.pk} by true grade mode",
+                hi_by_class_svg(hi_groups),
+            )
+        )
+    if run.pca:
+        figures.append(
+            Figure(
+                f"{stem}_pca.svg",
+                f"PCA of the backbone features of run {run.pk}: each fold's test clips in the "
+                "feature space of that fold's model",
+                pca_svg(run_pca_panels(run)),
+            )
+        )
+    return figures
+
+
+def run_fold_table(run: TrainingRun) -> Table:
+    return fold_metrics_table(
+        run.fold_metrics, mean=run.metrics_mean, std=run.metrics_std, pooled=run.pooled_metrics
+    )
+
+
+def prediction_for_clip(run: TrainingRun, clip_external_id: str) -> Prediction | None:
+    return (
+        Prediction.objects.filter(run=run, clip__external_id=clip_external_id)
+        .select_related("clip")
+        .first()
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Grids
+
+
+def grid_results(grid: ExperimentGrid) -> list[SettingResult]:
+    """The metrics of the grid's succeeded runs, in the paper's order of settings."""
+    runs = grid.runs.filter(status=JobStatus.SUCCEEDED)
+    results = [
+        SettingResult(
+            backbone=run.config["backbone"],
+            loss=run.config["loss"],
+            mean=run.metrics_mean,
+            std=run.metrics_std,
+            pooled=run.pooled_metrics,
+            run_id=run.pk,
+        )
+        for run in runs
+    ]
+    order = {b: i for i, b in enumerate(BACKBONE_LABELS)} | {
+        loss: i for i, loss in enumerate(LOSS_LABELS)
+    }
+    return sorted(results, key=lambda r: (order.get(r.backbone, 99), order.get(r.loss, 99)))
+
+
+@dataclass(frozen=True)
+class GridReport:
+    title: str
+    intro: list[str]
+    tables: list[Table]
+    figures: list[Figure]
+
+
+def _settings_text(config: dict[str, Any]) -> str:
+    shown = {k: v for k, v in config.items() if k not in ("preset", "epochs")}
+    return ", ".join(f"{k}={v}" for k, v in sorted(shown.items())) or "TrainConfig defaults"
+
+
+def grid_report(grid: ExperimentGrid) -> GridReport:
+    results = grid_results(grid)
+    runs = list(grid.runs.all())
+    failed = [r for r in runs if r.status != JobStatus.SUCCEEDED]
+    intro = [
+        f"Dataset version {grid.version.name} ({grid.version.n_clips} clips, "
+        f"{grid.version.n_folds} outer folds, content hash {grid.version.content_hash[:12]}); "
+        f"preset {grid.preset}, at most {grid.epochs} epochs per fold; "
+        f"shared settings: {_settings_text(grid.base_config)}.",
+        f"{len(results)} of {len(runs)} settings finished."
+        + (
+            " Not finished: " + ", ".join(f"{r.name} ({r.status})" for r in failed) + "."
+            if failed
+            else ""
+        ),
+    ]
+    figures: list[Figure] = []
+    if results:
+        rows = [(b, BACKBONE_LABELS.get(b, b)) for b in grid.backbones]
+        columns = [(loss, LOSS_LABELS.get(loss, loss)) for loss in grid.losses]
+        for metric, label, higher in (("hi", "HI", True), ("emd", "EMD", False)):
+            values = {(r.backbone, r.loss): float(r.mean[metric]) for r in results}
+            figures.append(
+                Figure(
+                    f"grid_{metric}.svg",
+                    f"Mean {label} over the folds per setting (darker is better)",
+                    heatmap_svg(
+                        values,
+                        rows=rows,
+                        columns=columns,
+                        metric_label=f"Mean {label}",
+                        higher_is_better=higher,
+                    ),
+                )
+            )
+        best = max(results, key=lambda r: float(r.mean.get("hi", -1.0)))
+        intro.append(
+            f"Figures of the setting with the highest mean HI: {best.label} (run {best.run_id})."
+        )
+        figures += run_figures(TrainingRun.objects.get(pk=best.run_id))
+    return GridReport(
+        title=f"Experiment grid {grid.pk}: {grid.name}",
+        intro=intro,
+        tables=report_tables(results),
+        figures=figures,
+    )

@@ -1,0 +1,768 @@
+"""Writes of the modeling app: training runs, their predictions, experiment grids.
+
+A run is executed by :func:`training_run_execute`, the body of the Celery task and of the
+``train`` command alike. It cross-validates the run's TrainConfig on the version's export
+(``modeling.ml.train.cross_validate``) with checkpoints under
+``TRAINING_RUNS_ROOT/<run id>-<random>/fold_<k>/``, and reports through the hooks:
+
+- every epoch: an EpochRecord and the progress (written at most every
+  ``PROGRESS_WRITE_INTERVAL_S``, and at the end of each fold);
+- every fold: its test metrics, its Prediction rows and the PCA of its features;
+- before every batch: whether to stop (``cancel_requested``, read at most every
+  ``CANCEL_CHECK_INTERVAL_S``), and a heartbeat every ``HEARTBEAT_INTERVAL_S``.
+
+Leases: claiming a run increments its ``attempt`` and every later write is conditioned on
+it. A redelivered task (acks_late + reject_on_worker_lost: the worker died) takes a running
+run over once its heartbeat is older than ``TRAINING_HEARTBEAT_STALE_S`` and resumes from the
+checkpoints; while the heartbeat is fresh it raises :class:`RunBusy` (the task retries
+later), so one run never trains twice at once. A worker that finds its lease taken stops.
+
+Stopping: a cancel request ends the run as ``cancelled``; any other stop (an extra
+``should_stop`` hook, Ctrl-C in the command) puts it back to ``pending`` with its checkpoints,
+and executing it again resumes where it stopped. Both keep every checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import math
+import os
+import secrets
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from annotation.grades import GRADES
+from annotation.models import Clip, Video
+from annotation.services import ServiceError
+from datasets.models import DatasetVersion
+from datasets.services import export_dir_for
+from modeling import selectors
+from modeling.ml.data import list_folds
+from modeling.ml.metrics import grade_mode_index
+from modeling.ml.train import (
+    CrossValidationResult,
+    EpochLog,
+    FoldResult,
+    TrainConfig,
+    TrainingCancelled,
+    cross_validate,
+    load_model,
+    predict,
+)
+from modeling.models import (
+    ACTIVE_STATUSES,
+    P_FIELDS,
+    EpochRecord,
+    ExperimentGrid,
+    JobStatus,
+    Prediction,
+    TrainingRun,
+)
+from modeling.report import pca_2d, report_html, report_markdown
+
+log = logging.getLogger(__name__)
+
+PROGRESS_WRITE_INTERVAL_S = 2.0
+CANCEL_CHECK_INTERVAL_S = 2.0
+HEARTBEAT_INTERVAL_S = 15.0
+GRID_LOSSES: tuple[str, ...] = ("ce", "mse", "jsd", "emd")  # the paper's order
+PREDICT_BATCH = 16
+
+
+class TrainingError(ServiceError):
+    """A training request that cannot run as asked; the message says why and what to do."""
+
+
+class RunBusy(Exception):
+    """Another worker holds a fresh lease on the run; try again after ``retry_after`` s."""
+
+    def __init__(self, run_id: int, retry_after: float) -> None:
+        super().__init__(f"run {run_id} is being trained by another worker")
+        self.retry_after = retry_after
+
+
+class LeaseLost(Exception):
+    """The run was claimed by another attempt (or deleted) while this one trained."""
+
+
+def run_dir_for(run: TrainingRun) -> Path:
+    """``TRAINING_RUNS_ROOT/<run id>-<random>``: the random part keeps a run of a reset
+    database from resuming the checkpoints of an older run that had the same id."""
+    return Path(settings.TRAINING_RUNS_ROOT) / f"{run.pk}-{secrets.token_hex(4)}"
+
+
+def grid_dir_for(grid: ExperimentGrid) -> Path:
+    return Path(settings.TRAINING_RUNS_ROOT) / "grids" / str(grid.pk)
+
+
+def _json_safe(value: Any) -> Any:
+    """JSON for PostgreSQL: non-finite floats (a metric of an empty class) become None."""
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _file_hash(*paths: Path) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:12]
+
+
+# --------------------------------------------------------------------------------------------
+# Starting, cancelling, resuming
+
+
+def training_config_check(config: Mapping[str, Any]) -> TrainConfig:
+    """The TrainConfig of ``config`` (TrainConfig field names), or a TrainingError naming the
+    problem and the valid choices."""
+    try:
+        return TrainConfig.from_dict(dict(config))
+    except (TypeError, ValueError) as exc:
+        raise TrainingError(f"invalid training configuration: {exc}") from exc
+
+
+def _version_check(version: DatasetVersion) -> None:
+    if not version.frozen or version.status != DatasetVersion.Status.READY:
+        raise TrainingError(
+            f"dataset version {version.name!r} is {version.get_status_display().lower()}, not "
+            "ready: train on a built version (or wait for its build to finish)"
+        )
+    folder = export_dir_for(version)
+    if not (folder / "splits.csv").is_file():
+        raise TrainingError(
+            f"the export of {version.name!r} is missing from {folder}: rewrite it with "
+            f"`python manage.py export_dataset {version.name} --out {folder}`"
+        )
+
+
+def training_run_start(
+    *,
+    version: DatasetVersion,
+    config: Mapping[str, Any],
+    created_by: AbstractBaseUser | None,
+    name: str | None = None,
+    grid: ExperimentGrid | None = None,
+    enqueue: bool = True,
+) -> TrainingRun:
+    """Record a pending run of ``config`` (TrainConfig fields; unset ones take its defaults)
+    on ``version``; with ``enqueue`` its task is sent once the transaction commits."""
+    _version_check(version)
+    train_config = training_config_check(config)
+    name = name or f"{train_config.backbone}-{train_config.preset}-{train_config.loss}"
+    with transaction.atomic():
+        run = TrainingRun.objects.create(
+            version=version,
+            grid=grid,
+            name=name[:120],
+            config=train_config.to_dict(),
+            n_folds=version.n_folds,
+            created_by=created_by,
+        )
+        run.checkpoint_dir = str(run_dir_for(run))
+        run.save(update_fields=["checkpoint_dir"])
+        if enqueue:
+            _enqueue_run(run.pk)
+    return run
+
+
+def _enqueue_run(run_id: int) -> None:
+    from modeling.tasks import train_run
+
+    transaction.on_commit(lambda: train_run.delay(run_id))
+
+
+def training_run_cancel(*, run: TrainingRun, by: AbstractBaseUser | None) -> TrainingRun:
+    """A pending run is cancelled at once; a running one is asked to stop (its worker sees
+    the request within a few seconds and keeps the checkpoints)."""
+    who = f" by {by.get_username()}" if by is not None else ""
+    runs = TrainingRun.objects.filter(pk=run.pk)
+    cancelled_now = runs.filter(status=JobStatus.PENDING).update(
+        status=JobStatus.CANCELLED, progress_message=f"cancelled{who}", finished_at=timezone.now()
+    )
+    if not cancelled_now and not runs.filter(status=JobStatus.RUNNING).update(
+        cancel_requested=True, progress_message=f"cancelling{who}…"
+    ):
+        run.refresh_from_db()
+        raise TrainingError(
+            f"run {run.pk} is {run.get_status_display().lower()}: only pending or running runs "
+            "can be cancelled"
+        )
+    run.refresh_from_db()
+    return run
+
+
+def training_run_resume(*, run: TrainingRun, enqueue: bool = True) -> TrainingRun:
+    """Queue a failed, cancelled or interrupted (pending) run again; it continues from its
+    checkpoints (folds already finished are not trained again)."""
+    resumable = [JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.PENDING]
+    with transaction.atomic():
+        updated = TrainingRun.objects.filter(pk=run.pk, status__in=resumable).update(
+            status=JobStatus.PENDING,
+            cancel_requested=False,
+            error="",
+            finished_at=None,
+            progress_message="queued to resume from the checkpoints",
+        )
+        if not updated:
+            run.refresh_from_db()
+            raise TrainingError(
+                f"run {run.pk} is {run.get_status_display().lower()}: only failed, cancelled or "
+                "interrupted runs can be resumed"
+            )
+        if enqueue:
+            _enqueue_run(run.pk)
+    run.refresh_from_db()
+    return run
+
+
+def training_run_fail(*, run_id: int, error: str) -> None:
+    """Mark an unfinished (or just failed) run failed with ``error``, e.g. after the worker's
+    time limit."""
+    TrainingRun.objects.filter(pk=run_id, status__in=[*ACTIVE_STATUSES, JobStatus.FAILED]).update(
+        status=JobStatus.FAILED,
+        error=error[:4000],
+        progress_message="failed",
+        finished_at=timezone.now(),
+        heartbeat_at=None,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Executing
+
+
+def training_run_claim(*, run_id: int) -> int | None:
+    """Take the run's lease: the new attempt number, or None when there is nothing to do
+    (finished, cancelled or deleted). Raises RunBusy while another worker's lease is fresh.
+
+    One conditional UPDATE decides, so of two workers claiming at once only one wins.
+    """
+    now = timezone.now()
+    stale_after = timedelta(seconds=settings.TRAINING_HEARTBEAT_STALE_S)
+    claimable = Q(status=JobStatus.PENDING) | Q(
+        Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=now - stale_after),
+        status=JobStatus.RUNNING,
+    )
+    claimed = (
+        TrainingRun.objects.filter(claimable, pk=run_id).update(
+            status=JobStatus.RUNNING,
+            attempt=F("attempt") + 1,
+            heartbeat_at=now,
+            error="",
+            progress_message="starting",
+        )
+        == 1
+    )
+    run = TrainingRun.objects.filter(pk=run_id).only("status", "attempt", "heartbeat_at").first()
+    if run is None:
+        return None
+    if claimed:
+        TrainingRun.objects.filter(pk=run_id, started_at__isnull=True).update(started_at=now)
+        return run.attempt
+    if run.status == JobStatus.RUNNING and run.heartbeat_at is not None:
+        age = (now - run.heartbeat_at).total_seconds()
+        raise RunBusy(run_id, retry_after=max(5.0, stale_after.total_seconds() - age + 1))
+    return None
+
+
+class _RunReporter:
+    """The hooks of one attempt: epoch records and progress, fold results, stop checks."""
+
+    def __init__(
+        self,
+        run: TrainingRun,
+        attempt: int,
+        config: TrainConfig,
+        folds: Sequence[int],
+        extra_stop: Callable[[], bool] | None,
+    ) -> None:
+        self.run_id = run.pk
+        self.attempt = attempt
+        self.config = config
+        self.fold_position = {fold: i for i, fold in enumerate(folds)}
+        self.n_folds = len(folds)
+        self.clip_pks = dict(run.version.clips.values_list("clip_external_id", "clip_id"))
+        self.extra_stop = extra_stop
+        self.pending: list[EpochRecord] = []
+        self.progress = run.progress
+        self.cancel_seen = False
+        self.last_write = self.last_check = self.last_heartbeat = -math.inf
+
+    def runs(self):  # type: ignore[no-untyped-def]
+        """This attempt's row: writes through it fail when the lease was taken over."""
+        return TrainingRun.objects.filter(pk=self.run_id, attempt=self.attempt)
+
+    def update(self, **fields: Any) -> None:
+        if not self.runs().update(**fields):
+            raise LeaseLost(f"run {self.run_id} was taken over by another attempt")
+
+    def _epoch_record(self, entry: EpochLog) -> EpochRecord:
+        metrics = entry.val_metrics
+
+        def finite(x: float | None) -> float | None:
+            return float(x) if x is not None and math.isfinite(x) else None
+
+        return EpochRecord(
+            run_id=self.run_id,
+            fold=entry.outer_fold,
+            epoch=entry.epoch,
+            train_loss=entry.train_loss,
+            val_loss=entry.val_loss,
+            val_hi=finite(metrics.get("hi")),
+            val_emd=finite(metrics.get("emd")),
+            best_epoch=entry.best_epoch,
+            seconds=entry.seconds,
+        )
+
+    def _save_records(self, records: Sequence[EpochRecord]) -> None:
+        EpochRecord.objects.bulk_create(
+            records,
+            update_conflicts=True,
+            unique_fields=["run", "fold", "epoch"],
+            update_fields=["train_loss", "val_loss", "val_hi", "val_emd", "best_epoch", "seconds"],
+        )
+
+    # Hooks of cross_validate ----------------------------------------------------------------
+
+    def on_epoch(self, entry: EpochLog) -> None:
+        self.pending.append(self._epoch_record(entry))
+        # Where the fold may end: the epoch limit, or patience epochs after the best one.
+        patience = self.config.early_stopping_patience
+        horizon = min(entry.epochs, entry.best_epoch + patience) if patience else entry.epochs
+        within = 1.0 if entry.finished else entry.epoch / max(horizon, 1)
+        position = self.fold_position.get(entry.outer_fold, 0)
+        self.progress = max(self.progress, (position + within) / max(self.n_folds, 1))
+        message = (
+            f"fold {position + 1}/{self.n_folds} · epoch {entry.epoch} (best {entry.best_epoch})"
+            f" · train {entry.train_loss:.4f} · val {entry.val_loss:.4f}"
+        )
+        if entry.finished or time.monotonic() - self.last_write >= PROGRESS_WRITE_INTERVAL_S:
+            self.flush(progress=round(min(self.progress, 0.999), 4), progress_message=message)
+
+    def flush(self, **fields: Any) -> None:
+        """Write the buffered epoch records (and ``fields``) in one transaction."""
+        with transaction.atomic():
+            if self.pending:
+                self._save_records(self.pending)
+            self.update(heartbeat_at=timezone.now(), **fields)
+        self.pending = []
+        self.last_write = self.last_heartbeat = time.monotonic()
+
+    def on_fold(self, result: FoldResult) -> None:
+        fold = result.outer_fold
+        model_hash = _file_hash(Path(result.model_path))
+        version = f"run{self.run_id}-{model_hash}"
+        clip_ids = sorted(result.predictions)
+        predictions = [
+            Prediction(
+                run_id=self.run_id,
+                clip_id=self.clip_pks[clip_id],
+                fold=fold,
+                **dict(zip(P_FIELDS, result.predictions[clip_id], strict=True)),
+                model_version=version,
+            )
+            for clip_id in clip_ids
+        ]
+        features = np.array([result.features[c] for c in clip_ids], dtype=np.float32)
+        np.savez_compressed(
+            Path(result.model_path).parent / "features.npz", clip_ids=clip_ids, features=features
+        )
+        coords, explained = pca_2d(features)
+        modes = grade_mode_index(np.array([result.targets[c] for c in clip_ids]))
+        pca = {
+            "explained": explained.round(4).tolist(),
+            "points": [
+                [c, round(float(x), 4), round(float(y), 4), GRADES[m]]
+                for c, (x, y), m in zip(clip_ids, coords, modes, strict=True)
+            ],
+        }
+        summary = {
+            "best_epoch": result.best_epoch,
+            "epochs_run": result.epochs_run,
+            "stopped_early": result.stopped_early,
+            "model_hash": model_hash,
+            "n_test": len(clip_ids),
+        }
+        with transaction.atomic():
+            run = self.runs().select_for_update().first()
+            if run is None:
+                raise LeaseLost(f"run {self.run_id} was taken over by another attempt")
+            # The fold's full log from its checkpoint: fills in epochs an earlier attempt
+            # trained but died before recording.
+            self._save_records([*self.pending, *map(self._epoch_record, result.logs)])
+            self.pending = []
+            Prediction.objects.bulk_create(
+                predictions,
+                update_conflicts=True,
+                unique_fields=["run", "clip"],
+                update_fields=["fold", *P_FIELDS, "model_version"],
+            )
+            run.fold_metrics[str(fold)] = _json_safe(result.test_metrics)
+            run.fold_summaries[str(fold)] = summary
+            run.pca[str(fold)] = pca
+            run.folds_done = len(run.fold_metrics)
+            self.progress = max(self.progress, run.folds_done / max(self.n_folds, 1))
+            run.progress = round(min(self.progress, 0.999), 4)
+            run.progress_message = f"fold {self.fold_position.get(fold, 0) + 1}/{self.n_folds} done"
+            run.heartbeat_at = timezone.now()
+            run.save(
+                update_fields=[
+                    "fold_metrics", "fold_summaries", "pca", "folds_done", "progress",
+                    "progress_message", "heartbeat_at",
+                ]
+            )  # fmt: skip
+
+    def should_stop(self) -> bool:
+        if self.extra_stop is not None and self.extra_stop():
+            return True
+        now = time.monotonic()
+        if now - self.last_check >= CANCEL_CHECK_INTERVAL_S:
+            self.last_check = now
+            row = TrainingRun.objects.filter(pk=self.run_id).values("cancel_requested", "attempt")
+            current = row.first()
+            if current is None or current["attempt"] != self.attempt:
+                raise LeaseLost(f"run {self.run_id} was taken over or deleted")
+            self.cancel_seen = current["cancel_requested"]
+            if now - self.last_heartbeat >= HEARTBEAT_INTERVAL_S:
+                self.update(heartbeat_at=timezone.now())
+                self.last_heartbeat = now
+        return self.cancel_seen
+
+
+def _torch_threads() -> None:
+    threads = settings.TRAINING_TORCH_THREADS
+    if threads:
+        torch.set_num_threads(threads)
+
+
+def training_run_execute(
+    *,
+    run_id: int,
+    should_stop: Callable[[], bool] | None = None,
+    progress: bool = False,
+) -> TrainingRun | None:
+    """Train (or resume) the run to the end; see the module docstring.
+
+    ``should_stop``: an extra stop condition besides the cancel request; when it fires the run
+    goes back to pending with its checkpoints. ``progress``: tqdm bars on the terminal.
+    Raises RunBusy when another worker holds the run; re-raises the error that failed a run
+    after recording it.
+    """
+    attempt = training_run_claim(run_id=run_id)
+    if attempt is None:
+        return TrainingRun.objects.filter(pk=run_id).first()
+    run = TrainingRun.objects.select_related("version").get(pk=run_id)
+    started = time.monotonic()
+    reporter: _RunReporter | None = None
+
+    def end(status: str, message: str, error: str = "", **fields: Any) -> None:
+        if reporter is not None and reporter.pending:
+            try:
+                reporter.flush()
+            except LeaseLost:
+                return
+        final = status not in ACTIVE_STATUSES
+        TrainingRun.objects.filter(pk=run_id, attempt=attempt).update(
+            status=status,
+            progress_message=message[:200],
+            error=error[:4000],
+            finished_at=timezone.now() if final else None,
+            duration_s=F("duration_s") + (time.monotonic() - started),
+            heartbeat_at=None,
+            cancel_requested=False,
+            **fields,
+        )
+
+    try:
+        config = TrainConfig.from_dict(run.config)
+        export_root = export_dir_for(run.version)
+        folds = list_folds(export_root)
+        reporter = _RunReporter(run, attempt, config, folds, should_stop)
+        _torch_threads()
+        result = cross_validate(
+            config,
+            export_root,
+            checkpoint_root=Path(run.checkpoint_dir),
+            folds=folds,
+            on_epoch=reporter.on_epoch,
+            on_fold=reporter.on_fold,
+            should_stop=reporter.should_stop,
+            progress=progress,
+        )
+    except TrainingCancelled as stop:
+        where = f"after epoch {stop.epoch} of fold {stop.outer_fold}"
+        if reporter is not None and reporter.cancel_seen:
+            end(JobStatus.CANCELLED, f"cancelled {where}; checkpoints kept")
+        else:
+            end(JobStatus.PENDING, f"interrupted {where}; resume to continue")
+    except LeaseLost:
+        log.warning("run %s: lease lost; another attempt continues it", run_id)
+    except KeyboardInterrupt:
+        end(JobStatus.PENDING, "interrupted; resume to continue from the checkpoints")
+        raise
+    except Exception as exc:
+        end(JobStatus.FAILED, "failed", error=training_error_message(exc))
+        raise
+    else:
+        end(JobStatus.SUCCEEDED, "done", **_summary_fields(run, result))
+    return TrainingRun.objects.filter(pk=run_id).first()
+
+
+def training_error_message(exc: BaseException) -> str:
+    # Our own errors (bad data, a diverging loss, a checkpoint of another config) explain
+    # themselves; anything else keeps its type for whoever debugs it.
+    if isinstance(exc, ValueError | FileNotFoundError | FloatingPointError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _summary_fields(run: TrainingRun, result: CrossValidationResult) -> dict[str, Any]:
+    model_files = [Path(fold.model_path) for fold in result.folds]
+    return {
+        "progress": 1.0,
+        "metrics_mean": _json_safe(result.mean),
+        "metrics_std": _json_safe(result.std),
+        "pooled_metrics": _json_safe(result.pooled_metrics),
+        "model_version": f"run{run.pk}-{_file_hash(*model_files)}",
+        "folds_done": len(result.folds),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Predictions for clips outside the version
+
+
+def predictions_for_new_clips(*, run: TrainingRun, clips: Sequence[Clip]) -> int:
+    """Predict clips that are not in the run's version and store them with ``fold=None``.
+
+    Every fold's kept model predicts the clip and the distributions are averaged (an
+    ensemble of the k cross-validation models; the mean of distributions is a distribution).
+    Clips of the version are skipped: they keep their out-of-fold prediction. Returns the
+    number of clips predicted.
+    """
+    if run.status != JobStatus.SUCCEEDED:
+        raise TrainingError(f"run {run.pk} has not succeeded: only finished runs predict clips")
+    in_version = set(run.version.clips.values_list("clip_id", flat=True))
+    clips = [c for c in clips if c.pk not in in_version]
+    if not clips:
+        return 0
+    config = TrainConfig.from_dict(run.config)
+    device = config.device if config.device == "cpu" or torch.cuda.is_available() else "cpu"
+    model_paths = sorted(Path(run.checkpoint_dir).glob("fold_*/model.pt"))
+    if not model_paths:
+        raise TrainingError(f"run {run.pk} has no saved fold models in {run.checkpoint_dir}")
+    models = [load_model(path, device=device)[0] for path in model_paths]
+    _torch_threads()
+    rows = []
+    for start in range(0, len(clips), PREDICT_BATCH):
+        batch = clips[start : start + PREDICT_BATCH]
+        frames = np.stack([_clip_frames(clip, config.frames) for clip in batch])  # (B, T, H, W)
+        speed = np.nan_to_num(
+            np.array(
+                [[clip.kinematics_dict()[f] for f in config.speed_features] for clip in batch],
+                dtype=np.float32,
+            )
+        )  # (B, k), missing as 0 like the training data
+        p = np.mean([predict(model, frames, speed) for model in models], axis=0)  # (B, 5)
+        for clip, row in zip(batch, p, strict=True):
+            values = dict(zip(P_FIELDS, map(float, row), strict=True))
+            rows.append(
+                Prediction(run=run, clip=clip, fold=None, model_version=run.model_version, **values)
+            )
+    Prediction.objects.bulk_create(
+        rows,
+        update_conflicts=True,
+        unique_fields=["run", "clip"],
+        update_fields=["fold", *P_FIELDS, "model_version"],
+    )
+    return len(rows)
+
+
+def _clip_frames(clip: Clip, n_frames: int) -> np.ndarray:
+    frames = np.load(clip.frames_file.path)
+    if frames.ndim != 3 or len(frames) < n_frames:
+        raise TrainingError(
+            f"clip {clip.external_id} has frames of shape {frames.shape}; the model needs "
+            f"(T, H, W) with T >= {n_frames}"
+        )
+    return frames[:n_frames]
+
+
+def predictions_new_clips_enqueue(*, run: TrainingRun) -> int:
+    """Queue predictions for every ready clip outside the version that this run has not
+    predicted yet; returns how many."""
+    if run.status != JobStatus.SUCCEEDED:
+        raise TrainingError(f"run {run.pk} has not succeeded: only finished runs predict clips")
+    clip_ids = list(
+        Clip.objects.filter(video__status=Video.Status.READY)
+        .exclude(dataset_clips__version=run.version)
+        .exclude(predictions__run=run)
+        .values_list("pk", flat=True)
+    )
+    if clip_ids:
+        from modeling.tasks import predict_new_clips
+
+        transaction.on_commit(lambda: predict_new_clips.delay(run.pk, clip_ids))
+    return len(clip_ids)
+
+
+# --------------------------------------------------------------------------------------------
+# Experiment grids
+
+
+def experiment_grid_start(
+    *,
+    version: DatasetVersion,
+    backbones: Sequence[str],
+    losses: Sequence[str] = GRID_LOSSES,
+    preset: str = "small",
+    epochs: int,
+    base_config: Mapping[str, Any] | None = None,
+    created_by: AbstractBaseUser | None,
+    name: str | None = None,
+    enqueue: bool = True,
+) -> ExperimentGrid:
+    """Record a grid and one pending run per (backbone, loss); with ``enqueue`` the runs are
+    trained one after another by chained tasks (each with its own time limit)."""
+    if not backbones or not losses:
+        raise TrainingError("a grid needs at least one backbone and one loss")
+    base = {k: v for k, v in dict(base_config or {}).items() if k not in ("backbone", "loss")}
+    base.update(preset=preset, epochs=epochs)
+    configs = [
+        {**base, "backbone": backbone, "loss": loss}
+        for backbone in dict.fromkeys(backbones)
+        for loss in dict.fromkeys(losses)
+    ]
+    for config in configs:  # every setting is valid before anything is written
+        training_config_check(config)
+    _version_check(version)
+    with transaction.atomic():
+        grid = ExperimentGrid.objects.create(
+            version=version,
+            name=(name or f"{version.name} grid ({preset}, {epochs} epochs)")[:120],
+            backbones=list(dict.fromkeys(backbones)),
+            losses=list(dict.fromkeys(losses)),
+            preset=preset,
+            epochs=epochs,
+            base_config=base,
+            created_by=created_by,
+        )
+        for config in configs:
+            training_run_start(
+                version=version,
+                config=config,
+                created_by=created_by,
+                name=f"{config['backbone']}-{config['loss']}",
+                grid=grid,
+                enqueue=False,
+            )
+        if enqueue:
+            from modeling.tasks import run_grid_step
+
+            transaction.on_commit(lambda: run_grid_step.delay(grid.pk))
+    return grid
+
+
+def experiment_grid_next_run(*, grid_id: int) -> TrainingRun | None:
+    """Mark the grid running and return its next unfinished run, or None when the grid is
+    done or cancelled (then :func:`experiment_grid_finish` writes the report)."""
+    ExperimentGrid.objects.filter(pk=grid_id, status=JobStatus.PENDING).update(
+        status=JobStatus.RUNNING, started_at=timezone.now()
+    )
+    grid = ExperimentGrid.objects.get(pk=grid_id)
+    if grid.status != JobStatus.RUNNING or grid.cancel_requested:
+        return None
+    return grid.runs.filter(status__in=ACTIVE_STATUSES).order_by("pk").first()
+
+
+def experiment_grid_cancel(*, grid: ExperimentGrid, by: AbstractBaseUser | None) -> ExperimentGrid:
+    """Cancel every unfinished run of the grid; the grid ends with a report of the finished
+    ones."""
+    if grid.status not in ACTIVE_STATUSES:
+        raise TrainingError(f"grid {grid.pk} is {grid.get_status_display().lower()} already")
+    ExperimentGrid.objects.filter(pk=grid.pk).update(cancel_requested=True)
+    for run in grid.runs.filter(status__in=ACTIVE_STATUSES):
+        with contextlib.suppress(TrainingError):  # it finished meanwhile
+            training_run_cancel(run=run, by=by)
+    grid.refresh_from_db()
+    return grid
+
+
+def experiment_grid_finish(*, grid_id: int, out_dir: Path | None = None) -> ExperimentGrid:
+    """Write the grid's report (into ``out_dir``, default the grid's folder) and end it:
+    succeeded when at least one run succeeded, cancelled on request, failed otherwise."""
+    grid = ExperimentGrid.objects.get(pk=grid_id)
+    folder = Path(out_dir) if out_dir is not None else grid_dir_for(grid)
+    grid_report_write(grid=grid, out_dir=folder)
+    succeeded = grid.runs.filter(status=JobStatus.SUCCEEDED).count()
+    if grid.cancel_requested:
+        status, error = JobStatus.CANCELLED, ""
+    elif succeeded:
+        status, error = JobStatus.SUCCEEDED, ""
+    else:
+        status, error = JobStatus.FAILED, "no run of the grid succeeded: see the runs' errors"
+    ExperimentGrid.objects.filter(pk=grid_id).update(
+        status=status, error=error, report_dir=str(folder), finished_at=timezone.now()
+    )
+    grid.refresh_from_db()
+    return grid
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def grid_report_write(*, grid: ExperimentGrid, out_dir: Path) -> Path:
+    """report.md, report.html and the SVG figures of the grid's finished runs in ``out_dir``
+    (each file written whole); returns the path of report.md."""
+    report = selectors.grid_report(grid)
+    for figure in report.figures:
+        write_text_atomic(out_dir / figure.filename, figure.svg + "\n")
+    content = {"title": report.title, "intro": report.intro, "tables": report.tables}
+    write_text_atomic(out_dir / "report.html", report_html(**content, figures=report.figures))
+    write_text_atomic(out_dir / "report.md", report_markdown(**content, figures=report.figures))
+    return out_dir / "report.md"
+
+
+TRAIN_OPTION_FIELDS: tuple[str, ...] = tuple(TrainConfig.__dataclass_fields__)
+
+
+def training_config_from_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The TrainConfig fields of a form's or request's options: blanks (None, "") take the
+    TrainConfig default, and an early-stopping patience of 0 switches early stopping off."""
+    config = {k: v for k, v in options.items() if k in TRAIN_OPTION_FIELDS and v not in (None, "")}
+    if config.get("early_stopping_patience") == 0:
+        config["early_stopping_patience"] = None
+    return config
