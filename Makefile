@@ -10,7 +10,7 @@ TORCH_PIN := torch==2.13.0
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/mersv
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: demo test install lint format services chromium clean-demo bench
+.PHONY: demo test install lint format services chromium clean-demo bench audit
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -48,6 +48,10 @@ test: $(STAMP) services chromium
 	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) \
 	  MERSV_VAR_DIR=$(CURDIR)/var/test CHROMIUM=$$(command -v chromium) \
 	  $(BIN)/pytest $(PYTEST_ARGS)
+
+# Known vulnerabilities in the installed packages (pip-audit; exceptions in .ci/audit-ignore.txt).
+audit: $(STAMP)
+	BIN=$(BIN) bash .ci/audit.sh
 
 bench: $(STAMP)
 	@ls benchmarks/*.py | sed 's/^/  /'

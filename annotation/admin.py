@@ -2,7 +2,15 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from annotation.models import CannotJudge, Clip, Patient, Rating, RatingChange, Video
+from annotation.models import (
+    AuditEvent,
+    CannotJudge,
+    Clip,
+    Patient,
+    Rating,
+    RatingChange,
+    Video,
+)
 
 
 @admin.register(Patient)
@@ -54,3 +62,21 @@ class RatingAdmin(admin.ModelAdmin):
 class CannotJudgeAdmin(admin.ModelAdmin):
     list_display = ("clip", "rater", "reason", "created_at")
     list_filter = ("reason",)
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    """Read-only: the log is append-only, nobody adds, changes or deletes an event here."""
+
+    list_display = ("created_at", "username", "action", "object_type", "object_id", "ip")
+    list_filter = ("action",)
+    search_fields = ("username", "object_id")
+
+    def has_add_permission(self, request) -> bool:  # type: ignore[no-untyped-def]
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+        return False

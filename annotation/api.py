@@ -9,12 +9,13 @@ from django.db.models import Prefetch
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status
 from rest_framework.authtoken.views import ObtainAuthToken
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import Throttled, ValidationError
 from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from annotation import services
+from annotation.login_throttle import locked_message
 from annotation.models import Clip, Video
 from annotation.permissions import IsCurator
 from annotation.serializers import ClipCuratorSerializer, VideoSerializer, VideoUploadSerializer
@@ -72,7 +73,17 @@ class ClipDetailApi(generics.RetrieveAPIView):
 
 
 class TokenObtainApi(ObtainAuthToken):
-    """POST username + password, get the API token for scripts (Authorization: Token ...)."""
+    """POST username + password, get the API token for scripts (Authorization: Token ...).
+    Failed attempts are throttled like the login page's; a locked account gets 429."""
+
+    def post(self, request: Request, *args: object, **kwargs: object) -> Response:
+        try:
+            return super().post(request, *args, **kwargs)
+        except ValidationError:
+            locked_s = getattr(request, "mersv_login_locked_s", None)
+            if locked_s:
+                raise Throttled(wait=locked_s, detail=locked_message(locked_s)) from None
+            raise
 
 
 token_obtain = TokenObtainApi.as_view()

@@ -10,7 +10,10 @@ class AnnotationConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_migrate
 
+        from annotation.audit import receivers_connect
         from annotation.roles import role_groups_ensure
+
+        receivers_connect()
 
         # Groups and their permissions exist on every database after migrate.
         post_migrate.connect(lambda sender, **kwargs: role_groups_ensure(), sender=self)

@@ -24,6 +24,7 @@ from django.db.models import Count, Exists, F, IntegerField, OuterRef, Q, QueryS
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from annotation.audit import audit_record
 from annotation.grades import GRADES
 from annotation.models import CannotJudge, Clip, ClipAssignment, Rating, RatingChange, Video
 from annotation.retirement_service import clip_retire_if_settled
@@ -254,11 +255,12 @@ def _clip_assign_next(*, expert: User, now: datetime, has_stale_holds: bool) -> 
     while True:
         # SKIP LOCKED: a clip another expert is being assigned (or is voting on) right now is
         # passed over instead of waited for, so concurrent requests spread over clips.
-        clip = (
-            candidates.exclude(pk__in=passed_over)
-            .select_for_update(skip_locked=True, of=("self",))
-            .first()
-        )
+        remaining = candidates.exclude(pk__in=passed_over)
+        clip = remaining.select_for_update(skip_locked=True, of=("self",)).first()
+        if clip is None:
+            # Every open candidate may be locked by someone else's assignment: wait for one
+            # instead of reporting an empty queue, then count its load again below.
+            clip = remaining.select_for_update(of=("self",)).first()
         if clip is None:
             return None
         # The candidate query read assignments from a snapshot older than our lock; count again
@@ -380,6 +382,10 @@ def rating_submit(
             repeat_submit(expert=expert, clip=locked, grade=grade, time_spent_ms=time_spent_ms)
             _assignment_clear(expert=expert, clip_id=locked.pk)
             original = Rating.objects.get(clip=locked, rater=expert)
+            audit_record(
+                action="grade_submit", user=expert, obj=original,
+                detail={"grade": grade, "repeat": True},
+            )  # fmt: skip
             original.grade = grade  # the response echoes this answer, not the earlier grade
             return original
         existing = _answer_existing(expert=expert, clip=locked)
@@ -396,6 +402,7 @@ def rating_submit(
         _clip_votes_add(locked.pk, {grade: 1})
         clip_retire_if_settled(clip=locked)  # same transaction, Clip lock held
         _assignment_clear(expert=expert, clip_id=locked.pk)
+        audit_record(action="grade_submit", user=expert, obj=rating, detail={"grade": grade})
         return rating
 
     return _answer_once(expert=expert, clip=clip, write=write)
@@ -431,6 +438,10 @@ def rating_change(
         locked.time_spent_ms = min(locked.time_spent_ms + time_spent_ms, MAX_TIME_SPENT_MS)
         locked.telemetry = telemetry_merge(locked.telemetry, clean_telemetry)
         locked.save(update_fields=["grade", "time_spent_ms", "telemetry", "updated_at"])
+        audit_record(
+            action="grade_change", user=expert, obj=locked,
+            detail={"grade": grade, "previous_grade": previous},
+        )  # fmt: skip
     return locked
 
 
@@ -451,6 +462,7 @@ def cannot_judge_submit(
             clip=locked, rater=expert, reason=reason, time_spent_ms=time_spent_ms
         )
         _assignment_clear(expert=expert, clip_id=locked.pk)
+        audit_record(action="cannot_judge", user=expert, obj=answer, detail={"reason": reason})
         return answer
 
     return _answer_once(expert=expert, clip=clip, write=write)

@@ -130,7 +130,9 @@ def _safe_relative(root: Path, name: str) -> Path | None:
 
 def dataset_validate(root: Path) -> ImportPlan:
     """Phase 1: check every row and every video; raise ImportValidationError listing problems."""
-    from annotation.video_io import IngestError, probe_video
+    from annotation import services
+    from annotation.isolation import probe_video_isolated
+    from annotation.video_io import IngestError
 
     problems: list[str] = []
     clip_dicts = _read_csv(root / "clips.csv", CLIP_COLUMNS, problems)
@@ -218,7 +220,7 @@ def dataset_validate(root: Path) -> ImportPlan:
     n_frames = settings.INGEST_N_FRAMES
     for video, rows in plan.new_videos.items():
         try:
-            info = probe_video(root / video)
+            info = probe_video_isolated(root / video, limits=services.decode_limits())
         except IngestError as exc:
             problems.append(f"clips.csv line {rows[0].line}: video {video!r}: {exc}")
             continue
@@ -276,7 +278,7 @@ def dataset_import(
     out and listed in the result.
     """
     from annotation import services
-    from annotation.pipeline import process_video
+    from annotation.isolation import process_video_isolated
     from annotation.video_io import IngestError
 
     root = root.resolve()
@@ -294,13 +296,14 @@ def dataset_import(
             out_dir = staging / f"{done:06d}"
             try:
                 outputs[video] = (
-                    process_video(
+                    process_video_isolated(
                         root / video,
                         [(r.x, r.y) for r in rows],
                         out_dir=out_dir,
                         pixel_size_um=rows[0].pixel_size_um,
                         config=config,
                         fps=rows[0].fps,  # clips.csv's rate wins over the file's header
+                        limits=services.decode_limits(),
                     ),
                     out_dir,
                 )

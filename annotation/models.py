@@ -275,3 +275,68 @@ class RaterModelSnapshot(models.Model):
 
     def __str__(self) -> str:
         return f"rater model of {self.n_ratings} ratings ({self.created_at:%Y-%m-%d %H:%M})"
+
+
+class AppendOnlyError(Exception):
+    """An audit row was about to be changed or deleted: the log is append-only."""
+
+
+class AuditEventQuerySet(models.QuerySet):
+    def update(self, **kwargs: object) -> int:
+        raise AppendOnlyError("audit events cannot be changed")
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        raise AppendOnlyError("audit events cannot be deleted")
+
+
+class AuditEvent(models.Model):
+    """Who did what to which object, when, from where (`annotation.audit.audit_record`).
+
+    Append-only: save() refuses updates, delete() refuses, and on PostgreSQL a trigger refuses
+    UPDATE and DELETE from any code path (migration 0005). Never holds passwords or tokens.
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.DO_NOTHING,
+        db_constraint=False, related_name="+",
+    )  # fmt: skip
+    # The name at the time of the event: it survives renames and deleted accounts.
+    username = models.CharField(max_length=150, blank=True)
+    action = models.CharField(max_length=32, db_index=True)
+    object_type = models.CharField(max_length=64, blank=True)
+    object_id = models.CharField(max_length=128, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    detail = models.JSONField(default=dict, blank=True)
+
+    objects = AuditEventQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["user", "created_at"], name="audit_user_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.username or 'anonymous'} {self.action}"
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        if not self._state.adding:
+            raise AppendOnlyError("audit events cannot be changed")
+        super().save(*args, **kwargs)  # type: ignore[arg-type]
+
+    def delete(self, *args: object, **kwargs: object) -> tuple[int, dict[str, int]]:
+        raise AppendOnlyError("audit events cannot be deleted")
+
+
+class LoginThrottle(models.Model):
+    """Failed-login counter of one key ("user:<name>" or "ip:<address>") in a fixed window.
+
+    Kept in the database, not in process memory: gunicorn runs several workers, and each
+    must see every other's failures. Rows are read under select_for_update
+    (`annotation.login_throttle`)."""
+
+    key = models.CharField(max_length=200, unique=True)
+    window_start = models.DateTimeField()
+    failures = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.failures} since {self.window_start:%H:%M:%S}"

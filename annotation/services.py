@@ -22,10 +22,12 @@ from django.core.files import File
 from django.db import transaction
 from django.utils import timezone
 
+from annotation.audit import audit_record
 from annotation.models import Clip, Patient, Video
 from annotation.roles import ADMIN, role_check
 
 if TYPE_CHECKING:
+    from annotation.isolation import DecodeLimits
     from annotation.pipeline import IngestConfig, VideoOutput
 
 log = logging.getLogger(__name__)
@@ -94,6 +96,24 @@ def _video_suffix(name: str) -> str:
     return suffix
 
 
+def video_sniff_format(fileobj: IO[bytes]) -> str:
+    """The container ("MP4" or "AVI") named by the file's first bytes; else ServiceError.
+
+    Checked before the file is stored. Leaves the file's position at the start.
+    """
+    from annotation.video_io import sniff_video_container
+
+    fileobj.seek(0)
+    container = sniff_video_container(fileobj.read(12))
+    fileobj.seek(0)
+    if container is None:
+        raise ServiceError(
+            "the file's content is not an MP4 or AVI video (whatever its name says); "
+            "upload the microscope's original .mp4 or .avi file"
+        )
+    return container
+
+
 def video_create(
     *,
     fileobj: IO[bytes],
@@ -106,6 +126,7 @@ def video_create(
 ) -> Video:
     """Store an uploaded video and queue its ingestion (decoding happens in the worker)."""
     suffix = _video_suffix(original_name)
+    video_sniff_format(fileobj)
     if not targets:
         raise ServiceError("tag at least one target sperm in the first frame")
     if not 0 < pixel_size_um <= 100:
@@ -120,7 +141,8 @@ def video_create(
         patient = patient_get_or_create(code=patient_code)
         video = Video(
             patient=patient,
-            original_name=Path(original_name).name[:255],
+            # Shown on pages only; control characters (NUL: PostgreSQL refuses it) dropped.
+            original_name="".join(c for c in Path(original_name).name if c.isprintable())[:255],
             pixel_size_um=pixel_size_um,
             targets=[{"x": t.x, "y": t.y, "external_id": t.external_id} for t in targets],
             uploaded_by=uploaded_by,
@@ -128,6 +150,10 @@ def video_create(
         # A generated name: nothing the user typed decides where the file is written.
         video.file.save(f"{uuid.uuid4().hex}{suffix}", File(fileobj), save=False)
         video.save()
+        audit_record(
+            action="upload", user=uploaded_by, obj=video,
+            detail={"original_name": video.original_name, "patient": patient.code},
+        )  # fmt: skip
         if enqueue:
             video_ingest_enqueue(video_id=video.pk)
     return video
@@ -149,6 +175,15 @@ def _default_clip_id(video: Video, index: int) -> str:
     return f"v{video.pk}-t{index}"
 
 
+def decode_limits() -> DecodeLimits:
+    """The limits every decoding child runs under (settings MERSV_DECODE_*)."""
+    from annotation.isolation import DecodeLimits
+
+    return DecodeLimits(
+        mem_mb=settings.DECODE_MEM_MB, cpu_s=settings.DECODE_CPU_S, wall_s=settings.DECODE_WALL_S
+    )
+
+
 def video_claim(*, video_id: int) -> bool:
     """Claim a video for ingestion; False when another run finished or holds it.
 
@@ -166,7 +201,7 @@ def video_ingest(*, video_id: int) -> Video:
 
     On a bad file or a lost target the video gets a clear error and no clip is created.
     """
-    from annotation.pipeline import process_video
+    from annotation.isolation import process_video_isolated
     from annotation.video_io import IngestError
 
     video = Video.objects.get(pk=video_id)
@@ -179,12 +214,14 @@ def video_ingest(*, video_id: int) -> Video:
         shutil.rmtree(leftover, ignore_errors=True)
     out_dir = clip_folder_new(video)
     try:
-        output = process_video(
+        # In a child process with limits: a hostile file fails its video, not the worker.
+        output = process_video_isolated(
             Path(video.file.path),
             [(float(t["x"]), float(t["y"])) for t in video.targets],
             out_dir=out_dir,
             pixel_size_um=video.pixel_size_um,
             config=config,
+            limits=decode_limits(),
         )
     except IngestError as exc:
         _video_fail(video_id=video_id, error=str(exc))
@@ -276,6 +313,11 @@ def clip_vote_counts_recount(*, clip_ids: Sequence[int] | None = None) -> int:
     fields = ["votes_a", "votes_b", "votes_c", "votes_d", "votes_e", "votes_total"]
     Clip.objects.bulk_update(changed, fields, batch_size=500)
     return len(changed)
+
+
+def video_fail(*, video_id: int, error: str) -> None:
+    """Mark a video failed with ``error`` (e.g. its task ran out of time)."""
+    _video_fail(video_id=video_id, error=error)
 
 
 def _video_fail(*, video_id: int, error: str) -> None:

@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
 
 from annotation import services
 
+# Decoding alone stops at MERSV_DECODE_WALL_S (180 s by default); the rest is tracking and
+# encoding. The hard limit leaves a minute to record the failure.
+INGEST_SOFT_LIMIT_S = 900
 
-@shared_task(soft_time_limit=900, time_limit=960)
+
+@shared_task(soft_time_limit=INGEST_SOFT_LIMIT_S, time_limit=INGEST_SOFT_LIMIT_S + 60)
 def ingest_video(video_id: int) -> None:
     if not services.video_claim(video_id=video_id):
         return
-    services.video_ingest(video_id=video_id)
+    try:
+        services.video_ingest(video_id=video_id)
+    except SoftTimeLimitExceeded:
+        services.video_fail(
+            video_id=video_id,
+            error=f"ingestion took longer than {INGEST_SOFT_LIMIT_S} s and was stopped; "
+            "upload a shorter or smaller video",
+        )

@@ -46,6 +46,18 @@ class VideoInfo:
     frame_count: int
 
 
+def sniff_video_container(head: bytes) -> str | None:
+    """The container ("MP4" or "AVI") the first 12 bytes of a file open, else None.
+
+    The content decides, not the name: an HTML page or an SVG renamed to .mp4 is no video.
+    """
+    if len(head) >= 12 and head[4:8] == b"ftyp":  # ISO base media: box size, then 'ftyp'
+        return "MP4"
+    if len(head) >= 12 and head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return "AVI"
+    return None
+
+
 @contextmanager
 def _capture(path: Path) -> Iterator[cv2.VideoCapture]:
     """An open FFmpeg capture of ``path``; IngestError when it is not a video at all."""

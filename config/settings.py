@@ -101,7 +101,11 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost, so that every response (redirects and static files included) gets the headers.
+    "frontend.middleware.SecurityHeadersMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Before anything reads a body: oversized requests are refused from their headers.
+    "frontend.middleware.RequestSizeLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -109,7 +113,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "frontend.middleware.SecurityHeadersMiddleware",
+    "frontend.middleware.SessionIdleTimeoutMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -156,6 +160,13 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Failed logins are throttled in the database (annotation/login_throttle.py): at most
+# MERSV_LOGIN_MAX_FAILURES per username and MERSV_LOGIN_MAX_FAILURES_PER_IP per client address
+# within MERSV_LOGIN_WINDOW_S seconds.
+AUTHENTICATION_BACKENDS = ["annotation.login_throttle.ThrottledModelBackend"]
+LOGIN_MAX_FAILURES = env_int("MERSV_LOGIN_MAX_FAILURES", 5)
+LOGIN_MAX_FAILURES_PER_IP = env_int("MERSV_LOGIN_MAX_FAILURES_PER_IP", 20)
+LOGIN_WINDOW_S = env_int("MERSV_LOGIN_WINDOW_S", 15 * 60)
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
@@ -176,6 +187,15 @@ EXPORT_ROOT = Path(env_str("MERSV_EXPORT_ROOT", str(VAR_DIR / "exports")))
 
 # Uploads: bodies above this size are refused before they are read whole.
 MAX_UPLOAD_MB = env_int("MERSV_MAX_UPLOAD_MB", 500)
+# Every other route (forms, JSON): far less, so a client cannot make the server read gigabytes.
+MAX_REQUEST_MB = env_int("MERSV_MAX_REQUEST_MB", 10)
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 1000
+DATA_UPLOAD_MAX_NUMBER_FILES = 5
+# Decoding an uploaded video runs in a child process with these limits (annotation/isolation.py):
+# a file that makes the decoder crash, hang or swell fails its video, never the worker.
+DECODE_MEM_MB = env_int("MERSV_DECODE_MEM_MB", 2048)
+DECODE_CPU_S = env_int("MERSV_DECODE_CPU_S", 120)
+DECODE_WALL_S = env_int("MERSV_DECODE_WALL_S", 180)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 FILE_UPLOAD_PERMISSIONS = 0o640
@@ -209,8 +229,23 @@ REPEAT_MIN_AGE_H = env_float("MERSV_REPEAT_MIN_AGE_H", 24.0)
 FAST_GRADE_MS = env_int("MERSV_FAST_GRADE_MS", 2000)
 FAST_GRADE_FRACTION = env_float("MERSV_FAST_GRADE_FRACTION", 0.25)
 
+# Trainee mode (datasets/training.py). A trainee qualifies once they graded at least
+# MERSV_TRAINEE_MIN_CLIPS training clips with a weighted kappa against the panel of at least
+# MERSV_TRAINEE_PASS_KAPPA; unset, the bar is the median expert's leave-one-out kappa.
+TRAINEE_PASS_KAPPA: float | None = (
+    env_float("MERSV_TRAINEE_PASS_KAPPA", 0.0)
+    if os.environ.get("MERSV_TRAINEE_PASS_KAPPA")
+    else None
+)
+TRAINEE_MIN_CLIPS = env_int("MERSV_TRAINEE_MIN_CLIPS", 30)
+# The training run whose out-of-fold predictions trainees see; 0 = the newest succeeded run on
+# the training set's dataset version.
+TRAINEE_RUN_ID = env_int("MERSV_TRAINEE_RUN_ID", 0)
+
 # Sessions and cookies.
 SESSION_COOKIE_AGE = env_int("MERSV_SESSION_MAX_AGE_S", 12 * 3600)
+# A session also ends after this long without a request (frontend.middleware).
+SESSION_IDLE_S = env_int("MERSV_SESSION_IDLE_S", 30 * 60)
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
@@ -235,12 +270,22 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
+    # DRF's handler, plus an audit event for every 403.
+    "EXCEPTION_HANDLER": "annotation.audit.api_exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "MERSV platform API",
     "DESCRIPTION": "Multi-expert sperm video grading: videos, clips, ratings, distributions.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # One schema name per choice set (several serializers share them).
+    "ENUM_NAME_OVERRIDES": {
+        "BackboneEnum": "modeling.ml.backbones.BACKBONES",
+        "LossEnum": "modeling.ml.losses.LOSS_NAMES",
+        "VideoStatusEnum": "annotation.models.Video.Status",
+        "DatasetVersionStatusEnum": "datasets.models.DatasetVersion.Status",
+        "JobStatusEnum": "modeling.models.JobStatus",
+    },
 }
 
 # Training runs (modeling/): checkpoints, fold models and features under
@@ -274,7 +319,11 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 else:
     # A task is redelivered only after the visibility timeout: keep it above the longest
     # task's hard time limit, or a long training epoch would run twice.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": TRAINING_TIME_LIMIT_S + 600}
+    # The longest hard limit is a training task's (soft + 300 s) or the default one (3900 s,
+    # which bounds every other task): a short training limit must not shorten this below it.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": max(TRAINING_TIME_LIMIT_S + 300, 3900) + 600
+    }
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

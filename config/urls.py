@@ -8,6 +8,7 @@ from annotation import aggregation_api, grading_api
 from annotation import api as annotation_api
 from datasets import api as datasets_api
 from modeling import api as modeling_api
+from modeling import feedback_api
 
 api_patterns = [
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
@@ -100,10 +101,26 @@ api_patterns = [
     path(
         "grading/progress/", grading_api.GradingProgressApi.as_view(), name="api-grading-progress"
     ),
+    path("trainee/next/", feedback_api.TraineeNextApi.as_view(), name="api-trainee-next"),
+    path(
+        "trainee/ratings/",
+        feedback_api.TraineeRatingSubmitApi.as_view(),
+        name="api-trainee-ratings",
+    ),
+    path(
+        "trainee/progress/", feedback_api.TraineeProgressApi.as_view(), name="api-trainee-progress"
+    ),
+    path("triage/<int:video_id>/", feedback_api.TriageApi.as_view(), name="api-triage"),
 ]
+
+# 503 with a message while the database is unreachable; Django's own 500 page otherwise.
+handler500 = "frontend.middleware.server_error"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include(api_patterns)),
     path("", include("frontend.urls")),
 ]
+
+# The 403 page records the denial in the audit log.
+handler403 = "frontend.audit_views.permission_denied"

@@ -13,6 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from annotation.audit import audit_record
 from annotation.permissions import IsCurator
 from datasets import selectors, services
 from datasets.export import stream_tar, tar_size
@@ -88,7 +89,9 @@ class DatasetVersionDownloadApi(APIView):
     @extend_schema(responses={(200, "application/x-tar"): OpenApiTypes.BINARY})
     def get(self, request: Request, name: str) -> StreamingHttpResponse:
         version = get_object_or_404(DatasetVersion, name=name, frozen=True)
-        return export_download_response(version)
+        response = export_download_response(version)
+        audit_record(action="export_download", user=request.user, obj=version, request=request)
+        return response
 
 
 def export_download_response(version: DatasetVersion) -> StreamingHttpResponse:

@@ -173,3 +173,64 @@ class DatasetRating(_FrozenChild):
 
     def __str__(self) -> str:
         return f"{self.clip_external_id}:{self.rater_pseudonym}:{self.grade}"
+
+
+class TrainingSet(models.Model):
+    """Clips of a frozen dataset version that a curator chose for trainees to practise on.
+
+    The expert distributions a trainee is scored against are the frozen copies on DatasetClip,
+    so later votes never move a trainee's past scores (`datasets.training`).
+    """
+
+    name = models.CharField(max_length=120, unique=True)
+    version = models.ForeignKey(
+        DatasetVersion, on_delete=models.PROTECT, related_name="training_sets"
+    )
+    min_votes = models.PositiveIntegerField(default=1, help_text="Experts a clip needs.")
+    clips = models.ManyToManyField(DatasetClip, related_name="training_sets")
+    active = models.BooleanField(default=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class TraineeRating(models.Model):
+    """A trainee's grade of a training clip. Its own table on purpose: trainee grades never
+    reach Clip.votes_*, agreement figures, retirement or exports, which read Rating only."""
+
+    trainee = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="trainee_ratings"
+    )
+    training_set = models.ForeignKey(TrainingSet, on_delete=models.PROTECT, related_name="ratings")
+    dataset_clip = models.ForeignKey(
+        DatasetClip, on_delete=models.PROTECT, related_name="trainee_ratings"
+    )
+    grade = models.CharField(max_length=1, choices=[(g, g) for g in GRADES])
+    time_spent_ms = models.PositiveIntegerField(default=0)
+    # The trainee's sitting, from 1: a new one starts after GRADING_SESSION_IDLE_HOURS idle.
+    session = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["trainee", "training_set", "dataset_clip"],
+                name="one_trainee_rating_per_clip",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(grade__in=list(GRADES)), name="trainee_grade_a_to_e"
+            ),
+        ]
+        # A trainee's progress reads their ratings in order.
+        indexes = [models.Index(fields=["trainee", "created_at"], name="trainee_rating_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.trainee_id} {self.dataset_clip_id} {self.grade}"

@@ -26,6 +26,7 @@ from django.db.models import Count, F
 from django.utils import timezone
 
 from annotation.agreement import fleiss_kappa, krippendorff_alpha
+from annotation.audit import audit_record
 from annotation.distributions import distribution_stats, figure3_stats, rating_arrays
 from annotation.grades import GRADES, PROB_COLUMNS
 from annotation.models import Clip, Rating, Video
@@ -107,6 +108,7 @@ def dataset_version_create(
             pseudonym_salt=secrets.token_hex(16),
             created_by=created_by,
         )
+        audit_record(action="dataset_build", user=created_by, obj=version, detail=filters)
         if enqueue:
             from datasets.tasks import build_dataset_version
 
@@ -191,6 +193,11 @@ def dataset_version_build(*, version_id: int, progress: Progress | None = None) 
         _fail(version_id, f"unexpected error while building: {exc}")
         raise
     return DatasetVersion.objects.get(pk=version_id)
+
+
+def dataset_version_fail(*, version_id: int, error: str) -> None:
+    """Mark an unfrozen version failed with ``error`` (e.g. its task ran out of time)."""
+    _fail(version_id, error)
 
 
 def _fail(version_id: int, error: str) -> None:

@@ -273,3 +273,44 @@ def progress_bar(done: int, total: int, *, width: int = 380, height: int = 14) -
         "done": done,
         "total": total,
     }
+
+
+def line_chart(
+    series: Sequence[tuple[str, Sequence[float | None]]],
+    *,
+    x_labels: Sequence[str],
+    low: float,
+    high: float,
+    width: int = 480,
+    height: int = 180,
+) -> dict[str, object]:
+    """Lines with a point per x (sessions, epochs) on a fixed [low, high] axis; a None value
+    leaves a gap in its line. Include `_line_chart.html`; series get the class series-<i>."""
+    left, bottom, top_pad, right_pad = 38, 20, 8, 10
+    plot_w, plot_h = width - left - right_pad, height - bottom - top_pad
+    step = plot_w / max(len(x_labels) - 1, 1)
+
+    def sy(v: float) -> float:
+        return round(top_pad + plot_h * (1 - (min(max(v, low), high) - low) / (high - low)), 2)
+
+    lines = []
+    for si, (label, values) in enumerate(series):
+        points = [
+            {"x": round(left + i * step, 2), "y": sy(v), "value": round(v, 3), "label": x_labels[i]}
+            for i, v in enumerate(values)
+            if v is not None
+        ]
+        path = " ".join(f"{'M' if k == 0 else 'L'}{p['x']},{p['y']}" for k, p in enumerate(points))
+        lines.append({"series": si, "label": label, "points": points, "path": path})
+    return {
+        "lines": lines,
+        "width": width,
+        "height": height,
+        "left": left,
+        "right": width - right_pad,
+        "top_y": top_pad,
+        "base_y": top_pad + plot_h,
+        "y_ticks": [{"y": sy(v), "label": f"{v:g}"} for v in (low, (low + high) / 2, high)],
+        "x_ticks": [{"x": round(left + i * step, 2), "label": x} for i, x in enumerate(x_labels)],
+        "label_y": height - 4,
+    }

@@ -7,6 +7,7 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
+from annotation.audit import audit_record
 from annotation.roles import CURATOR
 from datasets import selectors, services
 from datasets.api import export_download_response
@@ -73,4 +74,6 @@ def dataset_detail(request: HttpRequest, name: str) -> HttpResponse:
 @role_required(CURATOR)
 def dataset_download(request: HttpRequest, name: str) -> StreamingHttpResponse:
     version = get_object_or_404(DatasetVersion, name=name, frozen=True)
-    return export_download_response(version)
+    response = export_download_response(version)
+    audit_record(action="export_download", user=request.user, obj=version, request=request)
+    return response

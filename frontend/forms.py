@@ -4,6 +4,9 @@ import json
 
 from django import forms
 from django.conf import settings
+from django.contrib.auth.forms import AuthenticationForm
+
+from annotation.login_throttle import locked_message
 
 
 class VideoUploadForm(forms.Form):
@@ -45,3 +48,14 @@ class VideoUploadForm(forms.Form):
                 raise forms.ValidationError("target coordinates must not be negative")
             targets.append({"x": x, "y": y, "external_id": ""})
         return targets
+
+
+class LoginForm(AuthenticationForm):
+    """Django's login form; a throttled attempt says how long to wait instead of "wrong
+    password" (`annotation.login_throttle`)."""
+
+    def get_invalid_login_error(self) -> forms.ValidationError:
+        locked_s = getattr(self.request, "mersv_login_locked_s", None)
+        if locked_s:
+            return forms.ValidationError(locked_message(locked_s), code="locked")
+        return super().get_invalid_login_error()

@@ -142,7 +142,8 @@ def training_run_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "metrics_table": metrics,
             "n_predictions": run.predictions.count(),
             "resumable": run.status in (JobStatus.FAILED, JobStatus.CANCELLED)
-            or (run.status == JobStatus.PENDING and run.attempt > 0),
+            or (run.status == JobStatus.PENDING and run.attempt > 0)
+            or services.training_run_is_stalled(run),
         },
     )
 

@@ -3,13 +3,24 @@ from __future__ import annotations
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from frontend import aggregation_views, dataset_views, grading_views, training_views, views
+from frontend import (
+    aggregation_views,
+    audit_views,
+    dataset_views,
+    feedback_views,
+    grading_views,
+    training_views,
+    views,
+)
+from frontend.forms import LoginForm
 
 urlpatterns = [
     path("", views.home, name="home"),
     path(
         "login/",
-        auth_views.LoginView.as_view(redirect_authenticated_user=True),
+        auth_views.LoginView.as_view(
+            redirect_authenticated_user=True, authentication_form=LoginForm
+        ),
         name="login",
     ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
@@ -47,6 +58,13 @@ urlpatterns = [
         training_views.experiment_grid_cancel,
         name="experiment-grid-cancel",
     ),
+    path("audit/", audit_views.audit_log, name="audit-log"),
     path("grade/", grading_views.grade, name="grade"),
     path("grade/summary/", grading_views.grade_summary, name="grade-summary"),
+    path("grade/compare/", feedback_views.grade_compare, name="grade-compare"),
+    path("train/", feedback_views.trainee, name="trainee"),
+    path("train/feedback/<int:pk>/", feedback_views.trainee_feedback, name="trainee-feedback"),
+    path("train/progress/", feedback_views.trainee_progress, name="trainee-progress"),
+    path("train/trainees/", feedback_views.trainee_list, name="trainee-list"),
+    path("triage/", feedback_views.triage, name="triage"),
 ]

@@ -161,7 +161,11 @@ def media(request: HttpRequest, path: str) -> FileResponse:
         full = Path(safe_join(settings.MEDIA_ROOT, path))
     except Exception:
         raise Http404("no such file") from None
-    if not full.is_file():
+    try:
+        found = full.is_file()
+    except OSError:  # a name too long for the file system, for one
+        found = False
+    if not found:
         raise Http404("no such file")
     content_type = _MEDIA_TYPES.get(full.suffix.lower())
     response = FileResponse(

@@ -45,6 +45,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from annotation.audit import audit_record
 from annotation.grades import GRADES
 from annotation.models import Clip, Video
 from annotation.services import ServiceError
@@ -183,6 +184,10 @@ def training_run_start(
         )
         run.checkpoint_dir = str(run_dir_for(run))
         run.save(update_fields=["checkpoint_dir"])
+        audit_record(
+            action="training_start", user=created_by, obj=run,
+            detail={"name": run.name, "dataset": version.name},
+        )  # fmt: skip
         if enqueue:
             _enqueue_run(run.pk)
     return run
@@ -214,12 +219,25 @@ def training_run_cancel(*, run: TrainingRun, by: AbstractBaseUser | None) -> Tra
     return run
 
 
+def _stalled() -> Q:
+    """Running runs whose worker has stopped sending heartbeats (it died, and the broker has
+    not redelivered the task yet)."""
+    stale_before = timezone.now() - timedelta(seconds=settings.TRAINING_HEARTBEAT_STALE_S)
+    return Q(status=JobStatus.RUNNING) & (
+        Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=stale_before)
+    )
+
+
+def training_run_is_stalled(run: TrainingRun) -> bool:
+    return TrainingRun.objects.filter(_stalled(), pk=run.pk).exists()
+
+
 def training_run_resume(*, run: TrainingRun, enqueue: bool = True) -> TrainingRun:
-    """Queue a failed, cancelled or interrupted (pending) run again; it continues from its
-    checkpoints (folds already finished are not trained again)."""
-    resumable = [JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.PENDING]
+    """Queue a failed, cancelled, interrupted (pending) or stalled run again; it continues
+    from its checkpoints (folds already finished are not trained again)."""
+    resumable = Q(status__in=[JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.PENDING])
     with transaction.atomic():
-        updated = TrainingRun.objects.filter(pk=run.pk, status__in=resumable).update(
+        updated = TrainingRun.objects.filter(resumable | _stalled(), pk=run.pk).update(
             status=JobStatus.PENDING,
             cancel_requested=False,
             error="",
@@ -229,8 +247,8 @@ def training_run_resume(*, run: TrainingRun, enqueue: bool = True) -> TrainingRu
         if not updated:
             run.refresh_from_db()
             raise TrainingError(
-                f"run {run.pk} is {run.get_status_display().lower()}: only failed, cancelled or "
-                "interrupted runs can be resumed"
+                f"run {run.pk} is {run.get_status_display().lower()}: only failed, cancelled, "
+                "interrupted or stalled runs can be resumed"
             )
         if enqueue:
             _enqueue_run(run.pk)
@@ -262,12 +280,8 @@ def training_run_claim(*, run_id: int) -> int | None:
     """
     now = timezone.now()
     stale_after = timedelta(seconds=settings.TRAINING_HEARTBEAT_STALE_S)
-    claimable = Q(status=JobStatus.PENDING) | Q(
-        Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=now - stale_after),
-        status=JobStatus.RUNNING,
-    )
     claimed = (
-        TrainingRun.objects.filter(claimable, pk=run_id).update(
+        TrainingRun.objects.filter(Q(status=JobStatus.PENDING) | _stalled(), pk=run_id).update(
             status=JobStatus.RUNNING,
             attempt=F("attempt") + 1,
             heartbeat_at=now,
@@ -411,8 +425,11 @@ class _RunReporter:
             if run is None:
                 raise LeaseLost(f"run {self.run_id} was taken over by another attempt")
             # The fold's full log from its checkpoint: fills in epochs an earlier attempt
-            # trained but died before recording.
-            self._save_records([*self.pending, *map(self._epoch_record, result.logs)])
+            # trained but died before recording. One row per epoch: an upsert may not touch a
+            # row twice.
+            records = {(r.fold, r.epoch): r for r in self.pending}
+            records.update({(e.outer_fold, e.epoch): self._epoch_record(e) for e in result.logs})
+            self._save_records(list(records.values()))
             self.pending = []
             Prediction.objects.bulk_create(
                 predictions,

@@ -63,15 +63,18 @@ def test_an_uploaded_video_is_ingested_by_the_worker_into_a_clip(
 
 @pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
-def test_a_non_video_upload_ends_as_a_clear_error_on_its_video(
+def test_a_file_with_a_video_signature_but_no_video_ends_as_a_clear_error_on_its_video(
     celery_worker_process, make_user, tmp_path: Path
 ) -> None:
+    # An MP4 box header followed by an SVG passes the upload's signature check; the decoder
+    # in the worker finds no video in it.
     fake = tmp_path / "clip.mp4"
-    fake.write_bytes(b"<svg xmlns='http://www.w3.org/2000/svg'><script>alert(1)</script></svg>")
+    svg = b"<svg xmlns='http://www.w3.org/2000/svg'><script>alert(1)</script></svg>"
+    fake.write_bytes(b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + svg)
     api = APIClient()
     api.force_authenticate(make_user("curator"))
     response = _upload(api, fake, [{"x": 10, "y": 10}])
-    assert response.status_code == 201
+    assert response.status_code == 201, response.content
     video_id = response.json()["id"]
     wait_for(lambda: Video.objects.get(pk=video_id).status == "failed", timeout=60, what="failure")
     video = Video.objects.get(pk=video_id)

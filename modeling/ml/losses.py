@@ -93,6 +93,9 @@ LOSSES: dict[str, LossFn] = {
 }
 
 
+LOSS_NAMES: tuple[str, ...] = tuple(LOSSES)  # in the order of the paper's equations
+
+
 def get_loss(name: str) -> LossFn:
     """The loss called ``name`` (``ce``, ``mse``, ``jsd`` or ``emd``, case-insensitive)."""
     try:

@@ -16,6 +16,8 @@ from annotation.roles import ROLES
 from annotation.services import user_create
 
 DEMO_PASSWORD = "mersv-demo-2024"  # noqa: S105  local demo accounts, printed on purpose
+DEMO_VERSION = "demo-v1"
+DEMO_TRAINING_SET = "demo practice"
 
 
 class Command(BaseCommand):
@@ -48,8 +50,19 @@ class Command(BaseCommand):
             username = f"demo-{role}"
             if not User.objects.filter(username=username).exists():
                 user_create(username=username, role=role, password=DEMO_PASSWORD, validate=False)
+        self._seed_training_set()
         self.stdout.write(self.style.SUCCESS("demo data ready"))
         self.stdout.write(demo_logins())
+
+    def _seed_training_set(self) -> None:
+        """A frozen version of the demo clips and a training set of them, for trainee mode
+        (reused when they exist). Through commands: datasets sits right of annotation."""
+        call_command(
+            "build_dataset", DEMO_VERSION, "--no-progress", "--if-missing", stdout=self.stdout
+        )
+        call_command(
+            "open_training_set", DEMO_TRAINING_SET, DEMO_VERSION, "--if-missing", stdout=self.stdout
+        )
 
 
 def demo_logins() -> str:

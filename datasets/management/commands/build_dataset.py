@@ -19,8 +19,16 @@ class Command(BaseCommand):
         parser.add_argument("--retired-only", action="store_true")
         parser.add_argument("--licence", default="Internal research use only")
         parser.add_argument("--no-progress", action="store_true")
+        parser.add_argument(
+            "--if-missing", action="store_true", help="do nothing when the version exists"
+        )
 
     def handle(self, *args: object, **options: object) -> None:
+        if (
+            options["if_missing"]
+            and services.DatasetVersion.objects.filter(name=str(options["name"])).exists()
+        ):
+            return
         try:
             version = services.dataset_version_create(
                 name=str(options["name"]),

@@ -1,0 +1,261 @@
+"""Grading load with a database outage and with training beside it.
+
+A fresh database on a private PostgreSQL cluster (``pg_createcluster 15 bench -p 5440``, made
+once, trust on loopback; the shared cluster on 5432 is never stopped), gunicorn, a Celery
+worker, and N expert clients (threads; token auth; each: next clip, think, grade) for a fixed
+duration split in three phases:
+
+1. idle: vote latency with nothing else running (p50/p95),
+2. outage: the cluster is stopped for ``--outage-s`` seconds and started again; clients keep
+   going (a failed request is retried after a pause, as the page does),
+3. training: a training run uses the CPU meanwhile (p95 against phase 1; target <= 2x).
+
+Afterwards: every vote acknowledged with 201 is in the database, a recount of every clip's
+vote counts changes nothing, and the time from the database's return to the first 201.
+Experts only (the trainee API is not driven). Stops by itself.
+
+    .venv/bin/python -m benchmarks.load_soak --duration 600 --experts 40
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CLUSTER = ("15", "bench")
+PORT = 5440
+DB = "mersv_soak"
+PASSWORD = "soak-password-long-enough"  # noqa: S105 (throwaway accounts, throwaway DB)
+
+
+def cluster(action: str) -> None:
+    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", *CLUSTER, action, *(
+        ["-m", "fast"] if action == "stop" else [])], check=True)  # fmt: skip
+
+
+def cluster_ready() -> bool:
+    return subprocess.run(["pg_isready", "-q", "-h", "127.0.0.1", "-p", str(PORT)]).returncode == 0
+
+
+def ensure_cluster() -> None:
+    listed = subprocess.run(["pg_lsclusters", "-h"], capture_output=True, text=True).stdout
+    if not any(line.split()[:2] == list(CLUSTER) for line in listed.splitlines()):
+        subprocess.run(["pg_createcluster", *CLUSTER, "-p", str(PORT)], check=True)
+        hba = Path(f"/etc/postgresql/{CLUSTER[0]}/{CLUSTER[1]}/pg_hba.conf")
+        hba.write_text("local all all trust\nhost all all 127.0.0.1/32 trust\n")
+    if not cluster_ready():
+        cluster("start")
+    while not cluster_ready():
+        time.sleep(0.2)
+
+
+class Client:
+    """One expert: token auth, JSON in and out."""
+
+    def __init__(self, base: str, username: str) -> None:
+        self.base, self.token = base, ""
+        answer = self.call("POST", "/api/token/", {"username": username, "password": PASSWORD})
+        self.token = answer[1]["token"]
+
+    def call(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+        request = urllib.request.Request(self.base + path, method=method)  # noqa: S310 (http)
+        request.add_header("Content-Type", "application/json")
+        if self.token:
+            request.add_header("Authorization", f"Token {self.token}")
+        data = json.dumps(body).encode() if body is not None else None
+        try:
+            with urllib.request.urlopen(request, data, timeout=30) as response:  # noqa: S310
+                text = response.read()
+                return response.status, json.loads(text) if text else {}
+        except urllib.error.HTTPError as error:
+            return error.code, {}
+        except (urllib.error.URLError, OSError):
+            return 0, {}
+
+
+def expert_loop(client: Client, username: str, stop: float, think_s: float, log: list) -> None:
+    rng = random.Random(username)
+    while time.monotonic() < stop:
+        status, clip = client.call("GET", "/api/grading/next/")
+        if status != 200:
+            log.append((time.monotonic(), username, None, status, 0.0))
+            time.sleep(1.0 if status else 0.5)
+            continue
+        time.sleep(rng.uniform(0.5, 1.5) * think_s)
+        start = time.monotonic()
+        body = {"clip_id": clip["clip_id"], "grade": rng.choice("ABCDE"), "time_spent_ms": 4000}
+        status, _ = client.call("POST", "/api/grading/ratings/", body)
+        log.append((time.monotonic(), username, clip["clip_id"], status, time.monotonic() - start))
+
+
+def p95(values: list[float]) -> float:
+    return statistics.quantiles(values, n=20)[-1] * 1000 if len(values) >= 20 else float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=600)
+    parser.add_argument("--experts", type=int, default=40)
+    parser.add_argument("--clips", type=int, default=400)
+    parser.add_argument("--think-s", type=float, default=2.0)
+    parser.add_argument("--outage-s", type=float, default=5.0)
+    parser.add_argument("--port", type=int, default=8950)
+    parser.add_argument("--worker-nice", type=int, default=0, help="run the worker under nice N")
+    args = parser.parse_args()
+    ensure_cluster()
+    work = Path(tempfile.mkdtemp(prefix="mersv-soak-"))
+    env = {**os.environ, "DATABASE_URL": f"postgres://postgres@127.0.0.1:{PORT}/{DB}",
+           "CELERY_BROKER_URL": "redis://127.0.0.1:6379/11", "MERSV_VAR_DIR": str(work / "var"),
+           "MERSV_TORCH_THREADS": "1", "MERSV_REPEAT_RATE": "0",
+           "DJANGO_SETTINGS_MODULE": "config.settings"}  # fmt: skip
+    os.environ.update(env)
+    psql = ["psql", f"postgres://postgres@127.0.0.1:{PORT}/postgres", "-qc"]
+    subprocess.run([*psql, f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)"], check=True)
+    subprocess.run([*psql, f"CREATE DATABASE {DB}"], check=True)
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection
+
+    from annotation.models import Clip, Patient, Rating, Video
+    from annotation.services import clip_vote_counts_recount, user_create
+    from annotation.synthetic import SyntheticConfig, generate_dataset
+    from datasets.models import DatasetVersion
+
+    call_command("migrate", "--noinput", "-v", "0")
+    data = work / "data"
+    generate_dataset(
+        data, SyntheticConfig(n_clips=6, n_experts=12, seed=3, width=400, height=300, n_frames=20)
+    )
+    call_command("import_dataset", str(data), "--no-progress", "--skip-untrackable")
+    call_command("build_dataset", "soak-v1", "--no-progress")
+    # Clips to grade: rows only (the API serves their URLs; the clients never fetch the files).
+    source = Clip.objects.first()
+    video = Video.objects.create(patient=Patient.objects.create(code="P-soak"), file="videos/x.mp4",
+                                 pixel_size_um=0.5, status="ready")  # fmt: skip
+    # The source clip's files and measures; identity, votes and retirement start afresh.
+    fields = {
+        f.attname: getattr(source, f.attname)
+        for f in Clip._meta.concrete_fields
+        if f.attname not in ("id", "external_id", "video_id", "created_at", "retired_at")
+        and not f.attname.startswith("votes_")
+    }
+    Clip.objects.bulk_create(
+        [Clip(video=video, external_id=f"soak-{i:04d}", **fields) for i in range(args.clips)]
+    )
+    names = [f"soak-expert-{i:02d}" for i in range(args.experts)]
+    for name in names:
+        user_create(username=name, role="expert", password=PASSWORD, validate=False)
+    connection.close()
+
+    base = f"http://127.0.0.1:{args.port}"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "config.wsgi", "-b", f"127.0.0.1:{args.port}",
+         "-w", "2", "--threads", "8", "--timeout", "60"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=(work / "gunicorn.log").open("w"),
+    )  # fmt: skip
+    worker = None
+    try:
+        while subprocess.run(["curl", "-fs", "-o", "/dev/null", f"{base}/login/"]).returncode:
+            time.sleep(0.5)
+        clients = [Client(base, name) for name in names]
+        log: list = []
+        phase = args.duration / 3
+        start = time.monotonic()
+        stop = start + args.duration
+        threads = [
+            threading.Thread(target=expert_loop, args=(c, n, stop, args.think_s, log), daemon=True)
+            for c, n in zip(clients, names, strict=True)
+        ]
+        for thread in threads:
+            thread.start()
+        time.sleep(phase)
+        print(f"phase 2: stopping PostgreSQL ({'/'.join(CLUSTER)}) for {args.outage_s:.0f} s")
+        down_at = time.monotonic()
+        cluster("stop")
+        time.sleep(args.outage_s)
+        cluster("start")
+        while not cluster_ready():
+            time.sleep(0.1)
+        back_at = time.monotonic()
+        time.sleep(max(0.0, start + 2 * phase - time.monotonic()))
+        print("phase 3: training beside the load")
+        worker = subprocess.Popen(
+            ["nice", "-n", str(args.worker_nice), sys.executable, "-m", "celery", "-A", "config",
+             "worker", "-P", "solo", "-Q", "celery,training", "--without-heartbeat",
+             "--without-gossip", "--without-mingle"],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        from modeling import services as modeling_services
+        from modeling.models import TrainingRun
+
+        config = {"backbone": "resnet", "preset": "small", "loss": "emd", "optimizer": "adam",
+                  "lr": 1e-3, "epochs": 500, "batch_size": 4,
+                  "early_stopping_patience": None}  # fmt: skip
+        run = modeling_services.training_run_start(
+            version=DatasetVersion.objects.get(name="soak-v1"), config=config, created_by=None
+        )
+        training_from = None
+        while time.monotonic() < stop:
+            if (
+                training_from is None
+                and TrainingRun.objects.filter(pk=run.pk, status="running").exists()
+            ):
+                training_from = time.monotonic()
+            time.sleep(0.5)
+        for thread in threads:
+            thread.join(timeout=60)
+    finally:
+        server.terminate()
+        if worker is not None:
+            worker.kill()  # mid-training; the run goes with the database
+            worker.wait(timeout=30)
+        server.wait(timeout=30)
+        shutil.rmtree(work, ignore_errors=True)
+    votes = [entry for entry in log if entry[2] is not None]
+    acked = {(user, clip) for _, user, clip, status, _ in votes if status == 201}
+    stored = set(
+        Rating.objects.filter(rater__username__in=names).values_list(
+            "rater__username", "clip__external_id"
+        )
+    )
+    idle = [s for t, _, _, status, s in votes if status == 201 and t < down_at]
+    busy = [
+        s for t, _, _, status, s in votes if status == 201 and training_from and t > training_from
+    ]
+    after_back = [t for t, _, _, status, _ in votes if status == 201 and t > back_at]
+    errors = {}
+    for _, _, _, status, _ in log:
+        if status not in (200, 201):
+            errors[status] = errors.get(status, 0) + 1
+    print(f"experts {args.experts} (experts only; trainees not driven), {args.duration:.0f} s, "
+          f"outage {args.outage_s:.0f} s")  # fmt: skip
+    print(f"votes sent {len(votes)}, acknowledged 201: {len(acked)}, of those in the database: "
+          f"{len(acked & stored)}, missing {len(acked - stored)}; "
+          f"other answers {errors}")  # fmt: skip
+    print(f"recount of every clip changed: {clip_vote_counts_recount()} clip(s)")
+    first = min(after_back) - back_at if after_back else float("nan")
+    print(f"database down {back_at - down_at:.1f} s; first 201 {first:.2f} s after its return")
+    median_busy = statistics.median(busy) * 1000 if busy else float("nan")
+    print(f"vote p50/p95 idle: {statistics.median(idle) * 1000:.0f}/{p95(idle):.0f} ms "
+          f"({len(idle)} votes); under training: {median_busy:.0f}/{p95(busy):.0f} ms "
+          f"({len(busy)} votes); ratio of p95 {p95(busy) / p95(idle):.2f} "
+          "(target <= 2)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

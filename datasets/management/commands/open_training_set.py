@@ -1,0 +1,43 @@
+"""python manage.py open_training_set NAME VERSION [--min-votes N] [--if-missing]"""
+
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from annotation.services import ServiceError
+from datasets.models import DatasetVersion, TrainingSet
+from datasets.training import training_set_create
+
+
+class Command(BaseCommand):
+    help = "Open a training set for trainees: the clips of a built dataset version."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("name")
+        parser.add_argument("version", help="the dataset version's name")
+        parser.add_argument("--min-votes", type=int, default=1)
+        parser.add_argument(
+            "--if-missing", action="store_true", help="do nothing when the set exists"
+        )
+
+    def handle(self, *args: object, **options: object) -> None:
+        name = str(options["name"])
+        if options["if_missing"] and TrainingSet.objects.filter(name=name).exists():
+            return
+        version = DatasetVersion.objects.filter(name=str(options["version"])).first()
+        if version is None:
+            raise CommandError(f"no dataset version named {options['version']!r}")
+        try:
+            training_set = training_set_create(
+                name=name,
+                version=version,
+                min_votes=int(options["min_votes"]),  # type: ignore[arg-type]
+                created_by=None,
+            )
+        except ServiceError as exc:
+            raise CommandError(str(exc)) from exc
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"training set {name!r}: {training_set.clips.count()} clips of {version.name}"
+            )
+        )

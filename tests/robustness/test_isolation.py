@@ -1,0 +1,128 @@
+"""Decoding in a child process: a file that crashes or hangs the decoder fails its video with
+a clear message; the worker lives on. Includes a small fuzz batch through a real worker."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from annotation import isolation, services
+from annotation.isolation import DecodeLimits, probe_video_isolated, process_video_isolated
+from annotation.models import Video
+from annotation.video_io import IngestError
+from tests.conftest import wait_for
+from tests.robustness.mutants import mutants
+
+
+def _first_clip(synthetic_small: Path) -> tuple[Path, tuple[float, float]]:
+    row = pd.read_csv(synthetic_small / "clips.csv").iloc[0]
+    return synthetic_small / row.video, (float(row.x), float(row.y))
+
+
+def _fake_decoder(tmp_path: Path, monkeypatch, script: str) -> None:  # type: ignore[no-untyped-def]
+    """Stand in for the decoding child with a program that dies the way a decoder can."""
+    program = tmp_path / "decoder"
+    program.write_text(f"#!/bin/sh\n{script}\n")
+    program.chmod(0o755)
+    monkeypatch.setattr(isolation.sys, "executable", str(program))
+
+
+def test_the_isolated_pipeline_gives_what_the_pipeline_gives(
+    synthetic_small: Path, tmp_path: Path
+) -> None:
+    from annotation.pipeline import process_video
+
+    video, target = _first_clip(synthetic_small)
+    direct = process_video(video, [target], out_dir=tmp_path / "a", pixel_size_um=0.5)
+    isolated = process_video_isolated(video, [target], out_dir=tmp_path / "b", pixel_size_um=0.5)
+    assert isolated.info == direct.info and isolated.sha256 == direct.sha256
+    assert isolated.clips[0].kinematics == direct.clips[0].kinematics
+    assert (isolated.clips[0].track == direct.clips[0].track).all()
+    assert isolated.clips[0].frames_npy == tmp_path / "b" / "clip_0.npy"
+    assert isolated.clips[0].frames_npy.read_bytes() == direct.clips[0].frames_npy.read_bytes()
+
+
+def test_a_decoder_crash_becomes_a_clear_error_and_leaves_nothing(
+    synthetic_small: Path, tmp_path: Path, monkeypatch
+) -> None:
+    video, target = _first_clip(synthetic_small)
+    out_dir = tmp_path / "clips" / "v1"
+    out_dir.parent.mkdir()
+    (out_dir.parent / ".v1.abc.staging").mkdir()  # what a killed pipeline leaves behind
+    _fake_decoder(tmp_path, monkeypatch, "kill -SEGV $$")
+    with pytest.raises(IngestError, match=r"the decoder crashed \(signal 11\) while reading"):
+        process_video_isolated(video, [target], out_dir=out_dir, pixel_size_um=0.5)
+    assert list(out_dir.parent.iterdir()) == []
+
+
+def test_a_decoder_that_runs_out_of_cpu_time_is_reported_as_such(
+    synthetic_small: Path, tmp_path: Path, monkeypatch
+) -> None:
+    _fake_decoder(tmp_path, monkeypatch, "kill -XCPU $$")
+    with pytest.raises(IngestError, match="more than 120 s of CPU time"):
+        probe_video_isolated(_first_clip(synthetic_small)[0])
+
+
+def test_a_hanging_decoder_is_killed_at_the_wall_time_limit(
+    synthetic_small: Path, tmp_path: Path, monkeypatch
+) -> None:
+    _fake_decoder(tmp_path, monkeypatch, "sleep 30 & sleep 30")
+    with pytest.raises(IngestError, match="decoding took longer than 1 s"):
+        probe_video_isolated(_first_clip(synthetic_small)[0], limits=DecodeLimits(wall_s=1))
+
+
+def test_a_decoder_out_of_memory_fails_the_file_not_the_caller(synthetic_small: Path) -> None:
+    # 150 MB of address space: the child cannot even load OpenCV; it dies, we do not.
+    with pytest.raises(IngestError):
+        probe_video_isolated(_first_clip(synthetic_small)[0], limits=DecodeLimits(mem_mb=150))
+
+
+def test_an_answer_naming_files_outside_the_out_dir_is_refused(tmp_path: Path) -> None:
+    answer = {
+        "info": {"fps": 15.0, "width": 4, "height": 4, "frame_count": 16},
+        "sha256": "0" * 64,
+        "preview_mp4": "/etc/passwd",
+        "stage_seconds": {},
+        "clips": [],
+    }
+    with pytest.raises(IngestError, match="outside its folder"):
+        isolation._output_from_json(answer, tmp_path / "out")
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_a_fuzz_batch_through_the_worker_ends_ready_or_failed_and_the_worker_lives(
+    celery_worker_process, synthetic_small: Path
+) -> None:
+    video, target = _first_clip(synthetic_small)
+    batch = list(mutants([("mp4", video.read_bytes())], count=20, seed=7))
+    ids, refused = [], 0
+    for name, data in batch:
+        try:
+            video = services.video_create(
+                fileobj=io.BytesIO(data),
+                original_name=f"{name}.mp4",
+                patient_code="P-fuzz",
+                pixel_size_um=0.5,
+                targets=[services.Target(*target)],
+                uploaded_by=None,
+            )
+        except services.ServiceError as exc:  # a broken signature: refused at upload
+            assert "not an MP4 or AVI video" in str(exc)
+            refused += 1
+        else:
+            ids.append(video.pk)
+    assert len(ids) + refused == 20 and ids
+    wait_for(
+        lambda: not Video.objects.filter(pk__in=ids, status__in=["pending", "processing"]).exists(),
+        timeout=240,
+        what="the worker to ingest every mutant",
+    )
+    videos = Video.objects.filter(pk__in=ids)
+    assert {v.status for v in videos} <= {"ready", "failed"}
+    assert all(v.error for v in videos if v.status == "failed")
+    assert not [v.error for v in videos if "unexpected" in v.error]
+    assert celery_worker_process.poll() is None, "the worker died"
