@@ -222,8 +222,7 @@ class TrainingRunResumeApi(APIView):
 
 def predictions_csv_response(run: TrainingRun) -> HttpResponse:
     """The run's predictions as a CSV download (a few hundred rows: built in memory)."""
-    frame = selectors.run_predictions_frame(run)
-    response = HttpResponse(frame.to_csv(index=False, float_format="%.6f"), content_type="text/csv")
+    response = HttpResponse(selectors.run_predictions_csv(run), content_type="text/csv")
     response["Content-Disposition"] = f'attachment; filename="run{run.pk}_predictions.csv"'
     return response
 

@@ -94,6 +94,12 @@ def run_predictions_frame(run: TrainingRun) -> pd.DataFrame:
     return frame
 
 
+def run_predictions_csv(run: TrainingRun) -> str:
+    """The predictions table as CSV text. Nine decimals keep every row's sum within 1e-8 of
+    1 (evaluate_predictions checks 1e-6; six decimals could round a row past it)."""
+    return run_predictions_frame(run).to_csv(index=False, float_format="%.9f")
+
+
 def run_clip_scores(run: TrainingRun) -> pd.DataFrame:
     """Per clip of the version with an out-of-fold prediction: ``clip_id, fold, mode``
     (the true grade mode) and ``hi`` between the true and the predicted distribution."""

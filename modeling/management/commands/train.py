@@ -121,9 +121,7 @@ class Command(BaseCommand):
         if options["predictions_out"] and run.status == JobStatus.SUCCEEDED:
             out = Path(options["predictions_out"])
             out.parent.mkdir(parents=True, exist_ok=True)
-            services.write_text_atomic(
-                out, selectors.run_predictions_frame(run).to_csv(index=False, float_format="%.6f")
-            )
+            services.write_text_atomic(out, selectors.run_predictions_csv(run))
             self.stdout.write(f"out-of-fold predictions: {out}")
 
     def _call(self, service: Any, **kwargs: Any) -> Any:
