@@ -13,7 +13,7 @@ import time
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
-from annotation.management.commands.seed_demo import demo_logins
+from frontend.management.commands.seed_demo import demo_logins
 
 
 class Command(BaseCommand):

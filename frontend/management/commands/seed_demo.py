@@ -17,6 +17,8 @@ from annotation.services import user_create
 
 DEMO_PASSWORD = "mersv-demo-2024"  # noqa: S105  local demo accounts, printed on purpose
 DEMO_VERSION = "demo-v1"
+DEMO_BACKBONE = "slowfast"  # the cheapest small preset to train on a CPU
+DEMO_EPOCHS = 6
 DEMO_TRAINING_SET = "demo practice"
 
 
@@ -51,12 +53,30 @@ class Command(BaseCommand):
             if not User.objects.filter(username=username).exists():
                 user_create(username=username, role=role, password=DEMO_PASSWORD, validate=False)
         self._seed_training_set()
+        self._seed_model()
         self.stdout.write(self.style.SUCCESS("demo data ready"))
         self.stdout.write(demo_logins())
 
+    def _seed_model(self) -> None:
+        """A small trained model on the demo version (reused when one exists), so trainee
+        feedback and sample triage show model predictions at once."""
+        from modeling.models import JobStatus, TrainingRun
+
+        done = TrainingRun.objects.filter(
+            version__name=DEMO_VERSION, status=JobStatus.SUCCEEDED
+        ).exists()
+        if done:
+            return
+        self.stdout.write("training a small demo model (a minute or two on a laptop CPU) ...")
+        call_command(
+            "train", "--dataset", DEMO_VERSION, "--backbone", DEMO_BACKBONE, "--loss", "emd",
+            "--epochs", str(DEMO_EPOCHS), "--optimizer", "adam", "--name", "demo-model",
+            "--no-progress", stdout=self.stdout,
+        )  # fmt: skip
+
     def _seed_training_set(self) -> None:
         """A frozen version of the demo clips and a training set of them, for trainee mode
-        (reused when they exist). Through commands: datasets sits right of annotation."""
+        (reused when they exist)."""
         call_command(
             "build_dataset", DEMO_VERSION, "--no-progress", "--if-missing", stdout=self.stdout
         )
