@@ -162,6 +162,8 @@ def main() -> None:
     )
     parser.add_argument("--grid", action="store_true", help="the 4 x 4 grid instead")
     parser.add_argument("--grid-epochs", type=int, default=5)
+    parser.add_argument("--grid-backbones", nargs="+", help="default: all four")
+    parser.add_argument("--grid-losses", nargs="+", help="default: CE, MSE, JSD, EMD")
     args = parser.parse_args()
 
     started = time.perf_counter()
@@ -182,9 +184,13 @@ def main() -> None:
 
     if args.grid:
         out = ROOT / "var" / "bench" / "training-grid"
+        subset = [
+            *(["--backbones", *args.grid_backbones] if args.grid_backbones else []),
+            *(["--losses", *args.grid_losses] if args.grid_losses else []),
+        ]
         t_grid = manage(
             ["experiment_grid", "--dataset", VERSION, "--epochs", str(args.grid_epochs),
-             "--out", str(out), "--no-progress", *common],
+             "--out", str(out), "--no-progress", *subset, *common],
             env,
         )  # fmt: skip
         report = (out / "report.md").read_text()
