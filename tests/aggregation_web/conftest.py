@@ -7,17 +7,15 @@ import itertools
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.test import Client
 from django.utils import timezone
 
-from annotation.models import Clip, Patient, Rating, RatingChange, Video
+from annotation.models import Clip, Rating, RatingChange
 from annotation.services import clip_vote_counts_recount
 from tests.conftest import PASSWORD
-from tests.grading.conftest import CROP, media_write
+from tests.grading.conftest import stub_clip_create
 
 _ids = itertools.count(1)
 
@@ -32,35 +30,10 @@ def make_clips(db) -> Callable[..., list[Clip]]:  # type: ignore[no-untyped-def]
         clips = []
         for _ in range(n):
             tag = f"{prefix}{next(_ids):04d}"
-            patient = Patient.objects.create(code=f"P-{tag}-{uuid.uuid4().hex[:4]}")
-            video = Video.objects.create(
-                patient=patient,
-                file=f"videos/{tag}.mp4",
-                original_name=f"{tag}.mp4",
-                pixel_size_um=0.5,
-                fps=15.0,
-                width=320,
-                height=240,
-                frame_count=n_frames,
-                targets=[{"x": 60.0, "y": 70.0, "external_id": tag}],
-                status=Video.Status.READY,
-            )
-            media = media_write(Path(settings.MEDIA_ROOT) / "clips" / tag, n_frames)
-            kinematics = dict.fromkeys(("vcl", "vsl", "vap", "lin", "wob", "alh", "bcf"), 1.0)
+            patient = f"P-{tag}-{uuid.uuid4().hex[:4]}"  # one patient each
             clips.append(
-                Clip.objects.create(
-                    video=video,
-                    external_id=tag,
-                    start_x=60.0,
-                    start_y=70.0,
-                    track=[[60.0 + i, 70.0] for i in range(n_frames)],
-                    match_scores=[1.0] * n_frames,
-                    n_frames=n_frames,
-                    crop_size=CROP,
-                    straightness=1.0,
-                    speed=1.0,
-                    **kinematics,
-                    **media,
+                stub_clip_create(
+                    external_id=tag, patient_code=patient, n_frames=n_frames, start=(60.0, 70.0)
                 )
             )
         return clips

@@ -44,43 +44,63 @@ def media_write(folder: Path, n_frames: int) -> dict[str, str]:
     }
 
 
+def stub_clip_create(
+    *,
+    external_id: str,
+    patient_code: str,
+    n_frames: int,
+    status: str = Video.Status.READY,
+    retired: bool = False,
+    start: tuple[float, float] = (100.0, 120.0),
+) -> Clip:
+    """A Clip of its own video (no decoding: rows written directly) with real small media under
+    MEDIA_ROOT, unit kinematics and no votes. Shared by the test folders' clip factories."""
+    patient, _ = Patient.objects.get_or_create(code=patient_code)
+    x, y = start
+    video = Video.objects.create(
+        patient=patient,
+        file=f"videos/{external_id}.mp4",
+        original_name=f"{external_id}.mp4",
+        pixel_size_um=0.5,
+        fps=15.0,
+        width=640,
+        height=480,
+        frame_count=n_frames,
+        targets=[{"x": x, "y": y, "external_id": external_id}],
+        status=status,
+    )
+    media = media_write(Path(settings.MEDIA_ROOT) / "clips" / external_id, n_frames)
+    kinematics = dict.fromkeys(("vcl", "vsl", "vap", "lin", "wob", "alh", "bcf"), 1.0)
+    return Clip.objects.create(
+        video=video,
+        external_id=external_id,
+        start_x=x,
+        start_y=y,
+        track=[[x + i, y + i / 2] for i in range(n_frames)],
+        match_scores=[1.0] * n_frames,
+        n_frames=n_frames,
+        crop_size=CROP,
+        straightness=1.0,
+        speed=1.0,
+        retired_at="2026-01-01T00:00:00Z" if retired else None,
+        **kinematics,
+        **media,
+    )
+
+
 @pytest.fixture
 def make_clip() -> Callable[..., Clip]:
     """Factory: ``make_clip(n_frames=8, status="ready", retired=False)`` -> a Clip of its own
     READY video, with a real filmstrip under MEDIA_ROOT and no votes."""
 
     def make(*, n_frames: int = 8, status: str = Video.Status.READY, retired: bool = False) -> Clip:
-        n = next(_ids)
-        tag = f"{n:03d}-{uuid.uuid4().hex[:6]}"
-        patient, _ = Patient.objects.get_or_create(code="P-grading")
-        video = Video.objects.create(
-            patient=patient,
-            file=f"videos/{tag}.mp4",
-            original_name=f"{tag}.mp4",
-            pixel_size_um=0.5,
-            fps=15.0,
-            width=640,
-            height=480,
-            frame_count=n_frames,
-            targets=[{"x": 100.0, "y": 120.0, "external_id": f"g{tag}"}],
-            status=status,
-        )
-        media = media_write(Path(settings.MEDIA_ROOT) / "clips" / f"g{tag}", n_frames)
-        kinematics = dict.fromkeys(("vcl", "vsl", "vap", "lin", "wob", "alh", "bcf"), 1.0)
-        return Clip.objects.create(
-            video=video,
+        tag = f"{next(_ids):03d}-{uuid.uuid4().hex[:6]}"
+        return stub_clip_create(
             external_id=f"g{tag}",
-            start_x=100.0,
-            start_y=120.0,
-            track=[[100.0 + i, 120.0 + i / 2] for i in range(n_frames)],
-            match_scores=[1.0] * n_frames,
+            patient_code="P-grading",
             n_frames=n_frames,
-            crop_size=CROP,
-            straightness=1.0,
-            speed=1.0,
-            retired_at="2026-01-01T00:00:00Z" if retired else None,
-            **kinematics,
-            **media,
+            status=status,
+            retired=retired,
         )
 
     return make
