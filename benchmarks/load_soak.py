@@ -3,18 +3,20 @@
 A fresh database on a private PostgreSQL cluster (``pg_createcluster 15 bench -p 5440``, made
 once, trust on loopback; the shared cluster on 5432 is never stopped), gunicorn, a Celery
 worker, and N expert clients (threads; token auth; each: next clip, think, grade) for a fixed
-duration split in three phases:
+duration split in three phases, with N trainee clients beside them (each: next training
+clip, think, grade, read the feedback):
 
 1. idle: vote latency with nothing else running (p50/p95),
 2. outage: the cluster is stopped for ``--outage-s`` seconds and started again; clients keep
    going (a failed request is retried after a pause, as the page does),
 3. training: a training run uses the CPU meanwhile (p95 against phase 1; target <= 2x).
 
-Afterwards: every vote acknowledged with 201 is in the database, a recount of every clip's
-vote counts changes nothing, and the time from the database's return to the first 201.
-Experts only (the trainee API is not driven). Stops by itself.
+Afterwards: every vote and trainee grade acknowledged with 201 is in the database, a recount
+of every clip's vote counts changes nothing, and the time from the database's return to the
+first 201. Stops by itself.
 
-    .venv/bin/python -m benchmarks.load_soak --duration 600 --experts 40
+    .venv/bin/python -m benchmarks.load_soak --duration 600 --experts 40 --trainees 20 \
+        --worker-nice 10
 """
 
 from __future__ import annotations
@@ -101,6 +103,23 @@ def expert_loop(client: Client, username: str, stop: float, think_s: float, log:
         log.append((time.monotonic(), username, clip["clip_id"], status, time.monotonic() - start))
 
 
+def trainee_loop(client: Client, username: str, stop: float, think_s: float, log: list) -> None:
+    rng = random.Random(username)
+    while time.monotonic() < stop:
+        status, clip = client.call("GET", "/api/trainee/next/")
+        if status != 200:
+            log.append((time.monotonic(), username, None, status, 0.0))
+            time.sleep(1.0 if status else 0.5)
+            continue
+        time.sleep(rng.uniform(0.5, 1.5) * think_s)
+        start = time.monotonic()
+        clip_id = clip["clip"]["clip_id"]
+        body = {"training_set": clip["training_set"], "clip_id": clip_id,
+                "grade": rng.choice("ABCDE"), "time_spent_ms": 4000}  # fmt: skip
+        status, _ = client.call("POST", "/api/trainee/ratings/", body)
+        log.append((time.monotonic(), username, clip_id, status, time.monotonic() - start))
+
+
 def p95(values: list[float]) -> float:
     return statistics.quantiles(values, n=20)[-1] * 1000 if len(values) >= 20 else float("nan")
 
@@ -109,6 +128,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=600)
     parser.add_argument("--experts", type=int, default=40)
+    parser.add_argument("--trainees", type=int, default=20)
     parser.add_argument("--clips", type=int, default=400)
     parser.add_argument("--think-s", type=float, default=2.0)
     parser.add_argument("--outage-s", type=float, default=5.0)
@@ -128,13 +148,16 @@ def main() -> None:
     import django
 
     django.setup()
+    from django.contrib.auth import get_user_model
     from django.core.management import call_command
     from django.db import connection
 
     from annotation.models import Clip, Patient, Rating, Video
     from annotation.services import clip_vote_counts_recount, user_create
     from annotation.synthetic import SyntheticConfig, generate_dataset
-    from datasets.models import DatasetVersion
+    from datasets.models import DatasetVersion, TraineeRating
+
+    User = get_user_model()
 
     call_command("migrate", "--noinput", "-v", "0")
     data = work / "data"
@@ -142,11 +165,9 @@ def main() -> None:
         data, SyntheticConfig(n_clips=6, n_experts=12, seed=3, width=400, height=300, n_frames=20)
     )
     call_command("import_dataset", str(data), "--no-progress", "--skip-untrackable")
-    call_command("build_dataset", "soak-v1", "--no-progress")
-    # Clips to grade: rows only (the API serves their URLs; the clients never fetch the files).
+    # Clips to grade: rows only (the API serves their URLs; the clients never fetch the files),
+    # spread over ten patients so that the dataset version can fold them by patient.
     source = Clip.objects.first()
-    video = Video.objects.create(patient=Patient.objects.create(code="P-soak"), file="videos/x.mp4",
-                                 pixel_size_um=0.5, status="ready")  # fmt: skip
     # The source clip's files and measures; identity, votes and retirement start afresh.
     fields = {
         f.attname: getattr(source, f.attname)
@@ -154,12 +175,36 @@ def main() -> None:
         if f.attname not in ("id", "external_id", "video_id", "created_at", "retired_at")
         and not f.attname.startswith("votes_")
     }
-    Clip.objects.bulk_create(
-        [Clip(video=video, external_id=f"soak-{i:04d}", **fields) for i in range(args.clips)]
+    videos = [
+        Video.objects.create(patient=Patient.objects.create(code=f"P-soak-{i}"),
+                             file=source.video.file.name, pixel_size_um=0.5, status="ready")
+        for i in range(10)
+    ]  # fmt: skip
+    clips = Clip.objects.bulk_create(
+        [
+            Clip(video=videos[i % len(videos)], external_id=f"soak-{i:04d}", **fields)
+            for i in range(args.clips)
+        ]
     )
+    # Half of them already graded by the imported panel: the trainees' training set.
+    rng = random.Random(0)
+    panel = list(User.objects.filter(ratings__isnull=False).distinct())
+    Rating.objects.bulk_create(
+        [
+            Rating(clip=clip, rater=rater, grade=rng.choice("ABCDE"))
+            for clip in clips[: len(clips) // 2]
+            for rater in panel
+        ]
+    )
+    clip_vote_counts_recount()
+    call_command("build_dataset", "soak-v1", "--no-progress", "--min-votes", "2")
+    call_command("open_training_set", "soak-training", "soak-v1")
     names = [f"soak-expert-{i:02d}" for i in range(args.experts)]
     for name in names:
         user_create(username=name, role="expert", password=PASSWORD, validate=False)
+    trainee_names = [f"soak-trainee-{i:02d}" for i in range(args.trainees)]
+    for name in trainee_names:
+        user_create(username=name, role="trainee", password=PASSWORD, validate=False)
     connection.close()
 
     base = f"http://127.0.0.1:{args.port}"
@@ -177,9 +222,16 @@ def main() -> None:
         phase = args.duration / 3
         start = time.monotonic()
         stop = start + args.duration
+        trainee_clients = [Client(base, name) for name in trainee_names]
+        trainee_log: list = []
         threads = [
             threading.Thread(target=expert_loop, args=(c, n, stop, args.think_s, log), daemon=True)
             for c, n in zip(clients, names, strict=True)
+        ] + [
+            threading.Thread(
+                target=trainee_loop, args=(c, n, stop, args.think_s, trainee_log), daemon=True
+            )
+            for c, n in zip(trainee_clients, trainee_names, strict=True)
         ]
         for thread in threads:
             thread.start()
@@ -242,8 +294,22 @@ def main() -> None:
     for _, _, _, status, _ in log:
         if status not in (200, 201):
             errors[status] = errors.get(status, 0) + 1
-    print(f"experts {args.experts} (experts only; trainees not driven), {args.duration:.0f} s, "
+    grades = [entry for entry in trainee_log if entry[2] is not None]
+    grades_acked = {(user, clip) for _, user, clip, status, _ in grades if status == 201}
+    grades_stored = set(
+        TraineeRating.objects.filter(trainee__username__in=trainee_names).values_list(
+            "trainee__username", "dataset_clip__clip_external_id"
+        )
+    )
+    trainee_errors: dict = {}
+    for _, _, _, status, _ in trainee_log:
+        if status not in (200, 201):
+            trainee_errors[status] = trainee_errors.get(status, 0) + 1
+    print(f"experts {args.experts}, trainees {args.trainees}, {args.duration:.0f} s, "
           f"outage {args.outage_s:.0f} s")  # fmt: skip
+    print(f"trainee grades sent {len(grades)}, acknowledged 201: {len(grades_acked)}, of those "
+          f"in the database: {len(grades_acked & grades_stored)}, missing "
+          f"{len(grades_acked - grades_stored)}; other answers {trainee_errors}")  # fmt: skip
     print(f"votes sent {len(votes)}, acknowledged 201: {len(acked)}, of those in the database: "
           f"{len(acked & stored)}, missing {len(acked - stored)}; "
           f"other answers {errors}")  # fmt: skip

@@ -27,7 +27,12 @@ from django.utils import timezone
 
 from annotation.agreement import fleiss_kappa, krippendorff_alpha
 from annotation.audit import audit_record
-from annotation.distributions import distribution_stats, figure3_stats, rating_arrays
+from annotation.distributions import (
+    distribution_stats,
+    figure3_stats,
+    grade_counts,
+    rating_arrays,
+)
 from annotation.grades import GRADES, PROB_COLUMNS
 from annotation.models import Clip, Rating, Video
 from datasets.datasheet import render_datasheet
@@ -213,11 +218,7 @@ def _freeze(version: DatasetVersion, clips: list[Clip], ratings: list) -> dict[s
     votes = pd.DataFrame(ratings, columns=["clip_id", "rater_id", "grade"])
     votes["rater_id"] = [_pseudonym(salt, "rater", r) for r in votes["rater_id"]]
     arrays = rating_arrays(votes, clip_ids=clip_ids, rater_ids=sorted(set(votes["rater_id"])))
-    stats = distribution_stats(
-        np.bincount(arrays.clip_idx * 5 + arrays.grade_idx, minlength=len(clip_ids) * 5).reshape(
-            -1, 5
-        )
-    )
+    stats = distribution_stats(grade_counts(arrays.clip_idx, arrays.grade_idx, len(clip_ids)))
     patients = [_pseudonym(salt, "patient", c.video.patient.code) for c in clips]
     folds = assign_folds(
         clip_ids,

@@ -51,6 +51,22 @@ def test_a_grade_is_counted_on_the_clip_and_its_first_change_row_written(make_us
     assert rating.telemetry == {**TELEMETRY, "speeds_used": [0.25, 1.0]}
 
 
+def test_a_recount_mends_stale_counts_and_touches_only_those_clips(make_user, make_clip):
+    experts = [make_user("expert") for _ in range(3)]
+    graded, ungraded, untouched = make_clip(), make_clip(), make_clip()
+    for expert, grade in zip(experts, "AAE", strict=True):
+        _submit(expert, graded, grade)
+    _submit(experts[0], untouched, "C")
+    # Counts drift (a bulk writer that forgot to recount, a hand edit of the database).
+    Clip.objects.filter(pk=graded.pk).update(votes_a=7, votes_e=0, votes_total=7)
+    Clip.objects.filter(pk=ungraded.pk).update(votes_b=2, votes_total=2)
+    assert clip_vote_counts_recount(clip_ids=[graded.pk, ungraded.pk, untouched.pk]) == 2
+    assert _counts(graded) == [2, 0, 0, 0, 1, 3]
+    assert _counts(ungraded) == [0, 0, 0, 0, 0, 0]
+    assert _counts(untouched) == [0, 0, 1, 0, 0, 1]
+    assert clip_vote_counts_recount() == 0
+
+
 def test_a_second_grade_by_the_same_expert_is_refused_with_the_existing_rating(
     make_user, make_clip
 ):
