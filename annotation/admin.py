@@ -1,7 +1,13 @@
 from __future__ import annotations
 
-from django.contrib import admin
+from typing import Any
 
+from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
+from django.http import HttpRequest, HttpResponse
+
+from annotation.audit import audit_actor, role_change_record
 from annotation.models import (
     AuditEvent,
     CannotJudge,
@@ -80,3 +86,32 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
         return False
+
+
+User = get_user_model()
+admin.site.unregister(User)
+
+
+@admin.register(User)
+class AuditedUserAdmin(UserAdmin):
+    """Django's user admin, with the admin who changes a role named in the audit log."""
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        # Group changes are saved by the form's save_m2m; the m2m signal reads the actor here.
+        with audit_actor(via="admin", user=request.user, request=request):
+            return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def save_model(self, request, obj, form, change) -> None:  # type: ignore[no-untyped-def]
+        super().save_model(request, obj, form, change)
+        # A superuser is an admin whatever its groups: granting or taking it is a role change.
+        flags = [f for f in ("is_superuser", "is_staff") if f in form.changed_data]
+        if change and flags:
+            role_change_record(
+                target=obj, detail={"change": "flags", **{f: getattr(obj, f) for f in flags}}
+            )

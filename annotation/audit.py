@@ -2,13 +2,22 @@
 logouts, failed logins and group changes; `api_exception_handler` and the 403 page record
 permission denials.
 
+A group change's signal does not say who made it, so whoever changes roles (the Django admin,
+`user_create`/`user_set_role` with `by=`, the `add_user` command) does it inside
+`audit_actor(...)`: the event's user is then the actor, and its object the account changed.
+
 A detail never holds a password or a token: only the keys a caller passes, and the failed-login
 receiver keeps the username alone from the credentials Django hands it.
 """
 
 from __future__ import annotations
 
+import getpass
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -66,6 +75,58 @@ def audit_record(
     )
 
 
+@dataclass(frozen=True)
+class Actor:
+    """Who is changing roles: an account (`user`, with its request if any) or, for a command
+    run from a shell, nobody in the application: `os_user` names the system account."""
+
+    via: str  # "admin", "add_user", "service", ...
+    user: Any = None
+    request: HttpRequest | None = None
+    os_user: str = ""
+
+
+_actor: ContextVar[Actor | None] = ContextVar("audit_actor", default=None)
+
+
+def os_user_name() -> str:
+    """The system account running this process (a container may have no passwd entry)."""
+    try:
+        return getpass.getuser()
+    except Exception:  # getuser raises OSError or KeyError, by platform
+        import os
+
+        return f"uid {os.getuid()}"
+
+
+@contextmanager
+def audit_actor(
+    *, via: str, user: Any = None, request: HttpRequest | None = None, os_user: str = ""
+) -> Iterator[Actor]:
+    """Role changes made inside this block are recorded as made by this actor."""
+    actor = Actor(via=via, user=user, request=request, os_user=os_user)
+    token = _actor.set(actor)
+    try:
+        yield actor
+    finally:
+        _actor.reset(token)
+
+
+def role_change_record(*, target: Any, detail: dict[str, Any]) -> AuditEvent:
+    """A role_change event about `target`, made by the current actor (if one is set)."""
+    actor = _actor.get()
+    detail = {**detail, "of": target.get_username()}
+    if actor is None:
+        # Nobody declared themselves (a shell, a migration): the event names the target only.
+        return audit_record(action="role_change", obj=target, username="", detail=detail)
+    detail["via"] = actor.via
+    if actor.os_user:
+        detail["os_user"] = actor.os_user
+    return audit_record(
+        action="role_change", user=actor.user, obj=target, request=actor.request, detail=detail
+    )
+
+
 def _on_logged_in(sender: object, request: HttpRequest, user: Any, **kwargs: object) -> None:
     audit_record(action="login_ok", user=user, request=request)
 
@@ -96,14 +157,13 @@ def _on_groups_changed(
         return
     from django.contrib.auth.models import Group
 
+    change = action.removeprefix("post_")
+    if kwargs.get("reverse"):  # group.user_set.add(...): the instance is the group
+        for user in get_user_model().objects.filter(pk__in=pk_set or ()):
+            role_change_record(target=user, detail={"change": change, "groups": [instance.name]})
+        return
     names = sorted(Group.objects.filter(pk__in=pk_set or ()).values_list("name", flat=True))
-    # The signal does not say who made the change: the event names the account changed.
-    audit_record(
-        action="role_change",
-        obj=instance,
-        username="",
-        detail={"change": action.removeprefix("post_"), "groups": names, "of": instance.username},
-    )
+    role_change_record(target=instance, detail={"change": change, "groups": names})
 
 
 def receivers_connect() -> None:

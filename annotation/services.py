@@ -10,6 +10,7 @@ import logging
 import shutil
 import uuid
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
@@ -22,8 +23,8 @@ from django.core.files import File
 from django.db import transaction
 from django.utils import timezone
 
-from annotation.audit import audit_record
-from annotation.models import Clip, Patient, Video
+from annotation.audit import audit_actor, audit_record
+from annotation.models import Clip, Patient, Rating, Video
 from annotation.roles import ADMIN, role_check
 
 if TYPE_CHECKING:
@@ -40,10 +41,16 @@ class ServiceError(Exception):
 
 
 def user_create(
-    *, username: str, role: str, password: str | None, validate: bool = True
+    *,
+    username: str,
+    role: str,
+    password: str | None,
+    validate: bool = True,
+    by: AbstractUser | None = None,
 ) -> AbstractUser:
     """Create a user in one role. password=None makes an account without a usable password
-    (raters imported from a dataset, who log in only once an admin sets one)."""
+    (raters imported from a dataset, who log in only once an admin sets one). `by`: as in
+    `user_set_role`."""
     role_check(role)
     User = get_user_model()
     if User.objects.filter(username=username).exists():
@@ -58,18 +65,24 @@ def user_create(
     if role == ADMIN:
         user.is_staff = True
         user.is_superuser = True
-    with transaction.atomic():
+    with transaction.atomic(), _actor_for(by):
         user.save()
         user.groups.add(Group.objects.get_or_create(name=role)[0])
     return user
 
 
-def user_set_role(*, user: AbstractUser, role: str) -> None:
+def user_set_role(*, user: AbstractUser, role: str, by: AbstractUser | None = None) -> None:
+    """Put the user in one role. `by`: the account making the change, named in the audit log
+    (without it, an actor set by the caller with `audit_actor`, if any)."""
     role_check(role)
-    with transaction.atomic():
+    with transaction.atomic(), _actor_for(by):
         user.groups.set([Group.objects.get_or_create(name=role)[0]])
         user.is_staff = user.is_superuser = role == ADMIN
         user.save(update_fields=["is_staff", "is_superuser"])
+
+
+def _actor_for(by: AbstractUser | None) -> AbstractContextManager[object]:
+    return nullcontext() if by is None else audit_actor(via="service", user=by)
 
 
 def patient_get_or_create(*, code: str) -> Patient:
@@ -295,24 +308,32 @@ def clip_vote_counts_recount(*, clip_ids: Sequence[int] | None = None) -> int:
     """Recount the vote counts of these clips (all when None) from their Rating rows.
 
     The grading service keeps counts current vote by vote; bulk writers (import) call this
-    inside their transaction instead. Returns the number of clips updated.
+    inside their transaction instead. Two statements, whatever the number of clips: the
+    count of stale clips, then one UPDATE of those. Returns the number of clips updated.
     """
-    from django.db.models import Count, Q
+    from django.db.models import Count, F, IntegerField, OuterRef, Q, Subquery, Value
+    from django.db.models.functions import Coalesce
 
+    def votes(grade: str | None) -> Coalesce:
+        ratings = Rating.objects.filter(clip=OuterRef("pk"))
+        if grade is not None:
+            ratings = ratings.filter(grade=grade)
+        counted = ratings.order_by().values("clip").annotate(n=Count("pk")).values("n")
+        return Coalesce(Subquery(counted, output_field=IntegerField()), Value(0))
+
+    fresh = {f"votes_{g.lower()}": votes(g) for g in "ABCDE"} | {"votes_total": votes(None)}
     clips = Clip.objects.all() if clip_ids is None else Clip.objects.filter(pk__in=clip_ids)
-    clips = clips.annotate(
-        **{f"n_{g.lower()}": Count("ratings", filter=Q(ratings__grade=g)) for g in "ABCDE"}
+    stale = Q()
+    for field in fresh:
+        stale |= ~Q(**{field: F(f"fresh_{field}")})
+    stale_ids = list(
+        clips.annotate(**{f"fresh_{k}": v for k, v in fresh.items()})
+        .filter(stale)
+        .values_list("pk", flat=True)
     )
-    changed = []
-    for clip in clips:
-        counts = [getattr(clip, f"n_{g}") for g in "abcde"]
-        if counts != clip.vote_counts:
-            clip.votes_a, clip.votes_b, clip.votes_c, clip.votes_d, clip.votes_e = counts
-            clip.votes_total = sum(counts)
-            changed.append(clip)
-    fields = ["votes_a", "votes_b", "votes_c", "votes_d", "votes_e", "votes_total"]
-    Clip.objects.bulk_update(changed, fields, batch_size=500)
-    return len(changed)
+    if stale_ids:
+        Clip.objects.filter(pk__in=stale_ids).update(**fresh)
+    return len(stale_ids)
 
 
 def video_fail(*, video_id: int, error: str) -> None:

@@ -12,7 +12,9 @@ worker (prefork, one child):
    the same append-only file), the worker comes back: every queued task must run.
 
 Prints tasks killed, tasks lost (0 expected), duplicated result rows (0 expected), and whether
-training went on from its checkpoint (epochs finished before the kill are not rerun).
+training went on from its checkpoint: the epochs in the checkpoints at the kill keep their
+records (an epoch trained again would have a new duration), the killed fold's first epoch after
+the restart is its last checkpointed epoch + 1, and the run finishes with every epoch once.
 
     .venv/bin/python -m benchmarks.fault_worker_kill --redis-port 6390
 """
@@ -112,6 +114,51 @@ class Worker:
                 self.process.wait()
 
 
+def process_gone(pid: int | None) -> bool:
+    """The process has exited (a zombie waiting for its parent counts as gone)."""
+    if pid is None:
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z")
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+
+
+class Checkpoints:
+    """The training run's checkpoints on disk (``fold_<k>/last.pt``), as the trainer left them:
+    each is written to a temporary file and renamed, so a read sees a whole one."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._cache: dict[Path, tuple[int, dict]] = {}
+
+    def _load(self, path: Path) -> dict | None:
+        import torch
+
+        try:
+            mtime = path.stat().st_mtime_ns
+        except FileNotFoundError:
+            return None
+        cached = self._cache.get(path)
+        if cached is None or cached[0] != mtime:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            cached = self._cache[path] = (mtime, {"epoch": state["epoch"], "logs": state["logs"]})
+        return cached[1]
+
+    def epoch(self, fold: int) -> int:
+        """The last epoch checkpointed in the fold (0: none yet)."""
+        state = self._load(self.root / f"fold_{fold}" / "last.pt")
+        return state["epoch"] if state else 0
+
+    def logs(self) -> dict[tuple[int, int], float]:
+        """(fold, epoch) -> seconds of every epoch in every checkpoint."""
+        out = {}
+        for path in sorted(self.root.glob("fold_*/last.pt")):
+            for log in (self._load(path) or {"logs": []})["logs"]:
+                out[(int(log["outer_fold"]), int(log["epoch"]))] = float(log["seconds"])
+        return out
+
+
 def main() -> None:  # one scenario after another, top to bottom
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--redis-port", type=int, default=6390)
@@ -174,6 +221,12 @@ def main() -> None:  # one scenario after another, top to bottom
                 ids.append(video.pk)
             return ids
 
+        def failures(ids: list[int]) -> str:
+            """The distinct errors of failed videos: a failure is not a loss, but says why."""
+            failed = Video.objects.filter(pk__in=ids, status="failed")
+            errors = sorted(set(failed.values_list("error", flat=True)))
+            return "".join(f"\n     failed: {error[:300]!r}" for error in errors)
+
         def videos_done(ids: list[int]) -> bool:
             return not Video.objects.filter(
                 pk__in=ids, status__in=["pending", "processing"]
@@ -191,7 +244,8 @@ def main() -> None:  # one scenario after another, top to bottom
         lost += sum(s in ("pending", "processing") for s in statuses)
         duplicated = Clip.objects.filter(video_id__in=ids).count() - statuses.count("ready")
         print(f"   videos {len(ids)}: {statuses.count('ready')} ready, {statuses.count('failed')} "
-              f"failed, lost {lost}; clips per ready video beyond one: {duplicated}")  # fmt: skip
+              f"failed, lost {lost}; clips per ready video beyond one: {duplicated}"
+              f"{failures(ids)}")  # fmt: skip
 
         print("1b. dataset build: SIGKILL the task process while the version is building")
         version = dataset_version_create(name="fault-v1", created_by=None)
@@ -212,16 +266,25 @@ def main() -> None:  # one scenario after another, top to bottom
         named = DatasetVersion.objects.filter(name="fault-v1").count()
         print(f"   version status {version.status}, versions named fault-v1: {named}")
 
-        print("1c. training: SIGKILL the task process after two epochs of fold 0")
+        print("1c. training: SIGKILL the task process in the middle of fold 0")
         config = {"backbone": "resnet", "preset": "small", "loss": "emd", "optimizer": "adam",
                   "lr": 1e-3, "epochs": args.epochs, "batch_size": 4,
                   "early_stopping_patience": None}  # fmt: skip
         run = modeling_services.training_run_start(version=version, config=config, created_by=None)
+        checkpoints = Checkpoints(Path(run.checkpoint_dir))
         records = EpochRecord.objects.filter(run=run)
-        before: dict = {}
-        if wait(lambda: records.filter(fold=0).count() >= 2, 300, "two epochs", 0.2):
+        at_kill: dict[tuple[int, int], float] = {}  # (fold, epoch) -> seconds, from checkpoints
+        killed_fold = killed_epoch = None
+        # Past fold 0's second checkpoint and before its last: the kill lands mid-fold.
+        if wait(lambda: 2 <= checkpoints.epoch(0) < args.epochs, 300, "two epochs", 0.02):
+            pid = worker.task_process()
             killed += worker.kill_task_process()
-            before = {(r.fold, r.epoch): r.seconds for r in records}
+            wait(lambda: process_gone(pid), 10, "the killed process")
+            # Read after the process is dead: what it had checkpointed is final.
+            at_kill = checkpoints.logs()
+            killed_fold = max((fold for fold, _ in at_kill), default=None)
+            killed_epoch = checkpoints.epoch(killed_fold) if killed_fold is not None else None
+        in_db_at_kill = records.count()
         wait(
             lambda: TrainingRun.objects.get(pk=run.pk).status in ("succeeded", "failed"),
             480,
@@ -230,12 +293,32 @@ def main() -> None:  # one scenario after another, top to bottom
         run.refresh_from_db()
         lost += run.status not in ("succeeded", "failed")
         after = {(r.fold, r.epoch): r.seconds for r in records}
-        rerun = [key for key, seconds in before.items() if after.get(key) != seconds]
+        n_folds = len(run.fold_metrics)
+        # An epoch trained again would have a new duration: equal seconds mean the row is the
+        # one the killed attempt checkpointed, carried over from the checkpoint's log.
+        rerun = sorted(key for key, seconds in at_kill.items() if after.get(key) != seconds)
+        new_in_fold = sorted(
+            e for (f, e) in after if f == killed_fold and (f, e) not in at_kill
+        )  # fmt: skip
+        first_after = new_in_fold[0] if new_in_fold else None
+        folds = sorted(int(fold) for fold in run.fold_metrics)
+        complete = sorted(after) == [(f, e) for f in folds for e in range(1, args.epochs + 1)]
+        resumed = (
+            bool(at_kill) and not rerun and killed_epoch is not None
+            and first_after == killed_epoch + 1 and run.status == "succeeded" and complete
+        )  # fmt: skip
+        mean_s = sum(after.values()) / max(len(after), 1)
+        print(f"   killed in fold {killed_fold} after its checkpoint of epoch {killed_epoch} of "
+              f"{args.epochs} ({len(at_kill)} epochs checkpointed, {in_db_at_kill} recorded in "
+              f"the database at the kill; {mean_s:.2f} s per epoch)")  # fmt: skip
         print(f"   run status {run.status} {run.error[:200]!r}, attempt {run.attempt} (>1: taken "
-              "over after the kill)")  # fmt: skip
-        print(f"   epoch rows before the kill "
-              f"{len(before)}, after {len(after)} (rows {records.count()}); epochs rerun after "
-              f"the kill: {len(rerun)}; resumed: {bool(before) and not rerun}")  # fmt: skip
+              f"over after the kill), folds done {run.folds_done}, epoch rows {len(after)} "
+              f"(= {n_folds} folds x {args.epochs} epochs, each once: {complete})")  # fmt: skip
+        kept = len(at_kill) - len(rerun)
+        print(f"   checkpoint resume: epochs finished before the kill kept {kept}/{len(at_kill)}, "
+              f"rerun {len(rerun)}; fold {killed_fold}'s first epoch after the "
+              f"restart {first_after} (last checkpoint epoch {killed_epoch} + 1); "
+              f"resumed from checkpoint: {resumed}")  # fmt: skip
 
         print("2. Redis restart with ingestions queued and no worker running")
         worker.stop()
@@ -248,10 +331,11 @@ def main() -> None:  # one scenario after another, top to bottom
         queued_lost = sum(s in ("pending", "processing") for s in statuses)
         lost += queued_lost
         print(f"   queued {len(ids)}: {statuses.count('ready')} ready, {statuses.count('failed')} "
-              f"failed, lost {queued_lost}")  # fmt: skip
+              f"failed, lost {queued_lost}{failures(ids)}")  # fmt: skip
         clip_ids = Clip.objects.values("external_id").distinct().count()
         print(f"summary: task processes killed {killed}, tasks lost {lost}, "
-              f"duplicated clips {Clip.objects.count() - clip_ids}")  # fmt: skip
+              f"duplicated clips {Clip.objects.count() - clip_ids}, training resumed from its "
+              f"checkpoint {resumed}")  # fmt: skip
     finally:
         worker.stop()
         redis.stop()

@@ -30,6 +30,7 @@ from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from annotation.agreement import expert_agreement, quadratic_kappa_per_group
+from annotation.audit import audit_record
 from annotation.distributions import SCORES
 from annotation.grades import GRADE_DESCRIPTIONS, GRADE_INDEX, GRADES, N_GRADES
 from annotation.grading import grade_check, time_spent_check
@@ -206,7 +207,7 @@ def trainee_rating_submit(
         raise ServiceError(f"clip {dataset_clip.clip_external_id} is not in this training set")
     try:
         with transaction.atomic():
-            return TraineeRating.objects.create(
+            rating = TraineeRating.objects.create(
                 trainee=trainee,
                 training_set=training_set,
                 dataset_clip=dataset_clip,
@@ -214,6 +215,13 @@ def trainee_rating_submit(
                 time_spent_ms=time_spent_ms,
                 session=_session_number(trainee=trainee, now=timezone.now()),
             )
+            # Same transaction: a refused second grade leaves no event either.
+            audit_record(
+                action="grade_submit", user=trainee, obj=rating,
+                detail={"grade": grade, "training_set": training_set.name,
+                        "clip": dataset_clip.clip_external_id},
+            )  # fmt: skip
+            return rating
     except IntegrityError:
         existing = TraineeRating.objects.filter(
             trainee=trainee, training_set=training_set, dataset_clip=dataset_clip

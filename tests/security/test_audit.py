@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import getpass
 import io
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.core.management import call_command
 from django.db import DatabaseError, connection, transaction
 from django.test import Client
 from django.urls import reverse
@@ -94,27 +97,74 @@ def test_uploads_downloads_builds_and_training_starts_are_recorded(world: World)
     assert upload_event.detail["original_name"] == "audit.mp4"
 
 
-def test_role_changes_are_recorded_from_the_service_and_the_admin(world: World) -> None:
-    expert = world.users["expert"]
-    user_set_role(user=expert, role="curator")
-    event = AuditEvent.objects.filter(action="role_change", object_id=str(expert.pk)).latest("id")
-    assert event.detail == {"change": "add", "groups": ["curator"], "of": "sec-expert"}
-    admin = client_for("admin", world)
+def _role_changes(target, after: int = 0) -> list[AuditEvent]:  # type: ignore[no-untyped-def]
+    events = AuditEvent.objects.filter(action="role_change", object_id=str(target.pk), id__gt=after)
+    return list(events.order_by("id"))
+
+
+def _audit_dump() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT * FROM annotation_auditevent")
+        return repr(cursor.fetchall())
+
+
+def test_role_changes_by_the_service_name_the_account_that_made_them(world: World) -> None:
+    expert, admin = world.users["expert"], world.users["admin"]
+    user_set_role(user=expert, role="curator")  # nobody named: the target only
+    user_set_role(user=expert, role="trainee", by=admin)
+    anonymous, named = _role_changes(expert)[-3], _role_changes(expert)[-1]
+    assert (anonymous.user_id, anonymous.username) == (None, "")
+    assert anonymous.detail == {"change": "add", "groups": ["curator"], "of": "sec-expert"}
+    assert (named.user_id, named.username) == (admin.pk, "sec-admin")
+    assert (named.object_type, named.object_id) == ("auth.user", str(expert.pk))
+    assert named.detail == {
+        "change": "add", "groups": ["trainee"], "of": "sec-expert", "via": "service",
+    }  # fmt: skip
+
+
+def test_role_changes_in_the_django_admin_name_the_admin_who_made_them(world: World) -> None:
+    expert, admin_user = world.users["expert"], world.users["admin"]
+    admin = client_for("admin", world, REMOTE_ADDR="192.0.2.9")
     url = reverse("admin:auth_user_change", args=[expert.pk])
     page = admin.get(url)
     assert page.status_code == 200
+    before = AuditEvent.objects.latest("id").pk  # the fixture's own role events come first
     form = page.context["adminform"].form
     data = {k: v for k, v in form.initial.items() if v is not None and k != "password"}
     data.update(
-        groups=[Group.objects.get(name="trainee").pk], user_permissions=[],
+        groups=[Group.objects.get(name="trainee").pk], user_permissions=[], is_superuser="on",
         last_login_0="", last_login_1="", date_joined_0="2026-01-01", date_joined_1="00:00:00",
     )  # fmt: skip
     response = admin.post(url, data)
     assert response.status_code == 302, response.context["adminform"].form.errors
-    changes = AuditEvent.objects.filter(action="role_change", object_id=str(expert.pk))
-    assert {"change": "add", "groups": ["trainee"], "of": "sec-expert"} in [
-        e.detail for e in changes
+    events = _role_changes(expert, after=before)
+    assert {(e.user_id, e.username, str(e.ip)) for e in events} == {
+        (admin_user.pk, "sec-admin", "192.0.2.9")
+    }
+    assert {e.object_type for e in events} == {"auth.user"}
+    assert [e.detail for e in events] == [
+        {"change": "flags", "is_superuser": True, "of": "sec-expert", "via": "admin"},
+        {"change": "remove", "groups": ["expert"], "of": "sec-expert", "via": "admin"},
+        {"change": "add", "groups": ["trainee"], "of": "sec-expert", "via": "admin"},
     ]
+    assert PASSWORD not in _audit_dump()
+
+
+def test_add_user_records_the_system_account_that_ran_it(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "A-new-long-password-77"
+    monkeypatch.setenv("MERSV_PASSWORD", secret)
+    call_command("add_user", "sec-new", "--role", "curator", stdout=io.StringIO())
+    created = get_user_model().objects.get(username="sec-new")
+    [event] = _role_changes(created)
+    assert (event.user_id, event.username) == (None, "")
+    assert (event.object_type, event.object_id) == ("auth.user", str(created.pk))
+    assert event.detail == {
+        "change": "add", "groups": ["curator"], "of": "sec-new", "via": "add_user",
+        "os_user": getpass.getuser(),
+    }  # fmt: skip
+    assert secret not in _audit_dump()
 
 
 def test_permission_denials_are_recorded_for_pages_and_the_api(world: World) -> None:

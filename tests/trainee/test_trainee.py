@@ -11,7 +11,7 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from annotation import selectors
-from annotation.models import Clip, Rating
+from annotation.models import AuditEvent, Clip, Rating
 from datasets.models import TraineeRating
 from datasets.training import trainee_progress
 from modeling.feedback import expert_comparison
@@ -57,6 +57,34 @@ def test_trainee_grades_change_no_distribution_agreement_retirement_or_export(
     }
     # Votes, retirement, the distribution export and the panel's agreement stay as they were.
     assert after == before
+
+
+def test_a_trainee_grade_is_audited_from_the_api_and_the_page_and_a_repeat_is_not(
+    make_user, training_clips
+) -> None:
+    training_set = training_clips("AAB", "CCD")
+    first, second = training_set.clips.order_by("clip_external_id")
+    trainee = make_user("trainee")
+    client = _api(trainee)
+    assert _submit(client, training_set, first.clip_external_id, "B").status_code == 201
+    assert _submit(client, training_set, first.clip_external_id, "C").status_code == 409
+    page = Client()
+    page.login(username=trainee.username, password=PASSWORD)
+    posted = page.post(
+        reverse("trainee"),
+        {"training_set": training_set.pk, "clip_id": second.clip_external_id, "grade": "D"},
+    )
+    assert posted.status_code == 302
+    events = list(AuditEvent.objects.filter(user=trainee).exclude(action="login_ok").order_by("id"))
+    ratings = list(TraineeRating.objects.filter(trainee=trainee).order_by("id"))
+    assert [(e.action, e.username) for e in events] == [("grade_submit", trainee.username)] * 2
+    assert [(e.object_type, e.object_id) for e in events] == [
+        ("datasets.traineerating", str(r.pk)) for r in ratings
+    ]
+    assert [e.detail for e in events] == [
+        {"grade": "B", "training_set": "practice", "clip": first.clip_external_id},
+        {"grade": "D", "training_set": "practice", "clip": second.clip_external_id},
+    ]
 
 
 def _clip_fields() -> tuple[str, ...]:

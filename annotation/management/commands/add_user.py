@@ -8,6 +8,7 @@ import os
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from annotation.audit import audit_actor, os_user_name
 from annotation.roles import ROLES, UnknownRoleError
 from annotation.services import ServiceError, user_create
 
@@ -30,7 +31,9 @@ class Command(BaseCommand):
             if password != getpass.getpass("Again: "):
                 raise CommandError("the two passwords differ")
         try:
-            user_create(username=username, role=role, password=password)
+            # No account runs a command: the audit log names the system user who ran it.
+            with audit_actor(via="add_user", os_user=os_user_name()):
+                user_create(username=username, role=role, password=password)
         except (ServiceError, UnknownRoleError) as exc:
             raise CommandError(str(exc)) from exc
         except ValidationError as exc:
