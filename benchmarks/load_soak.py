@@ -88,36 +88,27 @@ class Client:
             return 0, {}
 
 
-def expert_loop(client: Client, username: str, stop: float, think_s: float, log: list) -> None:
+def grade_loop(
+    client: Client, username: str, stop: float, think_s: float, log: list, *, trainee: bool
+) -> None:
+    """One grader until ``stop``: ask for the next clip, think, grade it; log each answer."""
     rng = random.Random(username)
+    prefix = "/api/trainee" if trainee else "/api/grading"
     while time.monotonic() < stop:
-        status, clip = client.call("GET", "/api/grading/next/")
+        status, clip = client.call("GET", f"{prefix}/next/")
         if status != 200:
             log.append((time.monotonic(), username, None, status, 0.0))
             time.sleep(1.0 if status else 0.5)
             continue
         time.sleep(rng.uniform(0.5, 1.5) * think_s)
         start = time.monotonic()
-        body = {"clip_id": clip["clip_id"], "grade": rng.choice("ABCDE"), "time_spent_ms": 4000}
-        status, _ = client.call("POST", "/api/grading/ratings/", body)
-        log.append((time.monotonic(), username, clip["clip_id"], status, time.monotonic() - start))
-
-
-def trainee_loop(client: Client, username: str, stop: float, think_s: float, log: list) -> None:
-    rng = random.Random(username)
-    while time.monotonic() < stop:
-        status, clip = client.call("GET", "/api/trainee/next/")
-        if status != 200:
-            log.append((time.monotonic(), username, None, status, 0.0))
-            time.sleep(1.0 if status else 0.5)
-            continue
-        time.sleep(rng.uniform(0.5, 1.5) * think_s)
-        start = time.monotonic()
-        clip_id = clip["clip"]["clip_id"]
-        body = {"training_set": clip["training_set"], "clip_id": clip_id,
-                "grade": rng.choice("ABCDE"), "time_spent_ms": 4000}  # fmt: skip
-        status, _ = client.call("POST", "/api/trainee/ratings/", body)
-        log.append((time.monotonic(), username, clip_id, status, time.monotonic() - start))
+        body = {"grade": rng.choice("ABCDE"), "time_spent_ms": 4000}
+        if trainee:
+            body |= {"training_set": clip["training_set"], "clip_id": clip["clip"]["clip_id"]}
+        else:
+            body["clip_id"] = clip["clip_id"]
+        status, _ = client.call("POST", f"{prefix}/ratings/", body)
+        log.append((time.monotonic(), username, body["clip_id"], status, time.monotonic() - start))
 
 
 def p95(values: list[float]) -> float:
@@ -224,14 +215,17 @@ def main() -> None:
         stop = start + args.duration
         trainee_clients = [Client(base, name) for name in trainee_names]
         trainee_log: list = []
+        graders = [(c, n, log, False) for c, n in zip(clients, names, strict=True)] + [
+            (c, n, trainee_log, True) for c, n in zip(trainee_clients, trainee_names, strict=True)
+        ]
         threads = [
-            threading.Thread(target=expert_loop, args=(c, n, stop, args.think_s, log), daemon=True)
-            for c, n in zip(clients, names, strict=True)
-        ] + [
             threading.Thread(
-                target=trainee_loop, args=(c, n, stop, args.think_s, trainee_log), daemon=True
+                target=grade_loop,
+                args=(client, name, stop, args.think_s, into),
+                kwargs={"trainee": trainee},
+                daemon=True,
             )
-            for c, n in zip(trainee_clients, trainee_names, strict=True)
+            for client, name, into, trainee in graders
         ]
         for thread in threads:
             thread.start()
