@@ -4,10 +4,15 @@
   150 x 150 px). The model selects frames, crops, resizes, repeats grey to three channels and
   normalises as its backbone preset says (:class:`modeling.ml.backbones.InputSpec`).
 - ``v``: kinematics of the tracked head, (B, k) in the units of ``annotation.kinematics``
-  (velocities in µm/s, ALH in µm, BCF in Hz, ratios in [0, 1]). The model divides them by
-  fixed scales (``SPEED_FEATURES``) so they are of order 1; missing values must arrive as 0.
+  (velocities in µm/s, ALH in µm, BCF in Hz, ratios in [0, 1]); missing values must arrive
+  as 0. The model standardises them, ``(v - speed_shift) / speed_scale``: training passes the
+  inner training split's mean and standard deviation (:func:`kinematics_standardisation`),
+  which are stored with the model so prediction uses the same numbers; without them, the
+  fixed typical scales of ``SPEED_FEATURES`` (no shift) make them of order 1.
 - ``B``: a backbone (:mod:`modeling.ml.backbones`), one trunk per view, features concatenated.
-- ``H``: dropout and one linear layer from [features, scaled kinematics] to 5 logits (A..E).
+- ``H``: dropout and one linear layer from [features, standardised kinematics] to 5 logits
+  (A..E). :meth:`GradeDistributionModel.init_head` starts it at a given distribution
+  (training uses the training split's mean: epoch 0 predicts the baseline, not uniform).
 
 An image backbone (ResNet) predicts every frame separately: ``frame_probabilities`` is
 (B, T, 5) and ``forward`` averages the T per-frame distributions, which is how the paper's
@@ -20,6 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -61,6 +67,23 @@ def speed_scales(features: Sequence[str]) -> tuple[float, ...]:
             f"Unknown kinematics feature(s) {unknown}; choose from {', '.join(SPEED_FEATURES)}."
         )
     return tuple(SPEED_FEATURES[name] for name in features)
+
+
+def kinematics_standardisation(
+    speed: np.ndarray, features: Sequence[str]
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The shift and scale that standardise kinematics ``speed`` (N, k) of the named features:
+    their mean and standard deviation over the N clips (e.g. the training split). A feature
+    that does not vary keeps its fixed scale from ``SPEED_FEATURES``."""
+    speed = np.asarray(speed, dtype=np.float64)
+    if speed.ndim != 2 or speed.shape[1] != len(features) or len(speed) == 0:
+        raise ValueError(
+            f"need kinematics of shape (N >= 1, {len(features)}), got {tuple(speed.shape)}"
+        )
+    std = speed.std(axis=0)
+    fixed = speed_scales(features)
+    scale = tuple(float(s) if s > 1e-6 * f else f for s, f in zip(std, fixed, strict=True))
+    return tuple(float(m) for m in speed.mean(axis=0)), scale
 
 
 class ClipInput(nn.Module):
@@ -116,10 +139,17 @@ class GradeDistributionModel(nn.Module):
         preset: str,
         n_speed_features: int,
         speed_scale: Sequence[float],
+        speed_shift: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
-        if len(speed_scale) != n_speed_features:
-            raise ValueError(f"need {n_speed_features} speed scales, got {len(speed_scale)}")
+        speed_shift = [0.0] * n_speed_features if speed_shift is None else speed_shift
+        if len(speed_scale) != n_speed_features or len(speed_shift) != n_speed_features:
+            raise ValueError(
+                f"need {n_speed_features} speed scales and shifts, got {len(speed_scale)} "
+                f"and {len(speed_shift)}"
+            )
+        if any(not s > 0 for s in speed_scale):
+            raise ValueError(f"speed scales must be positive, got {list(speed_scale)}")
         self.backbone_name, self.preset_name = backbone, preset
         self.preset: BackbonePreset = get_preset(backbone, preset)
         self.inputs = ClipInput(self.preset.inputs)
@@ -129,8 +159,12 @@ class GradeDistributionModel(nn.Module):
         self.per_frame = bool(self.trunks[0].per_frame)
         self.n_features = sum(int(trunk.out_features) for trunk in self.trunks)
         self.n_speed_features = n_speed_features
+        # Not in the state dict: describe() carries them, so a checkpoint's model_kwargs
+        # rebuild them, and pretrained weights from another dataset do not bring theirs.
         scale = torch.tensor(speed_scale, dtype=torch.float32)
+        shift = torch.tensor(speed_shift, dtype=torch.float32)
         self.register_buffer("speed_scale", scale, persistent=False)
+        self.register_buffer("speed_shift", shift, persistent=False)
         self.head = nn.Sequential(
             nn.Dropout(self.preset.head_dropout),
             nn.Linear(self.n_features + n_speed_features, N_GRADES),
@@ -150,7 +184,8 @@ class GradeDistributionModel(nn.Module):
             raise ValueError(
                 f"speed must have shape (B, {self.n_speed_features}), got {tuple(speed.shape)}"
             )
-        v = (speed / self.speed_scale).unsqueeze(1).expand(-1, features.shape[1], -1)  # (B, F, k)
+        v = (speed - self.speed_shift) / self.speed_scale  # (B, k), standardised
+        v = v.unsqueeze(1).expand(-1, features.shape[1], -1)  # (B, F, k)
         return self.head(torch.cat([features, v], dim=2)), features
 
     def frame_probabilities(self, x: torch.Tensor, speed: torch.Tensor) -> torch.Tensor:
@@ -175,6 +210,28 @@ class GradeDistributionModel(nn.Module):
         """
         return self.frame_features(x).mean(dim=1)
 
+    @torch.no_grad()
+    def init_head(self, distribution: Sequence[float] | np.ndarray) -> None:
+        """Start the head at ``distribution`` (e.g. the training mean): weights 0 and bias
+        ``log(distribution)``, so the untrained model predicts exactly ``distribution`` for
+        every clip; the weights then learn from there (the backbone gets gradients from the
+        first step on, once the weights have moved).
+
+        A random head on a random backbone's features would instead start every clip at a
+        random distribution, and the first epochs spend themselves undoing that.
+        """
+        p = torch.as_tensor(np.asarray(distribution, dtype=np.float64)).float()
+        if p.shape != (N_GRADES,) or not torch.isfinite(p).all() or (p < 0).any():
+            raise ValueError(f"need a distribution over the {N_GRADES} grades, got {p.tolist()}")
+        p = (p / p.sum()).clamp_min(1e-4)  # a grade nobody chose: small, not -inf
+        linear = self.head[-1]
+        linear.weight.zero_()
+        linear.bias.copy_(p.log() - p.log().mean())
+
+    def head_parameters(self) -> list[nn.Parameter]:
+        """The head's parameters (e.g. for their own learning rate)."""
+        return list(self.head.parameters())
+
     def describe(self) -> dict[str, Any]:
         """The builder arguments that rebuild this model (stored in checkpoints)."""
         return {
@@ -182,6 +239,7 @@ class GradeDistributionModel(nn.Module):
             "preset": self.preset_name,
             "n_speed_features": self.n_speed_features,
             "speed_scale": [float(s) for s in self.speed_scale],
+            "speed_shift": [float(s) for s in self.speed_shift],
         }
 
 
@@ -197,13 +255,15 @@ def build_model(
     n_speed_features: int,
     pretrained: Path | None = None,
     speed_scale: Sequence[float] | None = None,
+    speed_shift: Sequence[float] | None = None,
 ) -> GradeDistributionModel:
     """A grade-distribution model with a freshly initialised head.
 
     backbone: ``resnet``, ``r2plus1d``, ``slowfast`` or ``timesformer``; preset: ``small`` or
     ``paper`` (see :mod:`modeling.ml.backbones`). ``speed_scale`` (one value per kinematics
     feature) defaults to the scales of ``DEFAULT_SPEED_FEATURES`` when ``n_speed_features``
-    is 8, or of VCL alone when it is 1.
+    is 8, or of VCL alone when it is 1; ``speed_shift`` (subtracted first) defaults to 0. Pass
+    the training split's :func:`kinematics_standardisation` to standardise them.
 
     pretrained: weights from a local path only, never downloaded:
 
@@ -229,6 +289,7 @@ def build_model(
         preset=preset,
         n_speed_features=n_speed_features,
         speed_scale=speed_scale,
+        speed_shift=speed_shift,
     )
     if pretrained is not None:
         load_pretrained(model, Path(pretrained))

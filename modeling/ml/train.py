@@ -56,6 +56,7 @@ from modeling.ml.model import (
     DEFAULT_SPEED_FEATURES,
     GradeDistributionModel,
     build_model,
+    kinematics_standardisation,
     speed_scales,
 )
 
@@ -102,6 +103,14 @@ class TrainConfig:
     device: str = "cpu"
     frames: int = 16  # the first second at 15-16 fps
     speed_features: tuple[str, ...] = DEFAULT_SPEED_FEATURES
+    # The head's kinematics: standardised with the inner training split's mean and std (else
+    # divided by fixed typical scales), which puts them on the scale of the backbone features.
+    standardise_kinematics: bool = True
+    # The head starts at the inner training split's mean distribution (weights 0, bias its
+    # log), so the first epoch starts from the baseline prediction, not from a random one.
+    init_head: bool = True
+    # The head learns at lr * head_lr_scale (1: one learning rate, the paper's).
+    head_lr_scale: float = 1.0
     pretrained: str | None = None  # a local file or directory (see build_model)
 
     def __post_init__(self) -> None:
@@ -114,6 +123,8 @@ class TrainConfig:
             )
         if self.seed < 0:
             raise ValueError(f"seed must be a non-negative integer, not {self.seed}")
+        if not self.lr >= 0 or not self.head_lr_scale > 0:  # lr 0: a frozen model, for tests
+            raise ValueError("lr must be at least 0 and head_lr_scale positive")
         if self.epochs < 1 or (self.batch_size is not None and self.batch_size < 1):
             raise ValueError("epochs and batch_size must be at least 1")
         if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
@@ -292,7 +303,7 @@ def _train_fold(
     val_loader = _loader(config, val_set)
 
     torch.manual_seed(seed)
-    model = _build(config).to(device)
+    model = _build(config, train_set).to(device)
     optimizer = make_optimizer(config, model)
     loss_fn = get_loss(config.loss)
     checkpoint_path = checkpoint_dir / "last.pt"
@@ -441,19 +452,33 @@ def _loader(config: TrainConfig, dataset: ExportDataset, *, sampler: Any = None)
     )
 
 
-def _build(config: TrainConfig) -> GradeDistributionModel:
-    return build_model(
+def _build(config: TrainConfig, train_set: ExportDataset) -> GradeDistributionModel:
+    """A fresh model for ``config``; the kinematics' mean and std and the head's starting
+    distribution come from the inner training split ``train_set`` (never val or test clips)."""
+    shift, scale = None, speed_scales(config.speed_features)
+    if config.standardise_kinematics:
+        shift, scale = kinematics_standardisation(train_set.speed, config.speed_features)
+    model = build_model(
         backbone=config.backbone,
         preset=config.preset,
         n_speed_features=len(config.speed_features),
-        speed_scale=speed_scales(config.speed_features),
+        speed_scale=scale,
+        speed_shift=shift,
         pretrained=Path(config.pretrained) if config.pretrained else None,
     )
+    if config.init_head:
+        model.init_head(train_set.targets.mean(axis=0))
+    return model
 
 
-def make_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
-    """SGD with momentum (the paper's), Adam or AdamW, with the config's lr and weight decay."""
-    params = model.parameters()
+def make_optimizer(config: TrainConfig, model: GradeDistributionModel) -> torch.optim.Optimizer:
+    """SGD with momentum (the paper's), Adam or AdamW, with the config's lr and weight decay;
+    the head's parameters at ``lr * head_lr_scale``."""
+    head = {id(p) for p in model.head_parameters()}
+    params = [
+        {"params": [p for p in model.parameters() if id(p) not in head], "lr": config.lr},
+        {"params": model.head_parameters(), "lr": config.lr * config.head_lr_scale},
+    ]
     if config.optimizer == "sgd":
         return torch.optim.SGD(
             params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from transformers import TimesformerForVideoClassification
@@ -12,7 +13,7 @@ from transformers import TimesformerForVideoClassification
 from modeling.ml import backbones
 from modeling.ml.backbones import BACKBONES, PRESETS, View
 from modeling.ml.losses import emd_loss
-from modeling.ml.model import build_model, count_parameters
+from modeling.ml.model import build_model, count_parameters, kinematics_standardisation
 
 N_SPEED = 8
 
@@ -81,6 +82,50 @@ def test_the_head_takes_the_speed() -> None:
     assert not torch.allclose(slow, fast)
     with pytest.raises(ValueError, match="speed must have shape"):
         model(x, torch.zeros(2, 3))
+
+
+def test_the_head_sees_kinematics_standardised_with_the_given_mean_and_std() -> None:
+    speed = np.array([[50.0, 2.0], [150.0, 4.0], [100.0, 3.0]])  # (N, k): VCL, ALH
+    shift, scale = kinematics_standardisation(speed, ("vcl", "alh"))
+    np.testing.assert_allclose(shift, [100.0, 3.0])
+    np.testing.assert_allclose(scale, speed.std(axis=0))
+    torch.manual_seed(0)
+    model = build_model(
+        backbone="timesformer",
+        n_speed_features=2,
+        speed_scale=scale,
+        speed_shift=shift,
+    ).eval()
+    x, _, _ = _batch(b=3)
+    with torch.no_grad():
+        logits = model.frame_logits(x, torch.tensor(speed, dtype=torch.float32))[0]
+        # The same logits with the standardisation done by hand.
+        z = torch.tensor(speed, dtype=torch.float32) - torch.tensor(shift, dtype=torch.float32)
+        z = z / torch.tensor(scale, dtype=torch.float32)
+        features = model.frame_features(x)[:, 0]
+        expected = model.head(torch.cat([features, z.float()], dim=1))
+    torch.testing.assert_close(logits[:, 0], expected)
+
+
+def test_a_constant_kinematics_feature_keeps_its_fixed_scale() -> None:
+    shift, scale = kinematics_standardisation(np.array([[1.0, 8.0], [3.0, 8.0]]), ("lin", "bcf"))
+    assert shift == (2.0, 8.0) and scale == (1.0, 10.0)  # bcf: SPEED_FEATURES["bcf"]
+    with pytest.raises(ValueError, match="shape"):
+        kinematics_standardisation(np.zeros((0, 2)), ("lin", "bcf"))
+
+
+def test_the_initialised_head_predicts_the_given_distribution_for_every_clip() -> None:
+    torch.manual_seed(0)
+    model = build_model(backbone="r2plus1d", n_speed_features=N_SPEED).eval()
+    mean = np.array([0.1, 0.3, 0.35, 0.25, 0.0])  # nobody chose E
+    model.init_head(mean)
+    x, speed, _ = _batch()
+    with torch.no_grad():
+        q = model(x, speed)
+    expected = torch.tensor(np.clip(mean, 1e-4, None) / np.clip(mean, 1e-4, None).sum())
+    torch.testing.assert_close(q, expected.float().expand(2, -1), atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="distribution over the 5 grades"):
+        model.init_head([0.5, 0.5])
 
 
 def test_clips_of_the_wrong_shape_or_too_few_frames_are_refused() -> None:

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from modeling.ml.data import ExportDataset, read_fold
+from modeling.ml.model import build_model, speed_scales
 from modeling.ml.train import (
     EpochLog,
     FoldResult,
@@ -160,14 +161,64 @@ def test_cross_validation_predicts_every_clip_once_out_of_fold(
     assert (tmp_path / "fold_2" / "model.pt").exists()
 
 
+def test_the_saved_model_keeps_the_training_splits_kinematics_standardisation(
+    reference: FoldResult, export_root: Path
+) -> None:
+    train = ExportDataset(export_root, clip_ids=read_fold(export_root, 0).train)
+    model, _ = load_model(Path(reference.model_path))
+    np.testing.assert_allclose(model.speed_shift.numpy(), train.speed.mean(axis=0), rtol=1e-5)
+    std = train.speed.std(axis=0)
+    vcl = CONFIG.speed_features.index("vcl")
+    lin = CONFIG.speed_features.index("lin")  # constant in the fixture: keeps its fixed scale
+    assert model.speed_scale[vcl].item() == pytest.approx(std[vcl], rel=1e-5)
+    assert model.speed_scale[lin].item() == 1.0
+
+
+def test_without_standardisation_the_kinematics_keep_their_fixed_scales(
+    export_root: Path, tmp_path: Path
+) -> None:
+    config = replace(CONFIG, epochs=1, standardise_kinematics=False, init_head=False)
+    result = train_fold(config, export_root, 1, checkpoint_dir=tmp_path)
+    model, loaded = load_model(Path(result.model_path))
+    assert loaded == config
+    assert model.speed_shift.abs().sum() == 0
+    assert model.speed_scale.tolist() == list(speed_scales(config.speed_features))
+
+
+def test_the_head_starts_at_the_training_mean_distribution(
+    export_root: Path, tmp_path: Path
+) -> None:
+    # lr 0 and no BatchNorm (TimeSformer): the kept model is the initial one.
+    config = TrainConfig(
+        backbone="timesformer", lr=0.0, epochs=1, batch_size=8, frames=8, augment=False
+    )
+    result = train_fold(config, export_root, 0, checkpoint_dir=tmp_path)
+    model, _ = load_model(Path(result.model_path))
+    train = ExportDataset(export_root, clip_ids=read_fold(export_root, 0).train)
+    torch.testing.assert_close(
+        model.head[1].bias.softmax(dim=0),
+        torch.tensor(train.targets.mean(axis=0)),
+        atol=1e-5,
+        rtol=0,
+    )
+
+
 def test_optimizers_and_invalid_configs() -> None:
-    model = torch.nn.Linear(2, 2)
+    model = build_model(backbone="timesformer", n_speed_features=len(CONFIG.speed_features))
     for name, cls in (
         ("sgd", torch.optim.SGD),
         ("adam", torch.optim.Adam),
         ("adamw", torch.optim.AdamW),
     ):
-        assert isinstance(make_optimizer(replace(CONFIG, optimizer=name), model), cls)
+        optimizer = make_optimizer(replace(CONFIG, optimizer=name, head_lr_scale=10), model)
+        assert isinstance(optimizer, cls)
+        backbone, head = optimizer.param_groups
+        assert backbone["lr"] == CONFIG.lr and head["lr"] == pytest.approx(10 * CONFIG.lr)
+        assert head["params"] == list(model.head.parameters())
+        n_all = sum(1 for _ in model.parameters())
+        assert len(backbone["params"]) + len(head["params"]) == n_all
+    with pytest.raises(ValueError, match="head_lr_scale"):
+        TrainConfig(head_lr_scale=0.0)
     assert TrainConfig(backbone="slowfast", preset="paper").resolved_batch_size == 16
     assert TrainConfig.from_dict(CONFIG.to_dict()) == CONFIG
     with pytest.raises(ValueError, match="optimizer"):

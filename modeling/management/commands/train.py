@@ -29,6 +29,9 @@ def add_training_options(parser: CommandParser) -> None:
     parser.add_argument("--epochs", type=int, help="at most this many epochs per fold")
     parser.add_argument("--optimizer", choices=OPTIMIZERS)
     parser.add_argument("--lr", type=float, help="learning rate")
+    parser.add_argument(
+        "--head-lr-scale", type=float, help="the head learns at lr times this (default 1)"
+    )
     parser.add_argument("--weight-decay", type=float)
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--patience", type=int, help="early-stopping patience; 0 = off")
@@ -47,6 +50,7 @@ def training_options(options: dict[str, Any]) -> dict[str, Any]:
             "epochs": options["epochs"],
             "optimizer": options["optimizer"],
             "lr": options["lr"],
+            "head_lr_scale": options["head_lr_scale"],
             "weight_decay": options["weight_decay"],
             "batch_size": options["batch_size"],
             "early_stopping_patience": options["patience"],
