@@ -16,7 +16,18 @@ of every clip's vote counts changes nothing, and the time from the database's re
 first 201. Stops by itself.
 
     .venv/bin/python -m benchmarks.load_soak --duration 600 --experts 40 --trainees 20 \
-        --worker-priority idle
+        --think-s 6 --worker-priority idle
+
+Measured 2026-11-25 on the 2-core development machine (load generator, gunicorn, PostgreSQL
+and the worker all on it), 600 s, 40 experts + 20 trainees, outage 5 s:
+
+- think 6 s (3-9 s per clip): 3738 votes sent, 3703 acknowledged, all 3703 in the database;
+  1906 of 1906 acknowledged trainee grades stored; recount changed 0 clips; database down
+  7.7 s, first 201 0.04 s after its return; vote p50/p95 idle 86/255 ms, beside training
+  (SCHED_IDLE worker) 120/348 ms: ratio 1.36.
+- think 2 s (1-3 s per clip, about 29 requests/s: the two cores saturate): 5548 of 5548
+  acknowledged votes and 3107 of 3107 trainee grades stored, recount 0, first 201 0.09 s after
+  the database's return; vote p50/p95 idle 1181/2391 ms, beside training 968/2002 ms (0.84).
 """
 
 from __future__ import annotations
@@ -208,8 +219,8 @@ def main() -> None:
 
     base = f"http://127.0.0.1:{args.port}"
     server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "config.wsgi", "-b", f"127.0.0.1:{args.port}",
-         "-w", "2", "--threads", "8", "--timeout", "60"],
+        [sys.executable, "-m", "gunicorn", "config.wsgi", "--preload",
+         "-b", f"127.0.0.1:{args.port}", "-w", "2", "--threads", "8", "--timeout", "60"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=(work / "gunicorn.log").open("w"),
     )  # fmt: skip
     worker = None

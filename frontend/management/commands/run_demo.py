@@ -30,7 +30,7 @@ class Command(BaseCommand):
              "-Q", "celery,training", "-l", "INFO", "--without-gossip", "--without-mingle"]
         )  # fmt: skip
         web = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "config.wsgi", "-b", bind, "-w", "2",
+            [sys.executable, "-m", "gunicorn", "config.wsgi", "--preload", "-b", bind, "-w", "2",
              "--threads", "4", "--access-logfile", "-"]
         )  # fmt: skip
         self.stdout.write(self.style.SUCCESS(f"MERSV demo at http://{bind}/"))
