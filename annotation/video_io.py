@@ -15,11 +15,10 @@ import os
 import secrets
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, replace
 from fractions import Fraction
-from functools import partial
 from pathlib import Path
 from typing import IO
 
@@ -60,20 +59,13 @@ def sniff_video_container(head: bytes) -> str | None:
 
 
 @contextmanager
-def _capture(path: Path, *, convert: bool = True) -> Iterator[cv2.VideoCapture]:
-    """An open FFmpeg capture of ``path``; IngestError when it is not a video at all.
-
-    ``convert=False`` turns OpenCV's conversion to BGR off: FFmpeg's frames come as they are
-    decoded (for planar YUV, the luma plane; see ``_luma_reader``)."""
+def _capture(path: Path) -> Iterator[cv2.VideoCapture]:
+    """An open FFmpeg capture of ``path``; IngestError when it is not a video at all."""
     if not path.is_file():
         raise IngestError(f"there is no file at {path}")
     # Only the FFmpeg backend: OpenCV's others would read e.g. a lone image as a 1-frame video.
     # One decoding thread: a worker runs several ingestions side by side.
-    params = [cv2.CAP_PROP_N_THREADS, 1]
-    if not convert:
-        params += [cv2.CAP_PROP_CONVERT_RGB, 0]
-    with _opencv_quiet(not convert):
-        capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, params)
+    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, 1])
     try:
         if not capture.isOpened():
             raise IngestError("the file is not a readable video (no video stream)")
@@ -87,70 +79,6 @@ def _read_gray(capture: cv2.VideoCapture) -> np.ndarray | None:
     if not ok or frame is None:
         return None
     return frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-
-
-@contextmanager
-def _opencv_quiet(quiet: bool = True) -> Iterator[None]:
-    """OpenCV's log at errors only inside the block: with BGR conversion off, its FFmpeg
-    backend warns on opening and on every frame that it returns the decoder's own format."""
-    if not quiet:
-        yield
-        return
-    level = cv2.utils.logging.getLogLevel()
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
-    try:
-        yield
-    finally:
-        cv2.utils.logging.setLogLevel(level)
-
-
-# Limited-range ("TV", 16-235) luma to full-range grey, as FFmpeg's conversion to BGR and
-# OpenCV's BGR to grey give it (within one grey level).
-_LIMITED_TO_FULL = np.clip(np.round((np.arange(256) - 16) * 255 / 219), 0, 255).astype(np.uint8)
-# How far, in grey levels, the luma plane may be from the converted frame 0 to be used.
-_LUMA_TOLERANCE = 2
-
-
-def _luma_reader(
-    path: Path, first: np.ndarray, stack: ExitStack
-) -> Callable[[], np.ndarray | None] | None:
-    """A reader of frames 1, 2, ... as grey that skips the colour conversions, or None.
-
-    Decoding the codec's planar YUV straight into BGR and back to grey costs about as much
-    as decoding itself; the luma plane is the grey image already. OpenCV hands it over with
-    BGR conversion off, but says nothing of its range: the plane of frame 0 is compared with
-    ``first`` (frame 0 converted as usual), and used only when it equals it as is (full
-    range) or through ``_LIMITED_TO_FULL`` (limited range), to within ``_LUMA_TOLERANCE``.
-    Packed formats, other bit depths or anything else that does not match: None, and the
-    caller keeps converting.
-    """
-    try:
-        capture = stack.enter_context(_capture(path, convert=False))
-    except IngestError:
-        return None
-    with _opencv_quiet():
-        ok, raw = capture.read()
-    if not ok or raw is None or raw.dtype != np.uint8 or raw.shape != first.shape:
-        return None
-    difference = np.abs(raw.astype(np.int16) - first)
-    if int(difference.max()) <= _LUMA_TOLERANCE:
-        lut = None
-    else:
-        difference = np.abs(_LIMITED_TO_FULL[raw].astype(np.int16) - first)
-        if int(difference.max()) > _LUMA_TOLERANCE:
-            return None
-        lut = _LIMITED_TO_FULL
-
-    def read() -> np.ndarray | None:
-        with _opencv_quiet():
-            ok, frame = capture.read()
-        if not ok or frame is None:
-            return None
-        if frame.ndim != 2 or frame.dtype != np.uint8:
-            raise IngestError("a frame of the video changes its pixel format")
-        return frame if lut is None else cv2.LUT(frame, lut)
-
-    return read
 
 
 def _declared_fps(capture: cv2.VideoCapture) -> float:
@@ -197,26 +125,18 @@ def video_frames_gray(path: Path | str, n: int) -> Iterator[tuple[VideoInfo, Ite
     is not a video, and from the iterator when the video ends before ``n`` frames or a frame
     changes size.
     """
-    with ExitStack() as stack:
-        capture = stack.enter_context(_capture(Path(path)))
+    with _capture(Path(path)) as capture:
         declared = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
         first = _read_gray(capture)
         if first is None:
             raise _no_frames_error(declared)
         height, width = first.shape
         info = VideoInfo(_declared_fps(capture), width, height, frame_count=max(declared, 0))
-        read = None
-        if n > 2:  # the luma reader decodes frame 0 once more: worth it for a few frames
-            read = _luma_reader(Path(path), first, stack)
-        if read is None:
-            read = partial(_read_gray, capture)
-        else:
-            capture.release()  # frames 1, 2, ... come from the luma reader's capture
 
         def frames() -> Iterator[np.ndarray]:
             yield first
             for index in range(1, n):
-                frame = read()
+                frame = _read_gray(capture)
                 if frame is None:
                     frames_read = f"{index} frame" + ("s" if index > 1 else "")
                     raise IngestError(f"the video has {frames_read} but {n} are needed")
