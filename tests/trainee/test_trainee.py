@@ -59,6 +59,16 @@ def test_trainee_grades_change_no_distribution_agreement_retirement_or_export(
     assert after == before
 
 
+def _page_grade(trainee, training_set, clip_id: str, grade: str):  # type: ignore[no-untyped-def]
+    """Log the trainee in on the pages and grade ``clip_id`` with the form; (client, answer)."""
+    page = Client()
+    page.login(username=trainee.username, password=PASSWORD)
+    answer = page.post(
+        reverse("trainee"), {"training_set": training_set.pk, "clip_id": clip_id, "grade": grade}
+    )
+    return page, answer
+
+
 def test_a_trainee_grade_is_audited_from_the_api_and_the_page_and_a_repeat_is_not(
     make_user, training_clips
 ) -> None:
@@ -68,12 +78,7 @@ def test_a_trainee_grade_is_audited_from_the_api_and_the_page_and_a_repeat_is_no
     client = _api(trainee)
     assert _submit(client, training_set, first.clip_external_id, "B").status_code == 201
     assert _submit(client, training_set, first.clip_external_id, "C").status_code == 409
-    page = Client()
-    page.login(username=trainee.username, password=PASSWORD)
-    posted = page.post(
-        reverse("trainee"),
-        {"training_set": training_set.pk, "clip_id": second.clip_external_id, "grade": "D"},
-    )
+    _, posted = _page_grade(trainee, training_set, second.clip_external_id, "D")
     assert posted.status_code == 302
     events = list(AuditEvent.objects.filter(user=trainee).exclude(action="login_ok").order_by("id"))
     ratings = list(TraineeRating.objects.filter(trainee=trainee).order_by("id"))
@@ -141,12 +146,7 @@ def test_without_a_model_the_feedback_page_says_no_model_prediction(
     training_set = training_clips("CCD")
     dclip = training_set.clips.get()
     trainee = make_user("trainee")
-    page = Client()
-    page.login(username=trainee.username, password=PASSWORD)
-    done = page.post(
-        reverse("trainee"),
-        {"training_set": training_set.pk, "clip_id": dclip.clip_external_id, "grade": "C"},
-    )
+    page, done = _page_grade(trainee, training_set, dclip.clip_external_id, "C")
     assert done.status_code == 302
     html = page.get(done["Location"]).content.decode()
     assert 'id="feedback"' in html and "No model prediction" in html
