@@ -14,8 +14,9 @@ scaled down to at most ``preview_max_width`` px wide (the page draws the tracks 
 at the scale ``video.videoWidth / info.width``).
 
 The work streams frame by frame: decode, track every target, crop, shrink for the preview,
-and hand the frame to one ffmpeg process that encodes the preview and every clip while the
-next frame decodes. Files appear in ``out_dir`` all together or not at all: everything is
+and encode the preview and every clip (libx264 in this process). Frames are tracked and
+encoded in the file's own levels (limited-range luma for most video); only the crops kept as
+.npy and .png are stretched to full-range grey. Files appear in ``out_dir`` all together or not at all: everything is
 written into a hidden staging folder beside it and renamed at the end, so an IngestError (or
 any other failure) leaves no partial output and an ``out_dir`` from an earlier run untouched.
 """
@@ -42,7 +43,8 @@ from annotation.video_io import (
     H264Writer,
     IngestError,
     VideoInfo,
-    video_frames_gray,
+    stretch_to_full_range,
+    video_frames_luma,
     write_filmstrip_png,
 )
 
@@ -238,7 +240,9 @@ def process_video(
 
     with ExitStack() as stack:
         with stopwatch("decode"):
-            info, frames = stack.enter_context(video_frames_gray(path, config.n_frames))
+            # Tracked and encoded as decoded (limited-range luma, mostly); only the crops kept
+            # as .npy and .png are stretched to full-range grey, not every full frame.
+            info, frames, limited = stack.enter_context(video_frames_luma(path, config.n_frames))
             first = next(frames)
         frame_rate = fps if fps is not None else info.fps
         if not (frame_rate > 0 and math.isfinite(frame_rate)):
@@ -277,12 +281,16 @@ def process_video(
                     # Frame 0 is where each tracker started: nothing to update.
                     if clip_crops and not tracker.update(frame):
                         raise _lost_error(target, tracker)
-                    clip_crops.append(crop_centred(frame, tracker.centres[-1], config.crop_size))
+                    crop = crop_centred(frame, tracker.centres[-1], config.crop_size)
+                    clip_crops.append(crop)
             with stopwatch("encode"):
+                # The encoder takes the frame's own levels; the files kept are grey.
                 _place(canvas, _shrink(frame, preview_size), boxes[0])
                 for clip_crops, box in zip(crops, boxes[1:], strict=True):
                     _place(canvas, clip_crops[-1], box)
-                writer.write(canvas)
+                    if limited:
+                        clip_crops[-1] = stretch_to_full_range(clip_crops[-1])
+                writer.write(canvas, limited_range=limited)
             with stopwatch("decode"):
                 frame = next(frames, None)
 

@@ -1,8 +1,16 @@
 """Read uploaded microscope videos and write the files the grading page plays.
 
-Plain numpy/OpenCV, no Django. Reading goes through OpenCV's FFmpeg backend (any container
-and codec FFmpeg knows: MP4, AVI, ...); writing H.264 goes through the ffmpeg binary shipped
-with the ``imageio-ffmpeg`` package, so every machine encodes with the same build.
+Plain numpy/OpenCV and PyAV (FFmpeg's libraries, in this process), no Django.
+
+Reading opens MP4 and AVI files only (the container is recognised from the file's first
+bytes, never from its name, and FFmpeg is told which demuxer to use, so a playlist or any
+other format FFmpeg knows cannot slip through) and decodes every codec FFmpeg has. Frames
+come out grey: for the YUV formats cameras and encoders write, the luma plane is read as it
+is (limited-range luma stretched to 0-255 by a table), which saves the colour conversion a
+BGR decode pays on every frame; other formats are converted by swscale.
+
+Writing H.264 uses libx264 through PyAV in this process: no encoder process to start per
+file, no frames copied through a pipe.
 
 ``IngestError`` is the one error a user can cause (a file that is not a video, a point off
 the frame, a video too short); its message says what was wrong, for people.
@@ -13,23 +21,33 @@ from __future__ import annotations
 import math
 import os
 import secrets
-import subprocess
-import tempfile
 from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
-from typing import IO
 
+import av
 import cv2
-import imageio_ffmpeg
 import numpy as np
 
 # Default constant-quality factor of x264 (lower is better; 18 looks lossless on these images)
 # and speed preset ("veryfast": small files, little time).
 H264_CRF = 18
 H264_PRESET = "veryfast"
+
+# The FFmpeg demuxer for each container we accept (see sniff_video_container).
+_DEMUXERS = {"MP4": "mov", "AVI": "avi"}
+# Pixel formats whose first plane is the luma (Y) plane, 8 bits per sample.
+_LUMA_FIRST = frozenset(
+    f"{prefix}{layout}"
+    for prefix in ("yuv", "yuvj")
+    for layout in ("420p", "422p", "444p", "440p", "411p", "410p")
+) | {"nv12", "nv21", "gray", "yuva420p"}
+# Limited-range luma (16-235) to full-range grey (0-255), as a BGR decode and BT.601 grey give.
+_LIMITED_TO_FULL = np.clip(np.round((np.arange(256) - 16) * 255 / 219), 0, 255).astype(np.uint8)
+_FULL_TO_LIMITED = np.round(16 + np.arange(256) * 219 / 255).astype(np.uint8)
+_FULL_RANGE = 2  # AVColorRange AVCOL_RANGE_JPEG
 
 
 class IngestError(Exception):
@@ -58,32 +76,85 @@ def sniff_video_container(head: bytes) -> str | None:
     return None
 
 
+def _ffmpeg_reason(error: Exception) -> str:
+    reason = getattr(error, "strerror", None) or str(error)
+    return str(reason).strip() or type(error).__name__
+
+
 @contextmanager
-def _capture(path: Path) -> Iterator[cv2.VideoCapture]:
-    """An open FFmpeg capture of ``path``; IngestError when it is not a video at all."""
+def _video_stream(path: Path) -> Iterator[tuple[av.container.InputContainer, av.VideoStream]]:
+    """The open container of ``path`` and its first video stream, decoded on one thread;
+    IngestError when it is not an MP4 or AVI video at all."""
     if not path.is_file():
         raise IngestError(f"there is no file at {path}")
-    # Only the FFmpeg backend: OpenCV's others would read e.g. a lone image as a 1-frame video.
-    # One decoding thread: a worker runs several ingestions side by side.
-    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, 1])
+    with path.open("rb") as handle:
+        container_kind = sniff_video_container(handle.read(12))
+    if container_kind is None:
+        raise IngestError("the file is not a readable video (neither an MP4 nor an AVI file)")
     try:
-        if not capture.isOpened():
+        container = av.open(
+            str(path),
+            "r",
+            format=_DEMUXERS[container_kind],
+            options={"protocol_whitelist": "file"},
+        )
+    except MemoryError:
+        raise
+    except (av.FFmpegError, UnicodeDecodeError, ValueError) as error:
+        raise IngestError(f"the file is not a readable video ({_ffmpeg_reason(error)})") from None
+    try:
+        if not container.streams.video:
             raise IngestError("the file is not a readable video (no video stream)")
-        yield capture
+        stream = container.streams.video[0]
+        # One decoding thread: a worker runs several ingestions side by side.
+        stream.codec_context.thread_count = 1
+        yield container, stream
     finally:
-        capture.release()
+        container.close()
 
 
-def _read_gray(capture: cv2.VideoCapture) -> np.ndarray | None:
-    ok, frame = capture.read()
-    if not ok or frame is None:
-        return None
-    return frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+def _luma(frame: av.VideoFrame) -> tuple[np.ndarray, bool]:
+    """A decoded frame's grey values (H, W) uint8, and whether they are limited-range luma
+    (16-235) rather than full-range grey. The luma plane is a view of the frame's memory."""
+    name = frame.format.name
+    if name not in _LUMA_FIRST:
+        return frame.to_ndarray(format="gray"), False
+    plane = frame.planes[0]
+    luma = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
+    full = name in ("gray", "yuva420p") or name.startswith("yuvj")
+    return luma[:, : plane.width], not (full or frame.color_range == _FULL_RANGE)
 
 
-def _declared_fps(capture: cv2.VideoCapture) -> float:
-    fps = float(capture.get(cv2.CAP_PROP_FPS))
-    # Containers without a rate report 0, NaN or absurd values (e.g. 90000, the time base).
+def _frames(
+    container: av.container.InputContainer, stream: av.VideoStream
+) -> Iterator[tuple[np.ndarray, bool]]:
+    """Every frame of ``stream`` as ``_luma`` gives it; IngestError when a frame cannot be
+    decoded."""
+    decoded = container.decode(stream)
+    index = 0
+    while True:
+        try:
+            frame = next(decoded)
+        except StopIteration:
+            return
+        except MemoryError:  # PyAV's ENOMEM too: the caller's limit, not the file, decides
+            raise
+        except (av.FFmpegError, ValueError) as error:
+            if index == 0:
+                raise IngestError(
+                    "the file is not a readable video (no frame could be decoded)"
+                ) from None
+            raise IngestError(
+                f"frame {index} of the video could not be decoded ({_ffmpeg_reason(error)})"
+            ) from None
+        yield _luma(frame)
+        index += 1
+
+
+def _declared_fps(stream: av.VideoStream) -> float:
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    fps = float(rate) if rate else 0.0
+    # Containers without a rate report 0 or absurd values (e.g. 90000, the time base).
     return fps if math.isfinite(fps) and 0 < fps <= 1000 else 0.0
 
 
@@ -93,26 +164,81 @@ def _no_frames_error(declared_frames: int) -> IngestError:
     return IngestError("the file is not a readable video (no frame could be decoded)")
 
 
+def _first_frame(
+    container: av.container.InputContainer, stream: av.VideoStream
+) -> tuple[tuple[np.ndarray, bool], Iterator[tuple[np.ndarray, bool]]]:
+    """Frame 0 as ``_luma`` gives it, and the iterator over the frames after it."""
+    frames = _frames(container, stream)
+    first = next(frames, None)
+    if first is None:
+        raise _no_frames_error(stream.frames)
+    return first, frames
+
+
 def probe_video(path: Path | str) -> VideoInfo:
     """Frame rate, size and frame count of the video at ``path``.
 
     Decodes the first frame (a file whose first frame cannot be decoded is not a usable video).
     ``frame_count`` is what the container declares; when it declares nothing, the frames are
-    counted by reading them all. Raises IngestError for missing, unreadable or empty files.
+    counted by reading the stream's packets. Raises IngestError for missing, unreadable or
+    empty files.
     """
-    with _capture(Path(path)) as capture:
-        frame_count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-        first = _read_gray(capture)
-        if first is None:
-            raise _no_frames_error(frame_count)
+    with _video_stream(Path(path)) as (container, stream):
+        (first, _), _ = _first_frame(container, stream)
+        frame_count = stream.frames
         if frame_count <= 0:
-            frame_count = 1
-            while capture.grab():
-                frame_count += 1
+            container.seek(0)
+            frame_count = sum(1 for packet in container.demux(stream) if packet.size)
+            frame_count = max(frame_count, 1)
         height, width = first.shape
         return VideoInfo(
-            fps=_declared_fps(capture), width=width, height=height, frame_count=frame_count
+            fps=_declared_fps(stream), width=width, height=height, frame_count=frame_count
         )
+
+
+def stretch_to_full_range(luma: np.ndarray) -> np.ndarray:
+    """Limited-range luma (16-235) as full-range grey (0-255), a new array."""
+    return cv2.LUT(luma, _LIMITED_TO_FULL)
+
+
+@contextmanager
+def video_frames_luma(
+    path: Path | str, n: int
+) -> Iterator[tuple[VideoInfo, Iterator[np.ndarray], bool]]:
+    """Open the video at ``path`` for its first ``n`` frames as they are decoded:
+    ``with video_frames_luma(path, 16) as (info, frames, limited): ...``.
+
+    Each frame is (H, W) uint8 in the file's own levels: limited-range luma (``limited``
+    True, most video) or full-range grey. ``stretch_to_full_range`` turns limited luma, or any
+    part or shrunk copy of it, into grey: what ``video_frames_gray`` gives, without stretching
+    the pixels nobody keeps. Matching a template or finding a centroid does not depend on the
+    levels, so a tracker can work on the frames as they come, and an H.264 writer takes
+    limited luma as it is. A frame may share memory with the decoder: copy what you keep.
+
+    Frame 0 is decoded on opening (``info`` takes its size from it); ``info.frame_count`` is
+    what the container declares (0 when nothing). Raises IngestError on opening when the file
+    is not a video, and from the iterator when the video ends before ``n`` frames or a frame
+    changes size or levels.
+    """
+    with _video_stream(Path(path)) as (container, stream):
+        (first, limited), rest = _first_frame(container, stream)
+        height, width = first.shape
+        info = VideoInfo(_declared_fps(stream), width, height, frame_count=max(stream.frames, 0))
+
+        def frames() -> Iterator[np.ndarray]:
+            yield first
+            for index in range(1, n):
+                frame, frame_limited = next(rest, (None, limited))
+                if frame is None:
+                    frames_read = f"{index} frame" + ("s" if index > 1 else "")
+                    raise IngestError(f"the video has {frames_read} but {n} are needed")
+                if frame.shape != first.shape:
+                    raise IngestError(f"frame {index} of the video has a different size")
+                if frame_limited != limited:
+                    raise IngestError(f"frame {index} of the video changes its pixel format")
+                yield frame
+
+        yield info, frames(), limited
 
 
 @contextmanager
@@ -120,31 +246,10 @@ def video_frames_gray(path: Path | str, n: int) -> Iterator[tuple[VideoInfo, Ite
     """Open the video at ``path`` for its first ``n`` frames, read one at a time as grey
     (H, W) uint8: ``with video_frames_gray(path, 16) as (info, frames): ...``.
 
-    Frame 0 is decoded on opening (``info`` takes its size from it); ``info.frame_count`` is
-    what the container declares (0 when nothing). Raises IngestError on opening when the file
-    is not a video, and from the iterator when the video ends before ``n`` frames or a frame
-    changes size.
+    As ``video_frames_luma``, with every frame turned to full-range grey (a copy, kept valid).
     """
-    with _capture(Path(path)) as capture:
-        declared = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-        first = _read_gray(capture)
-        if first is None:
-            raise _no_frames_error(declared)
-        height, width = first.shape
-        info = VideoInfo(_declared_fps(capture), width, height, frame_count=max(declared, 0))
-
-        def frames() -> Iterator[np.ndarray]:
-            yield first
-            for index in range(1, n):
-                frame = _read_gray(capture)
-                if frame is None:
-                    frames_read = f"{index} frame" + ("s" if index > 1 else "")
-                    raise IngestError(f"the video has {frames_read} but {n} are needed")
-                if frame.shape != first.shape:
-                    raise IngestError(f"frame {index} of the video has a different size")
-                yield frame
-
-        yield info, frames()
+    with video_frames_luma(path, n) as (info, frames, limited):
+        yield info, (stretch_to_full_range(f) if limited else f.copy() for f in frames)
 
 
 def read_video_gray(path: Path | str, n: int) -> tuple[VideoInfo, np.ndarray]:
@@ -200,16 +305,14 @@ class H264Output:
 
 
 class H264Writer:
-    """Streams frames (H, W) grey or (H, W, 3) BGR uint8 into one ffmpeg process that writes a
-    box of every frame into each of several H.264 MP4s (starting ffmpeg costs more than
-    encoding a small clip, so one process serves them all).
+    """Writes a box of every frame (H, W) grey or (H, W, 3) BGR uint8 into each of several
+    H.264 MP4s: one frame in, one frame out to every file.
 
     Use as a context manager: ``with H264Writer(outputs, width=..., height=..., fps=...) as
     writer: writer.write(frame)``. Each file plays in every browser (yuv420p, index at the
     front for streaming) and is byte-identical for identical frames: one encoding thread, no
     version or date metadata. The files replace their paths when the block ends without an
-    exception and all were written; otherwise ffmpeg is stopped and nothing is left behind.
-    The encoder runs in its own process, so it works while the caller decodes the next frame.
+    exception and all were written; otherwise nothing is left behind.
     """
 
     def __init__(
@@ -233,90 +336,82 @@ class H264Writer:
         self.shape = (height, width, 3) if colour else (height, width)
         self.fps = fps
         self._stack = ExitStack()
-        self._process: subprocess.Popen[bytes] | None = None
-        self._errors: IO[bytes] | None = None
+        self._files: list[tuple[av.container.OutputContainer, av.VideoStream]] = []
+        # Per output, a yuv420p frame in one array (Y rows, then U, then V) whose chroma is
+        # grey for good: a grey frame goes in by copying its luma, with no colour conversion.
+        self._yuv = [np.full((o.box[3] * 3 // 2, o.box[2]), 128, np.uint8) for o in self.outputs]
 
-    def _command(self, temporaries: Sequence[Path]) -> list[str]:
+    def _open(self, output: H264Output, temporary: Path) -> None:
         rate = Fraction(self.fps).limit_denominator(1001)
-        height, width = self.shape[:2]
-        command = [
-            imageio_ffmpeg.get_ffmpeg_exe(),
-            "-hide_banner",
-            "-loglevel", "error",
-            "-filter_complex_threads", "1",  # tiny filters: threads would cost more than they save
-            "-f", "rawvideo",
-            "-pix_fmt", "bgr24" if len(self.shape) == 3 else "gray",
-            "-s", f"{width}x{height}",
-            "-framerate", f"{rate.numerator}/{rate.denominator}",
-            "-i", "pipe:0",
-            "-fflags", "+bitexact",
-        ]  # fmt: skip
-        # Every output reads its own copy of the input, cropped to its box.
-        count = len(self.outputs)
-        branches = "".join(f"[b{i}]" for i in range(count))
-        graph = [f"[0:v]split={count}{branches}"] + [
-            f"[b{i}]crop={w}:{h}:{x}:{y}[o{i}]"
-            for i, (x, y, w, h) in enumerate(o.box for o in self.outputs)
-        ]
-        command += ["-filter_complex", ";".join(graph)]
-        for index, (output, temporary) in enumerate(zip(self.outputs, temporaries, strict=True)):
-            command += [
-                "-map", f"[o{index}]",
-                "-an",
-                "-c:v", "libx264",
-                "-preset", output.preset,
-                "-crf", str(output.crf),
-                "-pix_fmt", "yuv420p",
-                "-threads", "1",
-                "-flags:v", "+bitexact",
-                "-fflags", "+bitexact",
-                "-map_metadata", "-1",
-                "-movflags", "+faststart",
-                "-f", "mp4",
-                "-y", str(temporary),
-            ]  # fmt: skip
-        return command
+        container = av.open(str(temporary), "w", format="mp4", options={"movflags": "+faststart"})
+        self._stack.callback(container.close)
+        container.flags |= av.container.Flags.bitexact.value
+        stream = container.add_stream("libx264", rate=rate)
+        _, _, stream.width, stream.height = output.box
+        stream.pix_fmt = "yuv420p"
+        stream.codec_context.thread_count = 1
+        stream.codec_context.flags |= av.codec.context.Flags.bitexact.value
+        stream.options = {"preset": output.preset, "crf": str(output.crf)}
+        self._files.append((container, stream))
+
+    def _failure(self, error: Exception) -> RuntimeError:
+        names = ", ".join(Path(o.path).name for o in self.outputs)
+        return RuntimeError(f"ffmpeg could not encode {names}: {_ffmpeg_reason(error)}")
 
     def __enter__(self) -> H264Writer:
         with ExitStack() as stack:
             temporaries = [stack.enter_context(_replacing(Path(o.path))) for o in self.outputs]
-            # A file, not a pipe, for ffmpeg's messages: a full pipe nobody reads would block it.
-            self._errors = stack.enter_context(tempfile.TemporaryFile())
-            self._process = subprocess.Popen(
-                self._command(temporaries), stdin=subprocess.PIPE, stderr=self._errors
-            )
+            # Closed before the temporaries are renamed or removed (last in, first out).
             self._stack = stack.pop_all()
+        try:
+            for output, temporary in zip(self.outputs, temporaries, strict=True):
+                self._open(output, temporary)
+        except (av.FFmpegError, ValueError) as error:
+            self._stack.__exit__(RuntimeError, None, None)
+            raise self._failure(error) from None
         return self
 
-    def write(self, frame: np.ndarray) -> None:
-        """Send the next frame; its shape must be the writer's."""
-        frame = np.ascontiguousarray(frame, dtype=np.uint8)
+    def write(self, frame: np.ndarray, *, limited_range: bool = False) -> None:
+        """Encode the next frame; its shape must be the writer's. A grey frame is full-range
+        grey, or limited-range luma (16-235) with ``limited_range``, which is what H.264
+        stores: it goes in unchanged."""
+        frame = np.asarray(frame, dtype=np.uint8)
         if frame.shape != self.shape:
             raise ValueError(f"frame shape {frame.shape} is not the writer's {self.shape}")
-        assert self._process is not None and self._process.stdin is not None
+        if frame.ndim == 2 and not limited_range:
+            frame = cv2.LUT(frame, _FULL_TO_LIMITED)
         try:
-            self._process.stdin.write(frame.data)
-        except BrokenPipeError:
-            self._process.wait()
-            raise self._failure() from None
-
-    def _failure(self) -> RuntimeError:
-        assert self._errors is not None
-        self._errors.seek(0)
-        message = self._errors.read().decode(errors="replace").strip()
-        names = ", ".join(Path(o.path).name for o in self.outputs)
-        return RuntimeError(f"ffmpeg could not encode {names}: {message}")
+            for output, (container, stream), yuv in zip(
+                self.outputs, self._files, self._yuv, strict=True
+            ):
+                x, y, w, h = output.box
+                if frame.ndim == 2:
+                    yuv[:h] = frame[y : y + h, x : x + w]
+                    video_frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+                else:
+                    piece = np.ascontiguousarray(frame[y : y + h, x : x + w])
+                    video_frame = av.VideoFrame.from_ndarray(piece, format="bgr24")
+                for packet in stream.encode(video_frame):
+                    container.mux(packet)
+        except (av.FFmpegError, ValueError) as error:
+            raise self._failure(error) from None
 
     def __exit__(self, kind: object, error: BaseException | None, trace: object) -> None:
-        process = self._process
-        assert process is not None and process.stdin is not None
-        if error is not None:
-            process.kill()  # the files are thrown away: no need to finish them
-        with suppress(BrokenPipeError):  # ffmpeg stopped already: its exit status says why
-            process.stdin.close()
-        failure = self._failure() if process.wait() != 0 and error is None else error
-        # Renames the temporary files over their paths on success, deletes them otherwise.
-        self._stack.__exit__(type(failure) if failure else None, failure, None)
+        failure: BaseException | None = error
+        if error is None:
+            try:
+                for container, stream in self._files:
+                    for packet in stream.encode(None):  # flush the encoder
+                        container.mux(packet)
+            except (av.FFmpegError, ValueError) as flush_error:
+                failure = self._failure(flush_error)
+        # Closes the files (writing their index), then renames the temporary files over their
+        # paths on success or deletes them otherwise.
+        try:
+            self._stack.__exit__(type(failure) if failure else None, failure, None)
+        except (av.FFmpegError, ValueError) as close_error:
+            failure = failure or self._failure(close_error)
+            raise failure from None
         if failure is not None and failure is not error:
             raise failure
 

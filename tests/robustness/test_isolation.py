@@ -4,15 +4,17 @@ a clear message; the worker lives on. Includes a small fuzz batch through a real
 from __future__ import annotations
 
 import io
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from annotation import isolation, services
 from annotation.isolation import DecodeLimits, probe_video_isolated, process_video_isolated
 from annotation.models import Video
-from annotation.video_io import IngestError
+from annotation.video_io import IngestError, encode_h264_mp4
 from tests.conftest import wait_for
 from tests.robustness.mutants import mutants
 
@@ -66,18 +68,51 @@ def test_a_decoder_that_runs_out_of_cpu_time_is_reported_as_such(
         probe_video_isolated(_first_clip(synthetic_small)[0])
 
 
-def test_a_hanging_decoder_is_killed_at_the_wall_time_limit(
+def test_a_decode_server_that_never_starts_is_given_up(
     synthetic_small: Path, tmp_path: Path, monkeypatch
 ) -> None:
     _fake_decoder(tmp_path, monkeypatch, "sleep 30 & sleep 30")
-    with pytest.raises(IngestError, match="decoding took longer than 1 s"):
-        probe_video_isolated(_first_clip(synthetic_small)[0], limits=DecodeLimits(wall_s=1))
+    monkeypatch.setattr(isolation, "SERVER_START_S", 1.0)
+    with pytest.raises(IngestError, match=r"the decoding process did not start in 1\.0 s"):
+        probe_video_isolated(_first_clip(synthetic_small)[0])
 
 
-def test_a_decoder_out_of_memory_fails_the_file_not_the_caller(synthetic_small: Path) -> None:
-    # 150 MB of address space: the child cannot even load OpenCV; it dies, we do not.
-    with pytest.raises(IngestError):
-        probe_video_isolated(_first_clip(synthetic_small)[0], limits=DecodeLimits(mem_mb=150))
+def test_a_decoder_out_of_memory_fails_the_file_not_the_caller(tmp_path: Path) -> None:
+    # A 1600 x 1200 frame needs fresh buffers; 150 MB of address space is less than the decode
+    # server's child already maps, so decoding it fails for want of memory. (FFmpeg reports
+    # that as a frame it could not decode, or Python as a MemoryError: either fails the file.)
+    big = tmp_path / "big.mp4"
+    noise = np.random.default_rng(0).integers(0, 256, (3, 1200, 1600), dtype=np.uint8)
+    encode_h264_mp4(noise, big, fps=15)
+    with pytest.raises(IngestError, match="be decoded|needed more than 150 MB"):
+        probe_video_isolated(big, limits=DecodeLimits(mem_mb=150))
+    # The server lives on: the next child decodes the same file under the usual limits.
+    assert probe_video_isolated(big).width == 1600
+
+
+def test_each_thread_has_its_own_decode_server_which_outlives_a_killed_child(
+    synthetic_small: Path,
+) -> None:
+    video = _first_clip(synthetic_small)[0]
+    probe_video_isolated(video)
+    server = isolation._server()
+    # A wall-time limit no decoding can meet: the child is killed, the server stays.
+    with pytest.raises(IngestError, match=r"decoding took longer than 0\.001 s"):
+        probe_video_isolated(video, limits=DecodeLimits(wall_s=0.001))
+    assert isolation._server() is server and server.usable()
+    assert probe_video_isolated(video).frame_count == 20
+
+    # Another thread starts its own server; stopping ours stops the process.
+    def in_another_thread() -> isolation._DecodeServer:
+        probe_video_isolated(video)
+        theirs = isolation._server()
+        isolation.stop_decode_server()
+        return theirs
+
+    with ThreadPoolExecutor(1) as pool:
+        assert pool.submit(in_another_thread).result() is not server
+    assert isolation.stop_decode_server() > 0  # the CPU time its children used
+    assert server.process.poll() is not None
 
 
 def test_an_answer_naming_files_outside_the_out_dir_is_refused(tmp_path: Path) -> None:
