@@ -16,9 +16,11 @@ at the scale ``video.videoWidth / info.width``).
 The work streams frame by frame: decode, track every target, crop, shrink for the preview,
 and encode the preview and every clip (libx264 in this process). Frames are tracked and
 encoded in the file's own levels (limited-range luma for most video); only the crops kept as
-.npy and .png are stretched to full-range grey. Files appear in ``out_dir`` all together or not at all: everything is
-written into a hidden staging folder beside it and renamed at the end, so an IngestError (or
-any other failure) leaves no partial output and an ``out_dir`` from an earlier run untouched.
+.npy and .png are stretched to full-range grey.
+
+Files appear in ``out_dir`` all together or not at all: everything is written into a hidden
+staging folder beside it and renamed at the end, so an IngestError (or any other failure)
+leaves no partial output and an ``out_dir`` from an earlier run untouched.
 """
 
 from __future__ import annotations

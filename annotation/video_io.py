@@ -22,7 +22,7 @@ import math
 import os
 import secrets
 from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
@@ -106,6 +106,8 @@ def _video_stream(path: Path) -> Iterator[tuple[av.container.InputContainer, av.
         if not container.streams.video:
             raise IngestError("the file is not a readable video (no video stream)")
         stream = container.streams.video[0]
+        if stream.codec_context is None:
+            raise IngestError("the file is not a readable video (no decoder for its codec)")
         # One decoding thread: a worker runs several ingestions side by side.
         stream.codec_context.thread_count = 1
         yield container, stream
@@ -187,9 +189,10 @@ def probe_video(path: Path | str) -> VideoInfo:
         (first, _), _ = _first_frame(container, stream)
         frame_count = stream.frames
         if frame_count <= 0:
-            container.seek(0)
-            frame_count = sum(1 for packet in container.demux(stream) if packet.size)
-            frame_count = max(frame_count, 1)
+            frame_count = 1  # the first frame, at least, when the packets cannot be counted
+            with suppress(av.FFmpegError, ValueError):
+                container.seek(0)
+                frame_count = max(sum(1 for p in container.demux(stream) if p.size), 1)
         height, width = first.shape
         return VideoInfo(
             fps=_declared_fps(stream), width=width, height=height, frame_count=frame_count
