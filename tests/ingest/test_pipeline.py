@@ -18,6 +18,7 @@ from annotation.video_io import (
     encode_h264_mp4s,
     probe_video,
     read_frames_gray,
+    video_frames_luma,
     write_filmstrip_png,
 )
 from tests.ingest.videos import head_path, render_frames
@@ -282,3 +283,35 @@ def test_a_pixel_size_that_is_not_positive_is_refused(
 ) -> None:
     with pytest.raises(IngestError, match="pixel size"):
         process_video(video, [START], out_dir=tmp_path / "out", pixel_size_um=pixel_size_um)
+
+
+@pytest.mark.parametrize(("name", "limited"), [("flat.mp4", True), ("flat.avi", False)])
+def test_grey_levels_survive_the_round_trip_in_either_range(
+    tmp_path: Path, name: str, limited: bool
+) -> None:
+    # H.264 stores limited-range luma (16-235), MJPEG full-range: read back, both are the grey
+    # that was written, within the codecs' rounding.
+    frames = np.tile(np.array([10, 60, 120, 200, 245], dtype=np.uint8).repeat(16), (4, 32, 1))
+    path = tmp_path / name
+    if limited:
+        encode_h264_mp4(frames, path, fps=15)
+    else:
+        _write_avi(path, frames)
+    with video_frames_luma(path, 4) as (_, decoded, is_limited):
+        assert is_limited is limited
+        first = next(decoded).copy()
+    grey = read_frames_gray(path, 4)
+    assert np.abs(grey[:, 8:24, 4::16].astype(int) - frames[:, 8:24, 4::16]).max() <= 3
+    if limited:  # the stored luma itself is squeezed into 16-235: dark lighter, bright darker
+        assert first.min() >= 16 and first.max() <= 235
+        assert first[16, 4] > grey[0, 16, 4] and first[16, 68] < grey[0, 16, 68]
+
+
+def test_a_file_in_another_container_is_refused_by_its_content(tmp_path: Path) -> None:
+    # A PNG renamed .mp4: FFmpeg would read it as a one-frame video; we open MP4 and AVI only.
+    ok, png = cv2.imencode(".png", np.zeros((48, 64), dtype=np.uint8))
+    assert ok
+    path = tmp_path / "still.mp4"
+    path.write_bytes(png.tobytes())
+    with pytest.raises(IngestError, match="neither an MP4 nor an AVI file"):
+        probe_video(path)

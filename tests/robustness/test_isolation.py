@@ -84,7 +84,7 @@ def test_a_decoder_out_of_memory_fails_the_file_not_the_caller(tmp_path: Path) -
     big = tmp_path / "big.mp4"
     noise = np.random.default_rng(0).integers(0, 256, (3, 1200, 1600), dtype=np.uint8)
     encode_h264_mp4(noise, big, fps=15)
-    with pytest.raises(IngestError, match="be decoded|needed more than 150 MB"):
+    with pytest.raises(IngestError, match=r"be decoded|needed more than 150 MB"):
         probe_video_isolated(big, limits=DecodeLimits(mem_mb=150))
     # The server lives on: the next child decodes the same file under the usual limits.
     assert probe_video_isolated(big).width == 1600
@@ -103,6 +103,14 @@ def test_each_thread_has_its_own_decode_server_which_outlives_a_killed_child(
     assert probe_video_isolated(video).frame_count == 20
 
     # Another thread starts its own server; stopping ours stops the process.
+    # A server that dies between requests is replaced by the next one.
+    server.process.kill()
+    server.process.wait()
+    assert probe_video_isolated(video).frame_count == 20
+    replacement = isolation._server()
+    assert replacement is not server and not server.usable()
+    server = replacement
+
     def in_another_thread() -> isolation._DecodeServer:
         probe_video_isolated(video)
         theirs = isolation._server()
