@@ -32,7 +32,9 @@ One of those 40 targets (c0014, a non-progressive cell 14 px from the bottom edg
 frame 6 (match score 0.33), with this code and with the previous one alike; the 20 videos of
 the default set lose none (mean error 0.21 px). Before this ingestion read frames through
 OpenCV (BGR, then grey), encoded in an ffmpeg process and started a Python interpreter per
-decode: 114 frames per CPU-second in-process and about 20 through the worker's path.
+decode: 114 frames per CPU-second in-process and 52 through the worker's path (310 ms per
+video, measured on 10 of the default videos; the importer's probe started one more
+interpreter, 137 ms).
 
     .venv/bin/python -m benchmarks.ingestion --videos 20 --seed 0
     .venv/bin/python -m benchmarks.ingestion --data var/bench/ingestion   # keep, reuse videos
