@@ -15,7 +15,9 @@ frame, the tracker
    (a circling sperm's head turns up to ~25° a frame), at every offset up to
    ``search_radius`` px around the prediction, and keeps the best score less a motion prior
    ``PRIOR_WEIGHT * (distance / PRIOR_SCALE_PX)²``: another sperm's head crossing close by
-   must match clearly better than the target near its predicted place to win. The peak is
+   must match clearly better than the target near its predicted place to win. When no turn
+   scores above the loss threshold, the template is tried turned all round, in steps of
+   30° (a non-progressive cell can turn by a right angle between two frames). The peak is
    refined to sub-pixel by a parabola through it and its neighbours on each axis;
 3. re-centres on the head (``recentre``): when the match lies more than ``RECENTRE_GUARD_PX``
    from the centroid of the head's core - the pixels that stand out from the local
@@ -46,6 +48,8 @@ import numpy as np
 
 FIRST_TEMPLATE_WEIGHT = 0.7
 ROTATION_STEPS_DEG: tuple[float, ...] = (-15.0, 0.0, 15.0)
+# Tried only when none of those matches well enough to keep the target.
+WIDE_ROTATION_STEPS_DEG: tuple[float, ...] = tuple(float(a) for a in range(-150, 181, 30) if a != 0)
 VELOCITY_FRAMES = 3
 PRIOR_WEIGHT = 0.1
 PRIOR_SCALE_PX = 8.0
@@ -253,15 +257,13 @@ class HeadTracker:
             1.0 - FIRST_TEMPLATE_WEIGHT,
             0.0,
         )
-        best = (-np.inf, 0.0, (0, 0), np.zeros((1, 1), np.float32))
-        for turn in ROTATION_STEPS_DEG:
-            template = _centre_crop(_rotated(base, turn), self.template_size)
-            response = cv2.matchTemplate(window, template, cv2.TM_CCOEFF_NORMED)
-            # A flat window gives NaN or inf: no match there.
-            np.nan_to_num(response, copy=False, nan=-1.0, posinf=-1.0, neginf=-1.0)
-            _, value, _, peak = cv2.minMaxLoc(response - prior)
-            if value > best[0]:
-                best = (value, turn, peak, response)
+        best = self._best_match(window, base, prior, ROTATION_STEPS_DEG)
+        if float(best[3][best[2][1], best[2][0]]) < self.loss_threshold:
+            # A head that turned sharply (a non-progressive cell can turn by a right angle
+            # between two frames) matches none of the small turns: try all round first.
+            wide = self._best_match(window, base, prior, WIDE_ROTATION_STEPS_DEG)
+            if wide[0] > best[0]:
+                best = wide
         _, turn, (peak_x, peak_y), response = best
         score = float(response[peak_y, peak_x])
         on_edge = peak_x in (0, 2 * radius) or peak_y in (0, 2 * radius)
@@ -282,6 +284,26 @@ class HeadTracker:
         self._angle += turn
         self._last_box = _patch(image, centre, self._box_size)
         return True
+
+    def _best_match(
+        self,
+        window: np.ndarray,
+        base: np.ndarray,
+        prior: np.ndarray,
+        turns: tuple[float, ...],
+    ) -> tuple[float, float, tuple[int, int], np.ndarray]:
+        """(score less prior, turn, peak (x, y), response) of the best of ``base`` turned by
+        each of ``turns`` over ``window``."""
+        best = (-np.inf, 0.0, (0, 0), np.zeros((1, 1), np.float32))
+        for turn in turns:
+            template = _centre_crop(_rotated(base, turn), self.template_size)
+            response = cv2.matchTemplate(window, template, cv2.TM_CCOEFF_NORMED)
+            # A flat window gives NaN or inf: no match there.
+            np.nan_to_num(response, copy=False, nan=-1.0, posinf=-1.0, neginf=-1.0)
+            _, value, _, peak = cv2.minMaxLoc(response - prior)
+            if value > best[0]:
+                best = (value, turn, peak, response)
+        return best
 
     def _predict(self) -> np.ndarray:
         history = self.centres[-(VELOCITY_FRAMES + 1) :]

@@ -28,9 +28,10 @@ model), ``--videos 40``, three runs:
     in-process  180-197 frames per CPU-second (81-89 ms per video)
     centre error mean 0.19 px, p95 0.42 px, max 1.97 px; VCL error mean 0.14 µm/s
 
-One of those 40 targets (c0014, a non-progressive cell 14 px from the bottom edge) is lost at
-frame 6 (match score 0.33), with this code and with the previous one alike; the 20 videos of
-the default set lose none (mean error 0.21 px). Before this ingestion read frames through
+None of the 40 targets is lost. Until the tracker learnt to retry all round (30° steps) when
+no small turn matches, one was (c0014, a non-progressive cell whose head turns by a right
+angle between frames 5 and 6: best score 0.33); the 20 videos of the default set lose none
+either way (mean error 0.21 px). Before this ingestion read frames through
 OpenCV (BGR, then grey), encoded in an ffmpeg process and started a Python interpreter per
 decode: 114 frames per CPU-second in-process and 52 through the worker's path (310 ms per
 video, measured on 10 of the default videos; the importer's probe started one more

@@ -138,3 +138,15 @@ def test_a_crop_leaving_the_frame_repeats_the_border() -> None:
     assert np.array_equal(crop[:, :3], np.repeat(frame[15:20, :1], 3, axis=1)[[0, 1, 2, 3, 4, 4]])
     assert np.array_equal(crop[-2], crop[-1])  # row 21 does not exist: row 19 again
     assert np.array_equal(crop[1, 2:], frame[16, :4])
+
+
+def test_a_head_that_turns_a_right_angle_between_two_frames_is_not_lost(
+    synthetic_frames: Frames,
+) -> None:
+    # Small turns per frame cannot follow a 90° turn; the wide retry finds the head again.
+    frames, truth = synthetic_frames("straight", n_frames=8, head_px=(4.0, 1.5))
+    turned, _ = synthetic_frames("straight", n_frames=8, head_px=(1.5, 4.0))
+    frames = np.concatenate([frames[:4], turned[4:]])
+    result = track_target(frames, tuple(truth[0]))
+    assert result.lost_at is None
+    assert _errors(result.centres, truth).max() < 1.0
