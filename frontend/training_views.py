@@ -74,6 +74,12 @@ class TrainingOptionsForm(forms.Form):
     augment = forms.BooleanField(
         required=False, initial=True, help_text="rotation, mirror, shift, brightness/contrast"
     )
+    morphometry = forms.NullBooleanField(
+        required=False,
+        label="Head morphometry",
+        help_text="the head also takes the head's measured shape and vacuoles; unknown: on "
+        "for the small preset, off for paper",
+    )
     early_stopping_patience = forms.IntegerField(
         min_value=0, initial=10, label="Early-stopping patience", help_text="epochs; 0 = off"
     )

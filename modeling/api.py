@@ -53,6 +53,12 @@ class TrainingOptionsSerializer(serializers.Serializer):
     batch_size = serializers.IntegerField(min_value=1, required=False, allow_null=True)
     fair_sampling = serializers.BooleanField(required=False)
     augment = serializers.BooleanField(required=False)
+    morphometry = serializers.BooleanField(
+        required=False,
+        allow_null=True,
+        help_text="the head also takes the clip's head morphometry; unset: on for the small "
+        "preset, off for paper",
+    )
     early_stopping_patience = serializers.IntegerField(
         min_value=0, required=False, help_text="epochs without a better val loss; 0 = off"
     )

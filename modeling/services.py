@@ -137,10 +137,10 @@ def _file_hash(*paths: Path) -> str:
 
 
 def training_config_check(config: Mapping[str, Any]) -> TrainConfig:
-    """The TrainConfig of ``config`` (TrainConfig field names), or a TrainingError naming the
-    problem and the valid choices."""
+    """The TrainConfig of a new run's ``config`` (TrainConfig field names; unset ones take
+    the defaults), or a TrainingError naming the problem and the valid choices."""
     try:
-        return TrainConfig.from_dict(dict(config))
+        return TrainConfig.from_options(dict(config))
     except (TypeError, ValueError) as exc:
         raise TrainingError(f"invalid training configuration: {exc}") from exc
 

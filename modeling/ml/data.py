@@ -32,6 +32,7 @@ from torch.utils.data import Dataset, Sampler
 from annotation.grades import PROB_COLUMNS
 from modeling.ml.metrics import grade_mode_index
 from modeling.ml.model import DEFAULT_SPEED_FEATURES
+from modeling.ml.morphometry import MORPHOMETRY_FEATURES, clip_morphometry
 
 
 def derive_seed(*keys: int) -> int:
@@ -160,7 +161,9 @@ class ExportDataset(Dataset[dict[str, Any]]):
     "target": (5,) float grade distribution, "clip_id": str}``. ``speed`` holds the
     ``speed_features`` columns of clips.csv in their units (missing values as 0); the model
     scales them. Only the first ``frames`` frames of a clip are used (the paper's first
-    second); a clip with fewer is an error.
+    second); a clip with fewer is an error. With ``morphometry``, items also hold
+    ``"morphometry"``: (K,) float, the head's morphometry (:mod:`modeling.ml.morphometry`)
+    measured once on the clip's unaugmented frames (also ``self.morphometry``, (N, K)).
     """
 
     def __init__(
@@ -172,6 +175,7 @@ class ExportDataset(Dataset[dict[str, Any]]):
         augment: Augment | None = None,
         speed_features: Sequence[str] = DEFAULT_SPEED_FEATURES,
         seed: int = 0,
+        morphometry: bool = False,
     ) -> None:
         self.root = Path(root)
         self.frames = frames
@@ -207,6 +211,12 @@ class ExportDataset(Dataset[dict[str, Any]]):
                 f"{len(missing)} frame file(s) missing under {self.root / 'frames'}, "
                 f"e.g. {missing[0]}.npy"
             )
+        # Measured before augmentation: rotation and resampling would blur a head this small.
+        self.morphometry: np.ndarray | None = None
+        if morphometry:
+            self.morphometry = np.stack(
+                [clip_morphometry(self._read_frames(i)) for i in range(len(self.clip_ids))]
+            ).reshape(len(self.clip_ids), len(MORPHOMETRY_FEATURES))
 
     def frame_path(self, clip_id: str) -> Path:
         return self.root / "frames" / f"{clip_id}.npy"
@@ -218,33 +228,35 @@ class ExportDataset(Dataset[dict[str, Any]]):
     def __len__(self) -> int:
         return len(self.clip_ids)
 
-    def load_frames(self, index: int) -> torch.Tensor:
-        """The first ``frames`` frames of clip ``index``, (T, 1, H, W) float in [0, 1]."""
-        clip_id = self.clip_ids[index]
-        array = np.load(self.frame_path(clip_id))
+    def _read_frames(self, index: int) -> np.ndarray:
+        """The first ``frames`` frames of clip ``index`` as stored, (T, H, W) uint8."""
+        path = self.frame_path(self.clip_ids[index])
+        array = np.load(path)
         if array.ndim != 3 or len(array) < self.frames:
             raise ValueError(
-                f"{self.frame_path(clip_id)} must hold (T, H, W) frames with T >= {self.frames}, "
+                f"{path} must hold (T, H, W) frames with T >= {self.frames}, "
                 f"got shape {array.shape}"
             )
-        return (
-            torch.from_numpy(np.ascontiguousarray(array[: self.frames]))
-            .float()
-            .div_(255)
-            .unsqueeze(1)
-        )
+        return np.ascontiguousarray(array[: self.frames])
+
+    def load_frames(self, index: int) -> torch.Tensor:
+        """The first ``frames`` frames of clip ``index``, (T, 1, H, W) float in [0, 1]."""
+        return torch.from_numpy(self._read_frames(index)).float().div_(255).unsqueeze(1)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         frames = self.load_frames(index)
         if self.augment is not None:
             generator = torch.Generator().manual_seed(derive_seed(self.seed, self.epoch, index))
             frames = self.augment(frames, generator=generator)
-        return {
+        item = {
             "frames": frames,
             "speed": torch.from_numpy(self.speed[index]),
             "target": torch.from_numpy(self.targets[index]),
             "clip_id": self.clip_ids[index],
         }
+        if self.morphometry is not None:
+            item["morphometry"] = torch.from_numpy(self.morphometry[index])
+        return item
 
 
 # --------------------------------------------------------------------------------------------

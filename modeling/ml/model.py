@@ -9,10 +9,17 @@
   inner training split's mean and standard deviation (:func:`kinematics_standardisation`),
   which are stored with the model so prediction uses the same numbers; without them, the
   fixed typical scales of ``SPEED_FEATURES`` (no shift) make them of order 1.
+- ``m`` (optional): the head's morphometry (:mod:`modeling.ml.morphometry`: area, length,
+  width, ellipticity, ..., vacuole spots), measured on the clip's own frames, (B, K). A model
+  built with ``morphometry_shift``/``morphometry_scale`` (from the training split,
+  :func:`~modeling.ml.morphometry.morphometry_standardisation`) standardises them and adds
+  the head's standardised abnormality (how far its outline lies from the typical head, in
+  any direction); without them the model has no morphometry input (the paper's setting).
 - ``B``: a backbone (:mod:`modeling.ml.backbones`), one trunk per view, features concatenated.
-- ``H``: dropout and one linear layer from [features, standardised kinematics] to 5 logits
-  (A..E). :meth:`GradeDistributionModel.init_head` starts it at a given distribution
-  (training uses the training split's mean: epoch 0 predicts the baseline, not uniform).
+- ``H``: dropout and one linear layer from [features, standardised kinematics, standardised
+  morphometry] to 5 logits (A..E). :meth:`GradeDistributionModel.init_head` starts it at a
+  given distribution (training uses the training split's mean: epoch 0 predicts the
+  baseline, not uniform).
 
 An image backbone (ResNet) predicts every frame separately: ``frame_probabilities`` is
 (B, T, 5) and ``forward`` averages the T per-frame distributions, which is how the paper's
@@ -38,6 +45,12 @@ from modeling.ml.backbones import (
     TimesformerTrunk,
     build_trunks,
     get_preset,
+)
+from modeling.ml.morphometry import (
+    MORPHOMETRY_FEATURES,
+    MORPHOMETRY_INPUTS,
+    clips_morphometry,
+    standardised_inputs,
 )
 
 # Kinematics the model can take, in their canonical order, with the fixed scale each is
@@ -130,7 +143,12 @@ class ClipInput(nn.Module):
 
 
 class GradeDistributionModel(nn.Module):
-    """Backbone + head; ``forward(x, speed)`` gives (B, 5) grade distributions (rows sum to 1)."""
+    """Backbone + head; ``forward(x, speed)`` gives (B, 5) grade distributions (rows sum to 1).
+
+    Every entry point takes an optional ``morphometry`` (B, K): the clips' morphometry when
+    the caller has it already (training measures it once on the unaugmented frames); when a
+    model that uses morphometry is not given it, it measures it on ``x``.
+    """
 
     def __init__(
         self,
@@ -140,8 +158,22 @@ class GradeDistributionModel(nn.Module):
         n_speed_features: int,
         speed_scale: Sequence[float],
         speed_shift: Sequence[float] | None = None,
+        morphometry_shift: Sequence[float] | None = None,
+        morphometry_scale: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
+        self.uses_morphometry = morphometry_shift is not None or morphometry_scale is not None
+        if self.uses_morphometry:
+            k = len(MORPHOMETRY_INPUTS)
+            if (
+                morphometry_shift is None
+                or morphometry_scale is None
+                or len(morphometry_shift) != k
+                or len(morphometry_scale) != k
+            ):
+                raise ValueError(f"need {k} morphometry shifts and scales ({MORPHOMETRY_INPUTS})")
+            if any(not s > 0 for s in morphometry_scale):
+                raise ValueError(f"morphometry scales must be positive, got {morphometry_scale}")
         speed_shift = [0.0] * n_speed_features if speed_shift is None else speed_shift
         if len(speed_scale) != n_speed_features or len(speed_shift) != n_speed_features:
             raise ValueError(
@@ -165,9 +197,18 @@ class GradeDistributionModel(nn.Module):
         shift = torch.tensor(speed_shift, dtype=torch.float32)
         self.register_buffer("speed_scale", scale, persistent=False)
         self.register_buffer("speed_shift", shift, persistent=False)
+        morph_shift = torch.tensor(
+            [] if morphometry_shift is None else list(morphometry_shift), dtype=torch.float32
+        )
+        morph_scale = torch.tensor(
+            [] if morphometry_scale is None else list(morphometry_scale), dtype=torch.float32
+        )
+        self.register_buffer("morphometry_shift", morph_shift, persistent=False)
+        self.register_buffer("morphometry_scale", morph_scale, persistent=False)
+        self.n_morphometry_inputs = len(MORPHOMETRY_INPUTS) if self.uses_morphometry else 0
         self.head = nn.Sequential(
             nn.Dropout(self.preset.head_dropout),
-            nn.Linear(self.n_features + n_speed_features, N_GRADES),
+            nn.Linear(self.n_features + n_speed_features + self.n_morphometry_inputs, N_GRADES),
         )
 
     def frame_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -175,8 +216,28 @@ class GradeDistributionModel(nn.Module):
         views = self.inputs(x)
         return torch.cat([trunk(v) for trunk, v in zip(self.trunks, views, strict=True)], dim=2)
 
+    def morphometry_inputs(
+        self, x: torch.Tensor, morphometry: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The head's morphometry inputs (B, K + 1): the standardised features and
+        abnormality (``MORPHOMETRY_INPUTS``); (B, 0) for a model without morphometry.
+        ``morphometry`` (B, K): measured already, else measured on ``x``."""
+        if not self.uses_morphometry:
+            return x.new_zeros((x.shape[0], 0))
+        if morphometry is None:
+            frames = x[:, :, 0].detach().float().cpu().numpy()  # (B, T, H, W) in [0, 1]
+            morphometry = torch.from_numpy(clips_morphometry(frames)).to(x.device)
+        k = len(MORPHOMETRY_FEATURES)
+        if morphometry.shape != (x.shape[0], k):
+            raise ValueError(
+                f"morphometry must have shape (B, {k}), got {tuple(morphometry.shape)}"
+            )
+        return standardised_inputs(
+            morphometry.float(), self.morphometry_shift, self.morphometry_scale
+        )
+
     def frame_logits(
-        self, x: torch.Tensor, speed: torch.Tensor
+        self, x: torch.Tensor, speed: torch.Tensor, morphometry: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Head logits (B, F, 5) and the backbone features (B, F, D) they came from."""
         features = self.frame_features(x)  # (B, F, D)
@@ -185,22 +246,27 @@ class GradeDistributionModel(nn.Module):
                 f"speed must have shape (B, {self.n_speed_features}), got {tuple(speed.shape)}"
             )
         v = (speed - self.speed_shift) / self.speed_scale  # (B, k), standardised
-        v = v.unsqueeze(1).expand(-1, features.shape[1], -1)  # (B, F, k)
+        v = torch.cat([v, self.morphometry_inputs(x, morphometry)], dim=1)  # (B, k + m)
+        v = v.unsqueeze(1).expand(-1, features.shape[1], -1)  # (B, F, k + m)
         return self.head(torch.cat([features, v], dim=2)), features
 
-    def frame_probabilities(self, x: torch.Tensor, speed: torch.Tensor) -> torch.Tensor:
+    def frame_probabilities(
+        self, x: torch.Tensor, speed: torch.Tensor, morphometry: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """One grade distribution per prediction: (B, F, 5). Training fits every one."""
-        return self.frame_logits(x, speed)[0].softmax(dim=-1)
+        return self.frame_logits(x, speed, morphometry)[0].softmax(dim=-1)
 
-    def forward(self, x: torch.Tensor, speed: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, speed: torch.Tensor, morphometry: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Clip grade distributions (B, 5): the mean of the per-frame ones for ResNet."""
-        return self.frame_probabilities(x, speed).mean(dim=1)
+        return self.frame_probabilities(x, speed, morphometry).mean(dim=1)
 
     def predict_with_features(
-        self, x: torch.Tensor, speed: torch.Tensor
+        self, x: torch.Tensor, speed: torch.Tensor, morphometry: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Clip distributions (B, 5) and clip features (B, D) in one pass."""
-        logits, features = self.frame_logits(x, speed)
+        logits, features = self.frame_logits(x, speed, morphometry)
         return logits.softmax(dim=-1).mean(dim=1), features.mean(dim=1)
 
     def features(self, x: torch.Tensor, speed: torch.Tensor) -> torch.Tensor:
@@ -233,14 +299,19 @@ class GradeDistributionModel(nn.Module):
         return list(self.head.parameters())
 
     def describe(self) -> dict[str, Any]:
-        """The builder arguments that rebuild this model (stored in checkpoints)."""
-        return {
+        """The builder arguments that rebuild this model (stored in checkpoints). Models
+        without morphometry leave its keys out, as models saved before it existed did."""
+        described: dict[str, Any] = {
             "backbone": self.backbone_name,
             "preset": self.preset_name,
             "n_speed_features": self.n_speed_features,
             "speed_scale": [float(s) for s in self.speed_scale],
             "speed_shift": [float(s) for s in self.speed_shift],
         }
+        if self.uses_morphometry:
+            described["morphometry_shift"] = [float(s) for s in self.morphometry_shift]
+            described["morphometry_scale"] = [float(s) for s in self.morphometry_scale]
+        return described
 
 
 def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:
@@ -256,6 +327,8 @@ def build_model(
     pretrained: Path | None = None,
     speed_scale: Sequence[float] | None = None,
     speed_shift: Sequence[float] | None = None,
+    morphometry_shift: Sequence[float] | None = None,
+    morphometry_scale: Sequence[float] | None = None,
 ) -> GradeDistributionModel:
     """A grade-distribution model with a freshly initialised head.
 
@@ -263,7 +336,10 @@ def build_model(
     ``paper`` (see :mod:`modeling.ml.backbones`). ``speed_scale`` (one value per kinematics
     feature) defaults to the scales of ``DEFAULT_SPEED_FEATURES`` when ``n_speed_features``
     is 8, or of VCL alone when it is 1; ``speed_shift`` (subtracted first) defaults to 0. Pass
-    the training split's :func:`kinematics_standardisation` to standardise them.
+    the training split's :func:`kinematics_standardisation` to standardise them. With
+    ``morphometry_shift`` and ``morphometry_scale`` (the training split's
+    :func:`~modeling.ml.morphometry.morphometry_standardisation`) the head also takes the
+    clip's morphometry.
 
     pretrained: weights from a local path only, never downloaded:
 
@@ -290,6 +366,8 @@ def build_model(
         n_speed_features=n_speed_features,
         speed_scale=speed_scale,
         speed_shift=speed_shift,
+        morphometry_shift=morphometry_shift,
+        morphometry_scale=morphometry_scale,
     )
     if pretrained is not None:
         load_pretrained(model, Path(pretrained))

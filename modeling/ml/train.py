@@ -59,6 +59,7 @@ from modeling.ml.model import (
     kinematics_standardisation,
     speed_scales,
 )
+from modeling.ml.morphometry import morphometry_standardisation
 
 CHECKPOINT_FORMAT = "mersv-train-checkpoint/1"
 MODEL_FORMAT = "mersv-grade-model/1"
@@ -67,6 +68,12 @@ MODEL_FORMAT = "mersv-grade-model/1"
 PAPER_BATCH_SIZES: dict[str, int] = {"resnet": 32, "slowfast": 16, "r2plus1d": 8, "timesformer": 8}
 SMALL_BATCH_SIZE = 16
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adam", "adamw")
+# Whether the head takes the clip's morphometry when a config does not say: yes for the small
+# presets, which train from scratch on few clips and do not learn a head's shape themselves
+# (benchmarks/training.py); no for the paper's pretrained networks, the paper's setting.
+MORPHOMETRY_BY_PRESET: dict[str, bool] = {"small": True, "paper": False}
+# Fields added after runs were stored: what an older stored config meant by leaving them out.
+_ABSENT_IN_OLDER_CONFIGS: dict[str, Any] = {"morphometry": False}
 
 # Config fields that may change between an interrupted run and its resume: they do not change
 # what is computed (workers, device), or only where the run ends (epochs, patience).
@@ -112,9 +119,14 @@ class TrainConfig:
     # The head learns at lr * head_lr_scale (1: one learning rate, the paper's).
     head_lr_scale: float = 1.0
     pretrained: str | None = None  # a local file or directory (see build_model)
+    # The head also takes the clip's head morphometry (modeling.ml.morphometry), standardised
+    # on the inner training split. None: MORPHOMETRY_BY_PRESET (resolved on creation).
+    morphometry: bool | None = None
 
     def __post_init__(self) -> None:
         get_preset(self.backbone, self.preset)  # names the valid choices
+        if self.morphometry is None:  # frozen: resolved once, so stored configs say it
+            object.__setattr__(self, "morphometry", MORPHOMETRY_BY_PRESET.get(self.preset, False))
         get_loss(self.loss)
         speed_scales(self.speed_features)
         if self.optimizer not in OPTIMIZERS:
@@ -145,7 +157,8 @@ class TrainConfig:
         return values
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+    def from_options(cls, values: dict[str, Any]) -> TrainConfig:
+        """The config of a new run from plain field values; unset fields take the defaults."""
         known = {f.name for f in fields(cls)}
         unknown = set(values) - known
         if unknown:
@@ -154,6 +167,13 @@ class TrainConfig:
         if "speed_features" in values:
             values["speed_features"] = tuple(values["speed_features"])
         return cls(**values)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """The config of stored ``values`` (:meth:`to_dict`, in a checkpoint or the database).
+        A field added since they were stored takes the value that does what the older code
+        did (no morphometry), not today's default."""
+        return cls.from_options(_ABSENT_IN_OLDER_CONFIGS | dict(values))
 
 
 @dataclass(frozen=True)
@@ -388,7 +408,8 @@ def _train_one_epoch(
         x = batch["frames"].to(device)  # (B, T, 1, H, W)
         speed = batch["speed"].to(device)  # (B, k)
         p = batch["target"].to(device)  # (B, 5)
-        q = model.frame_probabilities(x, speed)  # (B, F, 5): F = frames for ResNet, else 1
+        morphometry = _morphometry(batch, device)  # (B, K) or None
+        q = model.frame_probabilities(x, speed, morphometry)  # (B, F, 5): F = ResNet's frames
         loss = loss_fn(q.flatten(0, 1), p.unsqueeze(1).expand_as(q).flatten(0, 1))
         if not torch.isfinite(loss):
             raise FloatingPointError(
@@ -410,11 +431,20 @@ def _predict_loader(
     clip_ids: list[str] = []
     probabilities, features = [], []
     for batch in loader:
-        q, f = model.predict_with_features(batch["frames"].to(device), batch["speed"].to(device))
+        q, f = model.predict_with_features(
+            batch["frames"].to(device), batch["speed"].to(device), _morphometry(batch, device)
+        )
         clip_ids.extend(batch["clip_id"])
         probabilities.append(q.double().cpu().numpy())
         features.append(f.float().cpu().numpy())
     return _Predictions(clip_ids, np.concatenate(probabilities), np.concatenate(features))
+
+
+def _morphometry(batch: dict[str, Any], device: torch.device) -> torch.Tensor | None:
+    """The batch's morphometry, measured on the unaugmented frames by the dataset (None when
+    the run does not use it)."""
+    morphometry = batch.get("morphometry")
+    return None if morphometry is None else morphometry.to(device)
 
 
 def _finished(config: TrainConfig, state: _RunState) -> bool:
@@ -439,6 +469,7 @@ def _dataset(
         augment=augment,
         speed_features=config.speed_features,
         seed=seed,
+        morphometry=bool(config.morphometry),
     )
 
 
@@ -453,17 +484,23 @@ def _loader(config: TrainConfig, dataset: ExportDataset, *, sampler: Any = None)
 
 
 def _build(config: TrainConfig, train_set: ExportDataset) -> GradeDistributionModel:
-    """A fresh model for ``config``; the kinematics' mean and std and the head's starting
-    distribution come from the inner training split ``train_set`` (never val or test clips)."""
+    """A fresh model for ``config``; the kinematics' and morphometry's standardisation and the
+    head's starting distribution come from the inner training split ``train_set`` (never val
+    or test clips)."""
     shift, scale = None, speed_scales(config.speed_features)
     if config.standardise_kinematics:
         shift, scale = kinematics_standardisation(train_set.speed, config.speed_features)
+    morph_shift = morph_scale = None
+    if train_set.morphometry is not None:
+        morph_shift, morph_scale = morphometry_standardisation(train_set.morphometry)
     model = build_model(
         backbone=config.backbone,
         preset=config.preset,
         n_speed_features=len(config.speed_features),
         speed_scale=scale,
         speed_shift=shift,
+        morphometry_shift=morph_shift,
+        morphometry_scale=morph_scale,
         pretrained=Path(config.pretrained) if config.pretrained else None,
     )
     if config.init_head:
@@ -554,7 +591,7 @@ def _resume(
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     if checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not a training checkpoint of this version")
-    stored, current = checkpoint["config"], config.to_dict()
+    stored, current = _ABSENT_IN_OLDER_CONFIGS | checkpoint["config"], config.to_dict()
     changed = sorted(
         k for k in current if stored.get(k) != current[k] and k not in _RESUMABLE_CHANGES
     )
@@ -677,7 +714,8 @@ def predict(
 
     frames: (T, H, W) for one clip or (N, T, H, W) / (N, T, 1, H, W); uint8 (0..255) or float
     in [0, 1]. speed: (k,) or (N, k) kinematics in the units of ``SPEED_FEATURES``, in the
-    order the model was trained with (``TrainConfig.speed_features``).
+    order the model was trained with (``TrainConfig.speed_features``). A model trained with
+    morphometry measures it on these frames, as training measured it on the stored ones.
     """
     x = torch.as_tensor(frames)
     x = x.float() / 255 if x.dtype == torch.uint8 else x.float()

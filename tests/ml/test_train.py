@@ -12,6 +12,7 @@ import torch
 
 from modeling.ml.data import ExportDataset, read_fold
 from modeling.ml.model import build_model, speed_scales
+from modeling.ml.morphometry import MORPHOMETRY_FEATURES, morphometry_standardisation
 from modeling.ml.train import (
     EpochLog,
     FoldResult,
@@ -183,6 +184,55 @@ def test_without_standardisation_the_kinematics_keep_their_fixed_scales(
     assert loaded == config
     assert model.speed_shift.abs().sum() == 0
     assert model.speed_scale.tolist() == list(speed_scales(config.speed_features))
+
+
+def test_the_saved_model_keeps_the_training_splits_morphometry_standardisation(
+    reference: FoldResult, export_root: Path
+) -> None:
+    assert CONFIG.morphometry  # the small preset's default
+    train = ExportDataset(
+        export_root, clip_ids=read_fold(export_root, 0).train, frames=8, morphometry=True
+    )
+    assert train.morphometry is not None and train.morphometry.shape == (len(train), 12)
+    # The fixture's heads are discs of radius 9 - grade: the measured area follows.
+    area = train.morphometry[:, MORPHOMETRY_FEATURES.index("area")]
+    radius = 9 - train.targets.argmax(axis=1)
+    assert np.corrcoef(area, radius**2)[0, 1] > 0.95
+    model, _ = load_model(Path(reference.model_path))
+    assert model.uses_morphometry
+    shift, scale = morphometry_standardisation(train.morphometry)
+    np.testing.assert_allclose(model.morphometry_shift.numpy(), shift, rtol=1e-5)
+    np.testing.assert_allclose(model.morphometry_scale.numpy(), scale, rtol=1e-5)
+
+
+def test_a_run_without_morphometry_and_an_older_checkpoint_without_the_option(
+    export_root: Path, tmp_path: Path
+) -> None:
+    config = replace(CONFIG, epochs=2, morphometry=False)
+    seen: list[EpochLog] = []
+    with pytest.raises(TrainingCancelled):
+        train_fold(
+            config,
+            export_root,
+            1,
+            checkpoint_dir=tmp_path,
+            on_epoch=seen.append,
+            should_stop=lambda: bool(seen),
+        )
+    # A checkpoint written before the option existed: its config does not name it.
+    checkpoint = torch.load(tmp_path / "last.pt", weights_only=True)
+    del checkpoint["config"]["morphometry"]
+    torch.save(checkpoint, tmp_path / "last.pt")
+
+    result = train_fold(config, export_root, 1, checkpoint_dir=tmp_path)  # resumes
+
+    assert result.epochs_run == 2
+    model, loaded = load_model(Path(result.model_path))
+    assert loaded.morphometry is False and not model.uses_morphometry
+    assert model.head[1].in_features == model.n_features + len(config.speed_features)
+    assert (
+        "morphometry_shift" not in torch.load(result.model_path, weights_only=True)["model_kwargs"]
+    )
 
 
 def test_the_head_starts_at_the_training_mean_distribution(

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
@@ -128,6 +129,7 @@ def test_the_train_command_writes_predictions_that_evaluate_predictions_reads(
     assert f"run {run.pk} succeeded" in text
     assert f"/training/{run.pk}/" in text and run.checkpoint_dir in text
     assert run.config["loss"] == "jsd" and run.config["early_stopping_patience"] is None
+    assert run.config["morphometry"] is True  # the small preset's default
 
     table = pd.read_csv(out, dtype={"clip_id": str})
     assert list(table.columns) == ["clip_id", "fold", "p_A", "p_B", "p_C", "p_D", "p_E"]
@@ -140,6 +142,22 @@ def test_the_train_command_writes_predictions_that_evaluate_predictions_reads(
     metrics = json.loads(evaluation.getvalue())
     assert metrics["n"] == version.n_clips
     assert metrics["hi"] == pytest.approx(run.pooled_metrics["hi"], abs=1e-5)
+
+
+def test_the_train_command_can_leave_the_head_morphometry_out(
+    version: DatasetVersion, tmp_path: Path
+) -> None:
+    call_command(
+        "train", "--dataset", "v1", "--backbone", "resnet", "--epochs", "1", "--batch-size",
+        "4", "--optimizer", "adam", "--no-morphometry", "--no-progress", stdout=StringIO(),
+    )  # fmt: skip
+    run = TrainingRun.objects.get()
+    assert run.status == "succeeded" and run.config["morphometry"] is False
+    saved = torch.load(
+        Path(run.checkpoint_dir) / "fold_0" / "model.pt", map_location="cpu", weights_only=True
+    )
+    assert saved["config"]["morphometry"] is False
+    assert "morphometry_shift" not in saved["model_kwargs"]  # the head takes no morphometry
 
 
 def test_the_train_command_names_a_missing_version(db, local_roots: Path) -> None:
@@ -164,6 +182,8 @@ def test_clips_ingested_after_the_version_get_the_mean_of_the_fold_models(
     run = _start(version, tiny_config)
     services.training_run_execute(run_id=run.pk)
     run.refresh_from_db()
+    # The fold models measure the new clip's head morphometry themselves.
+    assert run.config["morphometry"] is True
     assert services.predictions_for_new_clips(run=run, clips=list(Clip.objects.all())) == 1
     prediction = Prediction.objects.get(run=run, clip=late)
     assert prediction.fold is None and prediction.model_version == run.model_version

@@ -8,6 +8,7 @@ cancelled run from its checkpoints. Ctrl-C interrupts a run so that it can be re
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,12 @@ def add_training_options(parser: CommandParser) -> None:
     parser.add_argument("--pretrained", help="local backbone weights (see modeling.ml.model)")
     parser.add_argument("--no-fair-sampling", action="store_true")
     parser.add_argument("--no-augment", action="store_true")
+    parser.add_argument(
+        "--morphometry",
+        action=argparse.BooleanOptionalAction,
+        help="the head also takes the head's morphometry (default: on for the small preset, "
+        "off for paper)",
+    )
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -59,6 +66,7 @@ def training_options(options: dict[str, Any]) -> dict[str, Any]:
             "pretrained": options["pretrained"],
             "fair_sampling": False if options["no_fair_sampling"] else None,
             "augment": False if options["no_augment"] else None,
+            "morphometry": options["morphometry"],
         }
     )
 
