@@ -46,20 +46,6 @@ import cv2
 import numpy as np
 import torch
 
-MORPHOMETRY_FEATURES: tuple[str, ...] = (
-    "area",
-    "length",
-    "width",
-    "ellipticity",
-    "roughness",
-    "solidity",
-    "asymmetry",
-    "darkness",
-    "spots",
-    "spot_depth",
-    "texture",
-    "contrast",
-)
 # The outline's measures. A head is abnormal when any of them lies far from the typical head
 # in either direction (too small or too large, too round or too elongated: the WHO limits on
 # head length and width are two-sided), which no weighted sum of the measures expresses; so
@@ -72,6 +58,14 @@ SHAPE_FEATURES: tuple[str, ...] = (
     "roughness",
     "solidity",
     "asymmetry",
+)
+MORPHOMETRY_FEATURES: tuple[str, ...] = (
+    *SHAPE_FEATURES,
+    "darkness",
+    "spots",
+    "spot_depth",
+    "texture",
+    "contrast",
 )
 # What the model's head takes: the standardised features, then the standardised abnormality.
 MORPHOMETRY_INPUTS: tuple[str, ...] = (*MORPHOMETRY_FEATURES, "abnormality")
