@@ -61,15 +61,30 @@ class TrainingOptionsForm(forms.Form):
     lr = forms.FloatField(
         min_value=1e-8,
         max_value=10.0,
-        initial=5e-3,
+        initial=3e-4,
         label="Learning rate",
-        help_text="5e-3 from scratch (small presets); 1e-3 with SGD on pretrained weights",
+        help_text="3e-4 from scratch (small presets); 1e-3 with SGD on pretrained weights",
+    )
+    head_lr_scale = forms.FloatField(
+        min_value=1e-3,
+        max_value=1000.0,
+        required=False,
+        initial=20.0,
+        label="Head learning rate x",
+        help_text="the head learns this many times faster than the backbone (the paper: 1)",
+    )
+    weight_decay = forms.FloatField(
+        min_value=0.0,
+        max_value=1.0,
+        required=False,
+        initial=0.05,
+        help_text="blank: the optimiser's default (the paper: 5e-4 with SGD)",
     )
     batch_size = forms.IntegerField(
-        min_value=1, required=False, initial=8, help_text="blank: the preset's (16 small)"
+        min_value=1, required=False, initial=16, help_text="blank: the preset's (16 small)"
     )
     fair_sampling = forms.BooleanField(
-        required=False, initial=True, help_text="balance grade-mode classes in every epoch"
+        required=False, initial=False, help_text="balance grade-mode classes in every epoch"
     )
     augment = forms.BooleanField(
         required=False, initial=True, help_text="rotation, mirror, shift, brightness/contrast"

@@ -50,6 +50,12 @@ class TrainingOptionsSerializer(serializers.Serializer):
     optimizer = serializers.ChoiceField(choices=OPTIMIZERS, required=False)
     lr = serializers.FloatField(min_value=1e-8, max_value=10.0, required=False)
     weight_decay = serializers.FloatField(min_value=0.0, required=False)
+    head_lr_scale = serializers.FloatField(
+        min_value=1e-3,
+        max_value=1000.0,
+        required=False,
+        help_text="the head learns this many times faster than the backbone (default 1)",
+    )
     batch_size = serializers.IntegerField(min_value=1, required=False, allow_null=True)
     fair_sampling = serializers.BooleanField(required=False)
     augment = serializers.BooleanField(required=False)

@@ -15,6 +15,7 @@ from rest_framework.test import APIClient
 
 from datasets.models import DatasetVersion
 from modeling import services
+from modeling.ml.train import TrainConfig
 from modeling.models import EpochRecord, ExperimentGrid, Prediction, TrainingRun
 from tests.conftest import PASSWORD
 
@@ -128,7 +129,7 @@ def test_a_grid_started_on_the_page_creates_one_run_per_setting(
     form = {
         "dataset": version.name, "backbones": ["resnet", "timesformer"], "losses": ["ce", "emd"],
         "preset": "small", "epochs": 2, "optimizer": "adam", "lr": "0.001",
-        "early_stopping_patience": 0, "seed": 0,
+        "head_lr_scale": "20", "weight_decay": "", "early_stopping_patience": 0, "seed": 0,
     }  # fmt: skip
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         response = client.post("/training/grids/", form)
@@ -138,6 +139,9 @@ def test_a_grid_started_on_the_page_creates_one_run_per_setting(
     assert sorted(grid.runs.values_list("name", flat=True)) == [
         "resnet-ce", "resnet-emd", "timesformer-ce", "timesformer-emd",
     ]  # fmt: skip
+    # The head's own rate is taken; a blank weight decay keeps the default.
+    config = grid.runs.first().config
+    assert config["head_lr_scale"] == 20.0 and config["weight_decay"] == TrainConfig().weight_decay
     assert all(r.config["epochs"] == 2 and r.status == "pending" for r in grid.runs.all())
     page = client.get(f"/training/grids/{grid.pk}/")
     assert page.status_code == 200 and b"Table 1. Metrics" in page.content
