@@ -262,6 +262,9 @@ def main() -> None:
     parser.add_argument(
         "--no-morphometry", action="store_true", help="no head morphometry (end to end only)"
     )
+    parser.add_argument(
+        "--head-hidden", type=int, help="the head's hidden width (0: linear; default: preset's)"
+    )
     # One thread: on 2 shared cores two threads ran a training step 3-5x slower than one.
     parser.add_argument("--threads", type=int, default=1, help="torch threads (0: all cores)")
     parser.add_argument("--kinematics", action="store_true", help="add the kNN kinematics row")
@@ -295,6 +298,8 @@ def main() -> None:
         common.append("--no-fair-sampling")
     if args.no_morphometry:
         common.append("--no-morphometry")
+    if args.head_hidden is not None:
+        common += ["--head-hidden", str(args.head_hidden)]
     env["MERSV_TORCH_THREADS"] = str(args.threads)
 
     if args.grid:

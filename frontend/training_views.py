@@ -95,6 +95,13 @@ class TrainingOptionsForm(forms.Form):
         help_text="the head also takes the head's measured shape and vacuoles; unknown: on "
         "for the small preset, off for paper",
     )
+    head_hidden = forms.IntegerField(
+        min_value=0,
+        max_value=4096,
+        required=False,
+        label="Head hidden width",
+        help_text="0: the paper's linear head; blank: 64 for the small preset, 0 for paper",
+    )
     early_stopping_patience = forms.IntegerField(
         min_value=0, initial=10, label="Early-stopping patience", help_text="epochs; 0 = off"
     )

@@ -65,6 +65,14 @@ class TrainingOptionsSerializer(serializers.Serializer):
         help_text="the head also takes the clip's head morphometry; unset: on for the small "
         "preset, off for paper",
     )
+    head_hidden = serializers.IntegerField(
+        min_value=0,
+        max_value=4096,
+        required=False,
+        allow_null=True,
+        help_text="width of the head's hidden layer, 0 for the paper's linear head; unset: 64 "
+        "for the small preset, 0 for paper",
+    )
     early_stopping_patience = serializers.IntegerField(
         min_value=0, required=False, help_text="epochs without a better val loss; 0 = off"
     )

@@ -17,9 +17,10 @@
   any direction); without them the model has no morphometry input (the paper's setting).
 - ``B``: a backbone (:mod:`modeling.ml.backbones`), one trunk per view, features concatenated.
 - ``H``: dropout and one linear layer from [features, standardised kinematics, standardised
-  morphometry] to 5 logits (A..E). :meth:`GradeDistributionModel.init_head` starts it at a
-  given distribution (training uses the training split's mean: epoch 0 predicts the
-  baseline, not uniform).
+  morphometry] to 5 logits (A..E), the paper's head; with ``head_hidden`` > 0, a hidden layer
+  of that width (GELU, dropout) before it, so that speed and shape can combine.
+  :meth:`GradeDistributionModel.init_head` starts it at a given distribution (training uses
+  the training split's mean: epoch 0 predicts the baseline, not uniform).
 
 An image backbone (ResNet) predicts every frame separately: ``frame_probabilities`` is
 (B, T, 5) and ``forward`` averages the T per-frame distributions, which is how the paper's
@@ -160,8 +161,12 @@ class GradeDistributionModel(nn.Module):
         speed_shift: Sequence[float] | None = None,
         morphometry_shift: Sequence[float] | None = None,
         morphometry_scale: Sequence[float] | None = None,
+        head_hidden: int = 0,
     ) -> None:
         super().__init__()
+        if head_hidden < 0:
+            raise ValueError(f"head_hidden must be 0 (a linear head) or more, not {head_hidden}")
+        self.head_hidden = int(head_hidden)
         self.uses_morphometry = morphometry_shift is not None or morphometry_scale is not None
         if self.uses_morphometry:
             k = len(MORPHOMETRY_INPUTS)
@@ -206,10 +211,17 @@ class GradeDistributionModel(nn.Module):
         self.register_buffer("morphometry_shift", morph_shift, persistent=False)
         self.register_buffer("morphometry_scale", morph_scale, persistent=False)
         self.n_morphometry_inputs = len(MORPHOMETRY_INPUTS) if self.uses_morphometry else 0
-        self.head = nn.Sequential(
-            nn.Dropout(self.preset.head_dropout),
-            nn.Linear(self.n_features + n_speed_features + self.n_morphometry_inputs, N_GRADES),
-        )
+        width = self.n_features + n_speed_features + self.n_morphometry_inputs
+        layers: list[nn.Module] = [nn.Dropout(self.preset.head_dropout)]
+        if self.head_hidden:  # one hidden layer: interactions of speed and shape
+            layers += [
+                nn.Linear(width, self.head_hidden),
+                nn.GELU(),
+                nn.Dropout(self.preset.head_dropout),
+            ]
+            width = self.head_hidden
+        layers.append(nn.Linear(width, N_GRADES))
+        self.head = nn.Sequential(*layers)
 
     def frame_features(self, x: torch.Tensor) -> torch.Tensor:
         """Backbone features per prediction: (B, F, D); F = frames (ResNet) or 1."""
@@ -311,6 +323,8 @@ class GradeDistributionModel(nn.Module):
         if self.uses_morphometry:
             described["morphometry_shift"] = [float(s) for s in self.morphometry_shift]
             described["morphometry_scale"] = [float(s) for s in self.morphometry_scale]
+        if self.head_hidden:
+            described["head_hidden"] = self.head_hidden
         return described
 
 
@@ -329,6 +343,7 @@ def build_model(
     speed_shift: Sequence[float] | None = None,
     morphometry_shift: Sequence[float] | None = None,
     morphometry_scale: Sequence[float] | None = None,
+    head_hidden: int = 0,
 ) -> GradeDistributionModel:
     """A grade-distribution model with a freshly initialised head.
 
@@ -368,6 +383,7 @@ def build_model(
         speed_shift=speed_shift,
         morphometry_shift=morphometry_shift,
         morphometry_scale=morphometry_scale,
+        head_hidden=head_hidden,
     )
     if pretrained is not None:
         load_pretrained(model, Path(pretrained))

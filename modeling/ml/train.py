@@ -72,8 +72,11 @@ OPTIMIZERS: tuple[str, ...] = ("sgd", "adam", "adamw")
 # presets, which train from scratch on few clips and do not learn a head's shape themselves
 # (benchmarks/training.py); no for the paper's pretrained networks, the paper's setting.
 MORPHOMETRY_BY_PRESET: dict[str, bool] = {"small": True, "paper": False}
+# The head's hidden width when a config does not say: one hidden layer for the small presets
+# (the quality combines speed and shape; benchmarks/training.py), the paper's linear head else.
+HEAD_HIDDEN_BY_PRESET: dict[str, int] = {"small": 64, "paper": 0}
 # Fields added after runs were stored: what an older stored config meant by leaving them out.
-_ABSENT_IN_OLDER_CONFIGS: dict[str, Any] = {"morphometry": False}
+_ABSENT_IN_OLDER_CONFIGS: dict[str, Any] = {"morphometry": False, "head_hidden": 0}
 
 # Config fields that may change between an interrupted run and its resume: they do not change
 # what is computed (workers, device), or only where the run ends (epochs, patience).
@@ -122,11 +125,17 @@ class TrainConfig:
     # The head also takes the clip's head morphometry (modeling.ml.morphometry), standardised
     # on the inner training split. None: MORPHOMETRY_BY_PRESET (resolved on creation).
     morphometry: bool | None = None
+    # Width of the head's hidden layer; 0: the paper's linear head. None: HEAD_HIDDEN_BY_PRESET.
+    head_hidden: int | None = None
 
     def __post_init__(self) -> None:
         get_preset(self.backbone, self.preset)  # names the valid choices
         if self.morphometry is None:  # frozen: resolved once, so stored configs say it
             object.__setattr__(self, "morphometry", MORPHOMETRY_BY_PRESET.get(self.preset, False))
+        if self.head_hidden is None:
+            object.__setattr__(self, "head_hidden", HEAD_HIDDEN_BY_PRESET.get(self.preset, 0))
+        if not (isinstance(self.head_hidden, int) and self.head_hidden >= 0):
+            raise ValueError(f"head_hidden must be a whole number >= 0, not {self.head_hidden!r}")
         get_loss(self.loss)
         speed_scales(self.speed_features)
         if self.optimizer not in OPTIMIZERS:
@@ -501,6 +510,7 @@ def _build(config: TrainConfig, train_set: ExportDataset) -> GradeDistributionMo
         speed_shift=shift,
         morphometry_shift=morph_shift,
         morphometry_scale=morph_scale,
+        head_hidden=int(config.head_hidden or 0),
         pretrained=Path(config.pretrained) if config.pretrained else None,
     )
     if config.init_head:

@@ -128,6 +128,38 @@ def test_the_initialised_head_predicts_the_given_distribution_for_every_clip() -
         model.init_head([0.5, 0.5])
 
 
+def test_a_head_with_a_hidden_layer_starts_at_the_distribution_learns_and_rebuilds() -> None:
+    torch.manual_seed(0)
+    model = build_model(backbone="r2plus1d", n_speed_features=N_SPEED, head_hidden=8)
+    hidden, last = model.head[1], model.head[-1]
+    assert isinstance(hidden, torch.nn.Linear) and hidden.out_features == 8
+    assert last.in_features == 8
+    mean = np.array([0.1, 0.3, 0.3, 0.2, 0.1])
+    model.init_head(mean)
+    x, speed, target = _batch()
+    with torch.no_grad():
+        torch.testing.assert_close(
+            model.eval()(x, speed), torch.tensor(mean).float().expand(2, -1), atol=1e-5, rtol=0
+        )
+    # The hidden layer gets gradients once the last layer has left zero.
+    optimizer = torch.optim.Adam(model.head_parameters(), lr=1e-2)
+    model.train()
+    for _ in range(3):
+        optimizer.zero_grad()
+        emd_loss(model(x, speed), target).backward()
+        optimizer.step()
+    assert hidden.weight.grad is not None and hidden.weight.grad.abs().sum() > 0
+    # describe() rebuilds the same layout; a linear head leaves the key out, as before.
+    described = model.describe()
+    assert described["head_hidden"] == 8
+    rebuilt = type(model)(**described)
+    rebuilt.load_state_dict(model.state_dict())
+    linear = build_model(backbone="r2plus1d", n_speed_features=N_SPEED)
+    assert "head_hidden" not in linear.describe()
+    with pytest.raises(ValueError, match="head_hidden"):
+        build_model(backbone="r2plus1d", n_speed_features=N_SPEED, head_hidden=-1)
+
+
 def test_clips_of_the_wrong_shape_or_too_few_frames_are_refused() -> None:
     model = build_model(backbone="r2plus1d", preset="small", n_speed_features=N_SPEED)
     x, speed, _ = _batch(t=4)

@@ -246,7 +246,7 @@ def test_the_head_starts_at_the_training_mean_distribution(
     model, _ = load_model(Path(result.model_path))
     train = ExportDataset(export_root, clip_ids=read_fold(export_root, 0).train)
     torch.testing.assert_close(
-        model.head[1].bias.softmax(dim=0),
+        model.head[-1].bias.softmax(dim=0),
         torch.tensor(train.targets.mean(axis=0)),
         atol=1e-5,
         rtol=0,
@@ -271,6 +271,13 @@ def test_optimizers_and_invalid_configs() -> None:
         TrainConfig(head_lr_scale=0.0)
     assert TrainConfig(backbone="slowfast", preset="paper").resolved_batch_size == 16
     assert TrainConfig.from_dict(CONFIG.to_dict()) == CONFIG
+    # The head's hidden layer: the small presets have one, the paper's head is linear, and a
+    # config stored before the option existed meant the linear head.
+    assert CONFIG.head_hidden == 64 and TrainConfig(preset="paper").head_hidden == 0
+    older = {k: v for k, v in CONFIG.to_dict().items() if k != "head_hidden"}
+    assert TrainConfig.from_dict(older).head_hidden == 0
+    with pytest.raises(ValueError, match="head_hidden"):
+        TrainConfig(head_hidden=-2)
     with pytest.raises(ValueError, match="optimizer"):
         TrainConfig(optimizer="rmsprop")
     with pytest.raises(ValueError, match="Unknown loss"):

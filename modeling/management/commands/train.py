@@ -47,6 +47,12 @@ def add_training_options(parser: CommandParser) -> None:
         help="the head also takes the head's morphometry (default: on for the small preset, "
         "off for paper)",
     )
+    parser.add_argument(
+        "--head-hidden",
+        type=int,
+        help="width of the head's hidden layer, 0 for the paper's linear head (default: 64 for "
+        "the small preset, 0 for paper)",
+    )
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -67,6 +73,7 @@ def training_options(options: dict[str, Any]) -> dict[str, Any]:
             "fair_sampling": False if options["no_fair_sampling"] else None,
             "augment": False if options["no_augment"] else None,
             "morphometry": options["morphometry"],
+            "head_hidden": options["head_hidden"],
         }
     )
 
