@@ -21,12 +21,19 @@ with the targets we hold ourselves to: mean error <= 2 px, no lost target, >= 15
 CPU-second (one core; the ingestion of a video runs in one single-threaded process).
 
 Measured 2026-11-26 on this project's machine kind (2 cores, the other core busy training a
-model), ``--videos 40``, three runs:
+model), after the tracker's wide-turn retry, one run of the default 20 videos and two of
+``--videos 40``:
 
-    worker      154-160 frames per CPU-second (100-104 ms per 16-frame video); 148-155 with
-                the decode server's start-up (0.15-0.16 CPU-s) spread over the 40 videos
-    in-process  180-197 frames per CPU-second (81-89 ms per video)
-    centre error mean 0.19 px, p95 0.42 px, max 1.97 px; VCL error mean 0.14 µm/s
+    worker      148-154 frames per CPU-second (104-108 ms per 16-frame video); 138-147 with
+                the decode server's start-up (0.16-0.19 CPU-s) spread over the videos
+    in-process  173-177 frames per CPU-second (90-93 ms per video)
+    centre error (40 videos) mean 0.20 px, p95 0.44 px, max 1.97 px; VCL error mean 0.15 µm/s
+
+Earlier the same day, before that retry and with the same load, three runs of 40 videos gave
+154-160 (worker) and 180-197 (in-process). The ingestion itself (decode, track, crop, encode,
+hash) runs at 170-200 frames per CPU-second; the fork-per-video isolation costs about 15 ms
+per video (fork, exit, fresh pages in the child), which puts the worker's path at the target,
+not clearly above it.
 
 None of the 40 targets is lost. Until the tracker learnt to retry all round (30° steps) when
 no small turn matches, one was (c0014, a non-progressive cell whose head turns by a right
