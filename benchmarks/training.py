@@ -79,8 +79,9 @@ either direction). Checked offline first on the export (out-of-fold, same folds)
   head (now measured on a 4x bicubic upsampling); an unstandardised abnormality score cost
   3 points.
 
-Tuning on the 293-clip version (linear head), all 3 folds, each row one run ("early": |z| of area and
-ellipticity instead of the abnormality score, midpiece cut with a 1.75 px disc, not 2.25 px):
+Tuning on the 293-clip version (linear head), all 3 folds, each row one run ("early": |z| of
+area and ellipticity instead of the abnormality score, midpiece cut with a 1.75 px disc, not
+2.25 px):
 
     morphometry   settings                                        gap closed  training
     none          lr 1e-3, head 5x, batch 8, 12 epochs, patience 4      52.1 %   5.5 min
