@@ -206,6 +206,17 @@ class _DecodeServer:
         tail = self._errors.read()[-4000:].decode(errors="replace").strip()
         return _ServerGone(returncode, tail.splitlines()[-1] if tail else "")
 
+    def wait_ready(self) -> None:
+        """Wait until the server has imported and warmed up; _ServerGone (and the server
+        stopped) when it dies first or takes longer than SERVER_START_S."""
+        try:
+            if self._line(SERVER_START_S) is None:
+                raise _ServerGone(None, f"the decoding process did not start in {SERVER_START_S} s")
+        except _ServerGone:
+            self.close()
+            raise
+        self.ready = True
+
     def run(self, job: dict, wall_s: float) -> int | None:
         """Run ``job`` in a fresh child; its exit code (negative: the signal that ended it),
         or None when it ran past ``wall_s`` and was killed."""
@@ -217,10 +228,7 @@ class _DecodeServer:
         except BrokenPipeError:
             raise self._gone() from None
         if not self.ready:  # it may still be importing its modules
-            if self._line(SERVER_START_S) is None:
-                self.close()
-                raise _ServerGone(None, f"the decoding process did not start in {SERVER_START_S} s")
-            self.ready = True
+            self.wait_ready()
             deadline = time.monotonic() + wall_s
         started = self._line(SERVER_START_S)  # a fork: at once, unless the machine is swamped
         if started is None:
@@ -290,12 +298,9 @@ def start_decode_server() -> None:
     if server.ready:
         return
     try:
-        if server._line(SERVER_START_S) is None:
-            raise _ServerGone(None, f"the decoding process did not start in {SERVER_START_S} s")
+        server.wait_ready()
     except _ServerGone as gone:
-        server.close()
         raise IngestError(gone.stderr_tail or "the decoding process stopped on start") from None
-    server.ready = True
 
 
 def stop_decode_server() -> float:

@@ -57,6 +57,25 @@ def test_a_fold_predicts_only_its_test_clips_with_the_best_val_epoch(
     )
 
 
+def _stopped_after_epoch_one(
+    config: TrainConfig, export_root: Path, fold: int, checkpoint_dir: Path
+) -> list[EpochLog]:
+    """Train ``fold`` until a stop request after epoch 1; the epochs logged (a checkpoint of
+    epoch 1 is left in ``checkpoint_dir``)."""
+    seen: list[EpochLog] = []
+    with pytest.raises(TrainingCancelled) as stopped:
+        train_fold(
+            config,
+            export_root,
+            fold,
+            checkpoint_dir=checkpoint_dir,
+            on_epoch=seen.append,
+            should_stop=lambda: bool(seen),
+        )
+    assert stopped.value.epoch == 1
+    return seen
+
+
 def test_two_runs_with_the_same_seed_give_identical_predictions(
     reference: FoldResult, export_root: Path, tmp_path: Path
 ) -> None:
@@ -68,17 +87,8 @@ def test_two_runs_with_the_same_seed_give_identical_predictions(
 def test_a_run_stopped_after_epoch_one_and_resumed_equals_an_uninterrupted_run(
     reference: FoldResult, export_root: Path, tmp_path: Path
 ) -> None:
-    seen: list[EpochLog] = []
-    with pytest.raises(TrainingCancelled) as stopped:
-        train_fold(
-            CONFIG,
-            export_root,
-            0,
-            checkpoint_dir=tmp_path,
-            on_epoch=seen.append,
-            should_stop=lambda: bool(seen),
-        )
-    assert stopped.value.epoch == 1 and [log.epoch for log in seen] == [1]
+    seen = _stopped_after_epoch_one(CONFIG, export_root, 0, tmp_path)
+    assert [log.epoch for log in seen] == [1]
     assert (tmp_path / "last.pt").exists()
 
     resumed = train_fold(CONFIG, export_root, 0, checkpoint_dir=tmp_path, on_epoch=seen.append)
@@ -209,16 +219,7 @@ def test_a_run_without_morphometry_and_an_older_checkpoint_without_the_option(
     export_root: Path, tmp_path: Path
 ) -> None:
     config = replace(CONFIG, epochs=2, morphometry=False)
-    seen: list[EpochLog] = []
-    with pytest.raises(TrainingCancelled):
-        train_fold(
-            config,
-            export_root,
-            1,
-            checkpoint_dir=tmp_path,
-            on_epoch=seen.append,
-            should_stop=lambda: bool(seen),
-        )
+    _stopped_after_epoch_one(config, export_root, 1, tmp_path)
     # A checkpoint written before the option existed: its config does not name it.
     checkpoint = torch.load(tmp_path / "last.pt", weights_only=True)
     del checkpoint["config"]["morphometry"]
