@@ -20,9 +20,16 @@ and prints
 with the targets we hold ourselves to: mean error <= 2 px, no lost target, >= 150 frames per
 CPU-second (one core; the ingestion of a video runs in one single-threaded process).
 
-Measured 2026-11-26 on this project's machine kind (2 cores, the other core busy training a
-model), after the tracker's wide-turn retry, one run of the default 20 videos and two of
-``--videos 40``:
+Measured 2026-11-26 on this project's machine kind with nothing else running (load about 1),
+one run of the default 20 videos and two of ``--videos 40``:
+
+    worker      163-165 frames per CPU-second (97-98 ms per 16-frame video); 155 with the
+                decode server's start-up (0.13 CPU-s) spread over the 20 videos
+    in-process  200-208 frames per CPU-second (77-80 ms per video)
+    0 targets lost in either set
+
+With the other core busy training a model, after the tracker's wide-turn retry, one run of
+the default 20 videos and two of ``--videos 40``:
 
     worker      148-154 frames per CPU-second (104-108 ms per 16-frame video); 138-147 with
                 the decode server's start-up (0.16-0.19 CPU-s) spread over the videos
@@ -31,9 +38,9 @@ model), after the tracker's wide-turn retry, one run of the default 20 videos an
 
 Earlier the same day, before that retry and with the same load, three runs of 40 videos gave
 154-160 (worker) and 180-197 (in-process). The ingestion itself (decode, track, crop, encode,
-hash) runs at 170-200 frames per CPU-second; the fork-per-video isolation costs about 15 ms
-per video (fork, exit, fresh pages in the child), which puts the worker's path at the target,
-not clearly above it.
+hash) runs at 170-210 frames per CPU-second; the fork-per-video isolation costs about 15-20
+ms per video (fork, exit, fresh pages in the child): on a quiet machine the worker's path
+clears the target by about 10 %, with another core's load on the machine it sits at it.
 
 None of the 40 targets is lost. Until the tracker learnt to retry all round (30° steps) when
 no small turn matches, one was (c0014, a non-progressive cell whose head turns by a right
