@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 ACTIONS = (
     "login_ok", "login_failed", "login_locked", "logout", "grade_submit", "grade_change",
     "cannot_judge", "permission_denied", "upload", "export_download", "dataset_build",
-    "role_change", "training_start",
+    "role_change", "training_start", "answer_refused", "grade_change_after_panel",
+    "triage_view",
 )  # fmt: skip
 
 

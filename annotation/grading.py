@@ -47,6 +47,11 @@ TELEMETRY_KEYS: tuple[str, ...] = (*TELEMETRY_COUNTERS, "speeds_used", *TELEMETR
 MAX_TIME_SPENT_MS = 3_600_000
 
 
+class NotOfferedError(ServiceError):
+    """An answer to a clip the queue does not hold for this expert (retired, held for another
+    expert, past the vote target or never offered): answers go only to the clip on offer."""
+
+
 class AlreadyAnsweredError(ServiceError):
     """The expert already answered this clip (a grade or "cannot judge"): `answer` is it."""
 
@@ -145,7 +150,12 @@ def _clips_open() -> QuerySet[Clip]:
 def _unanswered_by(expert: User) -> Q:
     rated = Rating.objects.filter(clip=OuterRef("pk"), rater=expert)
     skipped = CannotJudge.objects.filter(clip=OuterRef("pk"), rater=expert)
-    return ~Exists(rated) & ~Exists(skipped)
+    # A clip the account graded as a trainee (it saw the panel and the model's answer): by the
+    # reverse relation, so this app does not import `datasets`, which sits to its right.
+    seen_as_trainee = Clip.objects.filter(
+        pk=OuterRef("pk"), dataset_clips__trainee_ratings__trainee=expert
+    )
+    return ~Exists(rated) & ~Exists(skipped) & ~Exists(seen_as_trainee)
 
 
 def _held_for_others(expert: User, now: datetime) -> Coalesce:
@@ -291,6 +301,40 @@ def _clip_assign_next(*, expert: User, now: datetime, has_stale_holds: bool) -> 
 # --- answers --------------------------------------------------------------------------------
 
 
+def _answer_offered_check(*, expert: User, clip: Clip, now: datetime) -> None:
+    """Refuse an answer to a clip the queue is not offering this expert. Call with the Clip
+    row lock held (assignments of a clip are written only under it).
+
+    Accepted: the clip held for the expert (a normal offer or a pending hidden repeat). A hold
+    that lapsed while the expert looked is still honoured while nobody else's hold would push
+    the clip past the vote target. Everything else is a NotOfferedError that says what to do.
+    """
+    hold = ClipAssignment.objects.filter(clip=clip, expert=expert).values_list("expires_at").first()
+    if clip.retired_at is not None:
+        if hold is not None:
+            _assignment_clear(expert=expert, clip_id=clip.pk)
+        raise NotOfferedError(
+            f"clip {clip.external_id} is settled and takes no more answers; "
+            "ask for your next clip (GET /api/grading/next/)"
+        )
+    if hold is not None and hold[0] > now:
+        return
+    others = (
+        ClipAssignment.objects.filter(clip=clip, expires_at__gt=now).exclude(expert=expert).count()
+    )
+    if hold is not None and clip.votes_total + others < vote_target():
+        return
+    if others:
+        raise NotOfferedError(
+            f"clip {clip.external_id} is held for another expert; "
+            "grade the clip your queue gives you (GET /api/grading/next/)"
+        )
+    raise NotOfferedError(
+        f"clip {clip.external_id} is not the clip your queue offered you; "
+        "grade the clip your queue gives you (GET /api/grading/next/)"
+    )
+
+
 def _clip_lock(clip_id: int) -> Clip:
     """Lock a clip's row for the rest of the transaction (vote counts, assignments)."""
     return Clip.objects.select_for_update().select_related("video").get(pk=clip_id)
@@ -319,8 +363,8 @@ def _answer_existing(*, expert: User, clip: Clip) -> AlreadyAnsweredError | None
     if rating_pk is not None:
         rating = Rating.objects.get(pk=rating_pk)
         return AlreadyAnsweredError(
-            f"you already graded clip {clip.external_id} ({rating.grade}); "
-            f"change that grade (rating {rating.pk}) instead of grading it again",
+            f"you already graded clip {clip.external_id}; "
+            f"change your grade (rating {rating.pk}) instead of grading it again",
             answer=rating,
         )
     if skipped_it:
@@ -375,7 +419,12 @@ def rating_submit(
         locked = _clip_lock(clip.pk)
         if locked.video.status != Video.Status.READY:
             raise ServiceError(f"clip {locked.external_id} is not ready for grading")
-        if _repeat_pending(expert=expert, clip_id=locked.pk):
+        if not _repeat_pending(expert=expert, clip_id=locked.pk):
+            existing = _answer_existing(expert=expert, clip=locked)
+            if existing is not None:
+                raise existing
+            _answer_offered_check(expert=expert, clip=locked, now=timezone.now())
+        else:
             # A hidden repeat: stored apart, never a second vote; the counts stay as they are.
             from annotation.repeat_service import repeat_submit
 
@@ -388,9 +437,6 @@ def rating_submit(
             )  # fmt: skip
             original.grade = grade  # the response echoes this answer, not the earlier grade
             return original
-        existing = _answer_existing(expert=expert, clip=locked)
-        if existing is not None:
-            raise existing
         rating = Rating.objects.create(
             clip=locked,
             rater=expert,
@@ -405,7 +451,24 @@ def rating_submit(
         audit_record(action="grade_submit", user=expert, obj=rating, detail={"grade": grade})
         return rating
 
-    return _answer_once(expert=expert, clip=clip, write=write)
+    return _answer_refused_audited(
+        expert=expert, clip=clip, answer="grade", run=lambda: _answer_once(
+            expert=expert, clip=clip, write=write
+        ),
+    )  # fmt: skip
+
+
+def _answer_refused_audited(*, expert: User, clip: Clip, answer: str, run: Callable[[], T]) -> T:
+    """Run an answer's write; a NotOfferedError is recorded in the audit log (after the
+    write's savepoint rolled back, so the event survives) and raised again."""
+    try:
+        return run()
+    except NotOfferedError as exc:
+        audit_record(
+            action="answer_refused", user=expert, obj=clip,
+            detail={"answer": answer, "reason": str(exc)},
+        )  # fmt: skip
+        raise
 
 
 def rating_change(
@@ -430,6 +493,18 @@ def rating_change(
         clip = _clip_lock(rating.clip_id)
         locked = Rating.objects.select_for_update().get(pk=rating.pk)
         previous = locked.grade
+        if locked.panel_seen_at is not None:
+            # The expert has seen the panel: the counted grade stays the independent one; the
+            # change is kept apart for curators and never counted anywhere.
+            if grade != previous:
+                RatingChange.objects.create(
+                    rating=locked, grade=grade, previous_grade=previous, after_panel=True
+                )
+                audit_record(
+                    action="grade_change_after_panel", user=expert, obj=locked,
+                    detail={"grade": grade, "counted_grade": previous},
+                )  # fmt: skip
+            return locked
         if grade != previous:
             RatingChange.objects.create(rating=locked, grade=grade, previous_grade=previous)
             _clip_votes_add(locked.clip_id, {previous: -1, grade: 1})
@@ -458,6 +533,7 @@ def cannot_judge_submit(
         existing = _answer_existing(expert=expert, clip=locked)
         if existing is not None:
             raise existing
+        _answer_offered_check(expert=expert, clip=locked, now=timezone.now())
         answer = CannotJudge.objects.create(
             clip=locked, rater=expert, reason=reason, time_spent_ms=time_spent_ms
         )
@@ -465,7 +541,11 @@ def cannot_judge_submit(
         audit_record(action="cannot_judge", user=expert, obj=answer, detail={"reason": reason})
         return answer
 
-    return _answer_once(expert=expert, clip=clip, write=write)
+    return _answer_refused_audited(
+        expert=expert, clip=clip, answer="cannot_judge", run=lambda: _answer_once(
+            expert=expert, clip=clip, write=write
+        ),
+    )  # fmt: skip
 
 
 # --- reads ----------------------------------------------------------------------------------
@@ -482,7 +562,18 @@ def clip_panel_for_expert(*, expert: User, clip: Clip) -> dict[str, int] | None:
         .values_list("votes_a", "votes_b", "votes_c", "votes_d", "votes_e")
         .first()
     )
-    return None if counts is None else dict(zip(GRADES, counts, strict=True))
+    if counts is None:
+        return None
+    ratings_mark_panel_seen(expert=expert, clip_ids=[clip.pk])
+    return dict(zip(GRADES, counts, strict=True))
+
+
+def ratings_mark_panel_seen(*, expert: User, clip_ids: list[int]) -> None:
+    """Record that the expert now sees the panel of these clips: their counted grades for
+    them are fixed from here on (`rating_change`). One UPDATE; a first sighting only."""
+    Rating.objects.filter(rater=expert, clip_id__in=clip_ids, panel_seen_at__isnull=True).update(
+        panel_seen_at=timezone.now()
+    )
 
 
 @dataclass(frozen=True)

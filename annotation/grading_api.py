@@ -234,6 +234,9 @@ class RatingListSubmitApi(generics.ListAPIView):
             )
         except grading.AlreadyAnsweredError as exc:
             return _conflict(exc)
+        except grading.NotOfferedError as exc:
+            # A Response, not an exception: the audit event of the refusal must commit.
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         except ServiceError as exc:
             raise ValidationError({"detail": str(exc)}) from exc
         answer = _rating_answer(rating, request.user, next_asked=data.validated_data["next"])
@@ -310,6 +313,9 @@ class CannotJudgeSubmitApi(APIView):
             )
         except grading.AlreadyAnsweredError as exc:
             return _conflict(exc)
+        except grading.NotOfferedError as exc:
+            # A Response, not an exception: the audit event of the refusal must commit.
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         except ServiceError as exc:
             raise ValidationError({"detail": str(exc)}) from exc
         answer.next = _next_if_asked(request.user, data.validated_data["next"])

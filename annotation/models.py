@@ -140,6 +140,9 @@ class Rating(models.Model):
     time_spent_ms = models.PositiveIntegerField(default=0)
     # Grading telemetry: plays, frames_stepped, speeds_used, full_field_opened, zoom_used.
     telemetry = models.JSONField(default=dict, blank=True)
+    # When the expert first saw the panel's votes on this clip (after their vote, or on the
+    # compare page). From then on the counted grade is fixed: a change is kept apart.
+    panel_seen_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -160,6 +163,9 @@ class RatingChange(models.Model):
     grade = models.CharField(max_length=1, choices=GRADE_CHOICES)
     previous_grade = models.CharField(max_length=1, choices=GRADE_CHOICES, blank=True)
     changed_at = models.DateTimeField(auto_now_add=True)
+    # A change made after the expert saw the panel: recorded for curators, never counted (the
+    # rating keeps its grade, so distributions, agreement, retirement and exports ignore it).
+    after_panel = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["changed_at", "id"]

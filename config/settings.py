@@ -205,8 +205,10 @@ INGEST_N_FRAMES = env_int("MERSV_INGEST_FRAMES", 16)
 INGEST_CROP_SIZE = env_int("MERSV_CROP_SIZE", 150)
 DEFAULT_PIXEL_SIZE_UM = env_float("MERSV_PIXEL_SIZE_UM", 0.5)
 
-# Grading.
-SHOW_PANEL_AFTER_VOTE = env_bool("MERSV_SHOW_PANEL_AFTER_VOTE", True)
+# Grading. The panel's votes stay hidden after a vote unless the lab turns this on: a grade
+# changed after seeing the panel is kept apart and never counted (`annotation.grading`), so the
+# default gives independent votes without configuring anything.
+SHOW_PANEL_AFTER_VOTE = env_bool("MERSV_SHOW_PANEL_AFTER_VOTE", False)
 # A clip's vote target: the queue stops offering it once its votes plus the clips held for other
 # experts reach this (the paper's panel had 40 experts).
 MAX_VOTES = env_int("MERSV_MAX_VOTES", 40)

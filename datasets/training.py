@@ -136,13 +136,19 @@ def training_set_create(
         raise ServiceError(f"dataset version {version.name!r} is not built yet")
     if min_votes < 1:
         raise ServiceError("a training clip needs at least one expert vote")
-    clips = DatasetClip.objects.filter(version=version, n__gte=min_votes)
+    # Settled clips only (retired: out of the expert queue for good). A trainee sees each
+    # clip's panel and the model's prediction, and may later grade as an expert: an open
+    # clip would reach the queue of someone who has already seen its answer.
+    clips = DatasetClip.objects.filter(
+        version=version, n__gte=min_votes, clip__retired_at__isnull=False
+    )
     if clip_ids is not None:
         clips = clips.filter(clip_external_id__in=list(clip_ids))
     chosen = list(clips.values_list("pk", flat=True))
     if not chosen:
         raise ServiceError(
-            f"no clip of {version.name!r} has {min_votes} or more votes; lower the minimum"
+            f"no settled (retired) clip of {version.name!r} has {min_votes} or more votes; "
+            "wait until clips retire from the expert queue, or lower the minimum"
         )
     with transaction.atomic():
         training_set = TrainingSet.objects.create(
@@ -229,7 +235,7 @@ def trainee_rating_submit(
         if existing is None:
             raise
         raise AlreadyGradedError(
-            f"you already graded clip {dataset_clip.clip_external_id} ({existing.grade})",
+            f"you already graded clip {dataset_clip.clip_external_id}",
             rating=existing,
         ) from None
 
@@ -337,11 +343,18 @@ def _progress(
 
 
 def _rows(ratings: QuerySet[TraineeRating]) -> list[tuple[int, int, datetime, str, list[float]]]:
-    return list(
-        ratings.order_by("created_at", "pk").values_list(
-            "trainee_id", "session", "created_at", "grade", "dataset_clip__p"
-        )
-    )
+    """A trainee's grades in order, each clip of a version once (their first grade of it):
+    grading the same clips again in a second training set cannot raise a score."""
+    seen: set[tuple[int, int]] = set()
+    rows = []
+    for trainee_id, clip_id, *row in ratings.order_by("created_at", "pk").values_list(
+        "trainee_id", "dataset_clip_id", "session", "created_at", "grade", "dataset_clip__p"
+    ):
+        if (trainee_id, clip_id) in seen:
+            continue
+        seen.add((trainee_id, clip_id))
+        rows.append((trainee_id, *row))
+    return rows
 
 
 def trainee_progress(*, trainee: User) -> TraineeProgress:

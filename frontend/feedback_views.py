@@ -192,9 +192,10 @@ def _compare_chart(row: feedback.CompareRow) -> dict[str, object]:
 
 
 @require_GET
-@role_required(CURATOR, EXPERT)
+@role_required(CURATOR)
 def triage(request: HttpRequest) -> HttpResponse:
-    """Choose a sample (video) and a model; its sperm ranked by predicted p_A + p_B."""
+    """Choose a sample (video) and a model; its sperm ranked by predicted p_A + p_B. Curators
+    only: experts never see a model's prediction of a clip they may still grade."""
     videos = Video.objects.filter(status=Video.Status.READY).order_by("-created_at")[:200]
     runs = feedback.runs_succeeded()
     video_id, run_id = request.GET.get("video"), request.GET.get("run")

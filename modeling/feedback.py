@@ -16,6 +16,7 @@ from django.db.models import QuerySet
 
 from annotation.distributions import SCORES, emd
 from annotation.grades import GRADE_INDEX, GRADES
+from annotation.grading import ratings_mark_panel_seen
 from annotation.models import Clip, ClipAssignment, Rating, Video
 from datasets.models import TrainingSet
 from modeling.models import P_FIELDS, JobStatus, Prediction, TrainingRun
@@ -96,6 +97,8 @@ def expert_comparison(*, expert: User) -> list[CompareRow]:
         .select_related("clip")
         .order_by("clip__external_id")
     )
+    # Showing the panel fixes the counted grade of every clip on the page.
+    ratings_mark_panel_seen(expert=expert, clip_ids=[r.clip_id for r in ratings])
     predictions = _latest_predictions(r.clip_id for r in ratings)
     rows = []
     for rating in ratings:
@@ -134,11 +137,6 @@ def triage_order(predictions: Sequence[tuple[int, Sequence[float]]]) -> list[int
     ]
 
 
-# A sample has a handful of tagged sperm: up to this many missing predictions are made while
-# the page waits; more go to the worker and show as pending.
-TRIAGE_SYNC_MAX = 8
-
-
 @dataclass(frozen=True)
 class TriageRow:
     rank: int | None  # 1 = best; None while the clip has no prediction
@@ -158,24 +156,20 @@ class Triage:
 
 
 def triage_predictions_ensure(*, run: TrainingRun, clips: Sequence[Clip]) -> tuple[int, str]:
-    """Predict the sample's clips the run has not predicted: at once when they are few, else
-    in the worker. Returns (clips left pending, error message or "")."""
-    from modeling.services import TrainingError, predictions_for_new_clips
+    """Queue the prediction of the sample's clips the run has not predicted, in the worker
+    (a page view never runs inference or writes predictions). Returns (clips left pending,
+    error message or "")."""
+    from modeling.services import TrainingError, predictions_new_clips_enqueue
 
     have = set(Prediction.objects.filter(run=run, clip__in=clips).values_list("clip_id", flat=True))
     missing = [c for c in clips if c.pk not in have]
     if not missing:
         return 0, ""
-    if len(missing) > TRIAGE_SYNC_MAX:
-        from modeling.services import predictions_new_clips_enqueue
-
-        predictions_new_clips_enqueue(run=run)
-        return len(missing), ""
     try:
-        predictions_for_new_clips(run=run, clips=missing)
-    except (TrainingError, OSError, ValueError) as exc:
+        predictions_new_clips_enqueue(run=run)
+    except TrainingError as exc:
         return len(missing), str(exc)
-    return 0, ""
+    return len(missing), ""
 
 
 def sample_triage(*, video: Video, run: TrainingRun, predict_missing: bool = True) -> Triage:

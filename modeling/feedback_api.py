@@ -11,7 +11,6 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import ValidationError
-from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -20,8 +19,7 @@ from annotation import grading
 from annotation.grades import GRADES
 from annotation.grading_api import GradingClipOutputSerializer
 from annotation.models import Video
-from annotation.permissions import IsTrainee
-from annotation.roles import CURATOR, EXPERT, user_has_role
+from annotation.permissions import IsCurator, IsTrainee
 from annotation.services import ServiceError
 from datasets import training
 from datasets.models import DatasetClip, TraineeRating, TrainingSet
@@ -197,15 +195,6 @@ class TraineeProgressApi(APIView):
 # --- sample triage --------------------------------------------------------------------------
 
 
-class IsCuratorOrExpert(BasePermission):
-    """Triage shows predictions and kinematics only, never votes: experts may use it too."""
-
-    message = "only curators and experts may triage samples"
-
-    def has_permission(self, request, view) -> bool:  # type: ignore[no-untyped-def]
-        return user_has_role(request.user, CURATOR, EXPERT)
-
-
 class TriageRowOutputSerializer(serializers.Serializer):
     rank = serializers.IntegerField(allow_null=True, help_text="1 = best; null: no prediction.")
     clip_id = serializers.CharField(source="clip.external_id")
@@ -241,7 +230,9 @@ def triage_run(run_id: object) -> TrainingRun:
 
 
 class TriageApi(APIView):
-    permission_classes = [IsCuratorOrExpert]
+    """Curators only: a model's prediction must never reach an expert before they grade."""
+
+    permission_classes = [IsCurator]
 
     @extend_schema(
         operation_id="triage",

@@ -10,6 +10,7 @@ from annotation import grading
 from annotation.models import Clip, Rating
 from annotation.retirement import posterior_expected_emd
 from annotation.retirement_service import clip_retire_if_settled, clips_retire_settled
+from tests.grading_support import grade_offered
 
 
 @pytest.fixture
@@ -85,7 +86,7 @@ def test_the_service_reads_the_counts_the_transaction_just_wrote(
     add_votes(clip, "BB", experts)
     stale = Clip.objects.get(pk=clip.pk)  # holds the counts before the third vote
 
-    grading.rating_submit(expert=experts[2], clip=clip, grade="B", time_spent_ms=3000, telemetry={})
+    grade_offered(experts[2], clip, "B", time_spent_ms=3000)
 
     assert clip_retire_if_settled(clip=stale) is True
     assert stale.retired_at is not None

@@ -109,14 +109,9 @@ def make_clip() -> Callable[..., Clip]:
 @pytest.fixture
 def cast_votes(make_user) -> Callable[[Clip, str], list]:  # type: ignore[no-untyped-def]
     """``cast_votes(clip, "AAC")``: new experts grade the clip through the grading service."""
-    from annotation.grading import rating_submit
+    from tests.grading_support import grade_offered
 
     def cast(clip: Clip, grades: str) -> list:
-        return [
-            rating_submit(
-                expert=make_user("expert"), clip=clip, grade=g, time_spent_ms=1000, telemetry={}
-            )
-            for g in grades
-        ]
+        return [grade_offered(make_user("expert"), clip, g) for g in grades]
 
     return cast

@@ -40,7 +40,22 @@ def _client_for(user) -> Client:  # type: ignore[no-untyped-def]
 
 
 def _post(client: Client, url: str, body: dict, method: str = "post"):  # type: ignore[no-untyped-def]
+    if url in (RATINGS, CANNOT_JUDGE) and method == "post" and "clip_id" in body:
+        _offer_to_client(client, str(body["clip_id"]))
     return getattr(client, method)(url, json.dumps(body), content_type="application/json")
+
+
+def _offer_to_client(client: Client, clip_id: str) -> None:
+    """Hold the clip for the logged-in expert, as the queue does when it offers it."""
+    from django.contrib.auth import get_user_model
+
+    from annotation.models import Clip
+    from tests.grading_support import offer
+
+    user_id = client.session.get("_auth_user_id")
+    clip = Clip.objects.filter(external_id=clip_id).first()
+    if user_id is not None and clip is not None:
+        offer(get_user_model().objects.get(pk=user_id), clip)
 
 
 def _submit(client: Client, clip_id: str, grade: str = "B", **extra):  # type: ignore[no-untyped-def]
@@ -278,10 +293,14 @@ def test_after_voting_the_panel_is_shown_only_when_the_lab_allows_it(
     expected = {"A": 1, "B": 0, "C": 4, "D": 0, "E": 1}
     assert submitted["panel"] == (expected if show_panel else None)
     changed = _post(client, f"{RATINGS}{submitted['id']}/", {"grade": "B"}, method="patch").json()
-    assert changed["panel"] == ({**expected, "B": 1, "C": 3} if show_panel else None)
+    # Once the panel was seen the counted grade is fixed: the change is kept apart, uncounted.
+    assert changed["panel"] == (expected if show_panel else None)
+    assert changed["grade"] == ("C" if show_panel else "B")
+    clip.refresh_from_db()
+    assert (clip.votes_b, clip.votes_c) == ((0, 4) if show_panel else (1, 3))
     # Lists and the queue stay blind either way: my ratings carry my grades only.
     listed = client.get(RATINGS).json()["results"]
-    assert _json_leaks(listed, own_grades={"B"}) == []
+    assert _json_leaks(listed, own_grades={changed["grade"]}) == []
 
 
 def test_the_session_summary_page_shows_this_sessions_answers(make_user, make_clip):

@@ -9,13 +9,16 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from annotation.grading import cannot_judge_submit, clip_next_for_expert, rating_submit
+from annotation.grading import clip_next_for_expert, rating_submit
 from annotation.models import ClipAssignment, Video
+from tests.grading_support import cannot_judge_offered, offer
 
 pytestmark = pytest.mark.django_db
 
 
 def _grade(expert, clip, grade: str = "B"):  # type: ignore[no-untyped-def]
+    if not ClipAssignment.objects.filter(expert=expert, clip=clip).exists():
+        offer(expert, clip)
     return rating_submit(expert=expert, clip=clip, grade=grade, time_spent_ms=500, telemetry={})
 
 
@@ -68,7 +71,7 @@ def test_a_clip_marked_cannot_judge_leaves_the_queue(make_user, make_clip):
     expert = make_user("expert")
     clip = make_clip()
     assert clip_next_for_expert(expert=expert) == clip
-    cannot_judge_submit(expert=expert, clip=clip, reason="out_of_focus")
+    cannot_judge_offered(expert, clip, reason="out_of_focus")
     assert clip_next_for_expert(expert=expert) is None
 
 

@@ -10,7 +10,6 @@ from django.utils import timezone
 
 from annotation.grading import (
     AlreadyAnsweredError,
-    cannot_judge_submit,
     clip_next_for_expert,
     grading_progress,
     grading_session_summary,
@@ -19,6 +18,7 @@ from annotation.grading import (
 )
 from annotation.models import CannotJudge, Clip, Rating, RatingChange
 from annotation.services import ServiceError, clip_vote_counts_recount
+from tests.grading_support import cannot_judge_offered, offer
 
 pytestmark = pytest.mark.django_db
 
@@ -33,6 +33,7 @@ TELEMETRY = {
 
 def _submit(expert, clip, grade="B", **kwargs):  # type: ignore[no-untyped-def]
     args = {"time_spent_ms": 1200, "telemetry": TELEMETRY, **kwargs}
+    offer(expert, clip)
     return rating_submit(expert=expert, clip=clip, grade=grade, **args)
 
 
@@ -160,21 +161,21 @@ def test_a_time_beyond_an_hour_is_refused(make_user, make_clip):
 
 def test_cannot_judge_is_recorded_apart_and_never_counted(make_user, make_clip):
     expert, clip = make_user("expert"), make_clip()
-    answer = cannot_judge_submit(expert=expert, clip=clip, reason="overlapping", time_spent_ms=2000)
+    answer = cannot_judge_offered(expert, clip, reason="overlapping", time_spent_ms=2000)
     assert answer.reason == CannotJudge.Reason.OVERLAPPING
     assert _counts(clip) == [0, 0, 0, 0, 0, 0]
     assert not Rating.objects.exists()
     with pytest.raises(AlreadyAnsweredError, match="cannot judge"):
         _submit(expert, clip, "A")
     with pytest.raises(ServiceError, match="reason 'blurry' is not one of out_of_focus"):
-        cannot_judge_submit(expert=expert, clip=make_clip(), reason="blurry")
+        cannot_judge_offered(expert, make_clip(), reason="blurry")
 
 
 def test_cannot_judge_after_grading_is_refused(make_user, make_clip):
     expert, clip = make_user("expert"), make_clip()
     _submit(expert, clip, "A")
     with pytest.raises(AlreadyAnsweredError, match="already graded"):
-        cannot_judge_submit(expert=expert, clip=clip, reason="wrong_target")
+        cannot_judge_offered(expert, clip, reason="wrong_target")
     assert not CannotJudge.objects.exists()
 
 
@@ -185,7 +186,7 @@ def test_progress_counts_grades_cannot_judge_and_what_is_left(make_user, make_cl
     make_clip(retired=True)
     _submit(make_user("expert"), full, "A")  # at its target: not in anyone's queue
     _submit(expert, a, "C")
-    cannot_judge_submit(expert=expert, clip=b, reason="out_of_focus")
+    cannot_judge_offered(expert, b, reason="out_of_focus")
     progress = grading_progress(expert=expert)
     assert (progress.rated, progress.cannot_judge, progress.remaining) == (1, 1, 1)
     assert clip_next_for_expert(expert=expert) == c  # the one left
@@ -202,7 +203,7 @@ def test_the_session_summary_counts_this_sessions_answers_only(make_user, make_c
         _submit(expert, make_clip(), grade, time_spent_ms=ms)
     changed = _submit(expert, make_clip(), "D", time_spent_ms=4000)
     rating_change(expert=expert, rating=changed, grade="B")
-    cannot_judge_submit(expert=expert, clip=make_clip(), reason="wrong_target")
+    cannot_judge_offered(expert, make_clip(), reason="wrong_target")
 
     summary = grading_session_summary(expert=expert, now=now + timedelta(minutes=1))
     assert summary.grade_counts == {"A": 2, "B": 1, "C": 1, "D": 0, "E": 0}

@@ -10,6 +10,7 @@ from rest_framework.test import APIClient
 
 from annotation.grading import clip_next_for_expert, clip_panel_for_expert, rating_submit
 from annotation.models import Rating, RepeatRating
+from tests.grading_support import grade_offered
 
 pytestmark = pytest.mark.django_db
 
@@ -35,7 +36,7 @@ def test_a_hidden_repeat_is_stored_apart_and_never_counts(make_clip, make_user, 
     expert = make_user("expert")
     clips = [make_clip() for _ in range(2)]
     for clip in clips:
-        rating_submit(expert=expert, clip=clip, grade="B", time_spent_ms=3000, telemetry={})
+        grade_offered(expert, clip, "B", time_spent_ms=3000)
     Rating.objects.filter(rater=expert).update(updated_at=timezone.now() - timedelta(days=3))
     repeat = clip_next_for_expert(expert=expert)
     assert repeat in clips

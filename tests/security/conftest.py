@@ -53,8 +53,8 @@ def version_make(name: str, owner: Any) -> Any:
 
 @pytest.fixture
 def world(make_user, make_clip, settings, tmp_path) -> World:  # type: ignore[no-untyped-def]  # noqa: F811
-    from annotation.grading import rating_submit
     from modeling.models import ExperimentGrid, TrainingRun
+    from tests.grading_support import grade_offered
 
     settings.EXPORT_ROOT = tmp_path / "exports"
     users = {
@@ -75,12 +75,8 @@ def world(make_user, make_clip, settings, tmp_path) -> World:  # type: ignore[no
         source.parent.mkdir(parents=True, exist_ok=True)
         source.write_bytes(MP4_BYTES)
         w.objects[f"video_{owner}"] = video
-    w.objects["rating_own"] = rating_submit(
-        expert=users["expert"], clip=clips[0], grade="B", time_spent_ms=1000, telemetry={}
-    )
-    w.objects["rating_other"] = rating_submit(
-        expert=users["expert_other"], clip=clips[1], grade="C", time_spent_ms=1000, telemetry={}
-    )
+    w.objects["rating_own"] = grade_offered(users["expert"], clips[0], "B")
+    w.objects["rating_other"] = grade_offered(users["expert_other"], clips[1], "C")
     for owner, user in (("own", users["curator"]), ("other", users["curator_other"])):
         version = version_make(f"sec-{owner}", user)
         w.objects[f"version_{owner}"] = version

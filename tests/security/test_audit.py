@@ -16,6 +16,7 @@ from django.urls import reverse
 from annotation import grading
 from annotation.models import AppendOnlyError, AuditEvent
 from annotation.services import user_set_role
+from tests.grading_support import cannot_judge_offered, grade_offered
 from tests.security.conftest import MP4_BYTES, PASSWORD, World, client_for
 
 
@@ -57,14 +58,12 @@ def test_no_audit_row_holds_a_password_or_a_token(world: World) -> None:
 def test_grading_answers_are_recorded_in_their_transaction(world: World) -> None:
     expert = world.users["expert"]
     clip = world.objects["clip_free"]
-    rating = grading.rating_submit(
-        expert=expert, clip=clip, grade="D", time_spent_ms=5, telemetry={}
-    )
+    rating = grade_offered(expert, clip, "D", time_spent_ms=5)
     grading.rating_change(expert=expert, rating=rating, grade="E")
     with pytest.raises(grading.AlreadyAnsweredError):  # rolled back: no event either
         grading.cannot_judge_submit(expert=expert, clip=clip, reason="other")
     other_clip = world.objects["rating_other"].clip  # graded by another expert only
-    grading.cannot_judge_submit(expert=expert, clip=other_clip, reason="other")
+    cannot_judge_offered(expert, other_clip, reason="other")
     assert _actions(user=expert)[-3:] == ["grade_submit", "grade_change", "cannot_judge"]
     change = AuditEvent.objects.filter(action="grade_change").latest("id")
     assert change.detail == {"grade": "E", "previous_grade": "D"}

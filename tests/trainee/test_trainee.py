@@ -209,15 +209,15 @@ def test_a_trainee_qualifies_over_the_kappa_bar_after_enough_clips(
 def test_the_compare_page_shows_only_clips_the_expert_graded(
     make_user, make_clip, cast_votes
 ) -> None:
-    from annotation.grading import rating_submit
+    from tests.grading_support import grade_offered
 
     expert = make_user("expert")
     mine, far, unseen = make_clip(), make_clip(), make_clip()
     cast_votes(mine, "AAB")
     cast_votes(far, "AAA")
     cast_votes(unseen, "CCC")
-    rating_submit(expert=expert, clip=mine, grade="A", time_spent_ms=1, telemetry={})
-    rating_submit(expert=expert, clip=far, grade="E", time_spent_ms=1, telemetry={})
+    grade_offered(expert, mine, "A", time_spent_ms=1)
+    grade_offered(expert, far, "E", time_spent_ms=1)
     rows = expert_comparison(expert=expert)
     assert [r.clip.pk for r in rows] == [far.pk, mine.pk]  # the larger disagreement first
     assert rows[0].gap == pytest.approx(5 - 2.0)  # panel AAAE: mean 2

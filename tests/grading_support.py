@@ -1,0 +1,47 @@
+"""Answers given through the grading service as the queue would take them.
+
+`rating_submit` and `cannot_judge_submit` accept answers only to the clip held for the expert
+(`annotation.grading._answer_offered_check`). A fixture that needs a vote on a chosen clip
+holds that clip for the expert first, as the queue does when it offers it."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.utils import timezone
+
+from annotation import grading
+from annotation.models import CannotJudge, Clip, ClipAssignment, Rating
+
+
+def offer(expert, clip: Clip) -> None:  # type: ignore[no-untyped-def]
+    """Hold `clip` for `expert` (the queue's ClipAssignment), as if the queue offered it. A clip
+    the expert already answered is left alone (a hold on it would be a hidden repeat)."""
+    if (
+        Rating.objects.filter(clip=clip, rater=expert).exists()
+        or CannotJudge.objects.filter(clip=clip, rater=expert).exists()
+    ):
+        return
+    now = timezone.now()
+    ClipAssignment.objects.update_or_create(
+        clip=clip, expert=expert,
+        defaults={"assigned_at": now, "expires_at": now + timedelta(minutes=10)},
+    )  # fmt: skip
+
+
+def grade_offered(  # type: ignore[no-untyped-def]
+    expert, clip: Clip, grade: str = "B", *, time_spent_ms: int = 1000, telemetry=None
+) -> Rating:
+    offer(expert, clip)
+    return grading.rating_submit(
+        expert=expert, clip=clip, grade=grade, time_spent_ms=time_spent_ms, telemetry=telemetry
+    )
+
+
+def cannot_judge_offered(  # type: ignore[no-untyped-def]
+    expert, clip: Clip, reason: str = "other", *, time_spent_ms: int = 0
+) -> CannotJudge:
+    offer(expert, clip)
+    return grading.cannot_judge_submit(
+        expert=expert, clip=clip, reason=reason, time_spent_ms=time_spent_ms
+    )
