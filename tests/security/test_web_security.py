@@ -360,7 +360,6 @@ def test_privileged_fields_in_a_request_body_change_nothing(
 
 def test_a_rating_names_its_expert_whatever_the_body_says(world: World) -> None:
     from annotation.models import Rating
-
     from tests.grading_support import offer
 
     clip = world.objects["clip_free"]
