@@ -55,13 +55,15 @@ def version_freeze(clips: list[Clip], name: str = "trainee-v1") -> DatasetVersio
 @pytest.fixture
 def training_clips(make_clip, cast_votes) -> Callable[..., TrainingSet]:  # noqa: F811
     """``training_clips("AAB", "CCD", ...)``: one clip per vote string, voted by experts,
-    frozen into a version and opened as a training set."""
+    retired, frozen into a version and opened as a training set."""
 
     def build(*votes: str, name: str = "practice") -> TrainingSet:
         clips = []
         for grades in votes:
             clip = make_clip()
             cast_votes(clip, grades)
+            # Settled: a training set takes only clips out of the expert queue for good.
+            Clip.objects.filter(pk=clip.pk).update(retired_at=timezone.now())
             clip.refresh_from_db()
             clips.append(clip)
         version = version_freeze(clips, name=f"{name}-version")
