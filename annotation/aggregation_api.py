@@ -173,6 +173,9 @@ class ExpertOutputSerializer(serializers.Serializer):
     n_fast = serializers.IntegerField(help_text="very fast grades (see fast_grade_ms)")
     fast_share = serializers.FloatField(allow_null=True)
     flagged = serializers.BooleanField(help_text="has very fast grades")
+    n_changed_after_panel = serializers.IntegerField(
+        help_text="grade changes after seeing the panel (kept apart, never counted)"
+    )
 
 
 class RetirementOutputSerializer(serializers.Serializer):

@@ -296,6 +296,8 @@ class ExpertRow:
     n_timed: int  # grades with a measured time (imported grades have none)
     n_fast: int  # very fast grades (fast_grade_mask)
     fast_share: float | None  # n_fast / n_timed
+    # Grade changes made after seeing the panel: kept apart, never counted (annotation.grading).
+    n_changed_after_panel: int = 0
 
     @property
     def flagged(self) -> bool:
@@ -421,6 +423,13 @@ def panel_statistics(*, bootstrap: int, seed: int = 0) -> PanelStatistics:
     model_severity = (
         dict(zip(snapshot.rater_pks, snapshot.severity, strict=True)) if snapshot else {}
     )
+    after_panel = dict(
+        RatingChange.objects.filter(after_panel=True)
+        .order_by()
+        .values("rating__rater_id")
+        .annotate(n=Count("pk"))
+        .values_list("rating__rater_id", "n")
+    )
 
     experts = []
     for j, (pk, name) in enumerate(zip(frame.rater_pks.tolist(), frame.rater_names, strict=True)):
@@ -441,6 +450,7 @@ def panel_statistics(*, bootstrap: int, seed: int = 0) -> PanelStatistics:
                 n_timed=int(n_timed[j]),
                 n_fast=int(n_fast[j]),
                 fast_share=int(n_fast[j]) / int(n_timed[j]) if n_timed[j] else None,
+                n_changed_after_panel=after_panel.get(pk, 0),
             )
         )
     return PanelStatistics(

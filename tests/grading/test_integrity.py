@@ -245,3 +245,21 @@ def test_grading_the_same_clips_in_a_second_set_does_not_raise_the_score(
         )  # fmt: skip
     after = trainee_progress(trainee=trainee)
     assert after.overall == before.overall
+
+
+def test_the_dashboard_counts_each_experts_changes_after_the_panel(
+    make_user, make_clip, cast_votes, settings
+) -> None:
+    settings.SHOW_PANEL_AFTER_VOTE = True
+    clip = make_clip()
+    cast_votes(clip, "AB")
+    expert = make_user("expert")
+    rating = grade_offered(expert, clip, "E")
+    grading.clip_panel_for_expert(expert=expert, clip=clip)
+    grading.rating_change(expert=expert, rating=rating, grade="A")
+    curator = _client(make_user("curator"))
+    rows = {r["rater"]: r for r in curator.get("/api/statistics/").json()["experts"]}
+    assert rows[expert.username]["n_changed_after_panel"] == 1
+    assert sum(r["n_changed_after_panel"] for r in rows.values()) == 1
+    page = curator.get(reverse("dashboard")).content.decode()
+    assert "Changed after panel" in page
