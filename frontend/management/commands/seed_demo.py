@@ -11,6 +11,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
+from django.utils import timezone
 
 from annotation.roles import ROLES
 from annotation.services import user_create
@@ -75,8 +76,17 @@ class Command(BaseCommand):
         )  # fmt: skip
 
     def _seed_training_set(self) -> None:
-        """A frozen version of the demo clips and a training set of them, for trainee mode
-        (reused when they exist)."""
+        """A frozen version of the demo clips and a training set of its settled ones, for
+        trainee mode (reused when they exist). The imported votes retire the clips they settle
+        first: a training set takes only clips out of the expert queue for good."""
+        call_command("retire_settled", stdout=self.stdout)
+        from annotation.models import Clip
+
+        if not Clip.objects.filter(retired_at__isnull=False).exists():
+            # Few demo votes settle no clip: the demo closes half of its clips to the expert
+            # queue for practice (the other half stays open for the demo expert to grade).
+            clips = list(Clip.objects.order_by("external_id").values_list("pk", flat=True))
+            Clip.objects.filter(pk__in=clips[: len(clips) // 2]).update(retired_at=timezone.now())
         call_command(
             "build_dataset", DEMO_VERSION, "--no-progress", "--if-missing", stdout=self.stdout
         )
