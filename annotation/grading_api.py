@@ -18,7 +18,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation import grading
-from annotation.models import CannotJudge, Clip, Rating
+from annotation.models import CannotJudge, Clip, ClipAssignment, Rating
 from annotation.permissions import IsExpert
 from annotation.services import ServiceError
 
@@ -210,7 +210,14 @@ class RatingListSubmitApi(generics.ListAPIView):
     serializer_class = RatingOutputSerializer
 
     def get_queryset(self):  # type: ignore[no-untyped-def]
-        return Rating.objects.filter(rater=self.request.user).select_related("clip")
+        # A clip held for the expert right now is left out: a pending hidden repeat must not be
+        # recognisable from the expert's own list of grades.
+        held = ClipAssignment.objects.filter(expert=self.request.user).values("clip_id")
+        return (
+            Rating.objects.filter(rater=self.request.user)
+            .exclude(clip_id__in=held)
+            .select_related("clip")
+        )
 
     @extend_schema(
         operation_id="grading_rating_submit",

@@ -263,3 +263,25 @@ def test_the_dashboard_counts_each_experts_changes_after_the_panel(
     assert sum(r["n_changed_after_panel"] for r in rows.values()) == 1
     page = curator.get(reverse("dashboard")).content.decode()
     assert "Changed after panel" in page
+
+
+def test_a_pending_hidden_repeat_is_not_in_the_experts_own_list(
+    make_user, make_clip, settings
+) -> None:
+    settings.REPEAT_RATE = 1.0
+    settings.REPEAT_MIN_AGE_H = 24
+    expert = make_user("expert")
+    clips = [make_clip() for _ in range(2)]
+    for clip in clips:
+        grade_offered(expert, clip, "C")
+    Rating.objects.filter(rater=expert).update(updated_at=timezone.now() - timedelta(days=3))
+    repeat = grading.clip_next_for_expert(expert=expert)
+    assert repeat in clips
+    client = _client(expert)
+    listed = [r["clip_id"] for r in client.get(RATINGS).json()["results"]]
+    assert repeat.external_id not in listed and len(listed) == 1
+    answer = _grade(client, repeat, "A")
+    assert answer.status_code == 201 and answer.json()["grade"] == "A"
+    assert "C" not in json.dumps(answer.json()["panel"] or {})
+    listed = [r["clip_id"] for r in client.get(RATINGS).json()["results"]]
+    assert sorted(listed) == sorted(c.external_id for c in clips)
