@@ -33,7 +33,6 @@ ACTIONS = (
     "login_ok", "login_failed", "login_locked", "logout", "grade_submit", "grade_change",
     "cannot_judge", "permission_denied", "upload", "export_download", "dataset_build",
     "role_change", "training_start", "answer_refused", "grade_change_after_panel",
-    "triage_view",
 )  # fmt: skip
 
 
