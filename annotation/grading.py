@@ -311,8 +311,6 @@ def _answer_offered_check(*, expert: User, clip: Clip, now: datetime) -> None:
     """
     hold = ClipAssignment.objects.filter(clip=clip, expert=expert).values_list("expires_at").first()
     if clip.retired_at is not None:
-        if hold is not None:
-            _assignment_clear(expert=expert, clip_id=clip.pk)
         raise NotOfferedError(
             f"clip {clip.external_id} is settled and takes no more answers; "
             "ask for your next clip (GET /api/grading/next/)"

@@ -36,6 +36,14 @@ def _grade(client: Client, clip: Clip, grade: str = "B"):  # type: ignore[no-unt
     return _post(client, RATINGS, {"clip_id": clip.external_id, "grade": grade, "time_spent_ms": 9})
 
 
+def _graded_over(make_user, make_clip, cast_votes, votes: str, grade: str):  # type: ignore[no-untyped-def]
+    """A clip the panel voted `votes` on, and a new expert's offered `grade` of it."""
+    clip = make_clip()
+    cast_votes(clip, votes)
+    expert = make_user("expert")
+    return expert, clip, grade_offered(expert, clip, grade)
+
+
 def test_a_grade_for_a_clip_the_queue_did_not_offer_is_a_409_that_says_what_to_do(
     make_user, make_clip
 ) -> None:
@@ -102,10 +110,7 @@ def test_a_change_after_seeing_the_panel_is_kept_apart_and_never_counted(
     make_user, make_clip, cast_votes, settings
 ) -> None:
     settings.SHOW_PANEL_AFTER_VOTE = True
-    clip = make_clip()
-    cast_votes(clip, "CCA")
-    expert = make_user("expert")
-    rating = grade_offered(expert, clip, "E")
+    expert, clip, rating = _graded_over(make_user, make_clip, cast_votes, "CCA", "E")
     assert grading.clip_panel_for_expert(expert=expert, clip=clip) == {
         "A": 1, "B": 0, "C": 2, "D": 0, "E": 1,
     }  # fmt: skip
@@ -120,10 +125,8 @@ def test_a_change_after_seeing_the_panel_is_kept_apart_and_never_counted(
 
 
 def test_a_change_before_the_panel_is_seen_counts(make_user, make_clip, cast_votes) -> None:
-    clip = make_clip()
-    cast_votes(clip, "CC")
-    expert = make_user("expert")
-    rating = grade_offered(expert, clip, "E")  # the default: no panel after a vote
+    # The default: no panel after a vote.
+    expert, clip, rating = _graded_over(make_user, make_clip, cast_votes, "CC", "E")
     assert grading.clip_panel_for_expert(expert=expert, clip=clip) is None
     grading.rating_change(expert=expert, rating=rating, grade="C")
     clip.refresh_from_db()
@@ -134,10 +137,7 @@ def test_the_compare_page_fixes_the_grades_it_shows(
     make_user, make_clip, cast_votes, settings
 ) -> None:
     settings.SHOW_PANEL_AFTER_VOTE = True
-    clip = make_clip()
-    cast_votes(clip, "AA")
-    expert = make_user("expert")
-    rating = grade_offered(expert, clip, "D")
+    expert, clip, rating = _graded_over(make_user, make_clip, cast_votes, "AA", "D")
     Rating.objects.filter(pk=rating.pk).update(panel_seen_at=None)
     assert _client(expert).get(reverse("grade-compare")).status_code == 200
     grading.rating_change(expert=expert, rating=Rating.objects.get(pk=rating.pk), grade="A")
@@ -251,10 +251,7 @@ def test_the_dashboard_counts_each_experts_changes_after_the_panel(
     make_user, make_clip, cast_votes, settings
 ) -> None:
     settings.SHOW_PANEL_AFTER_VOTE = True
-    clip = make_clip()
-    cast_votes(clip, "AB")
-    expert = make_user("expert")
-    rating = grade_offered(expert, clip, "E")
+    expert, clip, rating = _graded_over(make_user, make_clip, cast_votes, "AB", "E")
     grading.clip_panel_for_expert(expert=expert, clip=clip)
     grading.rating_change(expert=expert, rating=rating, grade="A")
     curator = _client(make_user("curator"))
