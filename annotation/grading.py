@@ -26,7 +26,15 @@ from django.utils import timezone
 
 from annotation.audit import audit_record
 from annotation.grades import GRADES
-from annotation.models import CannotJudge, Clip, ClipAssignment, Rating, RatingChange, Video
+from annotation.models import (
+    CannotJudge,
+    Clip,
+    ClipAssignment,
+    Rating,
+    RatingChange,
+    RepeatRating,
+    Video,
+)
 from annotation.retirement_service import clip_retire_if_settled
 from annotation.services import ServiceError
 
@@ -196,8 +204,6 @@ def clip_hidden_repeat_for_expert(*, expert: User, now: datetime) -> Clip | None
 def _repeat_pending(*, expert: User, clip_id: int) -> bool:
     """Whether this expert was offered the clip as a hidden repeat and has not answered it:
     a live hold on a clip they already rated (normal holds end when the clip is answered)."""
-    from annotation.models import RepeatRating
-
     return (
         ClipAssignment.objects.filter(
             clip_id=clip_id, expert=expert, expires_at__gt=timezone.now()
@@ -426,15 +432,16 @@ def rating_submit(
             # A hidden repeat: stored apart, never a second vote; the counts stay as they are.
             from annotation.repeat_service import repeat_submit
 
-            repeat_submit(expert=expert, clip=locked, grade=grade, time_spent_ms=time_spent_ms)
+            repeat = repeat_submit(
+                expert=expert, clip=locked, grade=grade, time_spent_ms=time_spent_ms
+            )
             _assignment_clear(expert=expert, clip_id=locked.pk)
             original = Rating.objects.get(clip=locked, rater=expert)
             audit_record(
                 action="grade_submit", user=expert, obj=original,
                 detail={"grade": grade, "repeat": True},
             )  # fmt: skip
-            original.grade = grade  # the response echoes this answer, not the earlier grade
-            return original
+            return _as_repeat_answer(original, repeat, telemetry=clean_telemetry)
         rating = Rating.objects.create(
             clip=locked,
             rater=expert,
@@ -454,6 +461,30 @@ def rating_submit(
             expert=expert, clip=clip, write=write
         ),
     )  # fmt: skip
+
+
+def _as_repeat_answer(
+    original: Rating, repeat: RepeatRating, *, telemetry: Mapping[str, object]
+) -> Rating:
+    """The expert's Rating, unsaved, dressed as the answer they just gave to a hidden repeat:
+    this grade, time and telemetry, and the repeat's time stamps. The answer to a repeat then
+    reads like the answer to any other clip (no earlier grade, no old date); the id stays the
+    Rating's, so that a change (U) finds it (`rating_change` routes it to the repeat)."""
+    original.grade = repeat.grade
+    original.time_spent_ms = repeat.time_spent_ms
+    original.telemetry = dict(telemetry)
+    original.created_at = original.updated_at = repeat.created_at
+    return original
+
+
+def _repeat_answered_last(*, expert: User, rating: Rating) -> RepeatRating | None:
+    """The expert's answer to a hidden repeat of this rating's clip when it is newer than
+    their last grade or change of the rating (a change then means the repeat answer)."""
+    return (
+        RepeatRating.objects.select_for_update()
+        .filter(clip_id=rating.clip_id, rater=expert, created_at__gt=rating.updated_at)
+        .first()
+    )
 
 
 def _answer_refused_audited(*, expert: User, clip: Clip, answer: str, run: Callable[[], T]) -> T:
@@ -491,6 +522,9 @@ def rating_change(
         clip = _clip_lock(rating.clip_id)
         locked = Rating.objects.select_for_update().get(pk=rating.pk)
         previous = locked.grade
+        repeat = _repeat_answered_last(expert=expert, rating=locked)
+        if repeat is not None:
+            return _repeat_change(expert=expert, rating=locked, repeat=repeat, grade=grade)
         if locked.panel_seen_at is not None:
             # The expert has seen the panel: the counted grade stays the independent one; the
             # change is kept apart for curators and never counted anywhere.
@@ -518,6 +552,42 @@ def rating_change(
     return locked
 
 
+def _repeat_change(*, expert: User, rating: Rating, repeat: RepeatRating, grade: str) -> Rating:
+    """A change of the answer just given to a hidden repeat: the repeat's grade moves (never a
+    count), unless the lab shows the panel after a vote, when the repeat answer stays the one
+    given blind. Call inside rating_change's transaction."""
+    if grade != repeat.grade:
+        if settings.SHOW_PANEL_AFTER_VOTE:
+            audit_record(
+                action="grade_change_after_panel", user=expert, obj=rating,
+                detail={"grade": grade, "counted_grade": repeat.grade, "repeat": True},
+            )  # fmt: skip
+        else:
+            previous = repeat.grade
+            repeat.grade = grade
+            repeat.save(update_fields=["grade"])
+            audit_record(
+                action="grade_change", user=expert, obj=rating,
+                detail={"grade": grade, "previous_grade": previous, "repeat": True},
+            )  # fmt: skip
+    return _as_repeat_answer(rating, repeat, telemetry={})
+
+
+def _repeat_cannot_judge(
+    *, expert: User, clip: Clip, reason: str, time_spent_ms: int
+) -> CannotJudge:
+    """ "Cannot judge" as the answer to a pending hidden repeat: the hold ends and the answer
+    is audited; nothing is stored as a grade or a repeat. The answer reads like any other
+    cannot-judge answer (unsaved: no row, the expert's Rating stands)."""
+    _assignment_clear(expert=expert, clip_id=clip.pk)
+    audit_record(
+        action="cannot_judge", user=expert, obj=clip, detail={"reason": reason, "repeat": True}
+    )
+    answer = CannotJudge(clip=clip, rater=expert, reason=reason, time_spent_ms=time_spent_ms)
+    answer.created_at = timezone.now()
+    return answer
+
+
 def cannot_judge_submit(
     *, expert: User, clip: Clip, reason: str, time_spent_ms: int = 0
 ) -> CannotJudge:
@@ -528,6 +598,10 @@ def cannot_judge_submit(
 
     def write() -> CannotJudge:
         locked = _clip_lock(clip.pk)
+        if _repeat_pending(expert=expert, clip_id=locked.pk):
+            return _repeat_cannot_judge(
+                expert=expert, clip=locked, reason=reason, time_spent_ms=time_spent_ms
+            )
         existing = _answer_existing(expert=expert, clip=locked)
         if existing is not None:
             raise existing

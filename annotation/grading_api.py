@@ -293,7 +293,8 @@ class CannotJudgeOutputSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = CannotJudge
-        fields = ["id", "clip_id", "reason", "time_spent_ms", "created_at", "next"]
+        # No id: the answer to a hidden repeat is stored as no row, and must read the same.
+        fields = ["clip_id", "reason", "time_spent_ms", "created_at", "next"]
         read_only_fields = fields
 
 

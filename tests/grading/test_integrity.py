@@ -282,3 +282,83 @@ def test_a_pending_hidden_repeat_is_not_in_the_experts_own_list(
     assert "C" not in json.dumps(answer.json()["panel"] or {})
     listed = [r["clip_id"] for r in client.get(RATINGS).json()["results"]]
     assert sorted(listed) == sorted(c.external_id for c in clips)
+
+
+def _pending_repeat(make_user, make_clip, settings):  # type: ignore[no-untyped-def]
+    """An expert who graded two clips C three days ago and is now offered one of them again."""
+    settings.REPEAT_RATE = 1.0
+    settings.REPEAT_MIN_AGE_H = 24
+    expert = make_user("expert")
+    clips = [make_clip() for _ in range(2)]
+    for clip in clips:
+        grade_offered(expert, clip, "C")
+    Rating.objects.filter(rater=expert).update(updated_at=timezone.now() - timedelta(days=3))
+    Rating.objects.filter(rater=expert).update(created_at=timezone.now() - timedelta(days=3))
+    repeat = grading.clip_next_for_expert(expert=expert)
+    assert repeat in clips
+    return expert, repeat
+
+
+def test_the_answer_to_a_hidden_repeat_reads_like_a_fresh_answer(
+    make_user, make_clip, settings
+) -> None:
+    expert, repeat = _pending_repeat(make_user, make_clip, settings)
+    client = _client(expert)
+    before = Clip.objects.get(pk=repeat.pk).votes_total
+    body = _grade(client, repeat, "A").json()
+    fresh_expert = make_user("expert")
+    fresh_clip = make_clip()
+    offer(fresh_expert, fresh_clip)
+    fresh = _grade(_client(fresh_expert), fresh_clip, "A").json()
+    assert sorted(body) == sorted(fresh)
+    assert body["grade"] == "A" and body["time_spent_ms"] == 9
+    for stamp in ("created_at", "updated_at"):
+        age = timezone.now() - timezone.datetime.fromisoformat(body[stamp])
+        assert age < timedelta(minutes=1), (stamp, body[stamp])
+    assert '"C"' not in json.dumps(body)
+    assert Clip.objects.get(pk=repeat.pk).votes_total == before
+
+
+def test_a_change_right_after_a_hidden_repeat_moves_the_repeat_answer_not_the_counts(
+    make_user, make_clip, settings
+) -> None:
+    from annotation.models import RepeatRating
+
+    expert, repeat = _pending_repeat(make_user, make_clip, settings)
+    client = _client(expert)
+    answer = _grade(client, repeat, "A").json()
+    changed = client.patch(
+        f"{RATINGS}{answer['id']}/", json.dumps({"grade": "B"}), content_type="application/json"
+    )
+    assert changed.status_code == 200 and changed.json()["grade"] == "B"
+    assert RepeatRating.objects.get(rater=expert, clip=repeat).grade == "B"
+    assert Rating.objects.get(rater=expert, clip=repeat).grade == "C"
+    assert Clip.objects.get(pk=repeat.pk).votes_c == 1
+    assert Clip.objects.get(pk=repeat.pk).votes_b == 0
+
+
+def test_cannot_judge_on_a_hidden_repeat_is_taken_like_any_other(
+    make_user, make_clip, settings
+) -> None:
+    expert, repeat = _pending_repeat(make_user, make_clip, settings)
+    client = _client(expert)
+    response = _post(
+        client, CANNOT_JUDGE, {"clip_id": repeat.external_id, "reason": "out_of_focus"}
+    )
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["reason"] == "out_of_focus" and "graded" not in json.dumps(body)
+    assert not CannotJudge.objects.filter(rater=expert).exists()
+    assert Rating.objects.get(rater=expert, clip=repeat).grade == "C"
+    assert AuditEvent.objects.filter(action="cannot_judge", user=expert).exists()
+    # The hold ended: the clip is not pending any more, and a second answer is the usual 409.
+    assert _grade(client, repeat, "A").status_code == 409
+    fresh_expert = make_user("expert")
+    fresh_clip = make_clip()
+    offer(fresh_expert, fresh_clip)
+    fresh = _post(
+        _client(fresh_expert),
+        CANNOT_JUDGE,
+        {"clip_id": fresh_clip.external_id, "reason": "overlapping"},
+    )
+    assert sorted(fresh.json()) == sorted(body)
