@@ -167,10 +167,18 @@ def test_a_second_answer_does_not_name_the_earlier_grade(make_user, make_clip) -
 
 def test_triage_is_refused_to_experts_on_the_page_and_the_api(make_user, make_clip) -> None:
     clip = make_clip()
-    expert = _client(make_user("expert"))
+    user = make_user("expert")
+    expert = _client(user)
     assert expert.get(reverse("api-triage", args=[clip.video_id])).status_code == 403
     assert expert.get(reverse("triage"), {"video": clip.video_id}).status_code == 403
     assert 'href="/triage/"' not in expert.get(reverse("grade")).content.decode()
+    # Each try is an audit event, and nothing was predicted on the way.
+    tries = AuditEvent.objects.filter(action="permission_denied", user=user)
+    assert sorted(tries.values_list("object_id", flat=True)) == [
+        f"/api/triage/{clip.video_id}/",
+        "/triage/",
+    ]
+    assert not clip.predictions.exists()
 
 
 def test_the_queue_never_serves_a_clip_the_account_saw_as_a_trainee(
