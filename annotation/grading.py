@@ -20,10 +20,13 @@ from typing import TYPE_CHECKING, TypeVar
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Exists, F, IntegerField, OuterRef, Q, QuerySet, Subquery
-from django.db.models.functions import Coalesce
+from django.db.models import (
+    F,
+    Q,
+)
 from django.utils import timezone
 
+from annotation import grading_sql
 from annotation.audit import audit_record
 from annotation.grades import GRADES
 from annotation.models import (
@@ -151,34 +154,6 @@ def _assignment_ttl() -> timedelta:
     return timedelta(minutes=settings.ASSIGNMENT_MINUTES)
 
 
-def _clips_open() -> QuerySet[Clip]:
-    return Clip.objects.filter(retired_at__isnull=True, video__status=Video.Status.READY)
-
-
-def _unanswered_by(expert: User) -> Q:
-    rated = Rating.objects.filter(clip=OuterRef("pk"), rater=expert)
-    skipped = CannotJudge.objects.filter(clip=OuterRef("pk"), rater=expert)
-    # A clip the account graded as a trainee (it saw the panel and the model's answer): by the
-    # reverse relation, so this app does not import `datasets`, which sits to its right.
-    seen_as_trainee = Clip.objects.filter(
-        pk=OuterRef("pk"), dataset_clips__trainee_ratings__trainee=expert
-    )
-    return ~Exists(rated) & ~Exists(skipped) & ~Exists(seen_as_trainee)
-
-
-def _held_for_others(expert: User, now: datetime) -> Coalesce:
-    """Live assignments of the clip to experts other than this one (a scalar subquery)."""
-    held = (
-        ClipAssignment.objects.filter(clip=OuterRef("pk"), expires_at__gt=now)
-        .exclude(expert=expert)
-        .order_by()
-        .values("clip")
-        .annotate(n=Count("pk"))
-        .values("n")
-    )
-    return Coalesce(Subquery(held, output_field=IntegerField()), 0)
-
-
 def clip_hidden_repeat_for_expert(*, expert: User, now: datetime) -> Clip | None:
     """Now and then a clip the expert graded long ago, offered again blinded (a hidden repeat,
     `annotation.repeat_service`), else None. The offer is a ClipAssignment on a clip the
@@ -204,13 +179,8 @@ def clip_hidden_repeat_for_expert(*, expert: User, now: datetime) -> Clip | None
 def _repeat_pending(*, expert: User, clip_id: int) -> bool:
     """Whether this expert was offered the clip as a hidden repeat and has not answered it:
     a live hold on a clip they already rated (normal holds end when the clip is answered)."""
-    return (
-        ClipAssignment.objects.filter(
-            clip_id=clip_id, expert=expert, expires_at__gt=timezone.now()
-        ).exists()
-        and Rating.objects.filter(clip_id=clip_id, rater=expert).exists()
-        and not RepeatRating.objects.filter(clip_id=clip_id, rater=expert).exists()
-    )
+    now = timezone.now()
+    return grading_sql.answer_state(expert_id=expert.pk, clip_id=clip_id, now=now).repeat_pending()
 
 
 def clip_next_for_expert(*, expert: User, now: datetime | None = None) -> Clip | None:
@@ -236,56 +206,32 @@ def clip_next_for_expert(*, expert: User, now: datetime | None = None) -> Clip |
 def _assignment_held(*, expert: User, now: datetime) -> Clip | bool:
     """The clip held for the expert (its hold renewed: they are still looking at it), else
     whether they have stale holds (expired, or on a clip retired or answered since)."""
-    holds = list(
-        ClipAssignment.objects.filter(expert=expert)
-        .select_related("clip__video")
-        .annotate(
-            answered=Exists(Rating.objects.filter(clip=OuterRef("clip"), rater=expert))
-            | Exists(CannotJudge.objects.filter(clip=OuterRef("clip"), rater=expert))
-        )
-    )
+    holds = grading_sql.holds_of(expert_id=expert.pk, now=now)
     for hold in holds:
-        clip = hold.clip
-        if (
-            hold.expires_at > now
-            and not hold.answered
-            and clip.retired_at is None
-            and clip.video.status == Video.Status.READY
-        ):
+        if hold.usable:
             ClipAssignment.objects.filter(pk=hold.pk).update(expires_at=now + _assignment_ttl())
-            return clip
+            return Clip.objects.select_related("video").get(pk=hold.clip_id)
     return bool(holds)
 
 
 def _clip_assign_next(*, expert: User, now: datetime, has_stale_holds: bool) -> Clip | None:
     target = vote_target()
-    candidates = (
-        _clips_open()
-        .filter(_unanswered_by(expert))
-        .annotate(load=F("votes_total") + _held_for_others(expert, now))
-        .filter(load__lt=target)
-        .select_related("video")
-        .order_by("votes_total", "id")  # clip_queue_idx
-    )
     passed_over: list[int] = []
     while True:
         # SKIP LOCKED: a clip another expert is being assigned (or is voting on) right now is
         # passed over instead of waited for, so concurrent requests spread over clips.
-        remaining = candidates.exclude(pk__in=passed_over)
-        clip = remaining.select_for_update(skip_locked=True, of=("self",)).first()
-        if clip is None:
+        choose = {"expert_id": expert.pk, "now": now, "target": target, "passed_over": passed_over}
+        clip_id = grading_sql.next_candidate(**choose, skip_locked=True)
+        if clip_id is None:
             # Every open candidate may be locked by someone else's assignment: wait for one
             # instead of reporting an empty queue, then count its load again below.
-            clip = remaining.select_for_update(of=("self",)).first()
-        if clip is None:
+            clip_id = grading_sql.next_candidate(**choose, skip_locked=False)
+        if clip_id is None:
             return None
+        clip = Clip.objects.select_related("video").get(pk=clip_id)
         # The candidate query read assignments from a snapshot older than our lock; count again
         # now that we hold it (assignments of this clip are only written under this lock).
-        others = (
-            ClipAssignment.objects.filter(clip=clip, expires_at__gt=now)
-            .exclude(expert=expert)
-            .count()
-        )
+        others = grading_sql.live_holds_of_others(clip_id=clip.pk, expert_id=expert.pk, now=now)
         if clip.votes_total + others >= target:
             passed_over.append(clip.pk)
             continue
@@ -307,28 +253,24 @@ def _clip_assign_next(*, expert: User, now: datetime, has_stale_holds: bool) -> 
 # --- answers --------------------------------------------------------------------------------
 
 
-def _answer_offered_check(*, expert: User, clip: Clip, now: datetime) -> None:
+def _answer_offered_check(*, clip: Clip, state: grading_sql.AnswerState) -> None:
     """Refuse an answer to a clip the queue is not offering this expert. Call with the Clip
-    row lock held (assignments of a clip are written only under it).
+    row lock held and `state` read under it.
 
     Accepted: the clip held for the expert (a normal offer or a pending hidden repeat). A hold
     that lapsed while the expert looked is still honoured while nobody else's hold would push
     the clip past the vote target. Everything else is a NotOfferedError that says what to do.
     """
-    hold = ClipAssignment.objects.filter(clip=clip, expert=expert).values_list("expires_at").first()
     if clip.retired_at is not None:
         raise NotOfferedError(
             f"clip {clip.external_id} is settled and takes no more answers; "
             "ask for your next clip (GET /api/grading/next/)"
         )
-    if hold is not None and hold[0] > now:
+    if state.held_live:
         return
-    others = (
-        ClipAssignment.objects.filter(clip=clip, expires_at__gt=now).exclude(expert=expert).count()
-    )
-    if hold is not None and clip.votes_total + others < vote_target():
+    if state.held and clip.votes_total + state.others < vote_target():
         return
-    if others:
+    if state.others:
         raise NotOfferedError(
             f"clip {clip.external_id} is held for another expert; "
             "grade the clip your queue gives you (GET /api/grading/next/)"
@@ -353,25 +295,19 @@ def _clip_votes_add(clip_id: int, deltas: Mapping[str, int]) -> None:
         )
 
 
-def _answer_existing(*, expert: User, clip: Clip) -> AlreadyAnsweredError | None:
-    """The error to raise when the expert already answered the clip, else None (one query)."""
-    rated = Rating.objects.filter(clip=clip, rater=expert).values("pk")
-    skipped = CannotJudge.objects.filter(clip=clip, rater=expert).values("pk")
-    found = (
-        Clip.objects.filter(pk=clip.pk)
-        .annotate(rating_pk=Subquery(rated), skipped=Exists(skipped))
-        .values_list("rating_pk", "skipped")
-        .first()
-    )
-    rating_pk, skipped_it = found or (None, False)
-    if rating_pk is not None:
-        rating = Rating.objects.get(pk=rating_pk)
+def _answer_existing(
+    *, expert: User, clip: Clip, state: grading_sql.AnswerState | None = None
+) -> AlreadyAnsweredError | None:
+    """The error to raise when the expert already answered the clip, else None."""
+    if state is None:
+        state = grading_sql.answer_state(expert_id=expert.pk, clip_id=clip.pk, now=timezone.now())
+    if state.rating_pk is not None:
         return AlreadyAnsweredError(
             f"you already graded clip {clip.external_id}; "
-            f"change your grade (rating {rating.pk}) instead of grading it again",
-            answer=rating,
+            f"change your grade (rating {state.rating_pk}) instead of grading it again",
+            answer=Rating.objects.get(pk=state.rating_pk),
         )
-    if skipped_it:
+    if state.skipped:
         return AlreadyAnsweredError(
             f"you already answered clip {clip.external_id} with 'cannot judge'",
             answer=CannotJudge.objects.get(clip=clip, rater=expert),
@@ -423,11 +359,13 @@ def rating_submit(
         locked = _clip_lock(clip.pk)
         if locked.video.status != Video.Status.READY:
             raise ServiceError(f"clip {locked.external_id} is not ready for grading")
-        if not _repeat_pending(expert=expert, clip_id=locked.pk):
-            existing = _answer_existing(expert=expert, clip=locked)
+        now = timezone.now()
+        state = grading_sql.answer_state(expert_id=expert.pk, clip_id=locked.pk, now=now)
+        if not state.repeat_pending():
+            existing = _answer_existing(expert=expert, clip=locked, state=state)
             if existing is not None:
                 raise existing
-            _answer_offered_check(expert=expert, clip=locked, now=timezone.now())
+            _answer_offered_check(clip=locked, state=state)
         else:
             # A hidden repeat: stored apart, never a second vote; the counts stay as they are.
             from annotation.repeat_service import repeat_submit
@@ -598,14 +536,16 @@ def cannot_judge_submit(
 
     def write() -> CannotJudge:
         locked = _clip_lock(clip.pk)
-        if _repeat_pending(expert=expert, clip_id=locked.pk):
+        now = timezone.now()
+        state = grading_sql.answer_state(expert_id=expert.pk, clip_id=locked.pk, now=now)
+        if state.repeat_pending():
             return _repeat_cannot_judge(
                 expert=expert, clip=locked, reason=reason, time_spent_ms=time_spent_ms
             )
-        existing = _answer_existing(expert=expert, clip=locked)
+        existing = _answer_existing(expert=expert, clip=locked, state=state)
         if existing is not None:
             raise existing
-        _answer_offered_check(expert=expert, clip=locked, now=timezone.now())
+        _answer_offered_check(clip=locked, state=state)
         answer = CannotJudge.objects.create(
             clip=locked, rater=expert, reason=reason, time_spent_ms=time_spent_ms
         )
@@ -656,14 +596,11 @@ class GradingProgress:
 
 
 def grading_progress(*, expert: User) -> GradingProgress:
-    remaining = (
-        _clips_open().filter(_unanswered_by(expert)).filter(votes_total__lt=vote_target()).count()
+    """The expert's answers so far and the clips their queue could still offer (one query)."""
+    rated, cannot_judge, remaining = grading_sql.progress_counts(
+        expert_id=expert.pk, target=vote_target()
     )
-    return GradingProgress(
-        rated=Rating.objects.filter(rater=expert).count(),
-        cannot_judge=CannotJudge.objects.filter(rater=expert).count(),
-        remaining=remaining,
-    )
+    return GradingProgress(rated=rated, cannot_judge=cannot_judge, remaining=remaining)
 
 
 @dataclass(frozen=True)
