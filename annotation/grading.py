@@ -131,6 +131,32 @@ def cannot_judge_reason_check(reason: object) -> str:
     return str(reason)
 
 
+def cannot_judge_note_check(reason: str, note: object) -> str:
+    """The note of a "cannot judge" answer, stripped: required (at most NOTE_MAX_LENGTH
+    characters) with the reason "other", refused with any other reason, whose label says it."""
+    if note is None:
+        note = ""
+    if not isinstance(note, str):
+        raise ServiceError("note must be text")
+    note = note.strip()
+    limit = CannotJudge.NOTE_MAX_LENGTH
+    if reason != CannotJudge.Reason.OTHER:
+        if note:
+            raise ServiceError(
+                f"a note is taken only with the reason 'other', not with {reason!r}; "
+                "leave it out or choose 'other'"
+            )
+        return ""
+    if not note:
+        raise ServiceError(
+            f"with the reason 'other', say in a few words why you cannot judge the clip "
+            f"(note, at most {limit} characters)"
+        )
+    if len(note) > limit:
+        raise ServiceError(f"the note has {len(note)} characters; keep it to {limit} at most")
+    return note
+
+
 # --- the queue ------------------------------------------------------------------------------
 
 
@@ -519,11 +545,13 @@ def rating_change(
 
 
 def cannot_judge_submit(
-    *, expert: User, clip: Clip, reason: str, time_spent_ms: int = 0
+    *, expert: User, clip: Clip, reason: str, note: str = "", time_spent_ms: int = 0
 ) -> CannotJudge:
-    """Record that the expert cannot judge a clip. Never counted as a grade; the clip leaves
-    their queue. Takes the Clip row lock (the clip's assignment is cleared)."""
+    """Record that the expert cannot judge a clip (with the reason "other", their note says
+    why). Never counted as a grade; the clip leaves their queue. Takes the Clip row lock (the
+    clip's assignment is cleared)."""
     reason = cannot_judge_reason_check(reason)
+    note = cannot_judge_note_check(reason, note)
     time_spent_ms = time_spent_check(time_spent_ms)
 
     def write() -> CannotJudge:
@@ -533,7 +561,7 @@ def cannot_judge_submit(
             raise existing
         _answer_offered_check(expert=expert, clip=locked, now=timezone.now())
         answer = CannotJudge.objects.create(
-            clip=locked, rater=expert, reason=reason, time_spent_ms=time_spent_ms
+            clip=locked, rater=expert, reason=reason, note=note, time_spent_ms=time_spent_ms
         )
         _assignment_clear(expert=expert, clip_id=locked.pk)
         audit_record(action="cannot_judge", user=expert, obj=answer, detail={"reason": reason})

@@ -177,6 +177,8 @@ class RatingChange(models.Model):
 class CannotJudge(models.Model):
     """An expert's "cannot judge" answer: recorded apart, never counted as a grade."""
 
+    NOTE_MAX_LENGTH = 200
+
     class Reason(models.TextChoices):
         OUT_OF_FOCUS = "out_of_focus", "Out of focus"
         WRONG_TARGET = "wrong_target", "Wrong target tracked"
@@ -186,12 +188,18 @@ class CannotJudge(models.Model):
     clip = models.ForeignKey(Clip, on_delete=models.PROTECT, related_name="cannot_judge")
     rater = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT)
     reason = models.CharField(max_length=32, choices=Reason.choices)
+    # The expert's own words, for the reason "other" only (required there): plain text, shown
+    # to curators escaped (`annotation.grading.cannot_judge_note_check`).
+    note = models.CharField(max_length=NOTE_MAX_LENGTH, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     time_spent_ms = models.PositiveIntegerField(default=0)
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["clip", "rater"], name="one_cannot_judge_per_clip")
+            models.UniqueConstraint(fields=["clip", "rater"], name="one_cannot_judge_per_clip"),
+            models.CheckConstraint(
+                condition=Q(reason="other") | Q(note=""), name="cannot_judge_note_only_for_other"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -99,6 +99,7 @@ def clip_detail(request: HttpRequest, clip_id: str) -> HttpResponse:
         ),
         "votes": selectors.clip_votes(clip),
         "repeats": selectors.clip_repeats(clip),
+        "cannot_judge": selectors.clip_cannot_judge(clip),
     }
     return render(request, "frontend/clip_detail.html", context)
 

@@ -118,7 +118,8 @@ BODIES: dict[tuple[str, str], Callable[[World], dict[str, Any]]] = {
     ("api-grading-rating", "own"): lambda w: {"grade": "A"},
     ("api-grading-rating", "other"): lambda w: {"grade": "A"},
     ("api-grading-cannot-judge", "-"): lambda w: {
-        "clip_id": w.objects["clip_free"].external_id, "reason": "other"
+        "clip_id": w.objects["clip_free"].external_id, "reason": "other",
+        "note": "the head leaves the crop",
     },
     ("api-datasets", "-"): lambda w: {"name": "sec-new"},
     ("api-trainee-ratings", "missing"): lambda w: {
