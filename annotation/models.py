@@ -206,6 +206,37 @@ class CannotJudge(models.Model):
         return f"{self.rater_id} cannot judge {self.clip_id}: {self.reason}"
 
 
+class ReferenceClip(models.Model):
+    """A settled clip a curator chose as an example of a grade: the experts' field guide.
+
+    Only retired clips are chosen (`annotation.field_guide.reference_clip_add`) and only those
+    still retired are shown, so the guide never shows a clip of the grading pool; experts see
+    the curator's grade and note, never the clip's votes.
+    """
+
+    NOTE_MAX_LENGTH = 200
+
+    clip = models.OneToOneField(Clip, on_delete=models.CASCADE, related_name="reference")
+    grade = models.CharField(max_length=1, choices=GRADE_CHOICES)
+    chosen_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # The curator's words for experts (what makes it this grade); shown escaped.
+    note = models.CharField(max_length=NOTE_MAX_LENGTH, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["grade", "created_at", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(grade__in=list(GRADES)), name="reference_clip_grade_a_to_e"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.clip_id} as an example of {self.grade}"
+
+
 class ClipAssignment(models.Model):
     """A clip held for one expert while they grade it, so that experts grading at the same time
     do not all pile onto the clip with the fewest votes (`annotation.grading`).
