@@ -9,6 +9,7 @@ import pytest
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
+from annotation import field_guide
 from annotation.models import Rating
 
 pytestmark = pytest.mark.django_db
@@ -17,6 +18,7 @@ NEXT = "/api/grading/next/"
 RATINGS = "/api/grading/ratings/"
 CANNOT_JUDGE = "/api/grading/cannot-judge/"
 PROGRESS = "/api/grading/progress/"
+FIELD_GUIDE = "/api/field-guide/"
 BLIND_CLIP_FIELDS = {
     "id",
     "clip_id",
@@ -295,6 +297,8 @@ def test_nothing_an_expert_can_reach_reveals_the_panel_before_they_vote(
     other_names = [r.rater.username for r in others]
     expert = make_user("expert", username="blind-expert")
     client = _client_for(expert)
+    reference = make_clip(retired=True)  # a settled clip in the field guide
+    field_guide.reference_clip_add(curator=make_user("curator"), clip=reference, grade="C")
 
     served = 0
     for path in _expert_reachable_paths(clip, clip.video):
@@ -306,7 +310,12 @@ def test_nothing_an_expert_can_reach_reveals_the_panel_before_they_vote(
         served += 1
         for name in other_names:
             assert name not in body, (path, name)
-        if response["Content-Type"].startswith("application/json"):
+        if path == FIELD_GUIDE:
+            # The guide names grades by design (a curator's label of a settled clip); it never
+            # lists the clip under test, nor any vote.
+            assert clip.external_id not in body and reference.external_id in body
+            assert _json_leaks(json.loads(body), own_grades=set("ABCDE")) == [], path
+        elif response["Content-Type"].startswith("application/json"):
             assert _json_leaks(json.loads(body), own_grades=set()) == [], path
         else:
             assert not re.search(r"votes|vote_counts|expert rating", body), path
