@@ -66,7 +66,7 @@ class RatingAdmin(admin.ModelAdmin):
 
 @admin.register(CannotJudge)
 class CannotJudgeAdmin(admin.ModelAdmin):
-    list_display = ("clip", "rater", "reason", "created_at")
+    list_display = ("clip", "rater", "reason", "note", "created_at")
     list_filter = ("reason",)
 
 

@@ -142,6 +142,32 @@ def cannot_judge_reason_check(reason: object) -> str:
     return str(reason)
 
 
+def cannot_judge_note_check(reason: str, note: object) -> str:
+    """The note of a "cannot judge" answer, stripped: required (at most NOTE_MAX_LENGTH
+    characters) with the reason "other", refused with any other reason, whose label says it."""
+    if note is None:
+        note = ""
+    if not isinstance(note, str):
+        raise ServiceError("note must be text")
+    note = note.strip()
+    limit = CannotJudge.NOTE_MAX_LENGTH
+    if reason != CannotJudge.Reason.OTHER:
+        if note:
+            raise ServiceError(
+                f"a note is taken only with the reason 'other', not with {reason!r}; "
+                "leave it out or choose 'other'"
+            )
+        return ""
+    if not note:
+        raise ServiceError(
+            f"with the reason 'other', say in a few words why you cannot judge the clip "
+            f"(note, at most {limit} characters)"
+        )
+    if len(note) > limit:
+        raise ServiceError(f"the note has {len(note)} characters; keep it to {limit} at most")
+    return note
+
+
 # --- the queue ------------------------------------------------------------------------------
 
 
@@ -512,7 +538,7 @@ def _repeat_change(*, expert: User, rating: Rating, repeat: RepeatRating, grade:
 
 
 def _repeat_cannot_judge(
-    *, expert: User, clip: Clip, reason: str, time_spent_ms: int
+    *, expert: User, clip: Clip, reason: str, note: str, time_spent_ms: int
 ) -> CannotJudge:
     """ "Cannot judge" as the answer to a pending hidden repeat: the hold ends and the answer
     is audited; nothing is stored as a grade or a repeat. The answer reads like any other
@@ -521,17 +547,21 @@ def _repeat_cannot_judge(
     audit_record(
         action="cannot_judge", user=expert, obj=clip, detail={"reason": reason, "repeat": True}
     )
-    answer = CannotJudge(clip=clip, rater=expert, reason=reason, time_spent_ms=time_spent_ms)
+    answer = CannotJudge(
+        clip=clip, rater=expert, reason=reason, note=note, time_spent_ms=time_spent_ms
+    )
     answer.created_at = timezone.now()
     return answer
 
 
 def cannot_judge_submit(
-    *, expert: User, clip: Clip, reason: str, time_spent_ms: int = 0
+    *, expert: User, clip: Clip, reason: str, note: str = "", time_spent_ms: int = 0
 ) -> CannotJudge:
-    """Record that the expert cannot judge a clip. Never counted as a grade; the clip leaves
-    their queue. Takes the Clip row lock (the clip's assignment is cleared)."""
+    """Record that the expert cannot judge a clip (with the reason "other", their note says
+    why). Never counted as a grade; the clip leaves their queue. Takes the Clip row lock (the
+    clip's assignment is cleared)."""
     reason = cannot_judge_reason_check(reason)
+    note = cannot_judge_note_check(reason, note)
     time_spent_ms = time_spent_check(time_spent_ms)
 
     def write() -> CannotJudge:
@@ -540,14 +570,14 @@ def cannot_judge_submit(
         state = grading_sql.answer_state(expert_id=expert.pk, clip_id=locked.pk, now=now)
         if state.repeat_pending():
             return _repeat_cannot_judge(
-                expert=expert, clip=locked, reason=reason, time_spent_ms=time_spent_ms
+                expert=expert, clip=locked, reason=reason, note=note, time_spent_ms=time_spent_ms
             )
         existing = _answer_existing(expert=expert, clip=locked, state=state)
         if existing is not None:
             raise existing
         _answer_offered_check(clip=locked, state=state)
         answer = CannotJudge.objects.create(
-            clip=locked, rater=expert, reason=reason, time_spent_ms=time_spent_ms
+            clip=locked, rater=expert, reason=reason, note=note, time_spent_ms=time_spent_ms
         )
         _assignment_clear(expert=expert, clip_id=locked.pk)
         audit_record(action="cannot_judge", user=expert, obj=answer, detail={"reason": reason})

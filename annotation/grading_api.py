@@ -283,6 +283,18 @@ class RatingChangeApi(APIView):
 class CannotJudgeInputSerializer(serializers.Serializer):
     clip_id = serializers.CharField(max_length=64)
     reason = serializers.ChoiceField(choices=CannotJudge.Reason.choices)
+    # Checked by the service together with the reason (required for "other" only); the
+    # serializer keeps spaces so that the service strips and counts once.
+    note = serializers.CharField(
+        required=False,
+        default="",
+        allow_blank=True,
+        trim_whitespace=False,
+        help_text=(
+            f"Why, in a few words (at most {CannotJudge.NOTE_MAX_LENGTH} characters): required "
+            "with the reason 'other', refused with the others."
+        ),
+    )
     time_spent_ms = _time_spent_field(required=False, default=0)
     next = _next_field()
 
@@ -294,7 +306,7 @@ class CannotJudgeOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = CannotJudge
         # No id: the answer to a hidden repeat is stored as no row, and must read the same.
-        fields = ["clip_id", "reason", "time_spent_ms", "created_at", "next"]
+        fields = ["clip_id", "reason", "note", "time_spent_ms", "created_at", "next"]
         read_only_fields = fields
 
 
@@ -317,6 +329,7 @@ class CannotJudgeSubmitApi(APIView):
                 expert=request.user,
                 clip=clip,
                 reason=data.validated_data["reason"],
+                note=data.validated_data["note"],
                 time_spent_ms=data.validated_data["time_spent_ms"],
             )
         except grading.AlreadyAnsweredError as exc:

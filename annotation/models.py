@@ -177,6 +177,8 @@ class RatingChange(models.Model):
 class CannotJudge(models.Model):
     """An expert's "cannot judge" answer: recorded apart, never counted as a grade."""
 
+    NOTE_MAX_LENGTH = 200
+
     class Reason(models.TextChoices):
         OUT_OF_FOCUS = "out_of_focus", "Out of focus"
         WRONG_TARGET = "wrong_target", "Wrong target tracked"
@@ -186,16 +188,53 @@ class CannotJudge(models.Model):
     clip = models.ForeignKey(Clip, on_delete=models.PROTECT, related_name="cannot_judge")
     rater = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT)
     reason = models.CharField(max_length=32, choices=Reason.choices)
+    # The expert's own words, for the reason "other" only (required there): plain text, shown
+    # to curators escaped (`annotation.grading.cannot_judge_note_check`).
+    note = models.CharField(max_length=NOTE_MAX_LENGTH, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     time_spent_ms = models.PositiveIntegerField(default=0)
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["clip", "rater"], name="one_cannot_judge_per_clip")
+            models.UniqueConstraint(fields=["clip", "rater"], name="one_cannot_judge_per_clip"),
+            models.CheckConstraint(
+                condition=Q(reason="other") | Q(note=""), name="cannot_judge_note_only_for_other"
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.rater_id} cannot judge {self.clip_id}: {self.reason}"
+
+
+class ReferenceClip(models.Model):
+    """A settled clip a curator chose as an example of a grade: the experts' field guide.
+
+    Only retired clips are chosen (`annotation.field_guide.reference_clip_add`) and only those
+    still retired are shown, so the guide never shows a clip of the grading pool; experts see
+    the curator's grade and note, never the clip's votes.
+    """
+
+    NOTE_MAX_LENGTH = 200
+
+    clip = models.OneToOneField(Clip, on_delete=models.CASCADE, related_name="reference")
+    grade = models.CharField(max_length=1, choices=GRADE_CHOICES)
+    chosen_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # The curator's words for experts (what makes it this grade); shown escaped.
+    note = models.CharField(max_length=NOTE_MAX_LENGTH, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["grade", "created_at", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(grade__in=list(GRADES)), name="reference_clip_grade_a_to_e"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.clip_id} as an example of {self.grade}"
 
 
 class ClipAssignment(models.Model):

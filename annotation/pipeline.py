@@ -39,7 +39,7 @@ import cv2
 import numpy as np
 
 from annotation.kinematics import Kinematics, kinematics
-from annotation.tracking import HeadTracker, crop_centred
+from annotation.tracking import CROP_FILL, HeadTracker, crop_centred
 from annotation.video_io import (
     H264Output,
     H264Writer,
@@ -276,6 +276,9 @@ def process_video(
         canvas = np.zeros((height, width), dtype=np.uint8)
         crops: list[list[np.ndarray]] = [[] for _ in targets]
 
+        # The fill past the frame's edge in the frame's own levels: it becomes CROP_FILL when
+        # the crops are stretched to full range (limited-range luma spans 16-235).
+        crop_fill = round(16 + CROP_FILL * 219 / 255) if limited else CROP_FILL
         frame: np.ndarray | None = first
         while frame is not None:
             with stopwatch("track"):
@@ -283,7 +286,9 @@ def process_video(
                     # Frame 0 is where each tracker started: nothing to update.
                     if clip_crops and not tracker.update(frame):
                         raise _lost_error(target, tracker)
-                    crop = crop_centred(frame, tracker.centres[-1], config.crop_size)
+                    crop = crop_centred(
+                        frame, tracker.centres[-1], config.crop_size, fill=crop_fill
+                    )
                     clip_crops.append(crop)
             with stopwatch("encode"):
                 # The encoder takes the frame's own levels; the files kept are grey.

@@ -53,8 +53,9 @@ def repeat_candidate_for_expert(
     graded = Rating.objects.filter(
         clip=OuterRef("pk"), rater=expert, updated_at__lte=_graded_before()
     )
+    # A field-guide clip is never repeated: the expert may have seen the curator's grade of it.
     candidates = Clip.objects.filter(
-        Exists(graded), ~Exists(repeated), video__status=Video.Status.READY
+        Exists(graded), ~Exists(repeated), video__status=Video.Status.READY, reference__isnull=True
     ).order_by("pk")
     n_candidates = candidates.count()
     if n_candidates == 0:

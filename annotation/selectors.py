@@ -36,7 +36,14 @@ from annotation.distributions import (
     grade_counts,
 )
 from annotation.grades import GRADE_INDEX, GRADES, N_GRADES, PROB_COLUMNS
-from annotation.models import Clip, RaterModelSnapshot, Rating, RatingChange, RepeatRating
+from annotation.models import (
+    CannotJudge,
+    Clip,
+    RaterModelSnapshot,
+    Rating,
+    RatingChange,
+    RepeatRating,
+)
 from annotation.rater_model_service import rater_model_data_key, rater_model_snapshot_fit
 
 VOTE_FIELDS: tuple[str, ...] = tuple(f"votes_{g.lower()}" for g in GRADES)
@@ -548,10 +555,34 @@ def clip_repeats(clip: Clip) -> list[ClipRepeat]:
     ]
 
 
+@dataclass(frozen=True)
+class ClipCannotJudge:
+    rater: str
+    reason: str  # the reason's label
+    note: str  # the expert's words (reason "other" only)
+    time_spent_ms: int
+    created_at: datetime
+
+
+def clip_cannot_judge(clip: Clip) -> list[ClipCannotJudge]:
+    """The "cannot judge" answers of a clip, oldest first (never part of its distribution)."""
+    return [
+        ClipCannotJudge(
+            rater=c.rater.get_username(),
+            reason=c.get_reason_display(),
+            note=c.note,
+            time_spent_ms=c.time_spent_ms,
+            created_at=c.created_at,
+        )
+        for c in CannotJudge.objects.filter(clip=clip).select_related("rater").order_by("pk")
+    ]
+
+
 __all__ = [
     "CSV_COLUMNS",
     "MAX_BOOTSTRAP",
     "Agreement",
+    "ClipCannotJudge",
     "ClipDistribution",
     "ClipRepeat",
     "ClipVote",

@@ -65,6 +65,9 @@ RECENTRE_ITERATIONS = 3
 # Default loss threshold: correct matches on the synthetic benchmark score >= 0.66, the best
 # match on empty background about 0.3 (median).
 LOSS_THRESHOLD = 0.5
+# Grey level of a crop where it reaches past the frame's edge: black, darker than any
+# phase-contrast background, so the edge of the field is plain to see.
+CROP_FILL = 0
 
 
 @dataclass(frozen=True)
@@ -81,20 +84,29 @@ class TrackResult:
     lost_at: int | None
 
 
-def crop_centred(frame: np.ndarray, centre_xy: tuple[float, float], size: int) -> np.ndarray:
+def crop_centred(
+    frame: np.ndarray, centre_xy: tuple[float, float], size: int, *, fill: int = CROP_FILL
+) -> np.ndarray:
     """The (size, size) box of ``frame`` centred on the pixel nearest ``centre_xy``.
 
     No resampling: the box holds the frame's own pixels, pixel ``size // 2`` of each axis being
-    the centre. Where the box leaves the frame, the frame's border pixels are repeated.
+    the centre. Where the box leaves the frame it is filled with the constant ``fill``, so the
+    target stays at the centre and an expert sees where the frame ends (repeated border pixels
+    would smear into streaks that look like cells). Only the clips cut for people and the model
+    use this; matching (``_patch``) still repeats the border, which suits correlation.
     """
     height, width = frame.shape[:2]
     left = round(centre_xy[0]) - size // 2
     top = round(centre_xy[1]) - size // 2
     if top >= 0 and left >= 0 and top + size <= height and left + size <= width:
         return frame[top : top + size, left : left + size].copy()  # inside: a plain slice
-    rows = np.clip(np.arange(top, top + size), 0, height - 1)
-    columns = np.clip(np.arange(left, left + size), 0, width - 1)
-    return frame[np.ix_(rows, columns)]
+    crop = np.full((size, size, *frame.shape[2:]), fill, dtype=frame.dtype)
+    # The part of the box inside the frame, in frame and in crop coordinates.
+    y0, y1 = max(top, 0), min(top + size, height)
+    x0, x1 = max(left, 0), min(left + size, width)
+    if y0 < y1 and x0 < x1:
+        crop[y0 - top : y1 - top, x0 - left : x1 - left] = frame[y0:y1, x0:x1]
+    return crop
 
 
 def _patch(frame: np.ndarray, centre: np.ndarray, size: int) -> np.ndarray:

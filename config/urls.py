@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
-from annotation import aggregation_api, grading_api
+from annotation import aggregation_api, field_guide_api, grading_api
 from annotation import api as annotation_api
 from datasets import api as datasets_api
 from modeling import api as modeling_api
@@ -100,6 +100,17 @@ api_patterns = [
     ),
     path(
         "grading/progress/", grading_api.GradingProgressApi.as_view(), name="api-grading-progress"
+    ),
+    path("field-guide/", field_guide_api.FieldGuideApi.as_view(), name="api-field-guide"),
+    path(
+        "reference-clips/",
+        field_guide_api.ReferenceClipListAddApi.as_view(),
+        name="api-reference-clips",
+    ),
+    path(
+        "reference-clips/<int:pk>/",
+        field_guide_api.ReferenceClipRemoveApi.as_view(),
+        name="api-reference-clip",
     ),
     path("trainee/next/", feedback_api.TraineeNextApi.as_view(), name="api-trainee-next"),
     path(

@@ -30,7 +30,11 @@ def grade(request: HttpRequest) -> HttpResponse:
             "ratings": reverse("api-grading-ratings"),
             "cannotJudge": reverse("api-grading-cannot-judge"),
             "progress": reverse("api-grading-progress"),
+            "fieldGuide": reverse("api-field-guide"),
         },
+        # Keys the page's remembered state (tutorial seen) by account in this browser.
+        "account": request.user.pk,
+        "otherReason": CannotJudge.Reason.OTHER.value,
         "showPanel": settings.SHOW_PANEL_AFTER_VOTE,
         "grades": list(GRADES),
         "reasons": [value for value, _ in CannotJudge.Reason.choices],
@@ -43,6 +47,8 @@ def grade(request: HttpRequest) -> HttpResponse:
         "progress": grading.grading_progress(expert=request.user),
         "grades": [(g, GRADE_DESCRIPTIONS[g]) for g in GRADES],
         "reasons": CannotJudge.Reason.choices,
+        "other_reason": CannotJudge.Reason.OTHER.value,
+        "note_max_length": CannotJudge.NOTE_MAX_LENGTH,
     }
     return render(request, "frontend/grade.html", context)
 

@@ -27,6 +27,7 @@ urlpatterns = [
     path("dashboard/", aggregation_views.dashboard, name="dashboard"),
     path("clips/", views.clip_list, name="clip-list"),
     path("clips/<str:clip_id>/", views.clip_detail, name="clip-detail"),
+    path("clips/<str:clip_id>/reference/", views.clip_reference, name="clip-reference"),
     path("videos/", views.video_list, name="video-list"),
     path("videos/upload/", views.video_upload, name="video-upload"),
     path("videos/<int:pk>/", views.video_detail, name="video-detail"),

@@ -7,16 +7,18 @@ from functools import wraps
 from pathlib import Path
 
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils._os import safe_join
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from annotation import selectors, services
-from annotation.models import Clip, Video
+from annotation import field_guide, selectors, services
+from annotation.grades import GRADES
+from annotation.models import Clip, ReferenceClip, Video
 from annotation.roles import CURATOR, EXPERT, TRAINEE, user_has_role, user_role
 from frontend.charts import distribution_bars
 from frontend.forms import VideoUploadForm
@@ -99,8 +101,37 @@ def clip_detail(request: HttpRequest, clip_id: str) -> HttpResponse:
         ),
         "votes": selectors.clip_votes(clip),
         "repeats": selectors.clip_repeats(clip),
+        "cannot_judge": selectors.clip_cannot_judge(clip),
+        "reference": ReferenceClip.objects.filter(clip=clip).select_related("chosen_by").first(),
+        "grades": GRADES,
     }
     return render(request, "frontend/clip_detail.html", context)
+
+
+@require_POST
+@role_required(CURATOR)
+def clip_reference(request: HttpRequest, clip_id: str) -> HttpResponse:
+    """The clip page's field-guide form: action "add" (grade, note) or "remove"."""
+    clip = get_object_or_404(Clip, external_id=clip_id)
+    action = request.POST.get("action")
+    try:
+        if action == "add":
+            reference = field_guide.reference_clip_add(
+                curator=request.user,
+                clip=clip,
+                grade=request.POST.get("grade", ""),
+                note=request.POST.get("note", ""),
+            )
+            messages.success(request, f"Clip {clip_id} is in the guide as grade {reference.grade}.")
+        elif action == "remove":
+            reference = get_object_or_404(ReferenceClip, clip=clip)
+            field_guide.reference_clip_remove(curator=request.user, reference=reference)
+            messages.success(request, f"Clip {clip_id} is no longer in the field guide.")
+        else:
+            messages.error(request, "choose to add the clip to the field guide or remove it")
+    except services.ServiceError as exc:
+        messages.error(request, str(exc))
+    return redirect("clip-detail", clip_id=clip_id)
 
 
 @require_GET

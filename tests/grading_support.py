@@ -39,9 +39,9 @@ def grade_offered(  # type: ignore[no-untyped-def]
 
 
 def cannot_judge_offered(  # type: ignore[no-untyped-def]
-    expert, clip: Clip, reason: str = "other", *, time_spent_ms: int = 0
+    expert, clip: Clip, reason: str = "out_of_focus", *, note: str = "", time_spent_ms: int = 0
 ) -> CannotJudge:
     offer(expert, clip)
     return grading.cannot_judge_submit(
-        expert=expert, clip=clip, reason=reason, time_spent_ms=time_spent_ms
+        expert=expert, clip=clip, reason=reason, note=note, time_spent_ms=time_spent_ms
     )

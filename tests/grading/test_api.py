@@ -9,6 +9,7 @@ import pytest
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
+from annotation import field_guide
 from annotation.models import Rating
 
 pytestmark = pytest.mark.django_db
@@ -17,6 +18,7 @@ NEXT = "/api/grading/next/"
 RATINGS = "/api/grading/ratings/"
 CANNOT_JUDGE = "/api/grading/cannot-judge/"
 PROGRESS = "/api/grading/progress/"
+FIELD_GUIDE = "/api/field-guide/"
 BLIND_CLIP_FIELDS = {
     "id",
     "clip_id",
@@ -190,6 +192,43 @@ def test_cannot_judge_through_the_api_is_not_a_grade(make_user, make_clip):
     assert _submit(client, clip.external_id).status_code == 409
 
 
+def test_cannot_judge_other_needs_a_short_note_and_stores_it_stripped(make_user, make_clip):
+    from annotation.models import CannotJudge
+
+    clip = make_clip()
+    client = _client_for(make_user("expert"))
+    body = {"clip_id": clip.external_id, "reason": "other"}
+    missing = _post(client, CANNOT_JUDGE, body)
+    assert missing.status_code == 400
+    assert "say in a few words why" in missing.json()["detail"]
+    blank = _post(client, CANNOT_JUDGE, {**body, "note": "   "})
+    assert blank.status_code == 400 and "say in a few words why" in blank.json()["detail"]
+    too_long = _post(client, CANNOT_JUDGE, {**body, "note": "x" * 201})
+    assert too_long.status_code == 400
+    assert "201 characters; keep it to 200" in too_long.json()["detail"]
+    not_other = _post(client, CANNOT_JUDGE, {**body, "reason": "out_of_focus", "note": "blur"})
+    assert not_other.status_code == 400
+    assert "only with the reason 'other'" in not_other.json()["detail"]
+    assert not CannotJudge.objects.exists()  # nothing half-written by the refusals
+
+    answer = _post(client, CANNOT_JUDGE, {**body, "note": "  two tails, one head \n"})
+    assert answer.status_code == 201 and answer.json()["note"] == "two tails, one head"
+    stored = CannotJudge.objects.get()
+    assert (stored.reason, stored.note) == ("other", "two tails, one head")
+    assert _post(client, CANNOT_JUDGE, {**body, "note": "x" * 200}).status_code == 409  # answered
+
+
+def test_a_curator_sees_the_cannot_judge_note_on_the_clip_page(make_user, make_clip):
+    from tests.grading_support import cannot_judge_offered
+
+    clip = make_clip()
+    cannot_judge_offered(make_user("expert"), clip, reason="other", note="<b>debris</b> over it")
+    page = _client_for(make_user("curator")).get(f"/clips/{clip.external_id}/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "&lt;b&gt;debris&lt;/b&gt; over it" in html and "<b>debris</b>" not in html
+
+
 def test_the_grading_operations_are_in_the_openapi_schema(make_user):
     schema = _client_for(make_user("expert")).get("/api/schema/?format=json").json()
     for path, method in [
@@ -258,6 +297,8 @@ def test_nothing_an_expert_can_reach_reveals_the_panel_before_they_vote(
     other_names = [r.rater.username for r in others]
     expert = make_user("expert", username="blind-expert")
     client = _client_for(expert)
+    reference = make_clip(retired=True)  # a settled clip in the field guide
+    field_guide.reference_clip_add(curator=make_user("curator"), clip=reference, grade="C")
 
     served = 0
     for path in _expert_reachable_paths(clip, clip.video):
@@ -269,7 +310,12 @@ def test_nothing_an_expert_can_reach_reveals_the_panel_before_they_vote(
         served += 1
         for name in other_names:
             assert name not in body, (path, name)
-        if response["Content-Type"].startswith("application/json"):
+        if path == FIELD_GUIDE:
+            # The guide names grades by design (a curator's label of a settled clip); it never
+            # lists the clip under test, nor any vote.
+            assert clip.external_id not in body and reference.external_id in body
+            assert _json_leaks(json.loads(body), own_grades=set("ABCDE")) == [], path
+        elif response["Content-Type"].startswith("application/json"):
             assert _json_leaks(json.loads(body), own_grades=set()) == [], path
         else:
             assert not re.search(r"votes|vote_counts|expert rating", body), path

@@ -37,6 +37,13 @@ def _frame_shown(page) -> tuple[int, int]:  # type: ignore[no-untyped-def]
     )
 
 
+def _dismiss_tutorial(page) -> None:  # type: ignore[no-untyped-def]
+    """The first visit of an account opens the tutorial; Enter closes it."""
+    page.wait_for_selector("#tutorial", state="visible")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#tutorial", state="hidden")
+
+
 def _selected(page) -> list[str]:  # type: ignore[no-untyped-def]
     return page.eval_on_selector_all(
         ".grade-option[aria-pressed=true]", "els => els.map(e => e.dataset.grade)"
@@ -59,6 +66,7 @@ def test_an_expert_grades_five_clips_by_keyboard_then_undoes_and_changes_a_grade
     login(page, live_server, expert.username, PASSWORD)
     assert page.url.endswith("/grade/")  # experts land on the grading page
     clip_id = _wait_for_new_clip(page, None)
+    _dismiss_tutorial(page)
     assert page.text_content("#clip-id") == clip_id
     assert _progress_rated(page) == 0
     for g in "ABCDE":  # the five grades are described on the page
@@ -146,4 +154,203 @@ def test_the_curators_clip_page_plays_with_the_same_player(
     page.keyboard.press("ArrowLeft")
     frame, level = _frame_shown(page)
     assert frame == (start - 2) % N_FRAMES + 1 and level == frame_level(frame - 1)
+    assert page_errors(page) == []
+
+
+# --- the page an expert can trust: focus, target marker, field guide, notes, tutorial -------
+
+
+def _land(page, live_server, expert) -> str:  # type: ignore[no-untyped-def]
+    """Log in, close the first-visit tutorial; the clip id shown."""
+    login(page, live_server, expert.username, PASSWORD)
+    clip_id = _wait_for_new_clip(page, None)
+    _dismiss_tutorial(page)
+    return clip_id
+
+
+def _paused_frame(page) -> int:  # type: ignore[no-untyped-def]
+    return page.evaluate("() => window.mersvPlayer.playing ? -1 : window.mersvPlayer.frame")
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_keys_step_and_grade_after_the_speed_and_zoom_dropdowns_are_used_with_the_mouse(
+    live_server, browser_page, make_user, make_clip
+):
+    expert = make_user("expert")
+    for _ in range(6):
+        make_clip(n_frames=N_FRAMES)
+    page = browser_page
+    clip_id = _land(page, live_server, expert)
+    graded = []
+    for grade, speed, zoom in zip("ABCDE", ["0.5", "2", "0.25", "1.5", "1"], "31423", strict=True):
+        for select, value in (("#speed", speed), ("#zoom", zoom)):
+            page.click(select)  # the mouse opens the dropdown...
+            page.select_option(select, value)  # ...and picks an option
+            # An arrow key steps exactly one frame: the select neither eats it nor changes.
+            page.keyboard.press("ArrowRight")  # pauses playback (and steps)
+            before = _paused_frame(page)
+            page.keyboard.press("ArrowRight")
+            assert _paused_frame(page) == (before + 1) % N_FRAMES
+            frame, level = _frame_shown(page)
+            assert frame == _paused_frame(page) + 1 and level == frame_level(frame - 1)
+            assert page.input_value(select) == value
+        assert page.evaluate("() => document.getElementById('crop-canvas').width") == 150 * int(
+            zoom
+        )
+        page.keyboard.press(grade.lower())
+        assert _selected(page) == [grade]
+        page.keyboard.press("Enter")
+        graded.append((clip_id, grade))
+        clip_id = _wait_for_new_clip(page, clip_id)
+    page.wait_for_function("() => document.getElementById('progress-rated').textContent === '5'")
+    ratings = Rating.objects.filter(rater=expert)
+    assert sorted((r.clip.external_id, r.grade) for r in ratings) == sorted(graded)
+    first = ratings.get(clip__external_id=graded[0][0])
+    assert 0.5 in first.telemetry["speeds_used"] and first.telemetry["zoom_used"] is True
+    assert page_errors(page) == []
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_the_target_marker_sits_on_the_crop_centre_and_t_toggles_it_remembered(
+    live_server, browser_page, make_user, make_clip
+):
+    expert = make_user("expert")
+    make_clip(n_frames=N_FRAMES)
+    page = browser_page
+    _land(page, live_server, expert)
+    assert page.is_visible("#target-marker")
+    for zoom in ("2", "4"):
+        page.select_option("#zoom", zoom)
+        canvas = page.locator("#crop-canvas").bounding_box()
+        marker = page.locator("#target-marker").bounding_box()
+        # The crop's centre pixel 75 of 150 (the tracked centre), whatever the zoom.
+        centre = 75.5 * int(zoom)
+        assert abs(marker["x"] + marker["width"] / 2 - canvas["x"] - centre) < 1
+        assert abs(marker["y"] + marker["height"] / 2 - canvas["y"] - centre) < 1
+        assert marker["width"] < canvas["width"] / 4  # small: it leaves the crop to see
+    page.keyboard.press("t")
+    assert page.is_hidden("#target-marker")
+    page.reload()  # remembered in this browser
+    page.wait_for_function(SHOWN)
+    assert page.is_hidden("#tutorial") and page.is_hidden("#target-marker")
+    page.keyboard.press("t")
+    assert page.is_visible("#target-marker")
+    assert "T" in page.inner_text(".keys-help")  # the key is in the shortcut help
+    assert page_errors(page) == []
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_g_opens_the_field_guide_of_settled_reference_clips_and_esc_closes_it(
+    live_server, browser_page, make_user, make_clip
+):
+    from annotation.field_guide import reference_clip_add
+    from annotation.models import Clip
+
+    curator, expert = make_user("curator"), make_user("expert")
+    make_clip(n_frames=N_FRAMES)  # the expert's queue
+    example_a, example_c, reopened = (make_clip(n_frames=N_FRAMES, retired=True) for _ in "123")
+    reference_clip_add(curator=curator, clip=example_a, grade="A", note="fast & straight")
+    reference_clip_add(curator=curator, clip=example_c, grade="C")
+    reference_clip_add(curator=curator, clip=reopened, grade="C")
+    Clip.objects.filter(pk=reopened.pk).update(retired_at=None)  # back in the grading pool
+
+    page = browser_page
+    _land(page, live_server, expert)
+    page.keyboard.press("g")
+    page.wait_for_selector("#field-guide-body[data-loaded]")
+    assert page.is_visible("#field-guide")
+    shown = page.eval_on_selector_all(
+        ".guide-section", "els => els.map(s => [s.dataset.grade, [...s.querySelectorAll("
+        "'.guide-clip')].map(f => f.dataset.clipId)])",
+    )  # fmt: skip
+    assert shown == [
+        ["A", [example_a.external_id]], ["B", []], ["C", [example_c.external_id]], ["D", []],
+        ["E", []],
+    ]  # fmt: skip
+    assert "fast & straight" in page.inner_text(".guide-section[data-grade=A]")
+    assert "No reference clip" in page.inner_text(".guide-section[data-grade=B]")
+    # The reference clips play: their canvases move on through the frames.
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.guide-clip canvas')]"
+        ".every(c => Number(c.dataset.frame) > 0)"
+    )
+    # While the guide is open, grade keys wait; Esc closes it and they work again.
+    page.keyboard.press("c")
+    assert _selected(page) == []
+    page.keyboard.press("Escape")
+    assert page.is_hidden("#field-guide")
+    page.keyboard.press("c")
+    assert _selected(page) == ["C"]
+    assert page_errors(page) == []
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_cannot_judge_other_takes_a_note_typed_from_the_keyboard(
+    live_server, browser_page, make_user, make_clip
+):
+    from annotation.models import CannotJudge
+
+    expert = make_user("expert")
+    for _ in range(2):
+        make_clip(n_frames=N_FRAMES)
+    page = browser_page
+    clip_id = _land(page, live_server, expert)
+    page.keyboard.press("x")
+    page.keyboard.press("4")  # "Other"
+    page.wait_for_selector("#cannot-judge-note", state="visible")
+    assert page.evaluate("() => document.activeElement.id") == "cannot-judge-note"
+    # Letters that are shortcuts elsewhere (grades, U, X, T, G, F) are typing here.
+    page.keyboard.type("a tuft")
+    assert _selected(page) == [] and page.is_visible("#target-marker")
+    page.keyboard.press("Escape")  # cancels: nothing recorded, the box closes
+    assert page.is_hidden("#cannot-judge-other")
+    assert not CannotJudge.objects.exists()
+
+    page.keyboard.press("x")
+    page.keyboard.press("4")
+    page.wait_for_selector("#cannot-judge-note", state="visible")
+    assert page.input_value("#cannot-judge-note") == ""
+    note = "debris covers the head, cannot grade"
+    page.keyboard.type(note)
+    assert _selected(page) == [] and page.is_hidden("#field-guide")
+    page.keyboard.press("Enter")
+    _wait_for_new_clip(page, clip_id)
+    page.wait_for_function(
+        "() => document.getElementById('progress-cannot-judge').textContent === '1'"
+    )
+    answer = CannotJudge.objects.get(rater=expert)
+    assert (answer.clip.external_id, answer.reason, answer.note) == (clip_id, "other", note)
+    assert page_errors(page) == []
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_the_tutorial_shows_on_the_first_visit_and_not_on_the_second(
+    live_server, browser_page, make_user, make_clip
+):
+    expert = make_user("expert")
+    make_clip(n_frames=N_FRAMES)
+    page = browser_page
+    login(page, live_server, expert.username, PASSWORD)
+    page.wait_for_function(SHOWN)
+    assert page.is_visible("#tutorial")
+    assert "Grading in five steps" in page.inner_text("#tutorial")
+    page.keyboard.press("c")  # the tutorial is modal: grade keys wait until it is closed
+    assert _selected(page) == []
+    page.keyboard.press("Enter")
+    assert page.is_hidden("#tutorial")
+
+    page.goto(f"{live_server.url}/grade/")
+    page.wait_for_function(SHOWN)
+    assert page.is_hidden("#tutorial")
+    page.keyboard.press("c")
+    assert _selected(page) == ["C"]
+    page.click("#btn-tutorial")  # reopened from the shortcut help
+    assert page.is_visible("#tutorial")
+    page.keyboard.press("Escape")
+    assert page.is_hidden("#tutorial")
     assert page_errors(page) == []

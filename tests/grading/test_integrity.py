@@ -57,7 +57,9 @@ def test_a_grade_for_a_clip_the_queue_did_not_offer_is_a_409_that_says_what_to_d
     assert refused.status_code == 409
     assert "not the clip your queue offered you" in refused.json()["detail"]
     assert "/api/grading/next/" in refused.json()["detail"]
-    skipped = _post(client, CANNOT_JUDGE, {"clip_id": other.external_id, "reason": "other"})
+    skipped = _post(
+        client, CANNOT_JUDGE, {"clip_id": other.external_id, "reason": "other", "note": "blurred"}
+    )
     assert skipped.status_code == 409
     assert not Rating.objects.exists() and not CannotJudge.objects.exists()
     events = AuditEvent.objects.filter(action="answer_refused", user=expert)

@@ -10,6 +10,7 @@ import pytest
 
 from annotation.kinematics import kinematics
 from annotation.pipeline import IngestConfig, process_video
+from annotation.tracking import CROP_FILL
 from annotation.video_io import (
     H264Output,
     H264Writer,
@@ -93,12 +94,26 @@ def test_a_video_gives_one_clip_per_target_with_its_files(video: Path, tmp_path:
     assert set(output.stage_seconds) == {"decode", "track", "hash", "encode"}
 
 
-def test_the_paper_s_150_px_crops_repeat_the_border_of_a_small_frame(
+def test_the_paper_s_150_px_crops_of_a_small_frame_are_padded_with_black_past_its_edge(
     video: Path, tmp_path: Path
 ) -> None:
     output = process_video(video, [START], out_dir=tmp_path / "out", pixel_size_um=0.5)
-    crops = np.load(output.clips[0].frames_npy)
+    clip = output.clips[0]
+    crops = np.load(clip.frames_npy)
     assert crops.shape == (16, 150, 150)
+    assert round(clip.track[0][0]) - 75 < 0  # frame 0: the box reaches past the left edge
+    for crop, (x, y) in zip(crops, clip.track, strict=True):
+        left, top = round(x) - 75, round(y) - 75
+        inside = np.zeros((150, 150), dtype=bool)
+        inside[max(0, -top) : min(150, HEIGHT - top), max(0, -left) : min(150, WIDTH - left)] = 1
+        # Past the edge: the constant fill, after the stretch to full range too.
+        assert (crop[~inside] == CROP_FILL).all()
+        # Inside: the video's background (about 120), not black; the head still at the centre.
+        assert np.median(crop[inside]) > 80
+        assert crop[73:78, 73:78].min() < 90
+    # What the page steps through shows the same padding.
+    strip = cv2.imread(str(clip.filmstrip_png), cv2.IMREAD_UNCHANGED)
+    assert (strip[:150, 0] == CROP_FILL).all()
 
 
 def test_several_targets_get_numbered_clips(tmp_path: Path) -> None:

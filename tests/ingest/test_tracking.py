@@ -7,7 +7,13 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from annotation.tracking import LOSS_THRESHOLD, HeadTracker, crop_centred, track_target
+from annotation.tracking import (
+    CROP_FILL,
+    LOSS_THRESHOLD,
+    HeadTracker,
+    crop_centred,
+    track_target,
+)
 from tests.ingest.videos import render_frames
 
 Frames = Callable[..., tuple[np.ndarray, np.ndarray]]
@@ -131,13 +137,22 @@ def test_a_crop_inside_the_frame_is_the_frame_s_own_pixels() -> None:
     assert crop[5, 5] == frame[41, 50]
 
 
-def test_a_crop_leaving_the_frame_repeats_the_border() -> None:
-    frame = np.arange(20 * 30, dtype=np.uint32).reshape(20, 30).astype(np.uint8)
+def test_a_crop_leaving_the_frame_is_filled_with_a_constant_and_keeps_the_centre() -> None:
+    frame = np.full((20, 30), 120, dtype=np.uint8)
+    frame[18, 1] = 7  # the target pixel, near the bottom-left corner
     crop = crop_centred(frame, (1.0, 18.0), 6)
     assert crop.shape == (6, 6)
-    assert np.array_equal(crop[:, :3], np.repeat(frame[15:20, :1], 3, axis=1)[[0, 1, 2, 3, 4, 4]])
-    assert np.array_equal(crop[-2], crop[-1])  # row 21 does not exist: row 19 again
-    assert np.array_equal(crop[1, 2:], frame[16, :4])
+    assert crop[3, 3] == 7  # the target stays at index size // 2
+    # Columns -2 and -1 and row 20 lie outside the frame: the constant fill, not border pixels.
+    assert (crop[:, :2] == CROP_FILL).all() and (crop[-1] == CROP_FILL).all()
+    assert np.array_equal(crop[:5, 2:], frame[15:20, 0:4])
+    grey = crop_centred(frame, (1.0, 18.0), 6, fill=200)
+    assert (grey[:, :2] == 200).all() and grey[3, 3] == 7
+
+
+def test_a_crop_wholly_outside_the_frame_is_all_fill() -> None:
+    frame = np.full((20, 30), 120, dtype=np.uint8)
+    assert (crop_centred(frame, (100.0, 100.0), 8) == CROP_FILL).all()
 
 
 def test_a_head_that_turns_a_right_angle_between_two_frames_is_not_lost(

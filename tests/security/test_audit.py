@@ -61,9 +61,9 @@ def test_grading_answers_are_recorded_in_their_transaction(world: World) -> None
     rating = grade_offered(expert, clip, "D", time_spent_ms=5)
     grading.rating_change(expert=expert, rating=rating, grade="E")
     with pytest.raises(grading.AlreadyAnsweredError):  # rolled back: no event either
-        grading.cannot_judge_submit(expert=expert, clip=clip, reason="other")
+        grading.cannot_judge_submit(expert=expert, clip=clip, reason="other", note="no head")
     other_clip = world.objects["rating_other"].clip  # graded by another expert only
-    cannot_judge_offered(expert, other_clip, reason="other")
+    cannot_judge_offered(expert, other_clip, reason="other", note="two heads in the crop")
     assert _actions(user=expert)[-3:] == ["grade_submit", "grade_change", "cannot_judge"]
     change = AuditEvent.objects.filter(action="grade_change").latest("id")
     assert change.detail == {"grade": "E", "previous_grade": "D"}

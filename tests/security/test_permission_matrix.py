@@ -79,6 +79,8 @@ URL_KWARGS: dict[str, Callable[[World, str], dict[str, Any]]] = {
     "video-detail": _pk("video"),
     "api-clip": _clip_id,
     "clip-detail": _clip_id,
+    "clip-reference": _clip_id,
+    "api-reference-clip": lambda w, obj: {"pk": 999999},
     "api-distribution": _clip_id,
     "api-dataset": _version_name,
     "api-dataset-download": _version_name,
@@ -118,9 +120,14 @@ BODIES: dict[tuple[str, str], Callable[[World], dict[str, Any]]] = {
     ("api-grading-rating", "own"): lambda w: {"grade": "A"},
     ("api-grading-rating", "other"): lambda w: {"grade": "A"},
     ("api-grading-cannot-judge", "-"): lambda w: {
-        "clip_id": w.objects["clip_free"].external_id, "reason": "other"
+        "clip_id": w.objects["clip_free"].external_id, "reason": "other",
+        "note": "the head leaves the crop",
     },
     ("api-datasets", "-"): lambda w: {"name": "sec-new"},
+    ("api-reference-clips", "-"): lambda w: {
+        "clip_id": w.objects["clip"].external_id, "grade": "A"
+    },
+    ("clip-reference", "-"): lambda w: {"action": "add", "grade": "A"},
     ("api-trainee-ratings", "missing"): lambda w: {
         "training_set": 999999, "clip_id": w.objects["clip"].external_id, "grade": "B",
         "time_spent_ms": 900,

@@ -47,6 +47,9 @@ def _store_payload(world: World, payload: str, make_user: Any) -> dict[str, str]
         telemetry={"plays": payload, "speeds_used": [payload]}
     )
     CannotJudge.objects.create(clip=clip, rater=rater, reason=payload[:32])
+    CannotJudge.objects.create(
+        clip=clip, rater=make_user("expert"), reason=CannotJudge.Reason.OTHER, note=payload[:200]
+    )
     version = version_make("xss-version", world.users["curator"])
     # An unbuilt version carries the text fields (a frozen one refuses later updates).
     version2 = DatasetVersion.objects.create(
@@ -104,3 +107,5 @@ def test_stored_payloads_execute_nothing(
     # The payload is on the pages as text, escaped, not dropped.
     page.goto(f"{live_server.url}{pages['video detail']}")
     assert payload in page.inner_text("body")
+    page.goto(f"{live_server.url}{pages['clip detail']}")
+    assert payload[:200] in page.inner_text("#cannot-judge")

@@ -1,6 +1,9 @@
 // The expert's grading page: one clip at a time, keyboard first, through the grading API.
 // Modes: "queue" (a clip from the queue), "revisit" (an earlier grade reopened with U to change
 // it), "empty" (nothing left). The panel's votes appear only in answers to our own grades.
+// One keydown handler, on the document in the capture phase, owns every shortcut: a focused
+// speed or zoom select cannot eat them; only a text box (the "other" note) keeps its keys.
+// Overlays (field guide, tutorial) are modal: Esc closes them, other shortcuts wait.
 "use strict";
 (function () {
   const $ = (id) => document.getElementById(id);
@@ -19,7 +22,16 @@
     history: [], // clips graded on this page, oldest first: {ratingId, clip, grade}
     revisitIndex: -1,
     choosingReason: false,
+    typingNote: false, // the "other" reason's note box is open
+    overlay: null, // "guide" or "tutorial" while one is open
     busy: false,
+  };
+  const MARKER_KEY = "mersv.grading.targetMarker";
+  const TUTORIAL_KEY = `mersv.grading.tutorialSeen.${config.account}`;
+  // localStorage can be off (private modes, policies): the page then just forgets.
+  const remembered = {
+    get(key) { try { return window.localStorage.getItem(key); } catch (err) { return null; } },
+    set(key, value) { try { window.localStorage.setItem(key, value); } catch (err) { /* forget */ } },
   };
   let player = null;
 
@@ -74,7 +86,7 @@
     $("grading-main").classList.remove("hidden");
     $("clip-id").textContent = clip.clip_id;
     delete document.body.dataset.clipReady;
-    if (!player) player = setupPlayer({ data: playerData(clip) });
+    if (!player) player = setupPlayer({ data: playerData(clip), keyboard: false });
     else player.loadClip(playerData(clip), telemetry);
     player.ready.then(() => { if (state.clip === clip) document.body.dataset.clipReady = clip.clip_id; });
     select(grade);
@@ -229,20 +241,46 @@
     if (state.mode !== "queue") { say("You graded this clip: choose a grade to change it instead."); return; }
     state.choosingReason = true;
     $("cannot-judge-reasons").classList.remove("hidden");
-    say("Cannot judge: press 1–4 for the reason, Esc to cancel.");
+    say(`Cannot judge: press 1–${config.reasons.length} for the reason, Esc to cancel.`);
   }
   function closeReasons() {
     state.choosingReason = false;
+    state.typingNote = false;
     $("cannot-judge-reasons").classList.add("hidden");
+    $("cannot-judge-other").classList.add("hidden");
+    if (document.activeElement === $("cannot-judge-note")) $("cannot-judge-note").blur();
   }
 
-  async function submitCannotJudge(reason) {
+  // "Other" takes a few words: the note box gets the focus, so typing there is typing.
+  function openNote() {
+    state.choosingReason = false;
+    state.typingNote = true;
+    $("cannot-judge-reasons").classList.add("hidden");
+    $("cannot-judge-other").classList.remove("hidden");
+    $("cannot-judge-note").value = "";
+    $("cannot-judge-note").focus();
+    say("Other: type why you cannot judge this clip, Enter to record it, Esc to cancel.");
+  }
+  function submitNote() {
+    const note = $("cannot-judge-note").value.trim();
+    if (!note) { say("Say in a few words why you cannot judge this clip, or press Esc to cancel."); return; }
+    submitCannotJudge(config.otherReason, note);
+  }
+  function chooseReason(reason) {
+    if (reason === config.otherReason) openNote(); else submitCannotJudge(reason);
+  }
+  $("cannot-judge-note").addEventListener("keydown", (e) => {
+    if (e.key === "Enter") { e.preventDefault(); if (!state.busy) submitNote(); }
+    else if (e.key === "Escape") { e.preventDefault(); closeReasons(); say(""); }
+  });
+
+  async function submitCannotJudge(reason, note = "") {
     if (state.busy || state.mode !== "queue") return;
     state.busy = true;
     closeReasons();
     try {
       const r = await api("POST", config.urls.cannotJudge, {
-        clip_id: state.clip.clip_id, reason, time_spent_ms: elapsed(), next: true,
+        clip_id: state.clip.clip_id, reason, note, time_spent_ms: elapsed(), next: true,
       });
       if (r.status === 201) {
         say(`Clip ${state.clip.clip_id}: recorded as "cannot judge".`);
@@ -260,46 +298,159 @@
     }
   }
 
-  document.addEventListener("keydown", (e) => {
-    if (e.ctrlKey || e.metaKey || e.altKey) return;
-    const target = e.target.closest ? e.target : document.body;
-    if (target.closest("input, select, textarea")) return;
-    if (e.key === "Enter" && target.closest("button, a, summary")) return; // a focused control acts
-    if (state.busy) return;
-    const key = e.key.length === 1 ? e.key.toUpperCase() : e.key;
+  // --- target marker, field guide, tutorial ---------------------------------------------------
+
+  function showMarker(on) {
+    $("target-marker").classList.toggle("hidden", !on);
+    remembered.set(MARKER_KEY, on ? "on" : "off");
+  }
+  function toggleMarker() {
+    const on = $("target-marker").classList.contains("hidden");
+    showMarker(on);
+    say(on ? "Target marker on (T hides it)." : "Target marker off (T shows it).");
+  }
+
+  let guideLoops = [];
+  function guideSection(section) {
+    const node = document.createElement("section");
+    node.className = "guide-section";
+    node.dataset.grade = section.grade;
+    const title = document.createElement("h3");
+    title.textContent = `${section.grade} `;
+    const description = document.createElement("span");
+    description.className = "muted";
+    description.textContent = section.description;
+    title.appendChild(description);
+    node.appendChild(title);
+    if (!section.references.length) {
+      const none = document.createElement("p");
+      none.className = "muted";
+      none.textContent = "No reference clip chosen for this grade yet.";
+      node.appendChild(none);
+      return node;
+    }
+    const row = document.createElement("div");
+    row.className = "guide-clips";
+    section.references.forEach((ref) => {
+      const figure = document.createElement("figure");
+      figure.className = "guide-clip";
+      figure.dataset.clipId = ref.clip_id;
+      const canvas = document.createElement("canvas");
+      canvas.width = ref.crop_size;
+      canvas.height = ref.crop_size;
+      figure.appendChild(canvas);
+      const caption = document.createElement("figcaption");
+      caption.textContent = `${section.grade} · clip ${ref.clip_id}${ref.note ? ` · ${ref.note}` : ""}`;
+      figure.appendChild(caption);
+      row.appendChild(figure);
+      guideLoops.push(new FilmstripLoop(canvas, {
+        filmstrip: ref.filmstrip_url, nFrames: ref.n_frames, size: ref.crop_size, fps: ref.fps,
+      }));
+    });
+    node.appendChild(row);
+    return node;
+  }
+
+  async function openGuide() {
+    state.overlay = "guide";
+    $("field-guide").classList.remove("hidden");
+    $("btn-field-guide-close").focus();
+    const body = $("field-guide-body");
+    body.textContent = "Loading…";
+    let r;
+    try { r = await api("GET", config.urls.fieldGuide); } catch (err) { r = { ok: false, status: 0, data: null }; }
+    if (state.overlay !== "guide") return;
+    body.textContent = "";
+    if (!r.ok) { body.textContent = `The field guide could not be loaded: ${errorText(r)}`; return; }
+    r.data.forEach((section) => body.appendChild(guideSection(section)));
+    body.dataset.loaded = "true";
+  }
+
+  function openTutorial() {
+    state.overlay = "tutorial";
+    $("tutorial").classList.remove("hidden");
+    $("btn-tutorial-close").focus();
+  }
+
+  function closeOverlay() {
+    if (state.overlay === "guide") {
+      guideLoops.forEach((loop) => loop.stop());
+      guideLoops = [];
+      $("field-guide").classList.add("hidden");
+      $("field-guide-body").textContent = "";
+      delete $("field-guide-body").dataset.loaded;
+    } else if (state.overlay === "tutorial") {
+      $("tutorial").classList.add("hidden");
+      remembered.set(TUTORIAL_KEY, "seen");
+    }
+    state.overlay = null;
+    if (document.activeElement && document.activeElement.blur) document.activeElement.blur();
+  }
+
+  // --- the keyboard ----------------------------------------------------------------------------
+
+  function onOverlayKey(key) {
+    const closes = key === "Escape"
+      || (state.overlay === "guide" && key === "G")
+      || (state.overlay === "tutorial" && (key === "Enter" || key === "?"));
+    if (closes) closeOverlay();
+    return closes;
+  }
+
+  function onPageKey(key) {
+    if (key === "T") { toggleMarker(); return true; }
+    if (key === "G") { openGuide(); return true; }
+    if (key === "?") { openTutorial(); return true; }
+    if (state.busy) return false;
+    if (state.typingNote) { // the note box is open but lost the focus
+      if (key === "Escape") { closeReasons(); say(""); return true; }
+      if (key === "Enter") { submitNote(); return true; }
+      return false;
+    }
     if (state.choosingReason) {
       const n = /^[1-9]$/.test(key) ? Number(key) : 0;
-      if (n >= 1 && n <= config.reasons.length) submitCannotJudge(config.reasons[n - 1]);
+      if (n >= 1 && n <= config.reasons.length) chooseReason(config.reasons[n - 1]);
       else if (key === "Escape" || key === "X") { closeReasons(); say(""); }
-      else return;
-    } else if (key === "U") {
-      undo();
-    } else if (state.mode === "empty") {
-      return;
-    } else if (config.grades.includes(key)) {
-      select(key);
-    } else if (/^[1-9]$/.test(key) && Number(key) <= config.grades.length) {
-      select(config.grades[Number(key) - 1]);
-    } else if (key === "Enter") {
-      submit();
-    } else if (key === "X") {
-      openReasons();
-    } else if (key === "Escape" && state.mode === "revisit") {
-      leaveRevisit();
-    } else {
-      return;
+      else return false;
+      return true;
     }
-    e.preventDefault();
-  });
+    if (key === "U") { undo(); return true; }
+    if (state.mode === "empty") return false;
+    if (config.grades.includes(key)) select(key);
+    else if (/^[1-9]$/.test(key) && Number(key) <= config.grades.length) select(config.grades[Number(key) - 1]);
+    else if (key === "Enter") submit();
+    else if (key === "X") openReasons();
+    else if (key === "Escape" && state.mode === "revisit") leaveRevisit();
+    else return false;
+    return true;
+  }
+
+  document.addEventListener("keydown", (e) => {
+    if (e.ctrlKey || e.metaKey || e.altKey) return; // leave browser shortcuts alone
+    if (!keyIsShortcut(e.target)) return; // typing in a text box stays typing
+    const key = e.key.length === 1 ? e.key.toUpperCase() : e.key;
+    let handled;
+    if (state.overlay) handled = onOverlayKey(key);
+    else if (e.key === "Enter" && e.target.closest && e.target.closest("button, a, summary")) return; // a focused control acts
+    else handled = (player && state.mode !== "empty" && player.handleKey(e.key)) || onPageKey(key);
+    if (handled) { e.preventDefault(); e.stopPropagation(); }
+  }, true);
 
   // Mouse users: the same actions; buttons give focus back so the keys keep working.
   const click = (selector, action) => document.querySelectorAll(selector).forEach((button) =>
     button.addEventListener("click", () => { button.blur(); if (!state.busy) action(button); }));
   click(".grade-option", (b) => select(b.dataset.grade));
-  click(".reason-option", (b) => submitCannotJudge(b.dataset.reason));
+  click(".reason-option", (b) => chooseReason(b.dataset.reason));
   click("#btn-submit", () => submit());
   click("#btn-undo", () => undo());
   click("#btn-cannot-judge", () => { if (state.choosingReason) closeReasons(); else openReasons(); });
 
+  click("#btn-field-guide", () => openGuide());
+  click("#btn-tutorial", () => openTutorial());
+  $("btn-field-guide-close").addEventListener("click", () => closeOverlay());
+  $("btn-tutorial-close").addEventListener("click", () => closeOverlay());
+
   if (firstClip) { state.mode = "queue"; show(firstClip); } else { showEmpty(); }
+  showMarker(remembered.get(MARKER_KEY) !== "off");
+  if (!remembered.get(TUTORIAL_KEY)) openTutorial();
 })();

@@ -134,39 +134,85 @@ function setupFullField(current, player) {
   return { reset, toggle };
 }
 
+// Whether a key pressed while `el` has focus is a shortcut rather than typing: not in a text
+// box (typing there stays typing), not in a select outside the player (a form's own choice).
+// The player's own speed and zoom selects give up their keys: the page's shortcuts win.
+const TEXT_INPUT_TYPES = new Set(["text", "search", "email", "url", "tel", "password", "number"]);
+function isTextEntry(el) {
+  if (!el || el.nodeType !== 1) return false;
+  if (el.isContentEditable || el.tagName === "TEXTAREA") return true;
+  return el.tagName === "INPUT" && TEXT_INPUT_TYPES.has((el.getAttribute("type") || "text").toLowerCase());
+}
+function keyIsShortcut(el) {
+  if (isTextEntry(el)) return false;
+  if (el && el.tagName === "SELECT" && !el.closest("#player")) return false;
+  return true;
+}
+
 // Wires the player's controls. options.data: the clip to show (else the "player-data" JSON);
-// options.keyboard: space / arrow keys (default on); options.autoplay (default on).
+// options.keyboard: space / arrow keys / F handled by the player (default on; a page with
+// shortcuts of its own sets it off and calls player.handleKey); options.autoplay (default on).
 function setupPlayer(options = {}) {
   let data = options.data || JSON.parse(document.getElementById("player-data").textContent);
   const counter = document.getElementById("frame-no");
   const total = document.getElementById("frame-total");
   const playButton = document.getElementById("btn-play");
+  const canvas = document.getElementById("crop-canvas");
+  const marker = document.getElementById("target-marker");
   const player = new FramePlayer({
-    canvas: document.getElementById("crop-canvas"),
+    canvas,
     filmstrip: data.filmstrip, nFrames: data.nFrames, size: data.size, fps: data.fps,
     onFrame: (f) => { counter.textContent = String(f + 1); },
   });
   total.textContent = String(data.nFrames);
   const syncButton = () => { playButton.textContent = player.playing ? "Pause" : "Play"; };
+  // The marker sits on the crop's centre pixel (size // 2 on each axis), which is the tracked
+  // centre of the target in every frame (annotation.tracking.crop_centred).
+  const syncMarker = () => {
+    if (!marker) return;
+    const zoom = player.zoom, side = 22 * zoom;
+    const centre = (Math.floor(player.size / 2) + 0.5) * zoom;
+    marker.style.width = marker.style.height = `${side}px`;
+    marker.style.left = `${centre - side / 2}px`;
+    marker.style.top = `${centre - side / 2}px`;
+  };
   const autoplay = () => {
     if (options.autoplay !== false) player.ready.then(() => { player.play(); syncButton(); }).catch(() => {});
   };
-  playButton.addEventListener("click", () => { player.toggle(); syncButton(); });
-  document.getElementById("btn-back").addEventListener("click", () => { player.step(-1); syncButton(); });
-  document.getElementById("btn-fwd").addEventListener("click", () => { player.step(1); syncButton(); });
-  document.getElementById("speed").addEventListener("change", (e) => player.setSpeed(Number(e.target.value)));
-  document.getElementById("zoom").addEventListener("change", (e) => player.setZoom(Number(e.target.value)));
+  // Mouse users: controls give focus back, so the next key is a shortcut again.
+  const onClick = (id, action) => {
+    const button = document.getElementById(id);
+    button.addEventListener("click", () => { button.blur(); action(); syncButton(); });
+  };
+  onClick("btn-play", () => player.toggle());
+  onClick("btn-back", () => player.step(-1));
+  onClick("btn-fwd", () => player.step(1));
+  const onChange = (id, action) => {
+    const select = document.getElementById(id);
+    select.addEventListener("change", () => { action(Number(select.value)); select.blur(); });
+  };
+  onChange("speed", (v) => player.setSpeed(v));
+  onChange("zoom", (v) => { player.setZoom(v); syncMarker(); });
   player.setZoom(2, { silent: true });
+  syncMarker();
   const fullField = setupFullField(() => data, player);
+  // Space, arrows and F; true when the key was one of them (the caller prevents its default).
+  player.handleKey = (key) => {
+    if (key === " ") player.toggle();
+    else if (key === "ArrowLeft") player.step(-1);
+    else if (key === "ArrowRight") player.step(1);
+    else if (key === "f" || key === "F") fullField.toggle();
+    else return false;
+    syncButton();
+    return true;
+  };
   if (options.keyboard !== false) {
+    // Capture phase: a focused speed or zoom select must not eat the keys first.
     document.addEventListener("keydown", (e) => {
       if (e.ctrlKey || e.metaKey || e.altKey) return; // leave browser shortcuts alone
-      if (e.target.closest && e.target.closest("input, select, textarea")) return;
-      if (e.key === " ") { e.preventDefault(); player.toggle(); syncButton(); }
-      else if (e.key === "ArrowLeft") { e.preventDefault(); player.step(-1); syncButton(); }
-      else if (e.key === "ArrowRight") { e.preventDefault(); player.step(1); syncButton(); }
-      else if (e.key === "f" || e.key === "F") { e.preventDefault(); fullField.toggle(); }
-    });
+      if (!keyIsShortcut(e.target)) return;
+      if (player.handleKey(e.key)) e.preventDefault();
+    }, true);
   }
   // Swap in another clip; telemetry: that clip's earlier telemetry to continue, if any.
   player.loadClip = (next, telemetry) => {
@@ -174,6 +220,7 @@ function setupPlayer(options = {}) {
     total.textContent = String(next.nFrames);
     counter.textContent = "1";
     const ready = player.load(next, telemetry);
+    syncMarker();
     fullField.reset();
     syncButton();
     autoplay();
@@ -182,6 +229,34 @@ function setupPlayer(options = {}) {
   autoplay();
   window.mersvPlayer = player;
   return player;
+}
+
+// A reference clip looping on a small canvas (the field guide): frames from its filmstrip at
+// the clip's frame rate, until stop().
+class FilmstripLoop {
+  constructor(canvas, { filmstrip, nFrames, size, fps }) {
+    Object.assign(this, { canvas, nFrames, size, fps: fps || 15, frame: 0, running: true });
+    this.ctx = canvas.getContext("2d");
+    this.image = new Image();
+    this.image.onload = () => { this._last = performance.now(); this._draw(); requestAnimationFrame((t) => this._tick(t)); };
+    this.image.src = filmstrip;
+  }
+  _draw() {
+    this.ctx.imageSmoothingEnabled = false;
+    this.ctx.drawImage(this.image, 0, this.frame * this.size, this.size, this.size,
+      0, 0, this.canvas.width, this.canvas.height);
+    this.canvas.dataset.frame = String(this.frame);
+  }
+  _tick(now) {
+    if (!this.running) return;
+    if (now - this._last >= 1000 / this.fps) {
+      this._last = now;
+      this.frame = (this.frame + 1) % this.nFrames;
+      this._draw();
+    }
+    requestAnimationFrame((t) => this._tick(t));
+  }
+  stop() { this.running = false; }
 }
 
 if (document.getElementById("player-data") && !document.body.dataset.customPlayer) {
