@@ -50,7 +50,7 @@ class NavLink:
 
 
 @functools.cache
-def _entry_target(urlconf: str | None, url_name: str) -> tuple[str, Callable[[object], bool]]:
+def nav_entry_target(urlconf: str | None, url_name: str) -> tuple[str, Callable[[object], bool]]:
     """The entry's URL and the permission check of the view it leads to."""
     url = reverse(url_name, urlconf=urlconf)
     view = resolve(url, urlconf=urlconf).func
@@ -76,7 +76,7 @@ def nav_links(request: HttpRequest) -> list[NavLink]:
         return []
     links = []
     for entry in NAV_ENTRIES:
-        url, allows = _entry_target(get_urlconf(), entry.url_name)
+        url, allows = nav_entry_target(get_urlconf(), entry.url_name)
         if allows(user):
             links.append(NavLink(url=url, label=entry.label))
     if admin_link_shown(request):

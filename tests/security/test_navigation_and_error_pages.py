@@ -9,11 +9,12 @@ import re
 
 import pytest
 from django.contrib.auth.models import Group
+from django.core.exceptions import ImproperlyConfigured
 from django.test import Client
 from django.urls import reverse
 
 from annotation.models import AuditEvent
-from frontend.navigation import NAV_ENTRIES
+from frontend.navigation import NAV_ENTRIES, nav_entry_target
 from tests.security.conftest import World, client_for
 
 NAV_HREF = re.compile(r"<nav>(.*?)</nav>", re.S)
@@ -91,6 +92,12 @@ def test_the_nav_of_each_role_lists_its_own_pages(world: World, make_user) -> No
     # The most privileged role wins (annotation.roles.user_role): a curator's pages.
     assert shown("expert+curator") == curator_pages
     assert shown("staff curator") == curator_pages | {"/admin/"}
+
+
+def test_a_nav_entry_whose_view_has_no_role_check_is_refused_loudly() -> None:
+    # The home page needs a login but no role: the nav could not tell whom it lets in.
+    with pytest.raises(ImproperlyConfigured, match="without role_required"):
+        nav_entry_target(None, "home")
 
 
 def test_a_page_refused_for_the_role_is_a_403_in_the_site_layout_with_a_way_back(
