@@ -339,6 +339,10 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"skip_logged_denials": {"()": "annotation.access_log.SkipLoggedDenials"}},
     "handlers": {"console": {"class": "logging.StreamHandler"}},
+    # A refused request is logged once, in one line, by annotation.access_log; Django's own
+    # record of it (with the PermissionDenied traceback) is dropped.
+    "loggers": {"django.request": {"filters": ["skip_logged_denials"]}},
     "root": {"handlers": ["console"], "level": env_str("MERSV_LOG_LEVEL", "INFO")},
 }

@@ -133,5 +133,6 @@ urlpatterns = [
     path("", include("frontend.urls")),
 ]
 
-# The 403 page records the denial in the audit log.
-handler403 = "frontend.audit_views.permission_denied"
+# The 403 page records the denial (audit log, one log line); both pages use the site's layout.
+handler403 = "frontend.error_views.permission_denied"
+handler404 = "frontend.error_views.page_not_found"

@@ -1,4 +1,4 @@
-"""The audit log page (curators and admins) and the 403 page, which records the denial."""
+"""The audit log page (curators and admins)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,9 @@ from django.contrib.auth import get_user_model
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
-from django.views import defaults
 from django.views.decorators.http import require_GET
 
-from annotation.audit import ACTIONS, permission_denied_record
+from annotation.audit import ACTIONS
 from annotation.models import AuditEvent
 from annotation.roles import CURATOR
 from frontend.views import role_required
@@ -37,9 +36,3 @@ def audit_log(request: HttpRequest) -> HttpResponse:
         "usernames": list(usernames),
     }
     return render(request, "frontend/audit_log.html", context)
-
-
-def permission_denied(request: HttpRequest, exception: Exception) -> HttpResponse:
-    """handler403: Django's 403 page, after recording who was refused what."""
-    permission_denied_record(request, str(exception))
-    return defaults.permission_denied(request, exception)

@@ -25,19 +25,27 @@ from frontend.forms import VideoUploadForm
 
 
 def role_required(*roles: str, admins: bool = True) -> Callable:
-    """Logged-in users of these roles (and admins, unless admins=False) or 403."""
+    """Logged-in users of these roles (and admins, unless admins=False) or 403.
+
+    The check is also kept on the view as `role_allows(user)`, so the navigation asks the
+    page itself whom it lets in (frontend/navigation.py) instead of guessing. `functools.wraps`
+    copies the attribute onto decorators applied above this one (require_GET and the like).
+    """
+
+    def allows(user: object) -> bool:
+        if user is None or not getattr(user, "is_authenticated", False):
+            return False
+        return user_has_role(user, *roles) if admins else user_role(user) in roles  # type: ignore[arg-type]
 
     def decorator(view: Callable) -> Callable:
         @wraps(view)
         @login_required
         def wrapped(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
-            allowed = (
-                user_has_role(request.user, *roles) if admins else user_role(request.user) in roles
-            )
-            if not allowed:
+            if not allows(request.user):
                 raise PermissionDenied("your role does not allow this page")
             return view(request, *args, **kwargs)
 
+        wrapped.role_allows = allows  # type: ignore[attr-defined]
         return wrapped
 
     return decorator
