@@ -9,7 +9,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
-from annotation.models import Clip
+from annotation.models import Clip, ReferenceClip
 from annotation.roles import ROLES, user_role
 from datasets.models import DatasetVersion, TrainingSet
 from modeling.models import JobStatus, Prediction, TrainingRun
@@ -32,7 +32,14 @@ def test_seed_demo_seeds_everything_a_new_user_tries_and_reuses_it(
     run = TrainingRun.objects.get(version=version)
     assert run.status == JobStatus.SUCCEEDED
     assert Prediction.objects.filter(run=run).count() == 9
+    # The field guide has examples, all settled clips filed under their panel's commonest grade.
+    references = list(ReferenceClip.objects.select_related("clip"))
+    assert references and all(r.clip.retired_at is not None for r in references)
+    for r in references:
+        counts = {g: getattr(r.clip, f"votes_{g.lower()}") for g in "ABCDE"}
+        assert counts[r.grade] == max(counts.values())
     out = io.StringIO()
     call_command(*args, stdout=out)  # a second run reuses what exists
     assert Clip.objects.count() == 9 and TrainingRun.objects.count() == 1
+    assert ReferenceClip.objects.count() == len(references)
     assert "imported 0 clips (9 already there)" in out.getvalue()

@@ -54,6 +54,7 @@ class Command(BaseCommand):
             if not User.objects.filter(username=username).exists():
                 user_create(username=username, role=role, password=DEMO_PASSWORD, validate=False)
         self._seed_training_set()
+        self._seed_field_guide()
         self._seed_model()
         self.stdout.write(self.style.SUCCESS("demo data ready"))
         self.stdout.write(demo_logins())
@@ -93,6 +94,27 @@ class Command(BaseCommand):
         call_command(
             "open_training_set", DEMO_TRAINING_SET, DEMO_VERSION, "--if-missing", stdout=self.stdout
         )
+
+    def _seed_field_guide(self) -> None:
+        """Reference clips for the grading page's field guide: per grade, up to two settled
+        clips whose panel's most common grade it is, chosen as demo-curator (once)."""
+        from annotation.field_guide import reference_clip_add
+        from annotation.grades import GRADES
+        from annotation.models import Clip, ReferenceClip
+
+        if ReferenceClip.objects.exists():
+            return
+        curator = get_user_model().objects.get(username="demo-curator")
+        chosen: dict[str, int] = dict.fromkeys(GRADES, 0)
+        for clip in Clip.objects.filter(retired_at__isnull=False).order_by("external_id"):
+            counts = [getattr(clip, f"votes_{g.lower()}") for g in GRADES]
+            if not sum(counts):
+                continue
+            grade = GRADES[counts.index(max(counts))]
+            if chosen[grade] < 2:
+                reference_clip_add(curator=curator, clip=clip, grade=grade)
+                chosen[grade] += 1
+        self.stdout.write(f"field guide: {sum(chosen.values())} reference clips")
 
 
 def demo_logins() -> str:
