@@ -6,7 +6,7 @@ attributes), marked safe here; the live progress comes from static/frontend/trai
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from django import forms
@@ -22,8 +22,8 @@ from datasets.models import DatasetVersion
 from frontend.views import role_required
 from modeling import selectors, services
 from modeling.ml.backbones import BACKBONES
-from modeling.ml.losses import LOSSES
-from modeling.ml.train import OPTIMIZERS
+from modeling.ml.options import RECIPE_HELP, RECIPES, TrainOption
+from modeling.ml.train import TRAIN_OPTIONS
 from modeling.models import ExperimentGrid, JobStatus, TrainingRun
 from modeling.report import report_body_html, table_html
 
@@ -34,100 +34,101 @@ def _markup(text: str) -> SafeString:
     return mark_safe(text)  # noqa: S308
 
 
-def _choices(values: tuple[str, ...] | list[str]) -> list[tuple[str, str]]:
+def _choices(values: Sequence[str]) -> list[tuple[str, str]]:
     return [(v, v) for v in values]
 
 
-class TrainingOptionsForm(forms.Form):
+def training_option_form_fields(
+    options: Sequence[TrainOption], *, exclude: Collection[str] = ()
+) -> dict[str, forms.Field]:
+    """One form field per training option (modeling.ml.options), showing its default as the
+    initial value. Choices always have a value; any other option may be left blank, which
+    takes the recipe's value or the default (a blank-allowed one: the preset's)."""
+    generated: dict[str, forms.Field] = {}
+    for option in options:
+        if option.name in exclude:
+            continue
+        common: dict[str, Any] = {
+            "initial": option.surface_default, "help_text": option.help, "label": option.spec.label,
+        }  # fmt: skip
+        bounds = {"min_value": option.spec.min, "max_value": option.spec.max}
+        if option.kind is bool and option.blank_allowed:
+            generated[option.name] = forms.NullBooleanField(required=False, **common)
+        elif option.kind is bool:
+            generated[option.name] = forms.BooleanField(required=False, **common)
+        elif option.spec.choices:
+            generated[option.name] = forms.ChoiceField(
+                choices=_choices(option.spec.choices), **common
+            )
+        elif option.kind is int:
+            generated[option.name] = forms.IntegerField(required=False, **bounds, **common)
+        elif option.kind is float:
+            generated[option.name] = forms.FloatField(required=False, **bounds, **common)
+        else:
+            generated[option.name] = forms.CharField(
+                required=False, max_length=option.spec.max_length, **common
+            )
+    return generated
+
+
+class TrainingRequestForm(forms.Form):
+    """What starting a run or a grid takes besides the training options."""
+
     dataset = forms.ModelChoiceField(
         queryset=DatasetVersion.objects.filter(frozen=True, status=DatasetVersion.Status.READY),
         to_field_name="name",
         help_text="a built dataset version",
     )
     name = forms.CharField(max_length=120, required=False)
-    preset = forms.ChoiceField(
-        choices=_choices(["small", "paper"]),
-        help_text="small: trains from scratch on a CPU; paper: the paper's networks (GPU)",
-    )
-    # Initial values: what trained best from scratch on the small presets in
-    # benchmarks/training.py. The paper fine-tunes pretrained backbones with SGD, lr 1e-3.
-    epochs = forms.IntegerField(min_value=1, max_value=10000, initial=40)
-    optimizer = forms.ChoiceField(
-        choices=_choices(list(OPTIMIZERS)),
-        initial="adamw",
-        help_text="the paper: SGD (momentum 0.9) on pretrained backbones; from scratch, AdamW "
-        "learns much faster",
-    )
-    lr = forms.FloatField(
-        min_value=1e-8,
-        max_value=10.0,
-        initial=3e-4,
-        label="Learning rate",
-        help_text="3e-4 from scratch (small presets); 1e-3 with SGD on pretrained weights",
-    )
-    head_lr_scale = forms.FloatField(
-        min_value=1e-3,
-        max_value=1000.0,
+    recipe = forms.ChoiceField(
+        choices=[("", "none: the defaults below"), *_choices(tuple(RECIPES))],
         required=False,
-        initial=20.0,
-        label="Head learning rate x",
-        help_text="the head learns this many times faster than the backbone (the paper: 1)",
-    )
-    weight_decay = forms.FloatField(
-        min_value=0.0,
-        max_value=1.0,
-        required=False,
-        initial=0.05,
-        help_text="blank: the optimiser's default (the paper: 5e-4 with SGD)",
-    )
-    batch_size = forms.IntegerField(
-        min_value=1, required=False, initial=16, help_text="blank: the preset's (16 small)"
-    )
-    fair_sampling = forms.BooleanField(
-        required=False, initial=False, help_text="balance grade-mode classes in every epoch"
-    )
-    augment = forms.BooleanField(
-        required=False, initial=True, help_text="rotation, mirror, shift, brightness/contrast"
-    )
-    morphometry = forms.NullBooleanField(
-        required=False,
-        label="Head morphometry",
-        help_text="the head also takes the head's measured shape and vacuoles; unknown: on "
-        "for the small preset, off for paper",
-    )
-    head_hidden = forms.IntegerField(
-        min_value=0,
-        max_value=4096,
-        required=False,
-        label="Head hidden width",
-        help_text="0: the paper's linear head; blank: 64 for the small preset, 0 for paper",
-    )
-    early_stopping_patience = forms.IntegerField(
-        min_value=0, initial=10, label="Early-stopping patience", help_text="epochs; 0 = off"
-    )
-    seed = forms.IntegerField(min_value=0, initial=0)
-
-
-class TrainingRunForm(TrainingOptionsForm):
-    backbone = forms.ChoiceField(choices=_choices(list(BACKBONES)), initial="timesformer")
-    loss = forms.ChoiceField(choices=_choices(list(LOSSES)), initial="emd")
-
-    field_order = ["dataset", "name", "backbone", "loss"]
-
-
-class ExperimentGridForm(TrainingOptionsForm):
-    backbones = forms.MultipleChoiceField(
-        choices=_choices(list(BACKBONES)),
-        initial=list(BACKBONES),
-        widget=forms.CheckboxSelectMultiple,
-    )
-    losses = forms.MultipleChoiceField(
-        choices=_choices(list(services.GRID_LOSSES)),
-        initial=list(services.GRID_LOSSES),
-        widget=forms.CheckboxSelectMultiple,
+        help_text=RECIPE_HELP,
     )
 
-    field_order = ["dataset", "name", "backbones", "losses"]
+    def training_config(self) -> dict[str, Any]:
+        """The TrainConfig fields asked for: the recipe's, overridden by the options changed
+        from the default shown (a page cannot tell an untouched default from a chosen one)."""
+        return services.training_config_from_options(
+            self.cleaned_data, recipe=self.cleaned_data["recipe"], given=self.changed_data
+        )
+
+
+def training_request_form(
+    name: str,
+    options: Sequence[TrainOption],
+    *,
+    exclude: Collection[str] = (),
+    extra: dict[str, forms.Field] | None = None,
+) -> type[TrainingRequestForm]:
+    """A request form with a field per option in ``options`` (and ``extra``), the request's
+    own fields first."""
+    attrs: dict[str, Any] = {
+        **training_option_form_fields(options, exclude=exclude),
+        **(extra or {}),
+    }
+    attrs["field_order"] = ["dataset", "name", *(extra or {}), "recipe"]
+    return type(name, (TrainingRequestForm,), attrs)
+
+
+TrainingRunForm = training_request_form("TrainingRunForm", TRAIN_OPTIONS)
+ExperimentGridForm = training_request_form(
+    "ExperimentGridForm",
+    TRAIN_OPTIONS,
+    exclude=("backbone", "loss"),
+    extra={
+        "backbones": forms.MultipleChoiceField(
+            choices=_choices(list(BACKBONES)),
+            initial=list(BACKBONES),
+            widget=forms.CheckboxSelectMultiple,
+        ),
+        "losses": forms.MultipleChoiceField(
+            choices=_choices(list(services.GRID_LOSSES)),
+            initial=list(services.GRID_LOSSES),
+            widget=forms.CheckboxSelectMultiple,
+        ),
+    },
+)
 
 
 def _start_from_form(
@@ -153,7 +154,7 @@ def training_run_list(request: HttpRequest) -> HttpResponse:
         lambda data: services.training_run_start(
             version=data["dataset"],
             name=data["name"] or None,
-            config=services.training_config_from_options(data),
+            config=form.training_config(),
             created_by=request.user,
         ),
     )
@@ -235,24 +236,21 @@ def training_run_predict_new(request: HttpRequest, pk: int) -> HttpResponse:
 @role_required(CURATOR)
 def experiment_grid_list(request: HttpRequest) -> HttpResponse:
     form = ExperimentGridForm(request.POST or None)
-    grid = _start_from_form(
-        request,
-        form,
-        lambda data: services.experiment_grid_start(
+
+    def start(data: dict[str, Any]) -> ExperimentGrid:
+        config = form.training_config()
+        return services.experiment_grid_start(
             version=data["dataset"],
             name=data["name"] or None,
             backbones=data["backbones"],
             losses=data["losses"],
-            preset=data["preset"],
-            epochs=data["epochs"],
-            base_config={
-                k: v
-                for k, v in services.training_config_from_options(data).items()
-                if k not in ("preset", "epochs")
-            },
+            preset=config.pop("preset", services.training_option_default("preset")),
+            epochs=config.pop("epochs", services.training_option_default("epochs")),
+            base_config=config,
             created_by=request.user,
-        ),
-    )
+        )
+
+    grid = _start_from_form(request, form, start)
     if grid is not None:
         return redirect("experiment-grid-detail", pk=grid.pk)
     grids = ExperimentGrid.objects.select_related("version")

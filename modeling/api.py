@@ -15,6 +15,7 @@ Predictions never appear in an endpoint experts can reach: the grading API stays
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from django.http import HttpResponse
@@ -34,54 +35,49 @@ from datasets.models import DatasetVersion
 from modeling import selectors, services
 from modeling.ml.backbones import BACKBONES
 from modeling.ml.losses import LOSSES
-from modeling.ml.train import OPTIMIZERS
+from modeling.ml.options import RECIPE_HELP, RECIPES, TrainOption
+from modeling.ml.train import TRAIN_OPTIONS
 from modeling.models import ExperimentGrid, Prediction, TrainingRun
 
-PRESETS = ("small", "paper")
+
+def training_option_fields(
+    options: Sequence[TrainOption], *, exclude: Collection[str] = ()
+) -> dict[str, serializers.Field]:
+    """One serializer field per training option (modeling.ml.options): its default, bounds
+    and help; a blank-allowed option takes null (the config resolves it by preset)."""
+    generated: dict[str, serializers.Field] = {}
+    for option in options:
+        if option.name in exclude:
+            continue
+        common: dict[str, Any] = {
+            "default": option.surface_default, "help_text": option.help,
+            "allow_null": option.blank_allowed,
+        }  # fmt: skip
+        if option.spec.label:
+            common["label"] = option.spec.label
+        bounds = {"min_value": option.spec.min, "max_value": option.spec.max}
+        if option.kind is bool:
+            generated[option.name] = serializers.BooleanField(**common)
+        elif option.spec.choices:
+            generated[option.name] = serializers.ChoiceField(option.spec.choices, **common)
+        elif option.kind is int:
+            generated[option.name] = serializers.IntegerField(**bounds, **common)
+        elif option.kind is float:
+            generated[option.name] = serializers.FloatField(**bounds, **common)
+        else:
+            generated[option.name] = serializers.CharField(
+                max_length=option.spec.max_length, **common
+            )
+    return generated
 
 
-class TrainingOptionsSerializer(serializers.Serializer):
-    """TrainConfig options shared by runs and grids; unset ones take TrainConfig's defaults."""
+class TrainingRequestSerializer(serializers.Serializer):
+    """What starting a run or a grid takes besides the training options."""
 
     dataset = serializers.SlugField(help_text="name of a ready dataset version")
     name = serializers.CharField(required=False, allow_blank=True, max_length=120)
-    preset = serializers.ChoiceField(choices=PRESETS, default="small")
-    epochs = serializers.IntegerField(min_value=1, max_value=10000, default=100)
-    optimizer = serializers.ChoiceField(choices=OPTIMIZERS, required=False)
-    lr = serializers.FloatField(min_value=1e-8, max_value=10.0, required=False)
-    weight_decay = serializers.FloatField(min_value=0.0, required=False)
-    head_lr_scale = serializers.FloatField(
-        min_value=1e-3,
-        max_value=1000.0,
-        required=False,
-        help_text="the head learns this many times faster than the backbone (default 1)",
-    )
-    batch_size = serializers.IntegerField(min_value=1, required=False, allow_null=True)
-    fair_sampling = serializers.BooleanField(required=False)
-    augment = serializers.BooleanField(required=False)
-    morphometry = serializers.BooleanField(
-        required=False,
-        allow_null=True,
-        help_text="the head also takes the clip's head morphometry; unset: on for the small "
-        "preset, off for paper",
-    )
-    head_hidden = serializers.IntegerField(
-        min_value=0,
-        max_value=4096,
-        required=False,
-        allow_null=True,
-        help_text="width of the head's hidden layer, 0 for the paper's linear head; unset: 64 "
-        "for the small preset, 0 for paper",
-    )
-    early_stopping_patience = serializers.IntegerField(
-        min_value=0, required=False, help_text="epochs without a better val loss; 0 = off"
-    )
-    seed = serializers.IntegerField(min_value=0, required=False)
-    device = serializers.CharField(required=False, max_length=32, help_text="cpu, cuda, cuda:1")
-    pretrained = serializers.CharField(
-        required=False,
-        max_length=500,
-        help_text="backbone weights: a path on the training workers (never downloaded)",
+    recipe = serializers.ChoiceField(
+        choices=tuple(RECIPES), default=None, allow_null=True, help_text=RECIPE_HELP
     )
 
     def validate_dataset(self, name: str) -> DatasetVersion:
@@ -90,21 +86,48 @@ class TrainingOptionsSerializer(serializers.Serializer):
             raise serializers.ValidationError(f"no dataset version named {name!r}")
         return version
 
+    def training_config(self) -> dict[str, Any]:
+        """The TrainConfig fields asked for: the recipe's, overridden by the options the
+        request gives (an option left out takes the recipe's value, else its default)."""
+        return services.training_config_from_options(
+            self.validated_data,
+            recipe=self.validated_data.get("recipe"),
+            given=set(self.initial_data),
+        )
 
-class TrainingRunCreateSerializer(TrainingOptionsSerializer):
-    backbone = serializers.ChoiceField(choices=BACKBONES, default="timesformer")
-    loss = serializers.ChoiceField(choices=tuple(LOSSES), default="emd")
+
+def training_request_serializer(
+    name: str,
+    options: Sequence[TrainOption],
+    *,
+    exclude: Collection[str] = (),
+    extra: dict[str, serializers.Field] | None = None,
+) -> type[TrainingRequestSerializer]:
+    """A request serializer with a field per option in ``options`` (and ``extra``)."""
+    attrs: dict[str, Any] = {**training_option_fields(options, exclude=exclude), **(extra or {})}
+    return type(name, (TrainingRequestSerializer,), attrs)
 
 
-class ExperimentGridCreateSerializer(TrainingOptionsSerializer):
-    backbones = serializers.ListField(
-        child=serializers.ChoiceField(choices=BACKBONES), default=list(BACKBONES), min_length=1
-    )
-    losses = serializers.ListField(
-        child=serializers.ChoiceField(choices=tuple(LOSSES)),
-        default=list(services.GRID_LOSSES),
-        min_length=1,
-    )
+TrainingRunCreateSerializer = training_request_serializer(
+    "TrainingRunCreateSerializer", TRAIN_OPTIONS
+)
+ExperimentGridCreateSerializer = training_request_serializer(
+    "ExperimentGridCreateSerializer",
+    TRAIN_OPTIONS,
+    exclude=("backbone", "loss"),
+    extra={
+        "backbones": serializers.ListField(
+            child=serializers.ChoiceField(choices=BACKBONES),
+            default=list(BACKBONES),
+            min_length=1,
+        ),
+        "losses": serializers.ListField(
+            child=serializers.ChoiceField(choices=tuple(LOSSES)),
+            default=list(services.GRID_LOSSES),
+            min_length=1,
+        ),
+    },
+)
 
 
 class TrainingRunSerializer(serializers.ModelSerializer):
@@ -188,12 +211,11 @@ class TrainingRunListCreateApi(generics.ListAPIView):
     def post(self, request: Request) -> Response:
         data = TrainingRunCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        options = dict(data.validated_data)
         run = _service_call(
             services.training_run_start,
-            version=options.pop("dataset"),
-            name=options.pop("name", "") or None,
-            config=services.training_config_from_options(options),
+            version=data.validated_data["dataset"],
+            name=data.validated_data.get("name") or None,
+            config=_service_call(data.training_config),
             created_by=request.user,
         )
         return Response(TrainingRunSerializer(run).data, status=status.HTTP_201_CREATED)
@@ -296,16 +318,16 @@ class ExperimentGridListCreateApi(generics.ListAPIView):
     def post(self, request: Request) -> Response:
         data = ExperimentGridCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        options = dict(data.validated_data)
+        config = _service_call(data.training_config)
         grid = _service_call(
             services.experiment_grid_start,
-            version=options.pop("dataset"),
-            name=options.pop("name", "") or None,
-            backbones=options.pop("backbones"),
-            losses=options.pop("losses"),
-            preset=options.pop("preset"),
-            epochs=options.pop("epochs"),
-            base_config=services.training_config_from_options(options),
+            version=data.validated_data["dataset"],
+            name=data.validated_data.get("name") or None,
+            backbones=data.validated_data["backbones"],
+            losses=data.validated_data["losses"],
+            preset=config.pop("preset", services.training_option_default("preset")),
+            epochs=config.pop("epochs", services.training_option_default("epochs")),
+            base_config=config,
             created_by=request.user,
         )
         return Response(ExperimentGridSerializer(grid).data, status=status.HTTP_201_CREATED)

@@ -32,7 +32,7 @@ import os
 import secrets
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -54,7 +54,9 @@ from datasets.services import export_dir_for
 from modeling import selectors
 from modeling.ml.data import list_folds
 from modeling.ml.metrics import grade_mode_index
+from modeling.ml.options import recipe_overrides
 from modeling.ml.train import (
+    TRAIN_OPTIONS,
     CrossValidationResult,
     EpochLog,
     FoldResult,
@@ -774,12 +776,34 @@ def grid_report_write(*, grid: ExperimentGrid, out_dir: Path) -> Path:
 
 
 TRAIN_OPTION_FIELDS: tuple[str, ...] = tuple(TrainConfig.__dataclass_fields__)
+_OPTIONS_BY_NAME = {o.name: o for o in TRAIN_OPTIONS}
 
 
-def training_config_from_options(options: Mapping[str, Any]) -> dict[str, Any]:
-    """The TrainConfig fields of a form's or request's options: blanks (None, "") take the
-    TrainConfig default, and an early-stopping patience of 0 switches early stopping off."""
-    config = {k: v for k, v in options.items() if k in TRAIN_OPTION_FIELDS and v not in (None, "")}
-    if config.get("early_stopping_patience") == 0:
-        config["early_stopping_patience"] = None
+def training_config_from_options(
+    options: Mapping[str, Any],
+    *,
+    recipe: str | None = None,
+    given: Collection[str] | None = None,
+) -> dict[str, Any]:
+    """The TrainConfig fields of a form's, request's or command line's options: ``recipe``'s
+    values (modeling.ml.options.RECIPES), overridden by the options the user gave (``given``:
+    their names; None: every option in ``options``). Blanks (None, "") are not given: they
+    take the recipe's value or the TrainConfig default. A surface's "off" spelling (an
+    early-stopping patience of 0) becomes the config's None."""
+    try:
+        config = recipe_overrides(recipe)
+    except ValueError as exc:
+        raise TrainingError(str(exc)) from exc
+    for name, value in options.items():
+        if name not in TRAIN_OPTION_FIELDS or value in (None, ""):
+            continue
+        if given is not None and name not in given:
+            continue
+        known = _OPTIONS_BY_NAME.get(name)
+        config[name] = known.to_config(value) if known else value
     return config
+
+
+def training_option_default(name: str) -> Any:
+    """An option's default as the surfaces spell it (what a grid takes when not given)."""
+    return _OPTIONS_BY_NAME[name].surface_default

@@ -40,7 +40,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from modeling.ml.backbones import get_preset
+from modeling.ml.backbones import BACKBONES, get_preset
 from modeling.ml.data import (
     Augment,
     ExportDataset,
@@ -50,7 +50,7 @@ from modeling.ml.data import (
     read_fold,
     shuffle_sampler,
 )
-from modeling.ml.losses import LossFn, get_loss
+from modeling.ml.losses import LOSSES, LossFn, get_loss
 from modeling.ml.metrics import evaluate_distributions
 from modeling.ml.model import (
     DEFAULT_SPEED_FEATURES,
@@ -60,6 +60,7 @@ from modeling.ml.model import (
     speed_scales,
 )
 from modeling.ml.morphometry import morphometry_standardisation
+from modeling.ml.options import TrainOption, option, train_options
 
 CHECKPOINT_FORMAT = "mersv-train-checkpoint/1"
 MODEL_FORMAT = "mersv-grade-model/1"
@@ -94,23 +95,63 @@ class TrainingCancelled(Exception):
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything that decides a training run (defaults: the paper's settings, small preset)."""
+    """Everything that decides a training run. The fields declared with ``option`` are the
+    training options of the web form, the API and the CLI (modeling.ml.options); their
+    defaults are what benchmarks/training.py found best from scratch on a CPU with the small
+    presets (AdamW lr 3e-4, the head at 20x, weight decay 0.05, batch 16, at most 40 epochs,
+    patience 10, no fair sampling). The paper's settings are the recipe ``paper``."""
 
-    backbone: str = "timesformer"
-    preset: str = "small"
-    loss: str = "emd"
-    optimizer: str = "sgd"
-    lr: float = 1e-3
-    momentum: float = 0.9  # SGD only
-    weight_decay: float = 5e-4
-    epochs: int = 1000  # the paper's maximum; early stopping usually ends far sooner
-    batch_size: int | None = None  # None: PAPER_BATCH_SIZES or SMALL_BATCH_SIZE
-    fair_sampling: bool = True  # balance grade-mode classes in every epoch
-    augment: bool = True
-    early_stopping_patience: int | None = 50  # epochs without a better val loss; None: off
-    seed: int = 0
+    backbone: str = option(
+        "timesformer", "the video backbone (ResNet: one prediction per frame)", choices=BACKBONES
+    )
+    preset: str = option(
+        "small",
+        "small: trains from scratch on a CPU; paper: the paper's networks (GPU)",
+        choices=("small", "paper"),
+    )
+    loss: str = option("emd", "the training loss between true and predicted distributions",
+                       choices=tuple(LOSSES))  # fmt: skip
+    optimizer: str = option(
+        "adamw",
+        "the paper: SGD (momentum 0.9) on pretrained backbones; from scratch, AdamW learns "
+        "much faster",
+        choices=OPTIMIZERS,
+    )
+    lr: float = option(
+        3e-4,
+        "learning rate: 3e-4 from scratch (small presets); 1e-3 with SGD on pretrained weights",
+        min=1e-8,
+        max=10.0,
+        label="Learning rate",
+    )
+    momentum: float = option(0.9, "SGD's momentum (other optimizers ignore it)", min=0.0, max=1.0)
+    weight_decay: float = option(0.05, "weight decay (the paper: 5e-4 with SGD)", min=0.0, max=1.0)
+    epochs: int = option(
+        40, "at most this many epochs per fold; early stopping often ends sooner", min=1,
+        max=10000,
+    )  # fmt: skip
+    batch_size: int | None = option(
+        None,
+        "clips per step; unset: the preset's (16 small; 32 ResNet, 16 SlowFast, 8 R(2+1)D and "
+        "TimeSformer paper)",
+        min=1,
+        max=4096,
+    )  # None: PAPER_BATCH_SIZES or SMALL_BATCH_SIZE
+    fair_sampling: bool = option(False, "balance grade-mode classes in every epoch")
+    augment: bool = option(True, "rotation, mirror, shift, brightness/contrast")
+    early_stopping_patience: int | None = option(
+        10,
+        "stop after this many epochs without a better val loss; 0 = off",
+        min=0,
+        max=10000,
+        label="Early-stopping patience",
+        flag="--patience",
+        off=0,
+    )  # None: off
+    seed: int = option(0, "the training seed (sampling, augmentation, initial weights)", min=0,
+                       max=2**31 - 1)  # fmt: skip
     num_workers: int = 0
-    device: str = "cpu"
+    device: str = option("cpu", "cpu, cuda, cuda:1, ...", max_length=32)
     frames: int = 16  # the first second at 15-16 fps
     speed_features: tuple[str, ...] = DEFAULT_SPEED_FEATURES
     # The head's kinematics: standardised with the inner training split's mean and std (else
@@ -120,13 +161,36 @@ class TrainConfig:
     # log), so the first epoch starts from the baseline prediction, not from a random one.
     init_head: bool = True
     # The head learns at lr * head_lr_scale (1: one learning rate, the paper's).
-    head_lr_scale: float = 1.0
-    pretrained: str | None = None  # a local file or directory (see build_model)
+    head_lr_scale: float = option(
+        20.0,
+        "the head learns this many times faster than the backbone (the paper: 1)",
+        min=1e-3,
+        max=1000.0,
+        label="Head learning rate x",
+    )
+    pretrained: str | None = option(
+        None,
+        "backbone weights: a local file or directory on the training workers (never "
+        "downloaded; see modeling.ml.model)",
+        max_length=500,
+    )
     # The head also takes the clip's head morphometry (modeling.ml.morphometry), standardised
     # on the inner training split. None: MORPHOMETRY_BY_PRESET (resolved on creation).
-    morphometry: bool | None = None
+    morphometry: bool | None = option(
+        None,
+        "the head also takes the sperm head's measured shape and vacuoles; unset: on for the "
+        "small preset, off for paper",
+        label="Head morphometry",
+    )
     # Width of the head's hidden layer; 0: the paper's linear head. None: HEAD_HIDDEN_BY_PRESET.
-    head_hidden: int | None = None
+    head_hidden: int | None = option(
+        None,
+        "width of the head's hidden layer, 0 for the paper's linear head; unset: 64 for the "
+        "small preset, 0 for paper",
+        min=0,
+        max=4096,
+        label="Head hidden width",
+    )
 
     def __post_init__(self) -> None:
         get_preset(self.backbone, self.preset)  # names the valid choices
@@ -183,6 +247,10 @@ class TrainConfig:
         A field added since they were stored takes the value that does what the older code
         did (no morphometry), not today's default."""
         return cls.from_options(_ABSENT_IN_OLDER_CONFIGS | dict(values))
+
+
+# The options the web form, the API and the CLI offer (generated from TrainConfig's fields).
+TRAIN_OPTIONS: tuple[TrainOption, ...] = train_options(TrainConfig)
 
 
 @dataclass(frozen=True)

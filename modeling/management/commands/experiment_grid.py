@@ -34,12 +34,13 @@ class Command(BaseCommand):
         )
         parser.add_argument("--out", type=Path, required=True, help="report folder")
         parser.add_argument("--name", help="grid name")
-        add_training_options(parser)
+        add_training_options(parser, exclude=("backbone", "loss"))
+        parser.add_argument("--no-progress", action="store_true")
 
     def handle(self, *args: object, **options: Any) -> None:
         config = training_options(options)
-        preset = config.pop("preset", "small")
-        epochs = config.pop("epochs", 100)
+        preset = config.pop("preset", services.training_option_default("preset"))
+        epochs = config.pop("epochs", services.training_option_default("epochs"))
         try:
             grid = services.experiment_grid_start(
                 version=dataset_version(options["dataset"]),

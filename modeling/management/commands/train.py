@@ -1,4 +1,8 @@
-"""python manage.py train --dataset VERSION [--backbone B] [--loss L] [--preset P] ...
+"""python manage.py train --dataset VERSION [--recipe paper] [--backbone B] [--loss L] ...
+
+The training flags are generated from TrainConfig's options (modeling.ml.options): their
+defaults are the web form's and the API's. ``--recipe paper`` applies the paper's settings
+(SGD, 1000 epochs, ...) to the defaults; the flags given override it.
 
 Trains synchronously with the same service as the Celery task (a tqdm bar per fold), then
 prints where the run's results are; ``--predictions-out FILE`` writes the out-of-fold
@@ -9,6 +13,7 @@ cancelled run from its checkpoints. Ctrl-C interrupts a run so that it can be re
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,64 +22,98 @@ from django.urls import reverse
 
 from datasets.models import DatasetVersion
 from modeling import selectors, services
-from modeling.ml.backbones import BACKBONES
-from modeling.ml.losses import LOSSES
-from modeling.ml.train import OPTIMIZERS
+from modeling.ml.options import RECIPE_HELP, RECIPES, TrainOption
+from modeling.ml.train import TRAIN_OPTIONS
 from modeling.models import JobStatus, TrainingRun
 from modeling.report import MAIN_METRICS, METRIC_LABELS
 
+# The parsed namespace's record of the training options given on the command line (so that
+# a recipe fills only the others).
+GIVEN = "training_options_given"
 
-def add_training_options(parser: CommandParser) -> None:
-    """Options shared by `train` and `experiment_grid`; unset ones take TrainConfig's defaults."""
-    parser.add_argument("--preset", choices=("small", "paper"), default="small")
-    parser.add_argument("--epochs", type=int, help="at most this many epochs per fold")
-    parser.add_argument("--optimizer", choices=OPTIMIZERS)
-    parser.add_argument("--lr", type=float, help="learning rate")
-    parser.add_argument(
-        "--head-lr-scale", type=float, help="the head learns at lr times this (default 1)"
-    )
-    parser.add_argument("--weight-decay", type=float)
-    parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--patience", type=int, help="early-stopping patience; 0 = off")
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("--device", help="cpu (default), cuda, cuda:1, ...")
-    parser.add_argument("--pretrained", help="local backbone weights (see modeling.ml.model)")
-    parser.add_argument("--no-fair-sampling", action="store_true")
-    parser.add_argument("--no-augment", action="store_true")
-    parser.add_argument(
-        "--morphometry",
-        action=argparse.BooleanOptionalAction,
-        help="the head also takes the head's morphometry (default: on for the small preset, "
-        "off for paper)",
-    )
-    parser.add_argument(
-        "--head-hidden",
-        type=int,
-        help="width of the head's hidden layer, 0 for the paper's linear head (default: 64 for "
-        "the small preset, 0 for paper)",
-    )
-    parser.add_argument("--no-progress", action="store_true")
+
+def _record_given(namespace: argparse.Namespace, dest: str) -> None:
+    setattr(namespace, GIVEN, (*getattr(namespace, GIVEN, ()), dest))
+
+
+class _StoreGiven(argparse.Action):
+    def __call__(
+        self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+        option_string: str | None = None,
+    ) -> None:  # fmt: skip
+        setattr(namespace, self.dest, values)
+        _record_given(namespace, self.dest)
+
+
+class _BooleanGiven(argparse.BooleanOptionalAction):
+    def __call__(
+        self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+        option_string: str | None = None,
+    ) -> None:  # fmt: skip
+        super().__call__(parser, namespace, values, option_string)
+        _record_given(namespace, self.dest)
+
+
+def _bounded(option: TrainOption) -> Callable[[str], Any]:
+    """argparse's ``type`` for ``option``: its kind within its bounds."""
+
+    def parse(text: str) -> Any:
+        value = option.kind(text)
+        low, high = option.spec.min, option.spec.max
+        if low is not None and value < low:
+            raise argparse.ArgumentTypeError(f"{text} is below the minimum, {low:g}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"{text} is above the maximum, {high:g}")
+        return value
+
+    parse.__name__ = option.kind.__name__  # argparse's "invalid int value: 'x'"
+    return parse
+
+
+def add_training_options(
+    parser: CommandParser | argparse.ArgumentParser,
+    options: Sequence[TrainOption] = TRAIN_OPTIONS,
+    *,
+    exclude: Collection[str] = (),
+) -> None:
+    """One flag per training option (modeling.ml.options) with its default, bounds and help,
+    and --recipe; shared by `train` and `experiment_grid`."""
+    for option in options:
+        if option.name in exclude:
+            continue
+        flags = [f"--{option.name.replace('_', '-')}"]
+        if option.spec.flag:
+            flags.append(option.spec.flag)
+        default = option.surface_default
+        help_text = f"{option.help} (default: {'unset' if default is None else default})"
+        kwargs: dict[str, Any] = {
+            "dest": option.name, "default": default, "help": help_text.replace("%", "%%"),
+        }  # fmt: skip
+        if option.kind is bool:
+            parser.add_argument(*flags, action=_BooleanGiven, **kwargs)
+            continue
+        kwargs["action"] = _StoreGiven
+        if option.spec.choices:
+            kwargs["choices"] = option.spec.choices
+        elif option.spec.min is not None or option.spec.max is not None:
+            kwargs["type"] = _bounded(option)
+        else:
+            kwargs["type"] = option.kind
+        parser.add_argument(*flags, **kwargs)
+    parser.add_argument("--recipe", choices=tuple(RECIPES), help=RECIPE_HELP)
+    parser.set_defaults(**{GIVEN: ()})
 
 
 def training_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The TrainConfig fields of the parsed ``options``: the recipe's, overridden by the flags
+    given (on the command line, or as call_command keywords other than the default)."""
+    given = set(options.get(GIVEN, ())) | {
+        o.name for o in TRAIN_OPTIONS if o.name in options and options[o.name] != o.surface_default
+    }
     return services.training_config_from_options(
-        {
-            "preset": options["preset"],
-            "epochs": options["epochs"],
-            "optimizer": options["optimizer"],
-            "lr": options["lr"],
-            "head_lr_scale": options["head_lr_scale"],
-            "weight_decay": options["weight_decay"],
-            "batch_size": options["batch_size"],
-            "early_stopping_patience": options["patience"],
-            "seed": options["seed"],
-            "device": options["device"],
-            "pretrained": options["pretrained"],
-            "fair_sampling": False if options["no_fair_sampling"] else None,
-            "augment": False if options["no_augment"] else None,
-            "morphometry": options["morphometry"],
-            "head_hidden": options["head_hidden"],
-        }
+        {o.name: options[o.name] for o in TRAIN_OPTIONS if o.name in options},
+        recipe=options.get("recipe"),
+        given=given,
     )
 
 
@@ -91,10 +130,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--dataset", help="dataset version name")
-        parser.add_argument("--backbone", choices=BACKBONES, default="timesformer")
-        parser.add_argument("--loss", choices=tuple(LOSSES), default="emd")
         parser.add_argument("--name", help="run name (default backbone-preset-loss)")
         add_training_options(parser)
+        parser.add_argument("--no-progress", action="store_true")
         parser.add_argument("--predictions-out", type=Path, help="write the predictions CSV")
         parser.add_argument("--resume", type=int, metavar="RUN_ID", help="continue this run")
 
@@ -110,15 +148,10 @@ class Command(BaseCommand):
         else:
             if not options["dataset"]:
                 raise CommandError("--dataset is required (or --resume RUN_ID)")
-            config = {
-                "backbone": options["backbone"],
-                "loss": options["loss"],
-                **training_options(options),
-            }
             run = self._call(
                 services.training_run_start,
                 version=dataset_version(options["dataset"]),
-                config=config,
+                config=training_options(options),
                 created_by=None,
                 name=options["name"],
                 enqueue=False,
