@@ -22,7 +22,6 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, serializers, status
-from rest_framework.exceptions import ValidationError
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -169,14 +168,6 @@ class ExperimentGridSerializer(serializers.ModelSerializer):
         )
 
 
-def _service_call(call: Any, **kwargs: Any) -> Any:
-    """Run a service; its user-facing errors become a 400 with the message as detail."""
-    try:
-        return call(**kwargs)
-    except services.TrainingError as exc:
-        raise ValidationError({"detail": str(exc)}) from exc
-
-
 class TrainingRunListCreateApi(generics.ListAPIView):
     """Training runs, newest first; POST starts one (queued on the training workers)."""
 
@@ -189,8 +180,7 @@ class TrainingRunListCreateApi(generics.ListAPIView):
         data = TrainingRunCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         options = dict(data.validated_data)
-        run = _service_call(
-            services.training_run_start,
+        run = services.training_run_start(
             version=options.pop("dataset"),
             name=options.pop("name", "") or None,
             config=services.training_config_from_options(options),
@@ -224,7 +214,7 @@ class TrainingRunCancelApi(APIView):
     def post(self, request: Request, pk: int) -> Response:
         """Cancel a pending run, or ask a running one to stop; its checkpoints are kept."""
         run = get_object_or_404(TrainingRun, pk=pk)
-        run = _service_call(services.training_run_cancel, run=run, by=request.user)
+        run = services.training_run_cancel(run=run, by=request.user)
         return Response(TrainingRunSerializer(run).data)
 
 
@@ -236,7 +226,7 @@ class TrainingRunResumeApi(APIView):
         """Queue a failed, cancelled or interrupted run again; it continues from its
         checkpoints."""
         run = get_object_or_404(TrainingRun, pk=pk)
-        run = _service_call(services.training_run_resume, run=run)
+        run = services.training_run_resume(run=run)
         return Response(TrainingRunSerializer(run).data)
 
 
@@ -297,8 +287,7 @@ class ExperimentGridListCreateApi(generics.ListAPIView):
         data = ExperimentGridCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         options = dict(data.validated_data)
-        grid = _service_call(
-            services.experiment_grid_start,
+        grid = services.experiment_grid_start(
             version=options.pop("dataset"),
             name=options.pop("name", "") or None,
             backbones=options.pop("backbones"),
@@ -324,5 +313,5 @@ class ExperimentGridCancelApi(APIView):
     def post(self, request: Request, pk: int) -> Response:
         """Cancel the grid's unfinished runs; the grid then ends with a report of the others."""
         grid = get_object_or_404(ExperimentGrid, pk=pk)
-        grid = _service_call(services.experiment_grid_cancel, grid=grid, by=request.user)
+        grid = services.experiment_grid_cancel(grid=grid, by=request.user)
         return Response(ExperimentGridSerializer(grid).data)
