@@ -38,17 +38,14 @@ class VideoListCreateApi(generics.ListAPIView):
         data = VideoUploadSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         upload = data.validated_data["file"]
-        try:
-            video = services.video_create(
-                fileobj=upload,
-                original_name=upload.name,
-                patient_code=data.validated_data["patient_code"],
-                pixel_size_um=data.validated_data["pixel_size_um"],
-                targets=[services.Target(**t) for t in data.validated_data["targets"]],
-                uploaded_by=request.user,
-            )
-        except services.ServiceError as exc:
-            raise ValidationError({"detail": str(exc)}) from exc
+        video = services.video_create(
+            fileobj=upload,
+            original_name=upload.name,
+            patient_code=data.validated_data["patient_code"],
+            pixel_size_um=data.validated_data["pixel_size_um"],
+            targets=[services.Target(**t) for t in data.validated_data["targets"]],
+            uploaded_by=request.user,
+        )
         return Response(VideoSerializer(video).data, status=status.HTTP_201_CREATED)
 
 

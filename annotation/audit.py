@@ -1,6 +1,6 @@
 """The audit log: `audit_record` writes one append-only AuditEvent; receivers record logins,
-logouts, failed logins and group changes; `api_exception_handler` and the 403 page record
-permission denials.
+logouts, failed logins and group changes; the API's exception handler
+(`annotation.api_errors`) and the 403 page record permission denials.
 
 A group change's signal does not say who made it, so whoever changes roles (the Django admin,
 `user_create`/`user_set_role` with `by=`, the `add_user` command) does it inside
@@ -191,14 +191,3 @@ def permission_denied_record(request: HttpRequest, reason: str) -> None:
         )
     except Exception:  # the 403 answer must go out even when the log cannot be written
         log.exception("could not record a permission denial")
-
-
-def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Any:
-    """DRF's handler, plus an audit event for every 403 the API answers."""
-    from rest_framework.views import exception_handler
-
-    response = exception_handler(exc, context)
-    request = context.get("request")
-    if response is not None and response.status_code == 403 and request is not None:
-        permission_denied_record(request._request, str(getattr(exc, "detail", exc)))
-    return response

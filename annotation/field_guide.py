@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING
 from django.db import transaction
 
 from annotation.audit import audit_record
+from annotation.errors import ConflictError, ServiceError
 from annotation.grades import GRADES
 from annotation.grading import grade_check
 from annotation.models import Clip, ReferenceClip, Video
 from annotation.roles import CURATOR, user_has_role
-from annotation.services import ServiceError
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
@@ -33,11 +33,11 @@ class NotCuratorError(ServiceError):
     """Only curators (and admins) choose the field guide's clips."""
 
 
-class NotSettledError(ServiceError):
+class NotSettledError(ConflictError):
     """The clip is still in the grading pool: it cannot be shown to experts as an example."""
 
 
-class AlreadyReferenceError(ServiceError):
+class AlreadyReferenceError(ConflictError):
     """The clip is in the field guide already (once per clip)."""
 
 

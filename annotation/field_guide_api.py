@@ -1,7 +1,8 @@
 """The field guide API: experts read it, curators choose its clips (`annotation.field_guide`).
 
 A reference clip carries media, the curator's grade and note; never the clip's votes.
-ServiceError becomes 400; a clip not settled or already in the guide, 409.
+Service errors rise to the API's handler (`annotation.api_errors`): 400, and 409 for a clip
+not settled or already in the guide.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from annotation.grades import GRADE_DESCRIPTIONS
 from annotation.models import Clip, ReferenceClip
 from annotation.permissions import IsCurator
 from annotation.roles import CURATOR, EXPERT, user_has_role
-from annotation.services import ServiceError
 
 
 class IsExpertOrCurator(BasePermission):
@@ -108,12 +108,6 @@ class ReferenceClipAddInputSerializer(serializers.Serializer):
     note = serializers.CharField(required=False, default="", allow_blank=True)
 
 
-def _refused(exc: ServiceError) -> Response:
-    conflict = isinstance(exc, field_guide.NotSettledError | field_guide.AlreadyReferenceError)
-    code = status.HTTP_409_CONFLICT if conflict else status.HTTP_400_BAD_REQUEST
-    return Response({"detail": str(exc)}, status=code)
-
-
 class ReferenceClipListAddApi(APIView):
     """GET: every reference clip (curators). POST: add a settled clip to the field guide."""
 
@@ -139,15 +133,12 @@ class ReferenceClipListAddApi(APIView):
         data = ReferenceClipAddInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         clip = get_object_or_404(Clip, external_id=data.validated_data["clip_id"])
-        try:
-            reference = field_guide.reference_clip_add(
-                curator=request.user,
-                clip=clip,
-                grade=data.validated_data["grade"],
-                note=data.validated_data["note"],
-            )
-        except ServiceError as exc:
-            return _refused(exc)
+        reference = field_guide.reference_clip_add(
+            curator=request.user,
+            clip=clip,
+            grade=data.validated_data["grade"],
+            note=data.validated_data["note"],
+        )
         return Response(
             ReferenceClipCuratorOutputSerializer(reference).data, status=status.HTTP_201_CREATED
         )

@@ -28,6 +28,7 @@ from django.utils import timezone
 
 from annotation import grading_sql
 from annotation.audit import audit_record
+from annotation.errors import ConflictError, ServiceError
 from annotation.grades import GRADES
 from annotation.models import (
     CannotJudge,
@@ -39,7 +40,6 @@ from annotation.models import (
     Video,
 )
 from annotation.retirement_service import clip_retire_if_settled
-from annotation.services import ServiceError
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
@@ -58,17 +58,27 @@ TELEMETRY_KEYS: tuple[str, ...] = (*TELEMETRY_COUNTERS, "speeds_used", *TELEMETR
 MAX_TIME_SPENT_MS = 3_600_000
 
 
-class NotOfferedError(ServiceError):
+class NotOfferedError(ConflictError):
     """An answer to a clip the queue does not hold for this expert (retired, held for another
     expert, past the vote target or never offered): answers go only to the clip on offer."""
 
+    # The refusal's audit event (`_answer_refused_audited`) must commit with the 409.
+    rolls_back = False
 
-class AlreadyAnsweredError(ServiceError):
-    """The expert already answered this clip (a grade or "cannot judge"): `answer` is it."""
+
+class AlreadyAnsweredError(ConflictError):
+    """The expert already answered this clip (a grade or "cannot judge"): `answer` is it.
+    The 409 names the rating (`rating_id`) when the answer was a grade."""
 
     def __init__(self, message: str, *, answer: Rating | CannotJudge) -> None:
         super().__init__(message)
         self.answer = answer
+
+    def response_body(self) -> dict[str, object]:
+        body = super().response_body()
+        if isinstance(self.answer, Rating):
+            body["rating_id"] = self.answer.pk
+        return body
 
 
 # --- validation (plain values in, clean values or ServiceError out) -------------------------

@@ -3,8 +3,9 @@
 Blind by construction: the clip an expert receives carries media and geometry only (no votes,
 no predictions); a distribution comes back only in the answer to the expert's own grade, and
 only when SHOW_PANEL_AFTER_VOTE is on (`annotation.grading.clip_panel_for_expert`).
-Each view parses, checks the role, calls one service and renders; ServiceError becomes 400,
-a second answer to the same clip 409.
+Each view parses, checks the role, calls one service and renders; its errors rise to the
+API's handler (`annotation.api_errors`): ServiceError becomes 400, a second answer to the same
+clip or an answer to a clip not on offer 409.
 """
 
 from __future__ import annotations
@@ -12,27 +13,14 @@ from __future__ import annotations
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, serializers, status
-from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation import grading
+from annotation.api_errors import field_validator
 from annotation.models import CannotJudge, Clip, ClipAssignment, Rating
 from annotation.permissions import IsExpert
-from annotation.services import ServiceError
-
-
-def _checked(check):  # type: ignore[no-untyped-def]
-    """A DRF field validator from one of `annotation.grading`'s checks (one set of rules)."""
-
-    def validate(value: object) -> object:
-        try:
-            return check(value)
-        except ServiceError as exc:
-            raise serializers.ValidationError(str(exc)) from None
-
-    return validate
 
 
 class GradingClipOutputSerializer(serializers.ModelSerializer):
@@ -135,7 +123,7 @@ def _telemetry_field() -> serializers.JSONField:
     return serializers.JSONField(
         required=False,
         default=dict,
-        validators=[_checked(grading.telemetry_clean)],
+        validators=[field_validator(grading.telemetry_clean)],
         help_text=(
             "plays, frames_stepped (whole numbers), speeds_used (list of "
             f"{', '.join(f'{s:g}' for s in grading.TELEMETRY_SPEEDS)}), "
@@ -150,13 +138,6 @@ def _time_spent_field(**kwargs: object) -> serializers.IntegerField:
 
 def _clip_for(clip_id: str) -> Clip:
     return get_object_or_404(Clip.objects.select_related("video"), external_id=clip_id)
-
-
-def _conflict(exc: grading.AlreadyAnsweredError) -> Response:
-    body: dict[str, object] = {"detail": str(exc)}
-    if isinstance(exc.answer, Rating):
-        body["rating_id"] = exc.answer.pk
-    return Response(body, status=status.HTTP_409_CONFLICT)
 
 
 class GradingNextApi(APIView):
@@ -179,7 +160,7 @@ class GradingNextApi(APIView):
 
 class RatingSubmitInputSerializer(serializers.Serializer):
     clip_id = serializers.CharField(max_length=64)
-    grade = serializers.CharField(max_length=8, validators=[_checked(grading.grade_check)])
+    grade = serializers.CharField(max_length=8, validators=[field_validator(grading.grade_check)])
     time_spent_ms = _time_spent_field()
     telemetry = _telemetry_field()
     next = _next_field()
@@ -231,27 +212,19 @@ class RatingListSubmitApi(generics.ListAPIView):
         data = RatingSubmitInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         clip = _clip_for(data.validated_data["clip_id"])
-        try:
-            rating = grading.rating_submit(
-                expert=request.user,
-                clip=clip,
-                grade=data.validated_data["grade"],
-                time_spent_ms=data.validated_data["time_spent_ms"],
-                telemetry=data.validated_data["telemetry"],
-            )
-        except grading.AlreadyAnsweredError as exc:
-            return _conflict(exc)
-        except grading.NotOfferedError as exc:
-            # A Response, not an exception: the audit event of the refusal must commit.
-            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
-        except ServiceError as exc:
-            raise ValidationError({"detail": str(exc)}) from exc
+        rating = grading.rating_submit(
+            expert=request.user,
+            clip=clip,
+            grade=data.validated_data["grade"],
+            time_spent_ms=data.validated_data["time_spent_ms"],
+            telemetry=data.validated_data["telemetry"],
+        )
         answer = _rating_answer(rating, request.user, next_asked=data.validated_data["next"])
         return Response(answer, status=status.HTTP_201_CREATED)
 
 
 class RatingChangeInputSerializer(serializers.Serializer):
-    grade = serializers.CharField(max_length=8, validators=[_checked(grading.grade_check)])
+    grade = serializers.CharField(max_length=8, validators=[field_validator(grading.grade_check)])
     time_spent_ms = _time_spent_field(required=False, default=0)
     telemetry = _telemetry_field()
 
@@ -271,12 +244,7 @@ class RatingChangeApi(APIView):
         rating = get_object_or_404(Rating.objects.select_related("clip"), pk=pk, rater=request.user)
         data = RatingChangeInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
-            rating = grading.rating_change(
-                expert=request.user, rating=rating, **data.validated_data
-            )
-        except ServiceError as exc:
-            raise ValidationError({"detail": str(exc)}) from exc
+        rating = grading.rating_change(expert=request.user, rating=rating, **data.validated_data)
         return Response(_rating_answer(rating, request.user))
 
 
@@ -324,21 +292,13 @@ class CannotJudgeSubmitApi(APIView):
         data = CannotJudgeInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         clip = _clip_for(data.validated_data["clip_id"])
-        try:
-            answer = grading.cannot_judge_submit(
-                expert=request.user,
-                clip=clip,
-                reason=data.validated_data["reason"],
-                note=data.validated_data["note"],
-                time_spent_ms=data.validated_data["time_spent_ms"],
-            )
-        except grading.AlreadyAnsweredError as exc:
-            return _conflict(exc)
-        except grading.NotOfferedError as exc:
-            # A Response, not an exception: the audit event of the refusal must commit.
-            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
-        except ServiceError as exc:
-            raise ValidationError({"detail": str(exc)}) from exc
+        answer = grading.cannot_judge_submit(
+            expert=request.user,
+            clip=clip,
+            reason=data.validated_data["reason"],
+            note=data.validated_data["note"],
+            time_spent_ms=data.validated_data["time_spent_ms"],
+        )
         answer.next = _next_if_asked(request.user, data.validated_data["next"])
         return Response(CannotJudgeOutputSerializer(answer).data, status=status.HTTP_201_CREATED)
 

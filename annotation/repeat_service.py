@@ -20,9 +20,9 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
+from annotation.errors import ServiceError
 from annotation.grading import grade_check, time_spent_check
 from annotation.models import Clip, Rating, RepeatRating, Video
-from annotation.services import ServiceError
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser

@@ -24,6 +24,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from annotation.audit import audit_actor, audit_record
+from annotation.errors import ServiceError  # raised here; importers may keep this path
 from annotation.models import Clip, Patient, Rating, Video
 from annotation.roles import ADMIN, role_check
 
@@ -34,10 +35,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ALLOWED_VIDEO_SUFFIXES = (".mp4", ".avi")
-
-
-class ServiceError(Exception):
-    """An error the user caused; the message says what was wrong and how to fix it."""
 
 
 def user_create(

@@ -273,7 +273,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
     # DRF's handler, plus an audit event for every 403.
-    "EXCEPTION_HANDLER": "annotation.audit.api_exception_handler",
+    "EXCEPTION_HANDLER": "annotation.api_errors.api_exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "MERSV platform API",

@@ -8,7 +8,6 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, serializers, status
-from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -63,12 +62,7 @@ class DatasetVersionListCreateApi(generics.ListAPIView):
     def post(self, request: Request) -> Response:
         data = DatasetVersionCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
-            version = services.dataset_version_create(
-                created_by=request.user, **data.validated_data
-            )
-        except services.DatasetError as exc:
-            raise ValidationError({"detail": str(exc)}) from exc
+        version = services.dataset_version_create(created_by=request.user, **data.validated_data)
         return Response(DatasetVersionSerializer(version).data, status=status.HTTP_201_CREATED)
 
 

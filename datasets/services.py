@@ -33,6 +33,7 @@ from annotation.distributions import (
     grade_counts,
     rating_arrays,
 )
+from annotation.errors import ServiceError
 from annotation.grades import GRADES, PROB_COLUMNS
 from annotation.models import Clip, Rating, Video
 from datasets.datasheet import render_datasheet
@@ -61,7 +62,7 @@ class ClipMedia:
     suffix: str
 
 
-class DatasetError(Exception):
+class DatasetError(ServiceError):
     """A problem the curator can fix; the message says what and how."""
 
 

@@ -32,10 +32,10 @@ from django.utils import timezone
 from annotation.agreement import expert_agreement, quadratic_kappa_per_group
 from annotation.audit import audit_record
 from annotation.distributions import SCORES
+from annotation.errors import ConflictError, ServiceError
 from annotation.grades import GRADE_DESCRIPTIONS, GRADE_INDEX, GRADES, N_GRADES
 from annotation.grading import grade_check, time_spent_check
 from annotation.roles import TRAINEE
-from annotation.services import ServiceError
 from datasets.models import DatasetClip, DatasetVersion, TraineeRating, TrainingSet
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     User = AbstractBaseUser
 
 
-class AlreadyGradedError(ServiceError):
+class AlreadyGradedError(ConflictError):
     """The trainee already graded this clip of this training set."""
 
     def __init__(self, message: str, *, rating: TraineeRating) -> None:

@@ -13,6 +13,7 @@ from datasets import selectors, services
 from datasets.api import export_download_response
 from datasets.models import DatasetVersion
 from frontend.charts import bar_chart
+from frontend.refusals import refusal_shown
 from frontend.views import role_required
 
 
@@ -34,11 +35,9 @@ class DatasetVersionForm(forms.Form):
 def dataset_list(request: HttpRequest) -> HttpResponse:
     form = DatasetVersionForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        try:
+        with refusal_shown(request, form=form) as refused:
             version = services.dataset_version_create(created_by=request.user, **form.cleaned_data)
-        except services.DatasetError as exc:
-            form.add_error(None, str(exc))
-        else:
+        if not refused:
             return redirect("dataset-detail", name=version.name)
     versions = DatasetVersion.objects.all()
     return render(request, "frontend/dataset_list.html", {"versions": versions, "form": form})

@@ -14,10 +14,10 @@ from annotation.grades import GRADE_DESCRIPTIONS, GRADES
 from annotation.grading_api import GradingClipOutputSerializer
 from annotation.models import Video
 from annotation.roles import CURATOR, EXPERT, TRAINEE
-from annotation.services import ServiceError
 from datasets import training
 from datasets.models import DatasetClip, DatasetVersion, TraineeRating, TrainingSet
 from frontend.charts import distribution_bars, line_chart
+from frontend.refusals import refusal_shown
 from frontend.views import role_required
 from modeling import feedback
 from modeling.feedback_api import trainee_remaining
@@ -52,18 +52,18 @@ def trainee(request: HttpRequest) -> HttpResponse:
         dclip = get_object_or_404(
             DatasetClip, version=training_set.version, clip_external_id=request.POST.get("clip_id")
         )
-        try:
-            rating = training.trainee_rating_submit(
-                trainee=request.user,
-                training_set=training_set,
-                dataset_clip=dclip,
-                grade=request.POST.get("grade", ""),
-                time_spent_ms=int(request.POST.get("time_spent_ms") or 0),
-            )
-        except training.AlreadyGradedError as exc:
-            rating = exc.rating
-        except (ServiceError, ValueError) as exc:
-            messages.error(request, str(exc))
+        with refusal_shown(request, also=(ValueError,)) as refused:
+            try:
+                rating = training.trainee_rating_submit(
+                    trainee=request.user,
+                    training_set=training_set,
+                    dataset_clip=dclip,
+                    grade=request.POST.get("grade", ""),
+                    time_spent_ms=int(request.POST.get("time_spent_ms") or 0),
+                )
+            except training.AlreadyGradedError as exc:  # a second post: show its feedback
+                rating = exc.rating
+        if refused:
             return redirect(f"{request.path}?set={training_set.pk}")
         return redirect("trainee-feedback", pk=rating.pk)
     dclip = (
@@ -153,16 +153,14 @@ def trainee_list(request: HttpRequest) -> HttpResponse:
     """All trainees' progress; POST opens a training set of a dataset version's clips."""
     if request.method == "POST":
         version = get_object_or_404(DatasetVersion, pk=request.POST.get("version") or 0)
-        try:
+        with refusal_shown(request, also=(ValueError,)) as refused:
             training_set = training.training_set_create(
                 name=request.POST.get("name", ""),
                 version=version,
                 min_votes=int(request.POST.get("min_votes") or 1),
                 created_by=request.user,
             )
-        except (ServiceError, ValueError) as exc:
-            messages.error(request, str(exc))
-        else:
+        if not refused:
             messages.success(request, f"training set {training_set.name} opened")
         return redirect("trainee-list")
     context = {

@@ -19,6 +19,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from annotation.roles import CURATOR
 from datasets.models import DatasetVersion
+from frontend.refusals import refusal_shown
 from frontend.views import role_required
 from modeling import selectors, services
 from modeling.ml.backbones import BACKBONES
@@ -137,11 +138,9 @@ def _start_from_form(
     """Call ``start(cleaned_data)`` for a valid POSTed form; a service error goes to the form."""
     if request.method != "POST" or not form.is_valid():
         return None
-    try:
+    with refusal_shown(request, form=form):
         return start(dict(form.cleaned_data))
-    except services.TrainingError as exc:
-        form.add_error(None, str(exc))
-        return None
+    return None
 
 
 @require_http_methods(["GET", "POST"])
@@ -191,10 +190,8 @@ def _run_action(
     request: HttpRequest, pk: int, action: Callable[[TrainingRun], str]
 ) -> HttpResponse:
     run = get_object_or_404(TrainingRun, pk=pk)
-    try:
+    with refusal_shown(request):
         messages.success(request, action(run))
-    except services.TrainingError as exc:
-        messages.error(request, str(exc))
     return redirect("training-run-detail", pk=run.pk)
 
 
@@ -281,9 +278,7 @@ def experiment_grid_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @role_required(CURATOR)
 def experiment_grid_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     grid = get_object_or_404(ExperimentGrid, pk=pk)
-    try:
+    with refusal_shown(request):
         services.experiment_grid_cancel(grid=grid, by=request.user)
         messages.success(request, "the grid's unfinished runs are being cancelled")
-    except services.TrainingError as exc:
-        messages.error(request, str(exc))
     return redirect("experiment-grid-detail", pk=grid.pk)

@@ -22,6 +22,7 @@ from annotation.models import Clip, ReferenceClip, Video
 from annotation.roles import CURATOR, EXPERT, TRAINEE, user_has_role, user_role
 from frontend.charts import distribution_bars
 from frontend.forms import VideoUploadForm
+from frontend.refusals import refusal_shown
 
 
 def role_required(*roles: str, admins: bool = True) -> Callable:
@@ -122,7 +123,7 @@ def clip_reference(request: HttpRequest, clip_id: str) -> HttpResponse:
     """The clip page's field-guide form: action "add" (grade, note) or "remove"."""
     clip = get_object_or_404(Clip, external_id=clip_id)
     action = request.POST.get("action")
-    try:
+    with refusal_shown(request):
         if action == "add":
             reference = field_guide.reference_clip_add(
                 curator=request.user,
@@ -137,8 +138,6 @@ def clip_reference(request: HttpRequest, clip_id: str) -> HttpResponse:
             messages.success(request, f"Clip {clip_id} is no longer in the field guide.")
         else:
             messages.error(request, "choose to add the clip to the field guide or remove it")
-    except services.ServiceError as exc:
-        messages.error(request, str(exc))
     return redirect("clip-detail", clip_id=clip_id)
 
 
@@ -165,7 +164,7 @@ def video_upload(request: HttpRequest) -> HttpResponse:
     form = VideoUploadForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
         upload = form.cleaned_data["file"]
-        try:
+        with refusal_shown(request, form=form) as refused:
             video = services.video_create(
                 fileobj=upload,
                 original_name=upload.name,
@@ -174,9 +173,7 @@ def video_upload(request: HttpRequest) -> HttpResponse:
                 targets=[services.Target(**t) for t in form.cleaned_data["targets"]],
                 uploaded_by=request.user,
             )
-        except services.ServiceError as exc:
-            form.add_error(None, str(exc))
-        else:
+        if not refused:
             return redirect("video-detail", pk=video.pk)
     return render(
         request,

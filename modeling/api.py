@@ -23,7 +23,6 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, serializers, status
-from rest_framework.exceptions import ValidationError
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -192,14 +191,6 @@ class ExperimentGridSerializer(serializers.ModelSerializer):
         )
 
 
-def _service_call(call: Any, **kwargs: Any) -> Any:
-    """Run a service; its user-facing errors become a 400 with the message as detail."""
-    try:
-        return call(**kwargs)
-    except services.TrainingError as exc:
-        raise ValidationError({"detail": str(exc)}) from exc
-
-
 class TrainingRunListCreateApi(generics.ListAPIView):
     """Training runs, newest first; POST starts one (queued on the training workers)."""
 
@@ -211,11 +202,10 @@ class TrainingRunListCreateApi(generics.ListAPIView):
     def post(self, request: Request) -> Response:
         data = TrainingRunCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        run = _service_call(
-            services.training_run_start,
+        run = services.training_run_start(
             version=data.validated_data["dataset"],
             name=data.validated_data.get("name") or None,
-            config=_service_call(data.training_config),
+            config=data.training_config(),
             created_by=request.user,
         )
         return Response(TrainingRunSerializer(run).data, status=status.HTTP_201_CREATED)
@@ -246,7 +236,7 @@ class TrainingRunCancelApi(APIView):
     def post(self, request: Request, pk: int) -> Response:
         """Cancel a pending run, or ask a running one to stop; its checkpoints are kept."""
         run = get_object_or_404(TrainingRun, pk=pk)
-        run = _service_call(services.training_run_cancel, run=run, by=request.user)
+        run = services.training_run_cancel(run=run, by=request.user)
         return Response(TrainingRunSerializer(run).data)
 
 
@@ -258,7 +248,7 @@ class TrainingRunResumeApi(APIView):
         """Queue a failed, cancelled or interrupted run again; it continues from its
         checkpoints."""
         run = get_object_or_404(TrainingRun, pk=pk)
-        run = _service_call(services.training_run_resume, run=run)
+        run = services.training_run_resume(run=run)
         return Response(TrainingRunSerializer(run).data)
 
 
@@ -318,9 +308,8 @@ class ExperimentGridListCreateApi(generics.ListAPIView):
     def post(self, request: Request) -> Response:
         data = ExperimentGridCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        config = _service_call(data.training_config)
-        grid = _service_call(
-            services.experiment_grid_start,
+        config = data.training_config()
+        grid = services.experiment_grid_start(
             version=data.validated_data["dataset"],
             name=data.validated_data.get("name") or None,
             backbones=data.validated_data["backbones"],
@@ -346,5 +335,5 @@ class ExperimentGridCancelApi(APIView):
     def post(self, request: Request, pk: int) -> Response:
         """Cancel the grid's unfinished runs; the grid then ends with a report of the others."""
         grid = get_object_or_404(ExperimentGrid, pk=pk)
-        grid = _service_call(services.experiment_grid_cancel, grid=grid, by=request.user)
+        grid = services.experiment_grid_cancel(grid=grid, by=request.user)
         return Response(ExperimentGridSerializer(grid).data)

@@ -20,7 +20,6 @@ from annotation.grades import GRADES
 from annotation.grading_api import GradingClipOutputSerializer
 from annotation.models import Video
 from annotation.permissions import IsCurator, IsTrainee
-from annotation.services import ServiceError
 from datasets import training
 from datasets.models import DatasetClip, TraineeRating, TrainingSet
 from modeling import feedback
@@ -143,18 +142,13 @@ class TraineeRatingSubmitApi(APIView):
             version=training_set.version,
             clip_external_id=data.validated_data["clip_id"],
         )
-        try:
-            rating = training.trainee_rating_submit(
-                trainee=request.user,
-                training_set=training_set,
-                dataset_clip=dclip,
-                grade=data.validated_data["grade"],
-                time_spent_ms=data.validated_data["time_spent_ms"],
-            )
-        except training.AlreadyGradedError as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
-        except ServiceError as exc:
-            raise ValidationError({"detail": str(exc)}) from exc
+        rating = training.trainee_rating_submit(
+            trainee=request.user,
+            training_set=training_set,
+            dataset_clip=dclip,
+            grade=data.validated_data["grade"],
+            time_spent_ms=data.validated_data["time_spent_ms"],
+        )
         return Response(feedback_answer(rating), status=status.HTTP_201_CREATED)
 
 

@@ -46,9 +46,9 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from annotation.audit import audit_record
+from annotation.errors import ServiceError
 from annotation.grades import GRADES
 from annotation.models import Clip, Video
-from annotation.services import ServiceError
 from datasets.models import DatasetVersion
 from datasets.services import export_dir_for
 from modeling import selectors

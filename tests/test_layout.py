@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import ast
+import importlib
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 APPS = ("annotation", "datasets", "modeling", "frontend")
@@ -70,3 +72,65 @@ def test_the_layout_check_catches_a_backwards_import(tmp_path: Path) -> None:
     bad.write_text("from frontend.views import home\n")
     modules = [m for _, m in _imports(bad)]
     assert "frontend.views" in modules and "frontend" not in ALLOWED["annotation"]
+
+
+# --- errors mapped once: annotation.api_errors answers service errors, pages use one helper --
+
+
+def _resolved(namespace: dict[str, Any], node: ast.expr) -> object:
+    """The object an except clause's name (`ServiceError`, `services.DatasetError`) means."""
+    if isinstance(node, ast.Name):
+        return namespace.get(node.id)
+    if isinstance(node, ast.Attribute):
+        base = _resolved(namespace, node.value)
+        return getattr(base, node.attr, None)
+    return None
+
+
+def _service_errors_caught(path: Path) -> list[str]:
+    """`path:line name` for every except clause of the module that catches a ServiceError."""
+    from annotation.errors import ServiceError
+
+    module_name = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+    namespace = vars(importlib.import_module(module_name))
+    caught = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if not isinstance(node, ast.ExceptHandler) or node.type is None:
+            continue
+        names = node.type.elts if isinstance(node.type, ast.Tuple) else [node.type]
+        for name in names:
+            error = _resolved(namespace, name)
+            if isinstance(error, type) and issubclass(error, ServiceError):
+                caught.append(f"{path.relative_to(ROOT)}:{node.lineno} {ast.unparse(name)}")
+    return caught
+
+
+def test_no_api_view_module_catches_a_service_error_itself() -> None:
+    api_modules = [
+        path
+        for app in APPS
+        for path in _python_files(ROOT / app)
+        if path.name == "api.py" or path.name.endswith("_api.py")
+    ]
+    assert len(api_modules) >= 6  # annotation, field guide, grading, datasets, modeling, ...
+    assert [hit for path in api_modules for hit in _service_errors_caught(path)] == []
+
+
+def test_pages_show_service_errors_through_the_one_helper_only() -> None:
+    caught = [
+        hit for path in _python_files(ROOT / "frontend") for hit in _service_errors_caught(path)
+    ]
+    helper = [hit for hit in caught if hit.startswith("frontend/refusals.py:")]
+    # The trainee page: a second post of the same grade shows its feedback, no error.
+    second_post = [
+        hit
+        for hit in caught
+        if hit.startswith("frontend/feedback_views.py:")
+        and hit.endswith(" training.AlreadyGradedError")
+    ]
+    assert len(helper) == 1 and len(second_post) == 1
+    assert sorted(caught) == sorted(helper + second_post)
+
+
+def test_the_service_errors_module_imports_nothing_heavy() -> None:
+    assert [module for _, module in _imports(ROOT / "annotation" / "errors.py")] == ["__future__"]
