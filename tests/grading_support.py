@@ -6,8 +6,10 @@ holds that clip for the expert first, as the queue does when it offers it."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
+from django.test import Client
 from django.utils import timezone
 
 from annotation import grading
@@ -45,3 +47,14 @@ def cannot_judge_offered(  # type: ignore[no-untyped-def]
     return grading.cannot_judge_submit(
         expert=expert, clip=clip, reason=reason, note=note, time_spent_ms=time_spent_ms
     )
+
+
+def client_for(user) -> Client:  # type: ignore[no-untyped-def]
+    """A test client logged in as `user`."""
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def post_json(client: Client, url: str, body: dict):  # type: ignore[no-untyped-def]
+    return client.post(url, json.dumps(body), content_type="application/json")

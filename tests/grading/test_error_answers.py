@@ -4,11 +4,8 @@ the audit log; a refusal that records itself keeps its record when requests are 
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from django.db import connection, transaction
-from django.test import Client
 
 from annotation.api_errors import api_exception_handler
 from annotation.errors import ConflictError, ServiceError
@@ -18,22 +15,12 @@ from annotation.models import AuditEvent, CannotJudge, Rating
 from datasets.services import DatasetError
 from datasets.training import AlreadyGradedError
 from modeling.services import TrainingError
-from tests.grading_support import grade_offered, offer
+from tests.grading_support import client_for, grade_offered, offer, post_json
 
 pytestmark = pytest.mark.django_db
 
 RATINGS = "/api/grading/ratings/"
 CANNOT_JUDGE = "/api/grading/cannot-judge/"
-
-
-def _client(user) -> Client:  # type: ignore[no-untyped-def]
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-def _post(client: Client, url: str, body: dict):  # type: ignore[no-untyped-def]
-    return client.post(url, json.dumps(body), content_type="application/json")
 
 
 def test_every_apps_errors_are_service_errors_and_conflicts_are_conflicts() -> None:
@@ -79,8 +66,8 @@ def test_through_the_api_a_second_grade_is_a_409_with_the_first_rating(
     expert = make_user("expert")
     clip = make_clip()
     first = grade_offered(expert, clip, "B")
-    again = _post(
-        _client(expert), RATINGS, {"clip_id": clip.external_id, "grade": "D", "time_spent_ms": 9}
+    again = post_json(
+        client_for(expert), RATINGS, {"clip_id": clip.external_id, "grade": "D", "time_spent_ms": 9}
     )
     assert again.status_code == 409
     assert set(again.json()) == {"detail", "rating_id"} and again.json()["rating_id"] == first.pk
@@ -92,7 +79,7 @@ def test_through_the_api_a_service_refusal_is_a_400_with_detail(make_user, make_
     clip = make_clip()
     offer(expert, clip)
     body = {"clip_id": clip.external_id, "reason": "other", "note": ""}
-    refused = _post(_client(expert), CANNOT_JUDGE, body)
+    refused = post_json(client_for(expert), CANNOT_JUDGE, body)
     assert refused.status_code == 400
     assert list(refused.json()) == ["detail"] and "note" in refused.json()["detail"]
     assert not CannotJudge.objects.exists()
@@ -101,8 +88,10 @@ def test_through_the_api_a_service_refusal_is_a_400_with_detail(make_user, make_
 def test_through_the_api_a_403_is_still_recorded_in_the_audit_log(make_user, make_clip) -> None:
     trainee = make_user("trainee")
     clip = make_clip()
-    denied = _post(
-        _client(trainee), RATINGS, {"clip_id": clip.external_id, "grade": "A", "time_spent_ms": 9}
+    denied = post_json(
+        client_for(trainee),
+        RATINGS,
+        {"clip_id": clip.external_id, "grade": "A", "time_spent_ms": 9},
     )
     assert denied.status_code == 403
     event = AuditEvent.objects.get(action="permission_denied", user=trainee)
@@ -131,8 +120,8 @@ def test_with_atomic_requests_the_audit_event_of_a_refused_answer_commits(
     expert = make_user("expert")
     offered, other = make_clip(), make_clip()
     offer(expert, offered)
-    client = _client(expert)
-    refused = _post(
+    client = client_for(expert)
+    refused = post_json(
         client, RATINGS, {"clip_id": other.external_id, "grade": "B", "time_spent_ms": 9}
     )
     assert refused.status_code == 409 and list(refused.json()) == ["detail"]

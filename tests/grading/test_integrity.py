@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from annotation import grading
 from annotation.models import AuditEvent, CannotJudge, Clip, Rating, RatingChange
-from tests.grading_support import grade_offered, offer
+from tests.grading_support import client_for, grade_offered, offer, post_json
 
 pytestmark = pytest.mark.django_db
 
@@ -22,18 +22,10 @@ RATINGS = "/api/grading/ratings/"
 CANNOT_JUDGE = "/api/grading/cannot-judge/"
 
 
-def _client(user) -> Client:  # type: ignore[no-untyped-def]
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-def _post(client: Client, url: str, body: dict):  # type: ignore[no-untyped-def]
-    return client.post(url, json.dumps(body), content_type="application/json")
-
-
 def _grade(client: Client, clip: Clip, grade: str = "B"):  # type: ignore[no-untyped-def]
-    return _post(client, RATINGS, {"clip_id": clip.external_id, "grade": grade, "time_spent_ms": 9})
+    return post_json(
+        client, RATINGS, {"clip_id": clip.external_id, "grade": grade, "time_spent_ms": 9}
+    )
 
 
 def _graded_over(make_user, make_clip, cast_votes, votes: str, grade: str):  # type: ignore[no-untyped-def]
@@ -49,7 +41,7 @@ def test_a_grade_for_a_clip_the_queue_did_not_offer_is_a_409_that_says_what_to_d
 ) -> None:
     expert = make_user("expert")
     offered, chosen = make_clip(), make_clip()
-    client = _client(expert)
+    client = client_for(expert)
     served = client.get("/api/grading/next/").json()
     assert served["clip_id"] in (offered.external_id, chosen.external_id)
     other = chosen if served["clip_id"] == offered.external_id else offered
@@ -57,7 +49,7 @@ def test_a_grade_for_a_clip_the_queue_did_not_offer_is_a_409_that_says_what_to_d
     assert refused.status_code == 409
     assert "not the clip your queue offered you" in refused.json()["detail"]
     assert "/api/grading/next/" in refused.json()["detail"]
-    skipped = _post(
+    skipped = post_json(
         client, CANNOT_JUDGE, {"clip_id": other.external_id, "reason": "other", "note": "blurred"}
     )
     assert skipped.status_code == 409
@@ -73,7 +65,7 @@ def test_a_retired_clip_refuses_votes_even_when_it_was_held(make_user, make_clip
     clip = make_clip()
     offer(expert, clip)
     Clip.objects.filter(pk=clip.pk).update(retired_at=timezone.now())
-    refused = _grade(_client(expert), clip)
+    refused = _grade(client_for(expert), clip)
     assert refused.status_code == 409 and "settled" in refused.json()["detail"]
     clip.refresh_from_db()
     assert clip.votes_total == 0
@@ -83,15 +75,15 @@ def test_a_clip_held_for_another_expert_refuses_my_vote(make_user, make_clip) ->
     holder, intruder = make_user("expert"), make_user("expert")
     clip = make_clip()
     assert grading.clip_next_for_expert(expert=holder) == clip
-    refused = _grade(_client(intruder), clip)
+    refused = _grade(client_for(intruder), clip)
     assert refused.status_code == 409 and "held for another expert" in refused.json()["detail"]
-    assert _grade(_client(holder), clip).status_code == 201
+    assert _grade(client_for(holder), clip).status_code == 201
 
 
 def test_one_account_cannot_grade_every_clip_in_a_loop(make_user, make_clip) -> None:
     expert = make_user("expert")
     clips = [make_clip() for _ in range(5)]
-    client = _client(expert)
+    client = client_for(expert)
     codes = [_grade(client, clip).status_code for clip in clips]
     assert codes == [409] * 5
     assert sum(c.votes_total for c in Clip.objects.all()) == 0
@@ -105,7 +97,7 @@ def test_a_hold_that_lapsed_while_the_expert_looked_is_still_honoured(make_user,
     from annotation.models import ClipAssignment
 
     ClipAssignment.objects.filter(expert=expert).update(expires_at=past)
-    assert _grade(_client(expert), clip).status_code == 201
+    assert _grade(client_for(expert), clip).status_code == 201
 
 
 def test_a_change_after_seeing_the_panel_is_kept_apart_and_never_counted(
@@ -141,7 +133,7 @@ def test_the_compare_page_fixes_the_grades_it_shows(
     settings.SHOW_PANEL_AFTER_VOTE = True
     expert, clip, rating = _graded_over(make_user, make_clip, cast_votes, "AA", "D")
     Rating.objects.filter(pk=rating.pk).update(panel_seen_at=None)
-    assert _client(expert).get(reverse("grade-compare")).status_code == 200
+    assert client_for(expert).get(reverse("grade-compare")).status_code == 200
     grading.rating_change(expert=expert, rating=Rating.objects.get(pk=rating.pk), grade="A")
     clip.refresh_from_db()
     assert (clip.votes_a, clip.votes_d) == (2, 1)
@@ -155,14 +147,14 @@ def test_the_panel_is_hidden_after_a_vote_by_default(make_user, make_clip, cast_
     cast_votes(clip, "AB")
     expert = make_user("expert")
     offer(expert, clip)
-    assert _grade(_client(expert), clip).json()["panel"] is None
+    assert _grade(client_for(expert), clip).json()["panel"] is None
 
 
 def test_a_second_answer_does_not_name_the_earlier_grade(make_user, make_clip) -> None:
     expert = make_user("expert")
     clip = make_clip()
     grade_offered(expert, clip, "D")
-    again = _grade(_client(expert), clip, "A")
+    again = _grade(client_for(expert), clip, "A")
     assert again.status_code == 409
     assert "(D)" not in again.json()["detail"] and " D" not in again.json()["detail"]
 
@@ -170,7 +162,7 @@ def test_a_second_answer_does_not_name_the_earlier_grade(make_user, make_clip) -
 def test_triage_is_refused_to_experts_on_the_page_and_the_api(make_user, make_clip) -> None:
     clip = make_clip()
     user = make_user("expert")
-    expert = _client(user)
+    expert = client_for(user)
     assert expert.get(reverse("api-triage", args=[clip.video_id])).status_code == 403
     assert expert.get(reverse("triage"), {"video": clip.video_id}).status_code == 403
     assert 'href="/triage/"' not in expert.get(reverse("grade")).content.decode()
@@ -206,7 +198,7 @@ def test_the_queue_never_serves_a_clip_the_account_saw_as_a_trainee(
     user_set_role(user=person, role="expert")
     served = grading.clip_next_for_expert(expert=person)
     assert served == fresh
-    assert _grade(_client(person), seen).status_code == 409
+    assert _grade(client_for(person), seen).status_code == 409
 
 
 def test_a_training_set_takes_only_settled_clips(make_user, make_clip, cast_votes) -> None:
@@ -264,7 +256,7 @@ def test_the_dashboard_counts_each_experts_changes_after_the_panel(
     expert, clip, rating = _graded_over(make_user, make_clip, cast_votes, "AB", "E")
     grading.clip_panel_for_expert(expert=expert, clip=clip)
     grading.rating_change(expert=expert, rating=rating, grade="A")
-    curator = _client(make_user("curator"))
+    curator = client_for(make_user("curator"))
     rows = {r["rater"]: r for r in curator.get("/api/statistics/").json()["experts"]}
     assert rows[expert.username]["n_changed_after_panel"] == 1
     assert sum(r["n_changed_after_panel"] for r in rows.values()) == 1
@@ -272,30 +264,9 @@ def test_the_dashboard_counts_each_experts_changes_after_the_panel(
     assert "Changed after panel" in page
 
 
-def test_a_pending_hidden_repeat_is_not_in_the_experts_own_list(
-    make_user, make_clip, settings
-) -> None:
-    settings.REPEAT_RATE = 1.0
-    settings.REPEAT_MIN_AGE_H = 24
-    expert = make_user("expert")
-    clips = [make_clip() for _ in range(2)]
-    for clip in clips:
-        grade_offered(expert, clip, "C")
-    Rating.objects.filter(rater=expert).update(updated_at=timezone.now() - timedelta(days=3))
-    repeat = grading.clip_next_for_expert(expert=expert)
-    assert repeat in clips
-    client = _client(expert)
-    listed = [r["clip_id"] for r in client.get(RATINGS).json()["results"]]
-    assert repeat.external_id not in listed and len(listed) == 1
-    answer = _grade(client, repeat, "A")
-    assert answer.status_code == 201 and answer.json()["grade"] == "A"
-    assert "C" not in json.dumps(answer.json()["panel"] or {})
-    listed = [r["clip_id"] for r in client.get(RATINGS).json()["results"]]
-    assert sorted(listed) == sorted(c.external_id for c in clips)
-
-
 def _pending_repeat(make_user, make_clip, settings):  # type: ignore[no-untyped-def]
-    """An expert who graded two clips C three days ago and is now offered one of them again."""
+    """An expert who graded two clips C three days ago and is now offered one of them again:
+    (expert, the repeat, both clips)."""
     settings.REPEAT_RATE = 1.0
     settings.REPEAT_MIN_AGE_H = 24
     expert = make_user("expert")
@@ -306,20 +277,34 @@ def _pending_repeat(make_user, make_clip, settings):  # type: ignore[no-untyped-
     Rating.objects.filter(rater=expert).update(created_at=timezone.now() - timedelta(days=3))
     repeat = grading.clip_next_for_expert(expert=expert)
     assert repeat in clips
-    return expert, repeat
+    return expert, repeat, clips
+
+
+def test_a_pending_hidden_repeat_is_not_in_the_experts_own_list(
+    make_user, make_clip, settings
+) -> None:
+    expert, repeat, clips = _pending_repeat(make_user, make_clip, settings)
+    client = client_for(expert)
+    listed = [r["clip_id"] for r in client.get(RATINGS).json()["results"]]
+    assert repeat.external_id not in listed and len(listed) == 1
+    answer = _grade(client, repeat, "A")
+    assert answer.status_code == 201 and answer.json()["grade"] == "A"
+    assert "C" not in json.dumps(answer.json()["panel"] or {})
+    listed = [r["clip_id"] for r in client.get(RATINGS).json()["results"]]
+    assert sorted(listed) == sorted(c.external_id for c in clips)
 
 
 def test_the_answer_to_a_hidden_repeat_reads_like_a_fresh_answer(
     make_user, make_clip, settings
 ) -> None:
-    expert, repeat = _pending_repeat(make_user, make_clip, settings)
-    client = _client(expert)
+    expert, repeat, _clips = _pending_repeat(make_user, make_clip, settings)
+    client = client_for(expert)
     before = Clip.objects.get(pk=repeat.pk).votes_total
     body = _grade(client, repeat, "A").json()
     fresh_expert = make_user("expert")
     fresh_clip = make_clip()
     offer(fresh_expert, fresh_clip)
-    fresh = _grade(_client(fresh_expert), fresh_clip, "A").json()
+    fresh = _grade(client_for(fresh_expert), fresh_clip, "A").json()
     assert sorted(body) == sorted(fresh)
     assert body["grade"] == "A" and body["time_spent_ms"] == 9
     for stamp in ("created_at", "updated_at"):
@@ -334,8 +319,8 @@ def test_a_change_right_after_a_hidden_repeat_moves_the_repeat_answer_not_the_co
 ) -> None:
     from annotation.models import RepeatRating
 
-    expert, repeat = _pending_repeat(make_user, make_clip, settings)
-    client = _client(expert)
+    expert, repeat, _clips = _pending_repeat(make_user, make_clip, settings)
+    client = client_for(expert)
     answer = _grade(client, repeat, "A").json()
     changed = client.patch(
         f"{RATINGS}{answer['id']}/", json.dumps({"grade": "B"}), content_type="application/json"
@@ -350,9 +335,9 @@ def test_a_change_right_after_a_hidden_repeat_moves_the_repeat_answer_not_the_co
 def test_cannot_judge_on_a_hidden_repeat_is_taken_like_any_other(
     make_user, make_clip, settings
 ) -> None:
-    expert, repeat = _pending_repeat(make_user, make_clip, settings)
-    client = _client(expert)
-    response = _post(
+    expert, repeat, _clips = _pending_repeat(make_user, make_clip, settings)
+    client = client_for(expert)
+    response = post_json(
         client, CANNOT_JUDGE, {"clip_id": repeat.external_id, "reason": "out_of_focus"}
     )
     assert response.status_code == 201, response.content
@@ -366,8 +351,8 @@ def test_cannot_judge_on_a_hidden_repeat_is_taken_like_any_other(
     fresh_expert = make_user("expert")
     fresh_clip = make_clip()
     offer(fresh_expert, fresh_clip)
-    fresh = _post(
-        _client(fresh_expert),
+    fresh = post_json(
+        client_for(fresh_expert),
         CANNOT_JUDGE,
         {"clip_id": fresh_clip.external_id, "reason": "overlapping"},
     )
