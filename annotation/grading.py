@@ -21,7 +21,6 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 from django.db.models import (
-    F,
     Q,
 )
 from django.utils import timezone
@@ -322,13 +321,12 @@ def _clip_lock(clip_id: int) -> Clip:
     return Clip.objects.select_for_update().select_related("video").get(pk=clip_id)
 
 
-def _clip_votes_add(clip_id: int, deltas: Mapping[str, int]) -> None:
-    """Add votes to a clip's counts. Call with the Clip row lock held."""
-    updates = {f"votes_{g.lower()}": F(f"votes_{g.lower()}") + n for g, n in deltas.items() if n}
-    if updates:
-        Clip.objects.filter(pk=clip_id).update(
-            **updates, votes_total=F("votes_total") + sum(deltas.values())
-        )
+def _clip_votes_add(clip: Clip, deltas: Mapping[str, int]) -> None:
+    """Add votes to a clip's counts, and retire or reopen it as its new counts say. Call with
+    the Clip row lock held, `clip` read under it."""
+    if any(deltas.values()):
+        counts = grading_sql.votes_add(clip_id=clip.pk, deltas=deltas)
+        clip_retire_if_settled(clip=clip, counts=counts)  # same transaction, Clip lock held
 
 
 def _answer_existing(
@@ -369,7 +367,7 @@ def _answer_once(*, expert: User, clip: Clip, write: Callable[[], T]) -> T:
 
 
 def _assignment_clear(*, expert: User, clip_id: int) -> None:
-    ClipAssignment.objects.filter(clip_id=clip_id, expert=expert).delete()
+    grading_sql.hold_clear(expert_id=expert.pk, clip_id=clip_id)
 
 
 def rating_submit(
@@ -424,8 +422,7 @@ def rating_submit(
             telemetry=clean_telemetry,
         )
         RatingChange.objects.create(rating=rating, grade=grade, previous_grade="")
-        _clip_votes_add(locked.pk, {grade: 1})
-        clip_retire_if_settled(clip=locked)  # same transaction, Clip lock held
+        _clip_votes_add(locked, {grade: 1})
         _assignment_clear(expert=expert, clip_id=locked.pk)
         audit_record(action="grade_submit", user=expert, obj=rating, detail={"grade": grade})
         return rating
@@ -513,8 +510,7 @@ def rating_change(
             return locked
         if grade != previous:
             RatingChange.objects.create(rating=locked, grade=grade, previous_grade=previous)
-            _clip_votes_add(locked.clip_id, {previous: -1, grade: 1})
-            clip_retire_if_settled(clip=clip)  # a change may settle or unsettle the clip
+            _clip_votes_add(clip, {previous: -1, grade: 1})  # may settle or unsettle the clip
         locked.grade = grade
         locked.time_spent_ms = min(locked.time_spent_ms + time_spent_ms, MAX_TIME_SPENT_MS)
         locked.telemetry = telemetry_merge(locked.telemetry, clean_telemetry)

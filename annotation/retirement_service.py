@@ -10,6 +10,7 @@ or a change of settings) gives the same answer the vote-by-vote calls gave.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -34,17 +35,24 @@ def clips_settled(counts: np.ndarray) -> np.ndarray:
     )
 
 
-def clip_retire_if_settled(*, clip: Clip, now: datetime | None = None) -> bool:
+def clip_retire_if_settled(
+    *, clip: Clip, now: datetime | None = None, counts: Sequence[int] | None = None
+) -> bool:
     """Retire the clip if its votes are settled, reopen it if they no longer are; return whether
     it is retired after the call.
 
-    Call with the Clip row lock held, inside the transaction that changed its votes. The counts
-    are read again from the database: the vote-count updates use F() expressions, so the locked
-    instance may hold the counts from before the vote.
+    Call with the Clip row lock held, inside the transaction that changed its votes. `counts`
+    are the clip's votes A..E after the change, as the statement that changed them returned
+    them; `clip.retired_at` must then be current (read under the lock). Without counts both
+    are read again from the database (the vote-count updates use F() expressions, so a locked
+    instance may hold the counts from before the vote).
     """
-    *counts, retired_at = (
-        Clip.objects.filter(pk=clip.pk).values_list(*VOTE_FIELDS, "retired_at").get()
-    )
+    if counts is not None:
+        retired_at = clip.retired_at
+    else:
+        *counts, retired_at = (
+            Clip.objects.filter(pk=clip.pk).values_list(*VOTE_FIELDS, "retired_at").get()
+        )
     settled = bool(clips_settled(np.array(counts)))
     if settled and retired_at is None:
         clip.retired_at = now or timezone.now()
