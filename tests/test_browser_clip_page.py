@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 
-from annotation.services import user_create
+from annotation.access.accounts import user_create
 from tests.browser_support import login, page_errors
 from tests.conftest import PASSWORD
 

@@ -15,8 +15,9 @@ from django.db import connection, transaction
 from django.test import Client
 from rest_framework.test import APIClient
 
+from annotation.access.accounts import user_create
+from annotation.ingest.services import clip_vote_counts_recount
 from annotation.models import Clip, Rating, RatingChange
-from annotation.services import clip_vote_counts_recount, user_create
 from datasets.export import verify_export
 from datasets.models import DatasetClip, DatasetVersion, FrozenError
 from datasets.services import export_dir_for

@@ -12,9 +12,9 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from annotation.access.roles import user_role
+from annotation.ingest.services import clip_vote_counts_recount
 from annotation.models import Clip, Patient, Rating, RatingChange, Video
-from annotation.roles import user_role
-from annotation.services import clip_vote_counts_recount
 from tests.conftest import copy_dataset
 
 pytestmark = pytest.mark.django_db

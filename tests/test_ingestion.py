@@ -90,7 +90,7 @@ def test_a_file_with_a_video_signature_but_no_video_ends_as_a_clear_error_on_its
 def test_bad_videos_fail_with_a_clear_error_and_no_clip(
     case: str, message: str, make_user, synthetic_small: Path, tmp_path: Path
 ) -> None:
-    from annotation.services import Target, video_create, video_ingest
+    from annotation.ingest.services import Target, video_create, video_ingest
 
     clips = pd.read_csv(synthetic_small / "clips.csv")
     source = synthetic_small / clips.video.iloc[0]

@@ -8,7 +8,7 @@ import pytest
 from sklearn.metrics import cohen_kappa_score
 from statsmodels.stats.inter_rater import fleiss_kappa as statsmodels_fleiss_kappa
 
-from annotation.agreement import (
+from annotation.aggregation.agreement import (
     alpha_from_coincidences,
     clip_coincidences,
     expert_agreement,
@@ -19,7 +19,7 @@ from annotation.agreement import (
     quadratic_kappa_per_group,
     reliability_matrix,
 )
-from annotation.distributions import emd, grade_counts
+from annotation.aggregation.distributions import emd, grade_counts
 
 NAN = np.nan
 # Krippendorff (2011), "Computing Krippendorff's Alpha-Reliability": 4 observers x 12 units,

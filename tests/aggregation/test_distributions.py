@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from annotation.agreement import expert_agreement, fleiss_kappa, krippendorff_alpha
-from annotation.distributions import (
+from annotation.aggregation.agreement import expert_agreement, fleiss_kappa, krippendorff_alpha
+from annotation.aggregation.distributions import (
     distribution_stats,
     emd,
     figure3_stats,

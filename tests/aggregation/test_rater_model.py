@@ -7,12 +7,12 @@ import pytest
 from scipy import optimize, sparse
 from scipy.special import logsumexp
 
-from annotation import rater_model
-from annotation.distributions import RatingArrays, rating_arrays
-from annotation.panel import Panel
-from annotation.rater_model import rater_model_fit
-from annotation.synthetic import SyntheticConfig, sample_labels
+from annotation.aggregation import rater_model
+from annotation.aggregation.distributions import RatingArrays, rating_arrays
+from annotation.aggregation.rater_model import rater_model_fit
 from benchmarks.rater_model import rater_model_validation
+from simulator.panel import Panel
+from simulator.synthetic import SyntheticConfig, sample_labels
 
 
 def synthetic_ratings(

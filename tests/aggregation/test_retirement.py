@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from annotation.distributions import emd
-from annotation.retirement import (
+from annotation.aggregation.distributions import emd
+from annotation.aggregation.retirement import (
     DEFAULT_MAX_VOTES,
     posterior_expected_emd,
     retirement_decision,

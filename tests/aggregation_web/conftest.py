@@ -12,8 +12,8 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
+from annotation.ingest.services import clip_vote_counts_recount
 from annotation.models import Clip, Rating, RatingChange
-from annotation.services import clip_vote_counts_recount
 from tests.conftest import PASSWORD
 from tests.grading.conftest import stub_clip_create
 
@@ -56,7 +56,7 @@ def make_experts(make_user) -> Callable[..., list]:  # type: ignore[no-untyped-d
 def add_votes(db) -> Callable[..., list[Rating]]:  # type: ignore[no-untyped-def]
     """``add_votes(clip, "AABC", raters, time_ms=5000, age_hours=0)``: rater k grades the clip
     grades[k]; Rating and RatingChange rows are bulk-written and the clip's counts recounted,
-    as `annotation.importer` does. A space in `grades` skips that rater."""
+    as `datasets.importer` does. A space in `grades` skips that rater."""
 
     def add(
         clip: Clip,

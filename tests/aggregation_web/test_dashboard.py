@@ -6,9 +6,9 @@ import re
 
 import pytest
 
-from annotation import grading
+from annotation.aggregation.selectors import rater_model_current
+from annotation.grading import answers as grading
 from annotation.models import RaterModelSnapshot, Rating
-from annotation.selectors import rater_model_current
 from tests.browser_support import login, page_errors
 from tests.conftest import PASSWORD
 
@@ -84,7 +84,7 @@ def test_the_dashboard_counts_the_votes_retirement_saved(
     settings.MAX_VOTES = 10
     settings.RETIRE_MIN_VOTES = 2
     settings.RETIRE_TOLERANCE = 0.05
-    from annotation.retirement_service import clips_retire_settled
+    from annotation.aggregation.retirement_service import clips_retire_settled
 
     settled, unsure = make_clips(2)
     raters = make_experts(6)

@@ -10,8 +10,8 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from annotation import agreement
-from annotation.distributions import grade_counts
+from annotation.aggregation import agreement
+from annotation.aggregation.distributions import grade_counts
 from annotation.grades import GRADE_INDEX
 
 

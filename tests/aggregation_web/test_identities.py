@@ -8,8 +8,8 @@ import re
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 
+from annotation.grading.repeats import repeat_submit
 from annotation.models import Rating
-from annotation.repeat_service import repeat_submit
 
 # Not GET pages of the site: the Django admin (staff only), logging out, raw media files.
 _SKIP_PREFIXES = ("admin/", "logout/", "media/")

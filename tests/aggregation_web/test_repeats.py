@@ -6,10 +6,10 @@ import random
 
 import pytest
 
+from annotation.aggregation.selectors import clip_distribution, panel_statistics
+from annotation.grading.repeats import repeat_candidate_for_expert, repeat_submit
+from annotation.ingest.services import ServiceError
 from annotation.models import Clip, Rating, RepeatRating, Video
-from annotation.repeat_service import repeat_candidate_for_expert, repeat_submit
-from annotation.selectors import clip_distribution, panel_statistics
-from annotation.services import ServiceError
 
 
 class AlwaysRoll(random.Random):

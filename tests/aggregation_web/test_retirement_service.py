@@ -6,10 +6,10 @@ import pytest
 from django.core.management import call_command
 from django.db import transaction
 
-from annotation import grading
+from annotation.aggregation.retirement import posterior_expected_emd
+from annotation.aggregation.retirement_service import clip_retire_if_settled, clips_retire_settled
+from annotation.grading import answers as grading
 from annotation.models import Clip, Rating
-from annotation.retirement import posterior_expected_emd
-from annotation.retirement_service import clip_retire_if_settled, clips_retire_settled
 from tests.grading_support import grade_offered
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from annotation.distributions import distribution_stats, figure3_stats
+from annotation.aggregation.distributions import distribution_stats, figure3_stats
 from annotation.grades import GRADES, PROB_COLUMNS
 from datasets.datasheet import render_datasheet
 from datasets.diff import diff_versions

@@ -9,7 +9,7 @@ import pytest
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
-from annotation import field_guide
+from annotation.grading import field_guide
 from annotation.models import Rating
 
 pytestmark = pytest.mark.django_db

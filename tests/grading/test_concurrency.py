@@ -12,8 +12,8 @@ from http.cookiejar import CookieJar
 
 import pytest
 
+from annotation.ingest.services import clip_vote_counts_recount
 from annotation.models import Rating, RatingChange
-from annotation.services import clip_vote_counts_recount
 from tests.conftest import PASSWORD
 
 

@@ -9,8 +9,8 @@ from django.db import connection, transaction
 
 from annotation.api_errors import api_exception_handler
 from annotation.errors import ConflictError, ServiceError
-from annotation.field_guide import AlreadyReferenceError, NotCuratorError, NotSettledError
-from annotation.grading import AlreadyAnsweredError, NotOfferedError
+from annotation.grading.answers import AlreadyAnsweredError, NotOfferedError
+from annotation.grading.field_guide import AlreadyReferenceError, NotCuratorError, NotSettledError
 from annotation.models import AuditEvent, CannotJudge, Rating
 from datasets.services import DatasetError
 from datasets.training import AlreadyGradedError

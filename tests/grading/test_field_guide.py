@@ -8,9 +8,9 @@ import random
 import pytest
 from django.test import Client
 
-from annotation import field_guide
+from annotation.grading import field_guide
+from annotation.grading.repeats import repeat_candidate_for_expert
 from annotation.models import AuditEvent, Clip, ReferenceClip
-from annotation.repeat_service import repeat_candidate_for_expert
 from tests.grading_support import grade_offered
 
 pytestmark = pytest.mark.django_db

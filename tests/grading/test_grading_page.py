@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from annotation.ingest.services import clip_vote_counts_recount
 from annotation.models import Rating, RatingChange
-from annotation.services import clip_vote_counts_recount
 from tests.browser_support import login, page_errors
 from tests.conftest import PASSWORD
 from tests.grading.conftest import frame_level
@@ -246,7 +246,7 @@ def test_the_target_marker_sits_on_the_crop_centre_and_t_toggles_it_remembered(
 def test_g_opens_the_field_guide_of_settled_reference_clips_and_esc_closes_it(
     live_server, browser_page, make_user, make_clip
 ):
-    from annotation.field_guide import reference_clip_add
+    from annotation.grading.field_guide import reference_clip_add
     from annotation.models import Clip
 
     curator, expert = make_user("curator"), make_user("expert")

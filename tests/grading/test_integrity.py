@@ -12,7 +12,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from annotation import grading
+from annotation.grading import answers as grading
 from annotation.models import AuditEvent, CannotJudge, Clip, Rating, RatingChange
 from tests.grading_support import client_for, grade_offered, offer, post_json
 
@@ -178,7 +178,7 @@ def test_triage_is_refused_to_experts_on_the_page_and_the_api(make_user, make_cl
 def test_the_queue_never_serves_a_clip_the_account_saw_as_a_trainee(
     make_user, make_clip, cast_votes
 ) -> None:
-    from annotation.services import user_set_role
+    from annotation.access.accounts import user_set_role
     from datasets.training import trainee_rating_submit, training_set_create
     from tests.trainee.conftest import version_freeze
 
@@ -202,7 +202,7 @@ def test_the_queue_never_serves_a_clip_the_account_saw_as_a_trainee(
 
 
 def test_a_training_set_takes_only_settled_clips(make_user, make_clip, cast_votes) -> None:
-    from annotation.services import ServiceError
+    from annotation.ingest.services import ServiceError
     from datasets.training import training_set_create
     from tests.trainee.conftest import version_freeze
 

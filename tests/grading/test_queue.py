@@ -9,7 +9,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from annotation.grading import clip_next_for_expert, rating_submit
+from annotation.grading.answers import clip_next_for_expert, rating_submit
 from annotation.models import ClipAssignment, Video
 from tests.grading_support import cannot_judge_offered, offer
 

@@ -8,7 +8,7 @@ import pytest
 from django.core.exceptions import PermissionDenied
 from django.utils import timezone
 
-from annotation.grading import (
+from annotation.grading.answers import (
     AlreadyAnsweredError,
     clip_next_for_expert,
     grading_progress,
@@ -16,8 +16,8 @@ from annotation.grading import (
     rating_change,
     rating_submit,
 )
+from annotation.ingest.services import ServiceError, clip_vote_counts_recount
 from annotation.models import CannotJudge, Clip, Rating, RatingChange
-from annotation.services import ServiceError, clip_vote_counts_recount
 from tests.grading_support import cannot_judge_offered, offer
 
 pytestmark = pytest.mark.django_db

@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from annotation.grading import clip_next_for_expert, clip_panel_for_expert, rating_submit
+from annotation.grading.answers import clip_next_for_expert, clip_panel_for_expert, rating_submit
 from annotation.models import Rating, RepeatRating
 from tests.grading_support import grade_offered
 
@@ -62,7 +62,7 @@ def test_admins_cannot_grade_because_every_grade_counts(make_user, make_clip) ->
 
 
 # Issue 13 measured 27 statements for one submit-and-next step on the main of that day; the
-# queue's reads in SQL (annotation/grading_sql.py) brought it to 22 with repeats off (24 when a
+# queue's reads in SQL (annotation/grading/sql.py) brought it to 22 with repeats off (24 when a
 # repeat draw is made). A check, like any new rule, must not add statements to this path.
 STEP_QUERIES_MAX = 22
 

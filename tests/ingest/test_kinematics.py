@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from annotation.kinematics import KINEMATICS_KEYS, average_path, kinematics
+from annotation.ingest.kinematics import KINEMATICS_KEYS, average_path, kinematics
 
 
 def test_a_straight_line_at_constant_speed_is_its_own_average_path() -> None:

@@ -8,10 +8,10 @@ import cv2
 import numpy as np
 import pytest
 
-from annotation.kinematics import kinematics
-from annotation.pipeline import IngestConfig, process_video
-from annotation.tracking import CROP_FILL
-from annotation.video_io import (
+from annotation.ingest.kinematics import kinematics
+from annotation.ingest.pipeline import IngestConfig, process_video
+from annotation.ingest.tracking import CROP_FILL
+from annotation.ingest.video_io import (
     H264Output,
     H264Writer,
     IngestError,

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from annotation.tracking import (
+from annotation.ingest.tracking import (
     CROP_FILL,
     LOSS_THRESHOLD,
     HeadTracker,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from annotation.distributions import grade_mode_index as votes_grade_mode_index
+from annotation.aggregation.distributions import grade_mode_index as votes_grade_mode_index
 from modeling.ml.metrics import evaluate_distributions, grade_mode_index
 
 

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from annotation.synthetic import render_target_frames
 from modeling.ml.model import GradeDistributionModel, build_model
 from modeling.ml.morphometry import (
     MORPHOMETRY_FEATURES,
@@ -23,6 +22,7 @@ from modeling.ml.morphometry import (
     standardised_inputs,
 )
 from modeling.ml.train import TrainConfig
+from simulator.synthetic import render_target_frames
 
 SIZE = 150
 BACKGROUND = 150.0

@@ -16,7 +16,7 @@ import pytest
 from scipy.ndimage import map_coordinates
 
 from annotation.grades import GRADES, PROB_COLUMNS
-from annotation.synthetic import (
+from simulator.synthetic import (
     Bounds,
     SyntheticConfig,
     cell_sample,

@@ -10,7 +10,7 @@ from django.test import Client
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from annotation import selectors
+from annotation.aggregation import selectors
 from annotation.models import AuditEvent, Clip, Rating
 from datasets.models import TraineeRating
 from datasets.training import trainee_progress

@@ -1,4 +1,4 @@
-"""The field guide API: experts read it, curators choose its clips (`annotation.field_guide`).
+"""The field guide API: experts read it, curators choose its clips (`grading.field_guide`).
 
 A reference clip carries media, the curator's grade and note; never the clip's votes.
 Service errors rise to the API's handler (`annotation.api_errors`): 400, and 409 for a clip
@@ -15,11 +15,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotation import field_guide
+from annotation.access.permissions import IsCurator
+from annotation.access.roles import CURATOR, EXPERT, user_has_role
 from annotation.grades import GRADE_DESCRIPTIONS
+from annotation.grading import field_guide
 from annotation.models import Clip, ReferenceClip
-from annotation.permissions import IsCurator
-from annotation.roles import CURATOR, EXPERT, user_has_role
 
 
 class IsExpertOrCurator(BasePermission):

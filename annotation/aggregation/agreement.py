@@ -2,8 +2,8 @@
 the rest of the panel, and each expert's consistency with themself on hidden repeats.
 
 Ratings arrive as aligned integer arrays (clip index, rater index, grade index 0=A .. 4=E), as
-in `annotation.distributions`. Everything is vectorised; the bootstrap of alpha reuses per-clip
-coincidence matrices instead of recomputing alpha from scratch for every resample.
+in `annotation.aggregation.distributions`. Everything is vectorised; the bootstrap of alpha
+reuses per-clip coincidence matrices instead of recomputing alpha from scratch for every resample.
 
 Plain numpy/pandas, no Django.
 """
@@ -16,7 +16,7 @@ import krippendorff
 import numpy as np
 import pandas as pd
 
-from annotation.distributions import SCORES, check_index, emd, grade_counts
+from annotation.aggregation.distributions import SCORES, check_index, emd, grade_counts
 from annotation.grades import N_GRADES
 
 

@@ -1,4 +1,4 @@
-"""REST API of the annotation app: videos (upload, status) and clips, for curators.
+"""REST API of ingestion: videos (upload, status) and clips, for curators.
 
 Experts reach clips only through the grading API (blind: no votes, no predictions).
 """
@@ -8,17 +8,18 @@ from __future__ import annotations
 from django.db.models import Prefetch
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status
-from rest_framework.authtoken.views import ObtainAuthToken
-from rest_framework.exceptions import Throttled, ValidationError
 from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from annotation import services
-from annotation.login_throttle import locked_message
+from annotation.access.permissions import IsCurator
+from annotation.ingest import services
+from annotation.ingest.serializers import (
+    ClipCuratorSerializer,
+    VideoSerializer,
+    VideoUploadSerializer,
+)
 from annotation.models import Clip, Video
-from annotation.permissions import IsCurator
-from annotation.serializers import ClipCuratorSerializer, VideoSerializer, VideoUploadSerializer
 
 
 class VideoListCreateApi(generics.ListAPIView):
@@ -67,20 +68,3 @@ class ClipDetailApi(generics.RetrieveAPIView):
     queryset = Clip.objects.select_related("video__patient")
     lookup_field = "external_id"
     lookup_url_kwarg = "clip_id"
-
-
-class TokenObtainApi(ObtainAuthToken):
-    """POST username + password, get the API token for scripts (Authorization: Token ...).
-    Failed attempts are throttled like the login page's; a locked account gets 429."""
-
-    def post(self, request: Request, *args: object, **kwargs: object) -> Response:
-        try:
-            return super().post(request, *args, **kwargs)
-        except ValidationError:
-            locked_s = getattr(request, "mersv_login_locked_s", None)
-            if locked_s:
-                raise Throttled(wait=locked_s, detail=locked_message(locked_s)) from None
-            raise
-
-
-token_obtain = TokenObtainApi.as_view()

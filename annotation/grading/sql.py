@@ -1,10 +1,10 @@
 """The grading queue's reads on the submit-and-next path, written as SQL.
 
-Every expert waits on these after each vote (`annotation.grading`): which clip they hold,
+Every expert waits on these after each vote (`annotation.grading.answers`): which clip they hold,
 whether they may answer a clip, the next clip to offer, their progress. Built with the ORM they
 cost more to compile than to run (subqueries over ratings, cannot-judge answers, trainee
 ratings and holds), so they are plain SQL with parameters, on the tables and columns the
-models name. The rules stay in `annotation.grading`, which is the only caller; the tests of
+models name. The rules stay in `annotation.grading.answers`, which is the only caller; the tests of
 the queue (tests/grading) run through these statements on PostgreSQL, the demo on SQLite.
 """
 

@@ -24,9 +24,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotation import selectors
+from annotation.access.permissions import IsCurator
+from annotation.aggregation import selectors
 from annotation.models import Clip
-from annotation.permissions import IsCurator
 
 _GRADE_MAP_HELP = 'keyed by grade: {"A": .., "B": .., "C": .., "D": .., "E": ..}'
 

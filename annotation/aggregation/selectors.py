@@ -2,9 +2,9 @@
 
 Grade distributions come from the vote counts stored on Clip (kept equal to its Rating rows in
 the vote transaction), panel statistics from all expert ratings loaded in one query as index
-arrays (`ratings_frame`) and handed to the numpy code of `annotation.distributions`,
-`annotation.agreement` and `annotation.rater_model`. Query counts do not grow with the number
-of clips or ratings.
+arrays (`annotation.aggregation.ratings`) and handed to the numpy code of
+`annotation.aggregation.distributions`, `.agreement` and `.rater_model`. Query counts do not
+grow with the number of clips or ratings.
 
 Identities: rows carry the raters' user names, which are pseudonymous ids. Only curators and
 admins may be shown them; every page and API that calls these selectors is curator-only.
@@ -20,22 +20,25 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.db.models import Count, Prefetch, Q, Sum
 
-from annotation.agreement import (
+from annotation.aggregation.agreement import (
     expert_agreement,
     fleiss_kappa,
     intra_rater_consistency,
     krippendorff_alpha,
 )
-from annotation.distributions import (
+from annotation.aggregation.distributions import (
     DistributionStats,
     distribution_stats,
     figure3_stats,
-    grade_counts,
 )
-from annotation.grades import GRADE_INDEX, GRADES, N_GRADES, PROB_COLUMNS
+from annotation.aggregation.rater_model_service import (
+    rater_model_data_key,
+    rater_model_snapshot_fit,
+)
+from annotation.aggregation.ratings import RatingsFrame, ratings_frame
+from annotation.grades import GRADE_INDEX, GRADES, N_GRADES, PROB_COLUMNS, VOTE_FIELDS
 from annotation.models import (
     CannotJudge,
     Clip,
@@ -44,9 +47,7 @@ from annotation.models import (
     RatingChange,
     RepeatRating,
 )
-from annotation.rater_model_service import rater_model_data_key, rater_model_snapshot_fit
 
-VOTE_FIELDS: tuple[str, ...] = tuple(f"votes_{g.lower()}" for g in GRADES)
 # Columns of the distribution table (GET /api/distributions.csv).
 CSV_COLUMNS: tuple[str, ...] = ("clip_id", *PROB_COLUMNS, "n", "mean", "std", "mode")
 MAX_BOOTSTRAP = 5000
@@ -177,68 +178,6 @@ def _csv_chunk(chunk: list[tuple]) -> Iterator[list[str]]:
         ]
 
 
-# --- all ratings as index arrays -------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RatingsFrame:
-    """Every expert rating as aligned index arrays (the layout of annotation.distributions)."""
-
-    clip_idx: np.ndarray  # (n_ratings,) int, index into clip_pks
-    rater_idx: np.ndarray  # (n_ratings,) int, index into rater_pks
-    grade_idx: np.ndarray  # (n_ratings,) int, 0=A .. 4=E
-    time_ms: np.ndarray  # (n_ratings,) int, time spent on the grade; 0 = not measured (import)
-    clip_pks: np.ndarray  # (n_clips,) int, every clip, ascending
-    clip_ids: tuple[str, ...]  # (n_clips,) external ids
-    rater_pks: np.ndarray  # (n_raters,) int, users with at least one rating, ascending
-    rater_names: tuple[str, ...]  # (n_raters,) pseudonymous user names
-
-    @property
-    def n_clips(self) -> int:
-        return int(self.clip_pks.size)
-
-    @property
-    def n_raters(self) -> int:
-        return int(self.rater_pks.size)
-
-    def counts(self) -> np.ndarray:
-        """Votes per clip and grade, (n_clips, 5)."""
-        return grade_counts(self.clip_idx, self.grade_idx, self.n_clips)
-
-
-def ratings_frame() -> RatingsFrame:
-    """All expert ratings in one query (plus one for the clips, one for the raters' names)."""
-    clips = list(Clip.objects.order_by("pk").values_list("pk", "external_id"))
-    clip_pks = np.array([pk for pk, _ in clips], dtype=np.int64)
-    rows = list(
-        Rating.objects.order_by().values_list("clip_id", "rater_id", "grade", "time_spent_ms")
-    )
-    if rows:
-        clip_col, rater_col, grade_col, time_col = zip(*rows, strict=True)
-    else:
-        clip_col = rater_col = grade_col = time_col = ()
-    rating_clips = np.fromiter(clip_col, dtype=np.int64, count=len(rows))
-    rater_pks, rater_idx = np.unique(
-        np.fromiter(rater_col, dtype=np.int64, count=len(rows)), return_inverse=True
-    )
-    # Grades are single ASCII letters: one join and a byte view beat a dict lookup per row.
-    grade_idx = np.frombuffer("".join(grade_col).encode("ascii"), dtype=np.uint8).astype(np.int64)
-    grade_idx -= ord(GRADES[0])
-    names = dict(
-        get_user_model().objects.filter(pk__in=rater_pks.tolist()).values_list("pk", "username")
-    )
-    return RatingsFrame(
-        clip_idx=np.searchsorted(clip_pks, rating_clips),
-        rater_idx=rater_idx.astype(np.int64).ravel(),
-        grade_idx=grade_idx,
-        time_ms=np.fromiter(time_col, dtype=np.int64, count=len(rows)),
-        clip_pks=clip_pks,
-        clip_ids=tuple(external_id for _, external_id in clips),
-        rater_pks=rater_pks,
-        rater_names=tuple(names[pk] for pk in rater_pks.tolist()),
-    )
-
-
 # --- the rater model -------------------------------------------------------------------------
 
 
@@ -303,7 +242,7 @@ class ExpertRow:
     n_timed: int  # grades with a measured time (imported grades have none)
     n_fast: int  # very fast grades (fast_grade_mask)
     fast_share: float | None  # n_fast / n_timed
-    # Grade changes made after seeing the panel: kept apart, never counted (annotation.grading).
+    # Grade changes made after seeing the panel: kept apart, never counted (grading.answers).
     n_changed_after_panel: int = 0
 
     @property
@@ -344,7 +283,9 @@ class PanelStatistics:
     n_rated_clips: int
     n_raters: int
     n_ratings: int
-    figure3: dict[str, Any]  # annotation.distributions.figure3_stats, ratings_per_expert included
+    figure3: dict[
+        str, Any
+    ]  # annotation.aggregation.distributions.figure3_stats, ratings_per_expert included
     agreement: Agreement
     consistency: Consistency
     experts: list[ExpertRow]
@@ -590,7 +531,6 @@ __all__ = [
     "ExpertRow",
     "PanelStatistics",
     "RaterModelInfo",
-    "RatingsFrame",
     "RetirementProgress",
     "clip_distribution",
     "clip_distribution_corrected",
@@ -601,7 +541,6 @@ __all__ = [
     "fast_grade_mask",
     "panel_statistics",
     "rater_model_current",
-    "ratings_frame",
     "retirement_progress",
     "snapshot_corrected_by_clip",
 ]

@@ -1,4 +1,4 @@
-"""Writes of the annotation app: accounts, videos and their ingestion, clips.
+"""Writes of ingestion: patients, videos and their ingestion, clips.
 
 Each service takes keyword-only arguments and runs in one transaction; Celery tasks are sent
 with `transaction.on_commit`, so a worker never sees a row that was rolled back.
@@ -10,76 +10,27 @@ import logging
 import shutil
 import uuid
 from collections.abc import Sequence
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractUser, Group
-from django.contrib.auth.password_validation import validate_password
+from django.contrib.auth.models import AbstractUser
 from django.core.files import File
 from django.db import transaction
 from django.utils import timezone
 
-from annotation.audit import audit_actor, audit_record
+from annotation.access.audit import audit_record
 from annotation.errors import ServiceError  # raised here; importers may keep this path
 from annotation.models import Clip, Patient, Rating, Video
-from annotation.roles import ADMIN, role_check
 
 if TYPE_CHECKING:
-    from annotation.isolation import DecodeLimits
-    from annotation.pipeline import IngestConfig, VideoOutput
+    from annotation.ingest.isolation import DecodeLimits
+    from annotation.ingest.pipeline import IngestConfig, VideoOutput
 
 log = logging.getLogger(__name__)
 
 ALLOWED_VIDEO_SUFFIXES = (".mp4", ".avi")
-
-
-def user_create(
-    *,
-    username: str,
-    role: str,
-    password: str | None,
-    validate: bool = True,
-    by: AbstractUser | None = None,
-) -> AbstractUser:
-    """Create a user in one role. password=None makes an account without a usable password
-    (raters imported from a dataset, who log in only once an admin sets one). `by`: as in
-    `user_set_role`."""
-    role_check(role)
-    User = get_user_model()
-    if User.objects.filter(username=username).exists():
-        raise ServiceError(f"a user named {username!r} already exists")
-    user = User(username=username)
-    if password is None:
-        user.set_unusable_password()
-    else:
-        if validate:
-            validate_password(password, user=user)
-        user.set_password(password)
-    if role == ADMIN:
-        user.is_staff = True
-        user.is_superuser = True
-    with transaction.atomic(), _actor_for(by):
-        user.save()
-        user.groups.add(Group.objects.get_or_create(name=role)[0])
-    return user
-
-
-def user_set_role(*, user: AbstractUser, role: str, by: AbstractUser | None = None) -> None:
-    """Put the user in one role. `by`: the account making the change, named in the audit log
-    (without it, an actor set by the caller with `audit_actor`, if any)."""
-    role_check(role)
-    with transaction.atomic(), _actor_for(by):
-        user.groups.set([Group.objects.get_or_create(name=role)[0]])
-        user.is_staff = user.is_superuser = role == ADMIN
-        user.save(update_fields=["is_staff", "is_superuser"])
-
-
-def _actor_for(by: AbstractUser | None) -> AbstractContextManager[object]:
-    return nullcontext() if by is None else audit_actor(via="service", user=by)
 
 
 def patient_get_or_create(*, code: str) -> Patient:
@@ -111,7 +62,7 @@ def video_sniff_format(fileobj: IO[bytes]) -> str:
 
     Checked before the file is stored. Leaves the file's position at the start.
     """
-    from annotation.video_io import sniff_video_container
+    from annotation.ingest.video_io import sniff_video_container
 
     fileobj.seek(0)
     container = sniff_video_container(fileobj.read(12))
@@ -187,7 +138,7 @@ def _default_clip_id(video: Video, index: int) -> str:
 
 def decode_limits() -> DecodeLimits:
     """The limits every decoding child runs under (settings MERSV_DECODE_*)."""
-    from annotation.isolation import DecodeLimits
+    from annotation.ingest.isolation import DecodeLimits
 
     return DecodeLimits(
         mem_mb=settings.DECODE_MEM_MB, cpu_s=settings.DECODE_CPU_S, wall_s=settings.DECODE_WALL_S
@@ -211,8 +162,8 @@ def video_ingest(*, video_id: int) -> Video:
 
     On a bad file or a lost target the video gets a clear error and no clip is created.
     """
-    from annotation.isolation import process_video_isolated
-    from annotation.video_io import IngestError
+    from annotation.ingest.isolation import process_video_isolated
+    from annotation.ingest.video_io import IngestError
 
     video = Video.objects.get(pk=video_id)
     if video.clips.exists():  # done by an earlier delivery of the same task
@@ -296,7 +247,7 @@ def clips_create_from_output(*, video: Video, output: VideoOutput, config: Inges
 
 
 def ingest_config() -> IngestConfig:
-    from annotation.pipeline import IngestConfig
+    from annotation.ingest.pipeline import IngestConfig
 
     return IngestConfig(n_frames=settings.INGEST_N_FRAMES, crop_size=settings.INGEST_CROP_SIZE)
 

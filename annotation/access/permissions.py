@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework.permissions import BasePermission
 
-from annotation.roles import CURATOR, EXPERT, TRAINEE, user_has_role, user_role
+from annotation.access.roles import CURATOR, EXPERT, TRAINEE, user_has_role, user_role
 
 
 class _RolePermission(BasePermission):

@@ -25,7 +25,7 @@ from django.contrib.auth.signals import user_logged_in, user_logged_out, user_lo
 from django.db.models.signals import m2m_changed
 from django.http import HttpRequest
 
-from annotation.access_log import denial_log
+from annotation.access.access_log import denial_log
 from annotation.models import AuditEvent
 
 log = logging.getLogger(__name__)
@@ -178,7 +178,7 @@ def receivers_connect() -> None:
 
 
 def permission_denied_record(request: HttpRequest, reason: str) -> None:
-    """An audit event and one log line (annotation/access_log.py) for a refused request."""
+    """An audit event and one log line (annotation/access/access_log.py) for a refused request."""
     denial_log(request, reason)
     try:
         audit_record(

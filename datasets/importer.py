@@ -26,9 +26,9 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
+from annotation.access.roles import EXPERT, user_role
 from annotation.grades import GRADES
 from annotation.models import Clip, Rating, RatingChange, Video
-from annotation.roles import EXPERT, user_role
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 CLIP_COLUMNS = ("clip_id", "patient_id", "video", "fps", "x", "y")
@@ -130,9 +130,9 @@ def _safe_relative(root: Path, name: str) -> Path | None:
 
 def dataset_validate(root: Path) -> ImportPlan:
     """Phase 1: check every row and every video; raise ImportValidationError listing problems."""
-    from annotation import services
-    from annotation.isolation import probe_video_isolated
-    from annotation.video_io import IngestError
+    from annotation.ingest import services
+    from annotation.ingest.isolation import probe_video_isolated
+    from annotation.ingest.video_io import IngestError
 
     problems: list[str] = []
     clip_dicts = _read_csv(root / "clips.csv", CLIP_COLUMNS, problems)
@@ -277,9 +277,9 @@ def dataset_import(
     with nothing written, unless skip_untrackable: then its clips and their ratings are left
     out and listed in the result.
     """
-    from annotation import services
-    from annotation.isolation import process_video_isolated
-    from annotation.video_io import IngestError
+    from annotation.ingest import services
+    from annotation.ingest.isolation import process_video_isolated
+    from annotation.ingest.video_io import IngestError
 
     root = root.resolve()
     plan = dataset_validate(root)
@@ -329,7 +329,8 @@ def dataset_import(
 
 
 def _write(plan: ImportPlan, outputs: dict, config, staging: Path) -> ImportResult:  # type: ignore[no-untyped-def]
-    from annotation import services
+    from annotation.access.accounts import user_create
+    from annotation.ingest import services
 
     media_root = Path(settings.MEDIA_ROOT)
     moved: list[Path] = []
@@ -341,9 +342,7 @@ def _write(plan: ImportPlan, outputs: dict, config, staging: Path) -> ImportResu
             raters_created = 0
             for rater_id in rater_ids:
                 if rater_id not in users:
-                    users[rater_id] = services.user_create(
-                        username=rater_id, role=EXPERT, password=None
-                    )
+                    users[rater_id] = user_create(username=rater_id, role=EXPERT, password=None)
                     raters_created += 1
             for video_name, (output, out_dir) in sorted(outputs.items()):
                 rows = plan.new_videos[video_name]
@@ -383,7 +382,7 @@ def _write(plan: ImportPlan, outputs: dict, config, staging: Path) -> ImportResu
             )
             services.clip_vote_counts_recount(clip_ids=list(set(clips.values())))
             # Imported clips with settled distributions leave the expert queue at once.
-            from annotation.retirement_service import clips_retire_settled
+            from annotation.aggregation.retirement_service import clips_retire_settled
 
             clips_retire_settled()
     except Exception:

@@ -38,9 +38,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from annotation.kinematics import Kinematics, kinematics
-from annotation.tracking import CROP_FILL, HeadTracker, crop_centred
-from annotation.video_io import (
+from annotation.ingest.kinematics import Kinematics, kinematics
+from annotation.ingest.tracking import CROP_FILL, HeadTracker, crop_centred
+from annotation.ingest.video_io import (
     H264Output,
     H264Writer,
     IngestError,
@@ -66,7 +66,7 @@ Box = tuple[int, int, int, int]  # x, y, width, height
 @dataclass(frozen=True)
 class IngestConfig:
     """How clips are cut. The defaults are the paper's (16 frames = 1 s, 150 px crops) and
-    the tracker's tuned ones (see `annotation.tracking`)."""
+    the tracker's tuned ones (see `annotation.ingest.tracking`)."""
 
     n_frames: int = 16
     crop_size: int = 150

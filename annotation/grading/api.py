@@ -2,7 +2,7 @@
 
 Blind by construction: the clip an expert receives carries media and geometry only (no votes,
 no predictions); a distribution comes back only in the answer to the expert's own grade, and
-only when SHOW_PANEL_AFTER_VOTE is on (`annotation.grading.clip_panel_for_expert`).
+only when SHOW_PANEL_AFTER_VOTE is on (`annotation.grading.answers.clip_panel_for_expert`).
 Each view parses, checks the role, calls one service and renders; its errors rise to the
 API's handler (`annotation.api_errors`): ServiceError becomes 400, a second answer to the same
 clip or an answer to a clip not on offer 409.
@@ -17,10 +17,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotation import grading
+from annotation.access.permissions import IsExpert
 from annotation.api_errors import field_validator
+from annotation.grading import answers as grading
+from annotation.grading import checks
 from annotation.models import CannotJudge, Clip, ClipAssignment, Rating
-from annotation.permissions import IsExpert
 
 
 class GradingClipOutputSerializer(serializers.ModelSerializer):
@@ -123,17 +124,17 @@ def _telemetry_field() -> serializers.JSONField:
     return serializers.JSONField(
         required=False,
         default=dict,
-        validators=[field_validator(grading.telemetry_clean)],
+        validators=[field_validator(checks.telemetry_clean)],
         help_text=(
             "plays, frames_stepped (whole numbers), speeds_used (list of "
-            f"{', '.join(f'{s:g}' for s in grading.TELEMETRY_SPEEDS)}), "
+            f"{', '.join(f'{s:g}' for s in checks.TELEMETRY_SPEEDS)}), "
             "zoom_used, full_field_opened (booleans)"
         ),
     )
 
 
 def _time_spent_field(**kwargs: object) -> serializers.IntegerField:
-    return serializers.IntegerField(min_value=0, max_value=grading.MAX_TIME_SPENT_MS, **kwargs)
+    return serializers.IntegerField(min_value=0, max_value=checks.MAX_TIME_SPENT_MS, **kwargs)
 
 
 def _clip_for(clip_id: str) -> Clip:
@@ -160,7 +161,7 @@ class GradingNextApi(APIView):
 
 class RatingSubmitInputSerializer(serializers.Serializer):
     clip_id = serializers.CharField(max_length=64)
-    grade = serializers.CharField(max_length=8, validators=[field_validator(grading.grade_check)])
+    grade = serializers.CharField(max_length=8, validators=[field_validator(checks.grade_check)])
     time_spent_ms = _time_spent_field()
     telemetry = _telemetry_field()
     next = _next_field()
@@ -224,7 +225,7 @@ class RatingListSubmitApi(generics.ListAPIView):
 
 
 class RatingChangeInputSerializer(serializers.Serializer):
-    grade = serializers.CharField(max_length=8, validators=[field_validator(grading.grade_check)])
+    grade = serializers.CharField(max_length=8, validators=[field_validator(checks.grade_check)])
     time_spent_ms = _time_spent_field(required=False, default=0)
     telemetry = _telemetry_field()
 

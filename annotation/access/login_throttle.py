@@ -21,7 +21,7 @@ from django.db.models import F
 from django.http import HttpRequest
 from django.utils import timezone
 
-from annotation.audit import client_ip
+from annotation.access.audit import client_ip
 from annotation.models import LoginThrottle
 
 

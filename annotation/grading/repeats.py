@@ -1,5 +1,5 @@
 """Hidden repeats: a clip an expert graded a while ago is offered again, blind, to measure how
-consistent the expert is with themself (`annotation.agreement.intra_rater_consistency`).
+consistent the expert is with themself (`annotation.aggregation.agreement.intra_rater_consistency`).
 
 The answer is stored as a RepeatRating, apart from Rating: it never counts in a grade
 distribution, never moves the clip's vote counts, and so takes no Clip lock.
@@ -21,7 +21,7 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from annotation.errors import ServiceError
-from annotation.grading import grade_check, time_spent_check
+from annotation.grading.checks import grade_check, time_spent_check
 from annotation.models import Clip, Rating, RepeatRating, Video
 
 if TYPE_CHECKING:

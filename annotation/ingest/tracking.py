@@ -34,7 +34,7 @@ changed beyond recognition) or the best match lies on the edge of the search win
 moved further than the window reaches) in ``MAX_EDGE_HITS`` frames running. Tracking stops
 there; an unreadable frame (empty, wrong shape) is a loss too, never an exception.
 
-The settings were tuned on `annotation.synthetic` videos (see ``benchmarks/ingestion.py``).
+The settings were tuned on `simulator.synthetic` videos (see ``benchmarks/ingestion.py``).
 """
 
 from __future__ import annotations

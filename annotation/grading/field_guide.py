@@ -4,7 +4,7 @@ Blindness: an expert must never meet, in the guide, a clip they may still be ask
 and never a clip's votes. So a curator may choose only a retired clip (it left the grading
 pool), the guide shows only references whose clip is still retired (a clip reopened later
 drops out of it until it settles again), a reference clip is never offered as a hidden repeat
-(`annotation.repeat_service`), and what the guide shows is the curator's grade and note only.
+(`annotation.grading.repeats`), and what the guide shows is the curator's grade and note only.
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING
 
 from django.db import transaction
 
-from annotation.audit import audit_record
+from annotation.access.audit import audit_record
+from annotation.access.roles import CURATOR, user_has_role
 from annotation.errors import ConflictError, ServiceError
 from annotation.grades import GRADES
-from annotation.grading import grade_check
+from annotation.grading.checks import grade_check
 from annotation.models import Clip, ReferenceClip, Video
-from annotation.roles import CURATOR, user_has_role
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser

@@ -3,7 +3,7 @@
 Each expert j sees a clip of latent quality z (higher is better) as ``z - severity_j + noise_j * e``
 with ``e ~ N(0, 1)`` and cuts that on thresholds shared by the whole panel into E < D < C < B < A.
 A harsh expert has a positive severity. The same model, fit to real votes, is the rater model of
-`annotation.rater_model`; here it generates votes with a known truth.
+`annotation.aggregation.rater_model`; here it generates votes with a known truth.
 
 Plain numpy/scipy, no Django.
 """

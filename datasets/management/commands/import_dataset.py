@@ -7,7 +7,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
-from annotation.importer import ImportValidationError, dataset_import
+from datasets.importer import ImportValidationError, dataset_import
 
 
 class Command(BaseCommand):

@@ -5,7 +5,7 @@ rater model, retirement, training) use it because the real dataset cannot be pub
 
 Each tagged *target* sperm gets a latent motility ``m`` and morphology ``h`` in [0, 1]; its
 latent quality ``z = quality_scale * (w * m + (1 - w) * h) + quality_offset`` (higher is
-better) is graded by the ordinal expert panel of `annotation.panel`. Both latents show in the
+better) is graded by the ordinal expert panel of `simulator.panel`. Both latents show in the
 video: ``m`` picks the motion (immotile < non-progressive < sluggish < progressive, speed
 rising inside each band), ``h`` the head (normal oval, tapered, pear, round, amorphous, and
 vacuoles as ``h`` falls).
@@ -31,7 +31,7 @@ Files written by `generate_dataset` (the exchange format plus the truth)::
     truth_experts.csv   rater_id, severity, noise
     truth_panel.json    {"thresholds": [...], "seed": ..., "config": {...}}
 
-Command line: ``python -m annotation.synthetic OUT_DIR --clips 30 --seed 0``.
+Command line: ``python -m simulator.synthetic OUT_DIR --clips 30 --seed 0``.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ import pandas as pd
 from scipy.stats import beta, norm
 
 from annotation.grades import GRADES, PROB_COLUMNS
-from annotation.panel import Panel, panel_expected_distribution, panel_sample, panel_votes
+from simulator.panel import Panel, panel_expected_distribution, panel_sample, panel_votes
 
 # Worst to best: the order of the motility bands in [0, 1].
 MOTION_TYPES: tuple[str, ...] = ("immotile", "non_progressive", "sluggish", "progressive")
@@ -1075,7 +1075,7 @@ def load_truth(out_dir: Path) -> dict[str, pd.DataFrame]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m annotation.synthetic",
+        prog="python -m simulator.synthetic",
         description="Write a synthetic MERSV-like dataset (exchange format + truth files).",
     )
     defaults = SyntheticConfig()

@@ -1,4 +1,4 @@
-"""Adaptive retirement of clips (the rule: `annotation.retirement.retirement_decision`).
+"""Adaptive retirement of clips (the rule: `annotation.aggregation.retirement.retirement_decision`).
 
 `Clip.retired_at` mirrors the rule applied to the clip's current votes with the settings
 RETIRE_TOLERANCE, RETIRE_MIN_VOTES and MAX_VOTES: a clip is retired once settled, and reopened
@@ -18,9 +18,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from annotation.aggregation.retirement import retirement_decision
+from annotation.grades import VOTE_FIELDS
 from annotation.models import Clip
-from annotation.retirement import retirement_decision
-from annotation.selectors import VOTE_FIELDS
 
 
 def clips_settled(counts: np.ndarray) -> np.ndarray:

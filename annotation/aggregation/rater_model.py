@@ -1,7 +1,7 @@
 """The ordinal rater model fitted to real votes: expert severity and noise, clip quality, and a
 severity-corrected grade distribution per clip.
 
-The model is the one `annotation.panel` simulates: expert j sees clip i as
+The model is the one `simulator.panel` simulates: expert j sees clip i as
 ``z_i - severity_j + noise_j * e`` (e ~ N(0, 1)) and cuts it on thresholds t_1 < .. < t_4 shared
 by the panel into E < D < C < B < A. Higher z = better clip; positive severity = harsher expert.
 
@@ -37,7 +37,7 @@ import numpy as np
 from scipy import optimize, sparse
 from scipy.special import logsumexp, ndtr, ndtri
 
-from annotation.distributions import check_index
+from annotation.aggregation.distributions import check_index
 from annotation.grades import N_GRADES
 
 # Stands in for an infinite outer threshold: keeps u * pdf(u) at 0 where +-inf would give NaN.

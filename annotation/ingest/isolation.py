@@ -2,14 +2,14 @@
 
 FFmpeg parses whatever a user uploads; a crafted file may crash it (a segfault would take the
 Celery worker down), loop forever or allocate without bound. ``process_video_isolated`` and
-``probe_video_isolated`` run ``annotation.pipeline`` in a child process under RLIMIT_AS and
+``probe_video_isolated`` run ``annotation.ingest.pipeline`` in a child process under RLIMIT_AS and
 RLIMIT_CPU, kill its whole process group past the wall-time limit, and turn every way it can
 die into an ``IngestError`` that says what happened. Plain Python, no Django: the caller
 passes the limits.
 
 Starting a Python interpreter and importing OpenCV, PyAV and numpy costs about a third of a
 CPU-second, several times the work of ingesting a 16-frame clip. So each calling process
-(each thread of it) keeps one *decode server*: ``python -m annotation.isolation --serve``,
+(each thread of it) keeps one *decode server*: ``python -m annotation.ingest.isolation --serve``,
 which imports those modules once and then forks a fresh child for every request. The server
 itself never opens a user's file; each child does, alone, in its own session under the
 limits, and exits. A child that crashes or is killed leaves the server as it was; a server
@@ -40,9 +40,9 @@ from pathlib import Path
 
 import numpy as np
 
-from annotation.kinematics import Kinematics
-from annotation.pipeline import ClipOutput, IngestConfig, VideoOutput
-from annotation.video_io import IngestError, VideoInfo
+from annotation.ingest.kinematics import Kinematics
+from annotation.ingest.pipeline import ClipOutput, IngestConfig, VideoOutput
+from annotation.ingest.video_io import IngestError, VideoInfo
 
 # Seconds a decode server may take to start (import, warm up) or to fork a child.
 SERVER_START_S = 60.0
@@ -151,7 +151,7 @@ class _ServerGone(Exception):
 
 
 class _DecodeServer:
-    """One ``python -m annotation.isolation --serve`` process and the line protocol to it:
+    """One ``python -m annotation.ingest.isolation --serve`` process and the line protocol to it:
     a request line (paths of the request, result and stderr files) in; the forked child's
     pid, then its wait status and CPU time, out."""
 
@@ -163,7 +163,7 @@ class _DecodeServer:
         self._closed = False
         self.ready = False  # True once it said so, after importing and warming up
         self.process = subprocess.Popen(
-            [self.executable, "-m", "annotation.isolation", "--serve"],
+            [self.executable, "-m", "annotation.ingest.isolation", "--serve"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._errors,
@@ -359,7 +359,7 @@ def process_video_isolated(
     fps: float | None = None,
     limits: DecodeLimits = DecodeLimits(),
 ) -> VideoOutput:
-    """``annotation.pipeline.process_video`` in a child process under ``limits``.
+    """``annotation.ingest.pipeline.process_video`` in a child process under ``limits``.
 
     Raises IngestError as process_video does, and also when the child crashes, runs out of
     memory or CPU time, or takes longer than ``limits.wall_s``; out_dir is then left as it was.
@@ -380,7 +380,7 @@ def process_video_isolated(
 
 
 def probe_video_isolated(path: Path, *, limits: DecodeLimits = DecodeLimits()) -> VideoInfo:
-    """``annotation.video_io.probe_video`` in a child process under ``limits``."""
+    """``annotation.ingest.video_io.probe_video`` in a child process under ``limits``."""
     answer = _answer(_run_child({"op": "probe", "path": str(path)}, limits, out_dir=None))
     return VideoInfo(**answer["info"])  # type: ignore[index]
 
@@ -399,8 +399,8 @@ def _child_main(request_path: Path, result_path: Path) -> None:
     _limit_self(request["limits"])
     import cv2
 
-    from annotation.pipeline import process_video
-    from annotation.video_io import probe_video
+    from annotation.ingest.pipeline import process_video
+    from annotation.ingest.video_io import probe_video
 
     try:
         if request["op"] == "probe":
@@ -436,8 +436,8 @@ def _warm_up() -> None:
     its memory limit)."""
     import numpy as np
 
-    from annotation.pipeline import IngestConfig, process_video
-    from annotation.video_io import encode_h264_mp4, probe_video
+    from annotation.ingest.pipeline import IngestConfig, process_video
+    from annotation.ingest.video_io import encode_h264_mp4, probe_video
 
     rows, columns = np.mgrid[0:48, 0:64]
     frames = np.stack(

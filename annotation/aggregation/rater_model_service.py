@@ -3,7 +3,7 @@
 A fit of the paper's scale (615 clips x 40 experts) takes about a second, too long for every
 page view. A snapshot is keyed by the ratings it saw (`rater_model_data_key`: their count, the
 newest id and the newest update time), so any new, changed or deleted rating makes it stale;
-`annotation.selectors.rater_model_current` then fits again on the request that finds it
+`annotation.aggregation.selectors.rater_model_current` then fits again on the request that finds it
 stale and every later request reuses the row. A row in the database, not the process-local
 cache, so the web processes and the worker share one fit and it survives restarts.
 """
@@ -17,11 +17,11 @@ import numpy as np
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Max
 
+from annotation.aggregation.rater_model import rater_model_fit
 from annotation.models import RaterModelSnapshot, Rating
-from annotation.rater_model import rater_model_fit
 
 if TYPE_CHECKING:
-    from annotation.selectors import RatingsFrame
+    from annotation.aggregation.ratings import RatingsFrame
 
 
 def rater_model_data_key() -> str:
