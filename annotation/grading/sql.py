@@ -5,7 +5,7 @@ whether they may answer a clip, the next clip to offer, their progress. Built wi
 cost more to compile than to run (subqueries over ratings, cannot-judge answers, trainee
 ratings and holds), so they are plain SQL with parameters, on the tables and columns the
 models name. The rules stay in `annotation.grading.answers`, which is the only caller; the tests of
-the queue (tests/grading) run through these statements on PostgreSQL, the demo on SQLite.
+the queue (tests/annotation/grading) run through these statements on PostgreSQL, the demo on SQLite.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from annotation.ingest.tracking import (
     crop_centred,
     track_target,
 )
-from tests.ingest.videos import render_frames
+from tests.annotation.ingest.videos import render_frames
 
 Frames = Callable[..., tuple[np.ndarray, np.ndarray]]
 

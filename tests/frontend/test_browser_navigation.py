@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth.models import Group
 
+from tests.annotation.grading.conftest import make_clip  # noqa: F401  (a fixture)
 from tests.browser_support import login, page_errors
 from tests.conftest import PASSWORD
-from tests.grading.conftest import make_clip  # noqa: F401  (a fixture)
 
 
 def _nav_hrefs(page) -> list[str]:  # type: ignore[no-untyped-def]

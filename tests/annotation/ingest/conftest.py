@@ -7,7 +7,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from tests.ingest.videos import head_path, render_frames
+from tests.annotation.ingest.videos import head_path, render_frames
 
 
 @pytest.fixture

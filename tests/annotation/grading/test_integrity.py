@@ -180,7 +180,7 @@ def test_the_queue_never_serves_a_clip_the_account_saw_as_a_trainee(
 ) -> None:
     from annotation.access.accounts import user_set_role
     from datasets.training import trainee_rating_submit, training_set_create
-    from tests.trainee.conftest import version_freeze
+    from tests.datasets.trainee.conftest import version_freeze
 
     seen, fresh = make_clip(), make_clip()
     cast_votes(seen, "AB")
@@ -204,7 +204,7 @@ def test_the_queue_never_serves_a_clip_the_account_saw_as_a_trainee(
 def test_a_training_set_takes_only_settled_clips(make_user, make_clip, cast_votes) -> None:
     from annotation.ingest.services import ServiceError
     from datasets.training import training_set_create
-    from tests.trainee.conftest import version_freeze
+    from tests.datasets.trainee.conftest import version_freeze
 
     open_clip, settled = make_clip(), make_clip()
     cast_votes(open_clip, "AB")
@@ -222,7 +222,7 @@ def test_grading_the_same_clips_in_a_second_set_does_not_raise_the_score(
     make_user, make_clip, cast_votes
 ) -> None:
     from datasets.training import trainee_progress, trainee_rating_submit, training_set_create
-    from tests.trainee.conftest import version_freeze
+    from tests.datasets.trainee.conftest import version_freeze
 
     clips = []
     for votes in ("AAA", "EEE"):

@@ -8,7 +8,7 @@ import pytest
 from datasets.models import TraineeRating
 from tests.browser_support import login, page_errors
 from tests.conftest import PASSWORD
-from tests.trainee.conftest import run_with_predictions
+from tests.datasets.trainee.conftest import run_with_predictions
 
 
 @pytest.mark.browser

@@ -14,8 +14,8 @@ from django.utils import timezone
 
 from annotation.ingest.services import clip_vote_counts_recount
 from annotation.models import Clip, Rating, RatingChange
+from tests.annotation.grading.conftest import stub_clip_create
 from tests.conftest import PASSWORD
-from tests.grading.conftest import stub_clip_create
 
 _ids = itertools.count(1)
 

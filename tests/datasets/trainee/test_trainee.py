@@ -16,7 +16,7 @@ from datasets.models import TraineeRating
 from datasets.training import trainee_progress
 from modeling.feedback import expert_comparison
 from tests.conftest import PASSWORD
-from tests.trainee.conftest import run_with_predictions
+from tests.datasets.trainee.conftest import run_with_predictions
 
 pytestmark = pytest.mark.django_db
 

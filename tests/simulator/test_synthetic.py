@@ -1,6 +1,6 @@
 """The synthetic MERSV-like generator: files, pixels, motion and votes.
 
-Run without Django: ``pytest -p no:django tests/synthetic``.
+Run without Django: ``pytest -p no:django tests/simulator``.
 """
 
 from __future__ import annotations

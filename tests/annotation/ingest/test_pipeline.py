@@ -22,7 +22,7 @@ from annotation.ingest.video_io import (
     video_frames_luma,
     write_filmstrip_png,
 )
-from tests.ingest.videos import head_path, render_frames
+from tests.annotation.ingest.videos import head_path, render_frames
 
 WIDTH, HEIGHT = 200, 160
 START = (60.3, 70.6)

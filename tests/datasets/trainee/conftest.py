@@ -13,7 +13,7 @@ from annotation.models import Clip
 from datasets.models import DatasetClip, DatasetVersion, TrainingSet
 from datasets.training import training_set_create
 from modeling.models import JobStatus, Prediction, TrainingRun
-from tests.grading.conftest import cast_votes, make_clip  # noqa: F401  (fixtures)
+from tests.annotation.grading.conftest import cast_votes, make_clip  # noqa: F401  (fixtures)
 
 
 def version_freeze(clips: list[Clip], name: str = "trainee-v1") -> DatasetVersion:

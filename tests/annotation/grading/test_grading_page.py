@@ -6,9 +6,9 @@ import pytest
 
 from annotation.ingest.services import clip_vote_counts_recount
 from annotation.models import Rating, RatingChange
+from tests.annotation.grading.conftest import frame_level
 from tests.browser_support import login, page_errors
 from tests.conftest import PASSWORD
-from tests.grading.conftest import frame_level
 
 N_FRAMES = 6
 # Predicates are functions, not expression strings: the page's CSP forbids eval().
