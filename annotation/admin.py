@@ -7,7 +7,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 from django.http import HttpRequest, HttpResponse
 
-from annotation.audit import audit_actor, role_change_record
+from annotation.access.audit import audit_actor, role_change_record
 from annotation.models import (
     AuditEvent,
     CannotJudge,

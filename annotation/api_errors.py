@@ -14,7 +14,7 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import exception_handler, set_rollback
 
-from annotation.audit import permission_denied_record
+from annotation.access.audit import permission_denied_record
 from annotation.errors import ServiceError
 
 

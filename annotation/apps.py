@@ -10,8 +10,8 @@ class AnnotationConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_migrate
 
-        from annotation.audit import receivers_connect
-        from annotation.roles import role_groups_ensure
+        from annotation.access.audit import receivers_connect
+        from annotation.access.roles import role_groups_ensure
 
         receivers_connect()
 

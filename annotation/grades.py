@@ -21,3 +21,6 @@ GRADE_DESCRIPTIONS: dict[str, str] = {
 
 # Columns of every distribution or prediction table (ARCHITECTURE.md, "Contracts").
 PROB_COLUMNS: tuple[str, ...] = tuple(f"p_{g}" for g in GRADES)
+
+# The Clip columns that count its votes per grade (votes_a .. votes_e), in grade order.
+VOTE_FIELDS: tuple[str, ...] = tuple(f"votes_{g.lower()}" for g in GRADES)

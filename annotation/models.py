@@ -3,7 +3,8 @@
 A Video is one full-field microscope recording; ingestion tracks each tagged target in it and
 cuts one Clip per target. Experts rate Clips A..E; a Clip's vote counts (votes_a..votes_e) are
 updated in the same transaction as the Rating they count, so the grade distribution read from
-them is never stale (`annotation.services.rating_submit` holds the Clip row lock while doing so).
+them is never stale (`annotation.grading.answers.rating_submit` holds the Clip row lock while
+doing so).
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ class Clip(models.Model):
     frames_file = models.FileField(upload_to="clips/", max_length=255)
     crop_file = models.FileField(upload_to="clips/", max_length=255)
     filmstrip_file = models.FileField(upload_to="clips/", max_length=255)
-    # WHO kinematics (annotation/kinematics.py): velocities in um/s, ALH in um, BCF in Hz.
+    # WHO kinematics (annotation/ingest/kinematics.py): velocities in um/s, ALH in um, BCF in Hz.
     vcl = models.FloatField()
     vsl = models.FloatField()
     vap = models.FloatField()
@@ -195,7 +196,7 @@ class CannotJudge(models.Model):
     rater = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT)
     reason = models.CharField(max_length=32, choices=Reason.choices)
     # The expert's own words, for the reason "other" only (required there): plain text, shown
-    # to curators escaped (`annotation.grading.cannot_judge_note_check`).
+    # to curators escaped (`annotation.grading.checks.cannot_judge_note_check`).
     note = models.CharField(max_length=NOTE_MAX_LENGTH, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     time_spent_ms = models.PositiveIntegerField(default=0)
@@ -215,8 +216,8 @@ class CannotJudge(models.Model):
 class ReferenceClip(models.Model):
     """A settled clip a curator chose as an example of a grade: the experts' field guide.
 
-    Only retired clips are chosen (`annotation.field_guide.reference_clip_add`) and only those
-    still retired are shown, so the guide never shows a clip of the grading pool; experts see
+    Only retired clips are chosen (`annotation.grading.field_guide.reference_clip_add`) and only
+    those still retired are shown, so the guide never shows a clip of the grading pool; experts see
     the curator's grade and note, never the clip's votes.
     """
 
@@ -245,7 +246,7 @@ class ReferenceClip(models.Model):
 
 class ClipAssignment(models.Model):
     """A clip held for one expert while they grade it, so that experts grading at the same time
-    do not all pile onto the clip with the fewest votes (`annotation.grading`).
+    do not all pile onto the clip with the fewest votes (`annotation.grading.answers`).
 
     An assignment is live until `expires_at`; it is deleted when the expert answers the clip.
     Rows are created and counted only under the Clip row lock.
@@ -277,7 +278,7 @@ class RepeatRating(models.Model):
     """An expert's blind second grade of a clip they graded before (a hidden repeat).
 
     Kept apart from Rating on purpose: a repeat measures the expert's consistency with
-    themself and never counts in a grade distribution (`annotation.repeat_service`).
+    themself and never counts in a grade distribution (`annotation.grading.repeats`).
     """
 
     clip = models.ForeignKey(Clip, on_delete=models.PROTECT, related_name="repeats")
@@ -301,10 +302,11 @@ class RepeatRating(models.Model):
 
 
 class RaterModelSnapshot(models.Model):
-    """A rater model fit (`annotation.rater_model`) cached for the pages and the API.
+    """A rater model fit (`annotation.aggregation.rater_model`) cached for the pages and the API.
 
     `data_key` names the ratings it was fitted on (count, newest id, newest update); a read
-    that finds no snapshot with the current key fits again (`annotation.rater_model_service`).
+    that finds no snapshot with the current key fits again
+    (`annotation.aggregation.rater_model_service`).
     Arrays are stored as JSON lists, aligned with `clip_pks` and `rater_pks`.
     """
 
@@ -341,7 +343,7 @@ class AuditEventQuerySet(models.QuerySet):
 
 
 class AuditEvent(models.Model):
-    """Who did what to which object, when, from where (`annotation.audit.audit_record`).
+    """Who did what to which object, when, from where (`annotation.access.audit.audit_record`).
 
     Append-only: save() refuses updates, delete() refuses, and on PostgreSQL a trigger refuses
     UPDATE and DELETE from any code path (migration 0005). Never holds passwords or tokens.
@@ -383,7 +385,7 @@ class LoginThrottle(models.Model):
 
     Kept in the database, not in process memory: gunicorn runs several workers, and each
     must see every other's failures. Rows are read under select_for_update
-    (`annotation.login_throttle`)."""
+    (`annotation.access.login_throttle`)."""
 
     key = models.CharField(max_length=200, unique=True)
     window_start = models.DateTimeField()

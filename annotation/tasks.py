@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
-from annotation import services
+from annotation.ingest import services
 
 # Decoding alone stops at MERSV_DECODE_WALL_S (180 s by default); the rest is tracking and
 # encoding. The hard limit leaves a minute to record the failure.

@@ -2,7 +2,7 @@
 
 Creates a fresh database (default `mersv_bench_agg`, on the server of DATABASE_URL, default
 postgres://postgres@127.0.0.1:5432/mersv), migrates it and loads the paper's scale: 615 clips
-graded by 40 experts (24,600 ratings) drawn from the simulated panel of `annotation.panel` on
+graded by 40 experts (24,600 ratings) drawn from the simulated panel of `simulator.panel` on
 N(0, 1) clip qualities, written with bulk_create (no media files: nothing here reads them).
 Then prints the median of several runs of
 
@@ -65,9 +65,9 @@ def load_paper_scale(*, seed: int) -> int:
     """Experts, clips and every expert's vote on every clip; returns the number of ratings."""
     from django.contrib.auth import get_user_model
 
+    from annotation.ingest.services import clip_vote_counts_recount
     from annotation.models import Clip, Patient, Rating, Video
-    from annotation.panel import panel_sample, panel_votes
-    from annotation.services import clip_vote_counts_recount
+    from simulator.panel import panel_sample, panel_votes
 
     rng = np.random.default_rng(seed)
     panel = panel_sample(n_experts=N_EXPERTS, rng=rng)
@@ -179,7 +179,7 @@ def main() -> None:
 
 
 def run_timings(runs: int) -> None:
-    from annotation import selectors
+    from annotation.aggregation import ratings, selectors
     from annotation.models import Clip, RaterModelSnapshot
 
     def distributions() -> object:
@@ -193,7 +193,7 @@ def run_timings(runs: int) -> None:
     cold = median_seconds(stats_refit, max(1, runs // 2))
     selectors.rater_model_current()  # the snapshot stays current from here on
     rows = {
-        "ratings_frame (one query, index arrays)": median_seconds(selectors.ratings_frame, runs),
+        "ratings_frame (one query, index arrays)": median_seconds(ratings.ratings_frame, runs),
         "all distributions, raw + corrected": median_seconds(distributions, runs),
         "distribution CSV rows": median_seconds(
             lambda: list(selectors.distributions_csv_rows()), runs

@@ -54,9 +54,9 @@ def fingerprint() -> dict:
     django.setup()
     from django.conf import settings
 
+    from annotation.aggregation.selectors import distributions_csv_rows
+    from annotation.ingest.services import clip_vote_counts_recount
     from annotation.models import Clip, Rating
-    from annotation.selectors import distributions_csv_rows
-    from annotation.services import clip_vote_counts_recount
     from datasets.export import MANIFEST_NAME, verify_export
     from datasets.models import DatasetVersion
     from datasets.services import export_dir_for
@@ -92,7 +92,7 @@ def main() -> None:
     if args.fingerprint:
         print(json.dumps(fingerprint()))
         return
-    from annotation.synthetic import SyntheticConfig, generate_dataset
+    from simulator.synthetic import SyntheticConfig, generate_dataset
 
     py = sys.executable
     with tempfile.TemporaryDirectory(prefix="mersv-backup-") as work:

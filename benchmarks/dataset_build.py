@@ -62,7 +62,7 @@ def main() -> None:
     parser.add_argument("--database", default="mersv_bench_dataset")
     args = parser.parse_args()
 
-    from annotation.synthetic import SyntheticConfig, generate_dataset
+    from simulator.synthetic import SyntheticConfig, generate_dataset
 
     bench = ROOT / "var" / "bench"
     data = bench / f"synthetic-{args.clips}-{args.width}x{args.height}"

@@ -189,13 +189,13 @@ def main() -> None:  # one scenario after another, top to bottom
         import pandas as pd
         from django.core.management import call_command
 
-        from annotation import services
+        from annotation.ingest import services
         from annotation.models import Clip, Video
-        from annotation.synthetic import SyntheticConfig, generate_dataset
         from datasets.models import DatasetVersion
         from datasets.services import dataset_version_create
         from modeling import services as modeling_services
         from modeling.models import EpochRecord, TrainingRun
+        from simulator.synthetic import SyntheticConfig, generate_dataset
 
         call_command("migrate", "--noinput", "-v", "0")
         data = work / "data"

@@ -3,7 +3,7 @@
 Makes a few small synthetic videos (MP4 mp4v, MP4 H.264, AVI MJPG), derives mutants from them
 (tests/robustness/mutants.py: bit flips, truncation, header and box/chunk size corruption,
 inserted, duplicated and zeroed ranges), and ingests each through
-``annotation.isolation.process_video_isolated`` (two at a time) under the decode limits.
+``annotation.ingest.isolation.process_video_isolated`` (two at a time) under the decode limits.
 Prints how many were
 
 - refused at upload (their first bytes are no MP4/AVI signature any more),
@@ -31,14 +31,14 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from annotation.isolation import DecodeLimits, process_video_isolated
-from annotation.synthetic import SyntheticConfig, generate_dataset
-from annotation.video_io import (
+from annotation.ingest.isolation import DecodeLimits, process_video_isolated
+from annotation.ingest.video_io import (
     IngestError,
     encode_h264_mp4,
     read_frames_gray,
     sniff_video_container,
 )
+from simulator.synthetic import SyntheticConfig, generate_dataset
 from tests.robustness.mutants import mutants
 
 CONTAINED_MARKERS = ("crashed", "took longer than", "of CPU time", "MB of memory", "stopped (exit")

@@ -80,8 +80,8 @@ def data_seed(*, n_clips: int, n_experts: int, n_frames: int) -> list[str]:
     from django.contrib.auth.models import Group
     from django.db import connection
 
+    from annotation.access.roles import EXPERT
     from annotation.models import Clip, Patient, Video
-    from annotation.roles import EXPERT
 
     size = settings.INGEST_CROP_SIZE
     strip = np.zeros((n_frames * size, size), np.uint8)
@@ -300,8 +300,8 @@ def gunicorn_start(
 
 def votes_check(logs: list[ExpertLog]) -> dict[str, int]:
     """Compare the clients' acknowledged votes with the database."""
+    from annotation.ingest.services import clip_vote_counts_recount
     from annotation.models import Rating, RatingChange
-    from annotation.services import clip_vote_counts_recount
 
     acked = [a for log in logs for a in log.acknowledged]
     in_db = {

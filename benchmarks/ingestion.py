@@ -1,7 +1,7 @@
 """Ingestion benchmark: tracking accuracy and speed of the ingestion on synthetic videos.
 
 Generates full-size synthetic videos (1392 x 976, 15 fps, with distractor sperm and debris)
-with `annotation.synthetic` and ingests each one twice, single-threaded, side by side:
+with `simulator.synthetic` and ingests each one twice, single-threaded, side by side:
 
 - ``worker``: exactly as the Celery worker does, `process_video_isolated`: the request goes
   to this process's decode server, which forks a child that decodes, tracks, crops, encodes
@@ -68,15 +68,15 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from annotation.isolation import (
+from annotation.ingest.isolation import (
     process_video_isolated,
     start_decode_server,
     stop_decode_server,
 )
-from annotation.kinematics import kinematics
-from annotation.pipeline import IngestConfig, process_video
-from annotation.synthetic import SyntheticConfig, generate_dataset, load_truth
-from annotation.video_io import IngestError
+from annotation.ingest.kinematics import kinematics
+from annotation.ingest.pipeline import IngestConfig, process_video
+from annotation.ingest.video_io import IngestError
+from simulator.synthetic import SyntheticConfig, generate_dataset, load_truth
 
 TARGET_MEAN_ERROR_PX = 2.0
 TARGET_FRAMES_PER_S = 150.0

@@ -162,10 +162,11 @@ def main() -> None:
     from django.core.management import call_command
     from django.db import connection
 
+    from annotation.access.accounts import user_create
+    from annotation.ingest.services import clip_vote_counts_recount
     from annotation.models import Clip, Patient, Rating, Video
-    from annotation.services import clip_vote_counts_recount, user_create
-    from annotation.synthetic import SyntheticConfig, generate_dataset
     from datasets.models import DatasetVersion, TraineeRating
+    from simulator.synthetic import SyntheticConfig, generate_dataset
 
     User = get_user_model()
 

@@ -1,7 +1,7 @@
 """Does the fitted rater model recover the full panel's grade distribution from a few votes?
 
-On data of the synthetic generator (`annotation.synthetic.sample_labels`: clip qualities as in
-the generated datasets, a 40-expert panel of `annotation.panel`, the truth known) each of 300
+On data of the synthetic generator (`simulator.synthetic.sample_labels`: clip qualities as in
+the generated datasets, a 40-expert panel of `simulator.panel`, the truth known) each of 300
 clips gets only k votes, from k experts drawn at random (every expert still grades many
 clips). The target is the panel's expected distribution (truth p_A..p_E), what an infinite
 number of full-panel ratings would give. Compared, by mean EMD to that target:
@@ -22,10 +22,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from annotation.distributions import emd, grade_counts, rating_arrays
+from annotation.aggregation.distributions import emd, grade_counts, rating_arrays
+from annotation.aggregation.rater_model import rater_model_fit
 from annotation.grades import PROB_COLUMNS
-from annotation.rater_model import rater_model_fit
-from annotation.synthetic import SyntheticConfig, sample_labels
+from simulator.synthetic import SyntheticConfig, sample_labels
 
 N_EXPERTS = 40
 N_CLIPS = 300

@@ -1,15 +1,15 @@
 """How many expert votes adaptive retirement saves, and what it costs in accuracy.
 
-Simulates the paper's scale with the synthetic generator (`annotation.synthetic.sample_labels`:
-615 clips, a 40-expert panel of `annotation.panel`). Every expert grades every clip; the votes
+Simulates the paper's scale with the synthetic generator (`simulator.synthetic.sample_labels`:
+615 clips, a 40-expert panel of `simulator.panel`). Every expert grades every clip; the votes
 of a clip arrive in a random expert order and the clip stops at its retirement
-(`annotation.retirement.retirement_decision`). Reported per setting, averaged over a few
+(`annotation.aggregation.retirement.retirement_decision`). Reported per setting, averaged over a few
 simulated datasets:
   - votes saved: 1 - votes used / (clips x experts), against every expert rating every clip;
   - mean EMD between the stopped distribution and the full 40-vote distribution of the clip;
   - mean votes per clip and the share of clips that ran to max_votes.
 The issue's target is votes saved >= 40% with mean EMD <= 0.01; the module constants of
-`annotation.retirement` are the setting chosen here.
+`annotation.aggregation.retirement` are the setting chosen here.
 
 Run: .venv/bin/python -m benchmarks.retirement
 """
@@ -21,15 +21,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from annotation.distributions import emd, rating_arrays
-from annotation.grades import N_GRADES
-from annotation.retirement import (
+from annotation.aggregation.distributions import emd, rating_arrays
+from annotation.aggregation.retirement import (
     DEFAULT_MIN_VOTES,
     DEFAULT_PRIOR,
     DEFAULT_TOLERANCE,
     retirement_decision,
 )
-from annotation.synthetic import SyntheticConfig, sample_labels
+from annotation.grades import N_GRADES
+from simulator.synthetic import SyntheticConfig, sample_labels
 
 N_CLIPS = 615
 N_EXPERTS = 40

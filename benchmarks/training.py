@@ -186,7 +186,7 @@ def manage(args: list[str], env: dict[str, str], *, quiet: bool = False) -> floa
 def prepare(args: argparse.Namespace, env: dict[str, str], var_dir: Path) -> Path:
     """Generate (or reuse) the videos, import them into a fresh database, build the version;
     returns the version's export folder."""
-    from annotation.synthetic import SyntheticConfig, generate_dataset
+    from simulator.synthetic import SyntheticConfig, generate_dataset
 
     data = ROOT / "var" / "bench" / f"synthetic-train-{args.clips}-{args.width}x{args.height}"
     if not (data / "clips.csv").exists():

@@ -160,10 +160,10 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-# Failed logins are throttled in the database (annotation/login_throttle.py): at most
+# Failed logins are throttled in the database (annotation/access/login_throttle.py): at most
 # MERSV_LOGIN_MAX_FAILURES per username and MERSV_LOGIN_MAX_FAILURES_PER_IP per client address
 # within MERSV_LOGIN_WINDOW_S seconds.
-AUTHENTICATION_BACKENDS = ["annotation.login_throttle.ThrottledModelBackend"]
+AUTHENTICATION_BACKENDS = ["annotation.access.login_throttle.ThrottledModelBackend"]
 LOGIN_MAX_FAILURES = env_int("MERSV_LOGIN_MAX_FAILURES", 5)
 LOGIN_MAX_FAILURES_PER_IP = env_int("MERSV_LOGIN_MAX_FAILURES_PER_IP", 20)
 LOGIN_WINDOW_S = env_int("MERSV_LOGIN_WINDOW_S", 15 * 60)
@@ -191,8 +191,9 @@ MAX_UPLOAD_MB = env_int("MERSV_MAX_UPLOAD_MB", 500)
 MAX_REQUEST_MB = env_int("MERSV_MAX_REQUEST_MB", 10)
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 1000
 DATA_UPLOAD_MAX_NUMBER_FILES = 5
-# Decoding an uploaded video runs in a child process with these limits (annotation/isolation.py):
-# a file that makes the decoder crash, hang or swell fails its video, never the worker.
+# Decoding an uploaded video runs in a child process with these limits
+# (annotation/ingest/isolation.py): a file that makes the decoder crash, hang or swell fails
+# its video, never the worker.
 DECODE_MEM_MB = env_int("MERSV_DECODE_MEM_MB", 2048)
 DECODE_CPU_S = env_int("MERSV_DECODE_CPU_S", 120)
 DECODE_WALL_S = env_int("MERSV_DECODE_WALL_S", 180)
@@ -200,14 +201,14 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 FILE_UPLOAD_PERMISSIONS = 0o640
 
-# Ingestion defaults (see annotation/pipeline.py).
+# Ingestion defaults (see annotation/ingest/pipeline.py).
 INGEST_N_FRAMES = env_int("MERSV_INGEST_FRAMES", 16)
 INGEST_CROP_SIZE = env_int("MERSV_CROP_SIZE", 150)
 DEFAULT_PIXEL_SIZE_UM = env_float("MERSV_PIXEL_SIZE_UM", 0.5)
 
 # Grading. The panel's votes stay hidden after a vote unless the lab turns this on: a grade
-# changed after seeing the panel is kept apart and never counted (`annotation.grading`), so the
-# default gives independent votes without configuring anything.
+# changed after seeing the panel is kept apart and never counted (`annotation.grading.answers`),
+# so the default gives independent votes without configuring anything.
 SHOW_PANEL_AFTER_VOTE = env_bool("MERSV_SHOW_PANEL_AFTER_VOTE", False)
 # A clip's vote target: the queue stops offering it once its votes plus the clips held for other
 # experts reach this (the paper's panel had 40 experts).
@@ -217,12 +218,12 @@ ASSIGNMENT_MINUTES = env_int("MERSV_ASSIGNMENT_MINUTES", 10)
 # A grading session ends after this long without an answer (the session summary page).
 GRADING_SESSION_IDLE_HOURS = env_float("MERSV_GRADING_SESSION_IDLE_HOURS", 2.0)
 
-# Adaptive retirement (annotation/retirement.py, annotation/retirement_service.py): a clip leaves
-# the queue once it has MERSV_MIN_VOTES votes and its expected EMD to the posterior mean is at
-# most the tolerance, or once it has MAX_VOTES votes. Defaults from benchmarks/retirement.py.
+# Adaptive retirement (annotation/aggregation/retirement.py, retirement_service.py): a clip
+# leaves the queue once it has MERSV_MIN_VOTES votes and its expected EMD to the posterior mean
+# is at most the tolerance, or once it has MAX_VOTES votes. Defaults from benchmarks/retirement.py.
 RETIRE_TOLERANCE = env_float("MERSV_RETIRE_TOLERANCE", 0.0175)
 RETIRE_MIN_VOTES = env_int("MERSV_MIN_VOTES", 10)
-# Hidden repeats (annotation/repeat_service.py): the share of queue requests that re-offer a
+# Hidden repeats (annotation/grading/repeats.py): the share of queue requests that re-offer a
 # clip the expert graded at least MERSV_REPEAT_MIN_AGE_H hours ago, for intra-rater consistency.
 REPEAT_RATE = env_float("MERSV_REPEAT_RATE", 0.05)
 REPEAT_MIN_AGE_H = env_float("MERSV_REPEAT_MIN_AGE_H", 24.0)
@@ -339,9 +340,9 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"skip_logged_denials": {"()": "annotation.access_log.SkipLoggedDenials"}},
+    "filters": {"skip_logged_denials": {"()": "annotation.access.access_log.SkipLoggedDenials"}},
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    # A refused request is logged once, in one line, by annotation.access_log; Django's own
+    # A refused request is logged once, in one line, by annotation.access.access_log; Django's own
     # record of it (with the PermissionDenied traceback) is dropped.
     "loggers": {"django.request": {"filters": ["skip_logged_denials"]}},
     "root": {"handlers": ["console"], "level": env_str("MERSV_LOG_LEVEL", "INFO")},

@@ -4,15 +4,18 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
-from annotation import aggregation_api, field_guide_api, grading_api
-from annotation import api as annotation_api
+from annotation.access import api as access_api
+from annotation.aggregation import api as aggregation_api
+from annotation.grading import api as grading_api
+from annotation.grading import field_guide_api
+from annotation.ingest import api as annotation_api
 from datasets import api as datasets_api
 from modeling import api as modeling_api
 from modeling import feedback_api
 
 api_patterns = [
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("token/", annotation_api.token_obtain, name="api-token"),
+    path("token/", access_api.token_obtain, name="api-token"),
     path("videos/", annotation_api.VideoListCreateApi.as_view(), name="api-videos"),
     path("videos/<int:pk>/", annotation_api.VideoDetailApi.as_view(), name="api-video"),
     path("clips/", annotation_api.ClipListApi.as_view(), name="api-clips"),

@@ -12,8 +12,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotation.audit import audit_record
-from annotation.permissions import IsCurator
+from annotation.access.audit import audit_record
+from annotation.access.permissions import IsCurator
 from datasets import selectors, services
 from datasets.export import stream_tar, tar_size
 from datasets.models import DatasetVersion

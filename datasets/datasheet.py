@@ -19,7 +19,7 @@ from annotation.grades import GRADES
 from datasets.export import MANIFEST_NAME, PARQUET_DIR, README_NAME, TABLES
 
 # Keys that hold the point estimate of an agreement measure, in order of preference; "alpha"
-# lets `dataclasses.asdict(annotation.agreement.AlphaEstimate)` be passed as it is.
+# lets `dataclasses.asdict(annotation.aggregation.agreement.AlphaEstimate)` be passed as it is.
 ESTIMATE_KEYS: tuple[str, ...] = ("estimate", "alpha", "kappa", "value")
 _CI_KEYS = ("ci_low", "ci_high", "confidence")
 
@@ -40,9 +40,9 @@ def render_datasheet(
 
     - ``counts``: e.g. clips, patients, ratings, raters.
     - ``figure3``: the statistics of the paper's figure 3, e.g.
-      `annotation.distributions.figure3_stats`: its joint histogram (``mean_std_hist`` with
-      ``mean_edges`` and ``std_edges``) becomes a table, every other key a list item; a
-      mapping keyed by grades A..E is written on one line in grade order.
+      `annotation.aggregation.distributions.figure3_stats`: its joint histogram
+      (``mean_std_hist`` with ``mean_edges`` and ``std_edges``) becomes a table, every other
+      key a list item; a mapping keyed by grades A..E is written on one line in grade order.
     - ``agreement``: measure -> a number, or a mapping with an estimate (under one of
       ``ESTIMATE_KEYS``), ``ci_low``, ``ci_high`` and optionally ``confidence`` (default 0.95);
       other keys of the mapping are listed as details.

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from annotation.distributions import emd
+from annotation.aggregation.distributions import emd
 from annotation.grades import PROB_COLUMNS
 
 # Distributions closer than this in every grade are the same (float noise from re-normalising).

@@ -25,9 +25,9 @@ from django.db import transaction
 from django.db.models import Count, F
 from django.utils import timezone
 
-from annotation.agreement import fleiss_kappa, krippendorff_alpha
-from annotation.audit import audit_record
-from annotation.distributions import (
+from annotation.access.audit import audit_record
+from annotation.aggregation.agreement import fleiss_kappa, krippendorff_alpha
+from annotation.aggregation.distributions import (
     distribution_stats,
     figure3_stats,
     grade_counts,

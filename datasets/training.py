@@ -11,8 +11,9 @@ except `trainee_feedback`, which needs the trainee's own TraineeRating of it.
 Scores (pure functions below, grade scores A=1 .. E=5 as in annotation.grades):
 - share: the share of experts who gave the trainee's grade, p[grade];
 - deviation: trainee's score minus the panel's mean score (positive = harsher);
-- the panel grade of a clip is its mean score rounded half up, as annotation.agreement does for
-  its leave-one-out panel, and kappa is that module's quadratic-weighted kappa.
+- the panel grade of a clip is its mean score rounded half up, as
+  annotation.aggregation.agreement does for its leave-one-out panel, and kappa is that
+  module's quadratic-weighted kappa.
 """
 
 from __future__ import annotations
@@ -29,13 +30,13 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
-from annotation.agreement import expert_agreement, quadratic_kappa_per_group
-from annotation.audit import audit_record
-from annotation.distributions import SCORES
+from annotation.access.audit import audit_record
+from annotation.access.roles import TRAINEE
+from annotation.aggregation.agreement import expert_agreement, quadratic_kappa_per_group
+from annotation.aggregation.distributions import SCORES
 from annotation.errors import ConflictError, ServiceError
 from annotation.grades import GRADE_DESCRIPTIONS, GRADE_INDEX, GRADES, N_GRADES
-from annotation.grading import grade_check, time_spent_check
-from annotation.roles import TRAINEE
+from annotation.grading.checks import grade_check, time_spent_check
 from datasets.models import DatasetClip, DatasetVersion, TraineeRating, TrainingSet
 
 if TYPE_CHECKING:
@@ -302,7 +303,7 @@ def pass_kappa() -> float | None:
     quadratic kappa over the current votes (None with no comparable experts)."""
     if settings.TRAINEE_PASS_KAPPA is not None:
         return float(settings.TRAINEE_PASS_KAPPA)
-    from annotation.selectors import ratings_frame
+    from annotation.aggregation.ratings import ratings_frame
 
     frame = ratings_frame()
     if frame.n_raters == 0:

@@ -7,8 +7,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from annotation import selectors
-from annotation.roles import CURATOR
+from annotation.access.roles import CURATOR
+from annotation.aggregation import selectors
 from frontend.charts import bar_chart, heatmap_chart, histogram_chart, interval_chart, progress_bar
 from frontend.views import role_required
 

@@ -8,9 +8,9 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from annotation.audit import ACTIONS
+from annotation.access.audit import ACTIONS
+from annotation.access.roles import CURATOR
 from annotation.models import AuditEvent
-from annotation.roles import CURATOR
 from frontend.views import role_required
 
 AUDIT_PAGE_SIZE = 50

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.http import HttpRequest
 
-from annotation.roles import user_role
+from annotation.access.roles import user_role
 from frontend.navigation import nav_links
 
 

@@ -7,8 +7,8 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
-from annotation.audit import audit_record
-from annotation.roles import CURATOR
+from annotation.access.audit import audit_record
+from annotation.access.roles import CURATOR
 from datasets import selectors, services
 from datasets.api import export_download_response
 from datasets.models import DatasetVersion

@@ -11,7 +11,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils.http import url_has_allowed_host_and_scheme
 
-from annotation.audit import permission_denied_record
+from annotation.access.audit import permission_denied_record
 from frontend.navigation import admin_link_shown
 
 API_PREFIX = "/api/"

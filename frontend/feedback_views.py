@@ -10,10 +10,10 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
+from annotation.access.roles import CURATOR, EXPERT, TRAINEE
 from annotation.grades import GRADE_DESCRIPTIONS, GRADES
-from annotation.grading_api import GradingClipOutputSerializer
+from annotation.grading.api import GradingClipOutputSerializer
 from annotation.models import Video
-from annotation.roles import CURATOR, EXPERT, TRAINEE
 from datasets import training
 from datasets.models import DatasetClip, DatasetVersion, TraineeRating, TrainingSet
 from frontend.charts import distribution_bars, line_chart

@@ -6,7 +6,7 @@ from django import forms
 from django.conf import settings
 from django.contrib.auth.forms import AuthenticationForm
 
-from annotation.login_throttle import locked_message
+from annotation.access.login_throttle import locked_message
 
 
 class VideoUploadForm(forms.Form):
@@ -52,7 +52,7 @@ class VideoUploadForm(forms.Form):
 
 class LoginForm(AuthenticationForm):
     """Django's login form; a throttled attempt says how long to wait instead of "wrong
-    password" (`annotation.login_throttle`)."""
+    password" (`annotation.access.login_throttle`)."""
 
     def get_invalid_login_error(self) -> forms.ValidationError:
         locked_s = getattr(self.request, "mersv_login_locked_s", None)

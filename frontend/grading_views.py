@@ -1,5 +1,5 @@
 """The expert's grading page and session summary. The page talks to the grading API
-(`annotation.grading_api`); the first clip is rendered into the page to save a round trip."""
+(`annotation.grading.api`); the first clip is rendered into the page to save a round trip."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 
-from annotation import grading
+from annotation.access.roles import EXPERT
 from annotation.grades import GRADE_DESCRIPTIONS, GRADES
-from annotation.grading_api import GradingClipOutputSerializer
+from annotation.grading import answers as grading
+from annotation.grading.api import GradingClipOutputSerializer
 from annotation.models import CannotJudge
-from annotation.roles import EXPERT
 from frontend.views import role_required
 
 # Height in px of the tallest bar of the session summary's chart.

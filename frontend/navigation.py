@@ -3,7 +3,8 @@
 Whether a user sees an entry is not written here: the view behind the entry's URL answers,
 through the `role_allows` check that `role_required` keeps on it, and the Django admin through
 its own `has_permission`. So a link in the bar never answers 403, and a change of a page's
-roles moves its link with it. tests/test_browser_navigation.py opens every link as each role.
+roles moves its link with it. tests/frontend/test_browser_navigation.py opens every link as each
+role.
 """
 
 from __future__ import annotations

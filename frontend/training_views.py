@@ -17,7 +17,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.safestring import SafeString, mark_safe
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from annotation.roles import CURATOR
+from annotation.access.roles import CURATOR
 from datasets.models import DatasetVersion
 from frontend.refusals import refusal_shown
 from frontend.views import role_required

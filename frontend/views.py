@@ -16,10 +16,12 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils._os import safe_join
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from annotation import field_guide, selectors, services
+from annotation.access.roles import CURATOR, EXPERT, TRAINEE, user_has_role, user_role
+from annotation.aggregation import selectors
 from annotation.grades import GRADES
+from annotation.grading import field_guide
+from annotation.ingest import services
 from annotation.models import Clip, ReferenceClip, Video
-from annotation.roles import CURATOR, EXPERT, TRAINEE, user_has_role, user_role
 from frontend.charts import distribution_bars
 from frontend.forms import VideoUploadForm
 from frontend.refusals import refusal_shown

@@ -28,8 +28,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotation.aggregation_api import CsvRenderer
-from annotation.permissions import IsCurator
+from annotation.access.permissions import IsCurator
+from annotation.aggregation.api import CsvRenderer
 from datasets.models import DatasetVersion
 from modeling import selectors, services
 from modeling.ml.backbones import BACKBONES

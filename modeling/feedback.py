@@ -14,9 +14,9 @@ import numpy as np
 from django.conf import settings
 from django.db.models import QuerySet
 
-from annotation.distributions import SCORES, emd
+from annotation.aggregation.distributions import SCORES, emd
 from annotation.grades import GRADE_INDEX, GRADES
-from annotation.grading import ratings_mark_panel_seen
+from annotation.grading.answers import ratings_mark_panel_seen
 from annotation.models import Clip, ClipAssignment, Rating, Video
 from datasets.models import TrainingSet
 from modeling.models import P_FIELDS, JobStatus, Prediction, TrainingRun

@@ -15,11 +15,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotation import grading
+from annotation.access.permissions import IsCurator, IsTrainee
 from annotation.grades import GRADES
-from annotation.grading_api import GradingClipOutputSerializer
+from annotation.grading.api import GradingClipOutputSerializer
+from annotation.grading.checks import MAX_TIME_SPENT_MS
 from annotation.models import Video
-from annotation.permissions import IsCurator, IsTrainee
 from datasets import training
 from datasets.models import DatasetClip, TraineeRating, TrainingSet
 from modeling import feedback
@@ -122,7 +122,7 @@ class TraineeRatingInputSerializer(serializers.Serializer):
     training_set = serializers.IntegerField()
     clip_id = serializers.CharField(max_length=64)
     grade = serializers.CharField(max_length=8)
-    time_spent_ms = serializers.IntegerField(min_value=0, max_value=grading.MAX_TIME_SPENT_MS)
+    time_spent_ms = serializers.IntegerField(min_value=0, max_value=MAX_TIME_SPENT_MS)
 
 
 class TraineeRatingSubmitApi(APIView):

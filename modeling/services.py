@@ -45,7 +45,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from annotation.audit import audit_record
+from annotation.access.audit import audit_record
 from annotation.errors import ServiceError
 from annotation.grades import GRADES
 from annotation.models import Clip, Video

@@ -19,7 +19,7 @@ PASSWORD = "correct-horse-battery-staple"
 
 @pytest.fixture
 def make_user(db) -> Callable:  # type: ignore[no-untyped-def]
-    from annotation.services import user_create
+    from annotation.access.accounts import user_create
 
     counter = {"n": 0}
 
@@ -93,7 +93,7 @@ def wait_for(predicate: Callable[[], bool], *, timeout: float = 60, what: str = 
 @pytest.fixture(scope="session")
 def synthetic_small(tmp_path_factory) -> Path:  # type: ignore[no-untyped-def]
     """A small synthetic data set in the exchange format: 6 clips, 12 experts, 400x300 px."""
-    from annotation.synthetic import SyntheticConfig, generate_dataset
+    from simulator.synthetic import SyntheticConfig, generate_dataset
 
     out = tmp_path_factory.mktemp("synthetic_small")
     generate_dataset(

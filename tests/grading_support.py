@@ -1,7 +1,7 @@
 """Answers given through the grading service as the queue would take them.
 
 `rating_submit` and `cannot_judge_submit` accept answers only to the clip held for the expert
-(`annotation.grading._answer_offered_check`). A fixture that needs a vote on a chosen clip
+(`annotation.grading.answers._answer_offered_check`). A fixture that needs a vote on a chosen clip
 holds that clip for the expert first, as the queue does when it offers it."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from datetime import timedelta
 from django.test import Client
 from django.utils import timezone
 
-from annotation import grading
+from annotation.grading import answers as grading
 from annotation.models import CannotJudge, Clip, ClipAssignment, Rating
 
 

@@ -9,8 +9,8 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
+from annotation.access.roles import ROLES, user_role
 from annotation.models import Clip, ReferenceClip
-from annotation.roles import ROLES, user_role
 from datasets.models import DatasetVersion, TrainingSet
 from modeling.models import JobStatus, Prediction, TrainingRun
 

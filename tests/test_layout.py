@@ -74,6 +74,304 @@ def test_the_layout_check_catches_a_backwards_import(tmp_path: Path) -> None:
     assert "frontend.views" in modules and "frontend" not in ALLOWED["annotation"]
 
 
+# --- annotation/ as subpackages; no import circles ------------------------------------------
+
+PROJECT = (*APPS, "config", "simulator")
+# The pure modules: plain inputs (numpy, OpenCV, pandas), no ORM, no Django at all.
+PURE = {
+    "annotation.grades",
+    "annotation.errors",
+    "annotation.ingest.video_io",
+    "annotation.ingest.tracking",
+    "annotation.ingest.kinematics",
+    "annotation.ingest.pipeline",
+    "annotation.ingest.isolation",
+    "annotation.aggregation.distributions",
+    "annotation.aggregation.agreement",
+    "annotation.aggregation.rater_model",
+    "annotation.aggregation.retirement",
+    "datasets.splits",
+    "datasets.diff",
+    "datasets.datasheet",
+    "datasets.export",
+    "frontend.charts",
+    "modeling.figures",
+    "modeling.report",
+}
+DJANGO_SIDE = ("django", "rest_framework", "drf_spectacular", "celery", "config")
+# Management commands that exist to seed demo data may use the simulator; nothing else may.
+SIMULATOR_USERS = {"frontend.management.commands.seed_demo"}
+
+
+def _module_name(path: Path, root: Path = ROOT) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _project_modules(root: Path = ROOT) -> dict[str, Path]:
+    return {
+        _module_name(path, root): path
+        for top in PROJECT
+        if (root / top).is_dir()
+        for path in _python_files(root / top)
+    }
+
+
+def _imported_modules(path: Path, modules: dict[str, Path]) -> set[str]:
+    """The project modules `path` imports. Every import statement counts, function-local and
+    TYPE_CHECKING ones too: a local import hides a circle from the interpreter, not from a
+    reader, who still has to know both modules to understand either."""
+
+    def longest_known(name: str) -> str:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name
+
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found.update(longest_known(alias.name) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            # `from annotation.grading import answers` imports annotation.grading.answers.
+            for alias in node.names:
+                submodule = f"{node.module}.{alias.name}"
+                found.add(submodule if submodule in modules else longest_known(node.module))
+    own = {name for name, other in modules.items() if other == path}
+    return found - own - {""}
+
+
+def _import_graph(modules: dict[str, Path]) -> dict[str, set[str]]:
+    return {name: _imported_modules(path, modules) for name, path in modules.items()}
+
+
+def _circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(module: str) -> None:
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        for other in sorted(graph[module]):
+            if other not in index:
+                visit(other)
+                low[module] = min(low[module], low[other])
+            elif other in stack:
+                low[module] = min(low[module], index[other])
+        if low[module] == index[module]:
+            component = []
+            while True:
+                other = stack.pop()
+                component.append(other)
+                if other == module:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for module in sorted(graph):
+        if module not in index:
+            visit(module)
+    return found
+
+
+def _accepted(circle: list[str]) -> bool:
+    """A services module and the tasks module of its app: tasks call the services, and the
+    services send the tasks after their transaction commits (README, "What is where")."""
+    if len(circle) != 2:
+        return False
+    tasks = [m for m in circle if m.endswith(".tasks")]
+    services = [m for m in circle if m.endswith(".services")]
+    return (
+        len(tasks) == len(services) == 1
+        and tasks[0].split(".")[0] == services[0].split(".")[0]
+        and tasks[0] == tasks[0].split(".")[0] + ".tasks"
+    )
+
+
+def test_the_only_import_circles_are_services_and_their_tasks() -> None:
+    circles = _circles(_import_graph(_project_modules()))
+    assert [circle for circle in circles if not _accepted(circle)] == []
+    assert ["annotation.ingest.services", "annotation.tasks"] in circles
+
+
+def test_the_circle_check_catches_a_circle_and_accepts_only_services_and_tasks() -> None:
+    graph = {
+        "annotation.grading.answers": {"annotation.grading.repeats"},
+        "annotation.grading.repeats": {"annotation.grading.answers"},
+        "datasets.services": {"datasets.tasks"},
+        "datasets.tasks": {"datasets.services"},
+        "datasets.splits": set(),
+    }
+    circles = _circles(graph)
+    assert circles == [
+        ["annotation.grading.answers", "annotation.grading.repeats"],
+        ["datasets.services", "datasets.tasks"],
+    ]
+    assert [_accepted(circle) for circle in circles] == [False, True]
+
+
+def test_the_circle_check_counts_function_local_imports(tmp_path: Path) -> None:
+    for name, body in (
+        ("a", "def f():\n    from pkg import b\n"),
+        ("b", "from pkg.a import f\n"),
+    ):
+        (tmp_path / "pkg").mkdir(exist_ok=True)
+        (tmp_path / "pkg" / f"{name}.py").write_text(body)
+    modules = {_module_name(p, tmp_path): p for p in (tmp_path / "pkg").glob("*.py")}
+    graph = {name: _imported_modules(path, modules) for name, path in modules.items()}
+    assert _circles(graph) == [["pkg.a", "pkg.b"]]
+
+
+def test_a_vote_loads_no_pandas_scipy_or_krippendorff() -> None:
+    code = (
+        "import sys, django\n"
+        "django.setup()\n"
+        "import annotation.grading.answers\n"
+        "heavy = [m for m in ('pandas', 'scipy', 'krippendorff') if m in sys.modules]\n"
+        "assert heavy == [], f'the vote write path loads {heavy}'\n"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings"}
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()
+
+
+def _crossings(modules: dict[str, Path], source: str, targets: tuple[str, ...]) -> list[str]:
+    """`module imports target` for every module under `source` importing one under `targets`."""
+    return [
+        f"{name} imports {other}"
+        for name, path in sorted(modules.items())
+        if name == source or name.startswith(source + ".")
+        for other in sorted(_imported_modules(path, modules))
+        if any(other == t or other.startswith(t + ".") for t in targets)
+    ]
+
+
+def test_ingest_and_grading_never_import_each_other() -> None:
+    modules = _project_modules()
+    assert _crossings(modules, "annotation.ingest", ("annotation.grading",)) == []
+    assert _crossings(modules, "annotation.grading", ("annotation.ingest",)) == []
+
+
+def test_aggregation_imports_neither_ingest_nor_grading() -> None:
+    modules = _project_modules()
+    targets = ("annotation.ingest", "annotation.grading")
+    assert _crossings(modules, "annotation.aggregation", targets) == []
+
+
+def _fake_tree(tmp_path: Path, files: dict[str, str]) -> dict[str, Path]:
+    for name, body in files.items():
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(body)
+    return {_module_name(p, tmp_path): p for p in tmp_path.rglob("*.py")}
+
+
+def test_the_subpackage_checks_catch_a_crossing(tmp_path: Path) -> None:
+    modules = _fake_tree(
+        tmp_path,
+        {
+            "annotation/__init__.py": "",
+            "annotation/ingest/__init__.py": "",
+            "annotation/ingest/pipeline.py": "",
+            "annotation/grading/__init__.py": "",
+            "annotation/grading/answers.py": "from annotation.ingest import pipeline\n",
+            "annotation/aggregation/__init__.py": "",
+            "annotation/aggregation/selectors.py": "import annotation.grading.answers\n",
+        },
+    )
+    assert _crossings(modules, "annotation.grading", ("annotation.ingest",)) == [
+        "annotation.grading.answers imports annotation.ingest.pipeline"
+    ]
+    assert _crossings(modules, "annotation.aggregation", ("annotation.grading",)) == [
+        "annotation.aggregation.selectors imports annotation.grading.answers"
+    ]
+
+
+def _impure(modules: dict[str, Path], pure: set[str]) -> list[str]:
+    """Pure modules that import Django (or the settings, Celery, DRF) or a module not pure."""
+    found = []
+    for name in sorted(pure):
+        path = modules[name]
+        found += [
+            f"{name}:{line} imports {module}"
+            for line, module in _imports(path)
+            if module.split(".")[0] in DJANGO_SIDE
+        ]
+        found += [
+            f"{name} imports {other}"
+            for other in sorted(_imported_modules(path, modules))
+            if other not in pure and not other.startswith("modeling.ml")
+        ]
+    return found
+
+
+def test_the_pure_modules_import_no_django() -> None:
+    modules = _project_modules()
+    assert set(modules) >= PURE
+    assert _impure(modules, PURE) == []
+
+
+def test_the_purity_check_catches_django_and_an_impure_neighbour(tmp_path: Path) -> None:
+    modules = _fake_tree(
+        tmp_path,
+        {
+            "annotation/__init__.py": "",
+            "annotation/models.py": "",
+            "annotation/grades.py": "def f():\n    from django.conf import settings\n",
+            "annotation/aggregation/__init__.py": "",
+            "annotation/aggregation/retirement.py": "from annotation.models import Clip\n",
+        },
+    )
+    assert _impure(modules, {"annotation.grades", "annotation.aggregation.retirement"}) == [
+        "annotation.aggregation.retirement imports annotation.models",
+        "annotation.grades:2 imports django.conf",
+    ]
+
+
+def _simulator_users(modules: dict[str, Path]) -> list[str]:
+    return [
+        f"{name} imports {other}"
+        for name, path in sorted(modules.items())
+        if name.split(".")[0] in APPS or name.split(".")[0] == "config"
+        for other in sorted(_imported_modules(path, modules))
+        if other.split(".")[0] == "simulator"
+    ]
+
+
+def test_no_product_module_imports_the_simulator() -> None:
+    users = _simulator_users(_project_modules())
+    assert [u for u in users if u.split(" ")[0] not in SIMULATOR_USERS] == []
+    assert users  # seed_demo does use it: the exception is still needed
+
+
+def test_the_simulator_check_catches_a_product_module_using_it(tmp_path: Path) -> None:
+    modules = _fake_tree(
+        tmp_path,
+        {
+            "simulator/__init__.py": "",
+            "simulator/panel.py": "",
+            "datasets/__init__.py": "",
+            "datasets/services.py": "def f():\n    from simulator.panel import Panel\n",
+        },
+    )
+    assert _simulator_users(modules) == ["datasets.services imports simulator.panel"]
+
+
+def test_the_celery_task_names_are_those_of_before_the_move() -> None:
+    from config.celery import app
+
+    app.loader.import_default_modules()
+    assert sorted(name for name in app.tasks if not name.startswith("celery.")) == [
+        "annotation.tasks.ingest_video",
+        "datasets.tasks.build_dataset_version",
+        "modeling.tasks.predict_new_clips",
+        "modeling.tasks.run_grid_step",
+        "modeling.tasks.train_run",
+    ]
+
+
 # --- errors mapped once: annotation.api_errors answers service errors, pages use one helper --
 
 

@@ -10,7 +10,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from annotation.roles import ROLES, user_role
+from annotation.access.roles import ROLES, user_role
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -25,8 +25,8 @@ to 1) and returns a JSON-serialisable dict of plain floats:
 
 The **grade mode** of a distribution is its most probable grade. Ties (within ``TIE_TOL``) go
 to the tied grade nearest the distribution's mean score (A=1 .. E=5), then to the better
-grade: the rule of ``annotation.distributions.grade_mode_index`` for vote counts, here for
-probabilities so that predictions follow it too.
+grade: the rule of ``annotation.aggregation.distributions.grade_mode_index`` for vote counts,
+here for probabilities so that predictions follow it too.
 """
 
 from __future__ import annotations

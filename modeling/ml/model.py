@@ -3,7 +3,7 @@
 - ``x``: a clip, (B, T, 1, H, W) grey values in [0, 1] (the platform stores T = 16 frames of
   150 x 150 px). The model selects frames, crops, resizes, repeats grey to three channels and
   normalises as its backbone preset says (:class:`modeling.ml.backbones.InputSpec`).
-- ``v``: kinematics of the tracked head, (B, k) in the units of ``annotation.kinematics``
+- ``v``: kinematics of the tracked head, (B, k) in the units of ``annotation.ingest.kinematics``
   (velocities in µm/s, ALH in µm, BCF in Hz, ratios in [0, 1]); missing values must arrive
   as 0. The model standardises them, ``(v - speed_shift) / speed_scale``: training passes the
   inner training split's mean and standard deviation (:func:`kinematics_standardisation`),

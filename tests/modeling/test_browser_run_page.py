@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from annotation.services import user_create
+from annotation.access.accounts import user_create
 from datasets.models import DatasetVersion
 from modeling import services
 from modeling.models import TrainingRun

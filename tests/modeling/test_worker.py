@@ -12,7 +12,7 @@ import pytest
 from django.test import Client
 from rest_framework.test import APIClient
 
-from annotation.services import user_create
+from annotation.access.accounts import user_create
 from modeling.models import EpochRecord, Prediction, TrainingRun
 from tests.conftest import PASSWORD, wait_for
 from tests.modeling.conftest import TINY_CONFIG, build_version

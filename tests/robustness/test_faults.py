@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db import connection
 from django.test import Client
 
-from annotation import services as annotation_services
+from annotation.ingest import services as annotation_services
 from annotation.models import Video
 from config.celery import app
 

@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from annotation import isolation, services
-from annotation.isolation import DecodeLimits, probe_video_isolated, process_video_isolated
+from annotation.ingest import isolation, services
+from annotation.ingest.isolation import DecodeLimits, probe_video_isolated, process_video_isolated
+from annotation.ingest.video_io import IngestError, encode_h264_mp4
 from annotation.models import Video
-from annotation.video_io import IngestError, encode_h264_mp4
 from tests.conftest import wait_for
 from tests.robustness.mutants import mutants
 
@@ -35,7 +35,7 @@ def _fake_decoder(tmp_path: Path, monkeypatch, script: str) -> None:  # type: ig
 def test_the_isolated_pipeline_gives_what_the_pipeline_gives(
     synthetic_small: Path, tmp_path: Path
 ) -> None:
-    from annotation.pipeline import process_video
+    from annotation.ingest.pipeline import process_video
 
     video, target = _first_clip(synthetic_small)
     direct = process_video(video, [target], out_dir=tmp_path / "a", pixel_size_um=0.5)

@@ -22,10 +22,10 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
-from annotation import services
-from annotation.importer import ImportValidationError, dataset_validate
+from annotation.ingest import services
 from annotation.models import Video
 from datasets.export import validate_export_path, verify_export
+from datasets.importer import ImportValidationError, dataset_validate
 from tests.conftest import ROOT, _test_database_url, copy_dataset
 
 pytestmark = pytest.mark.django_db

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from django.conf import settings
 
+from tests.annotation.grading.conftest import make_clip  # noqa: F401  (a fixture, used by `world`)
 from tests.conftest import PASSWORD
-from tests.grading.conftest import make_clip  # noqa: F401  (a fixture, used by `world`)
 
 ROLES = ("anonymous", "trainee", "expert", "curator", "admin")
 # A valid MP4 start: uploads are sniffed by content, not by name.

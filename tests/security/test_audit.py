@@ -13,9 +13,9 @@ from django.db import DatabaseError, connection, transaction
 from django.test import Client
 from django.urls import reverse
 
-from annotation import grading
+from annotation.access.accounts import user_set_role
+from annotation.grading import answers as grading
 from annotation.models import AppendOnlyError, AuditEvent
-from annotation.services import user_set_role
 from tests.grading_support import cannot_judge_offered, grade_offered
 from tests.security.conftest import MP4_BYTES, PASSWORD, World, client_for
 

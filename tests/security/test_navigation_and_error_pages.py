@@ -89,7 +89,7 @@ def test_the_nav_of_each_role_lists_its_own_pages(world: World, make_user) -> No
     assert shown("curator") == curator_pages
     # Grades count from experts only, so an admin has no grading links; the Django admin's.
     assert shown("admin") == curator_pages | trainee_pages | {"/admin/"}
-    # The most privileged role wins (annotation.roles.user_role): a curator's pages.
+    # The most privileged role wins (annotation.access.roles.user_role): a curator's pages.
     assert shown("expert+curator") == curator_pages
     assert shown("staff curator") == curator_pages | {"/admin/"}
 
@@ -208,7 +208,7 @@ def test_a_newline_in_a_refused_path_cannot_forge_a_second_log_line(world: World
         answer = trainee.get("/clips/x%0A403 GET fake user_id=1 reason=forged/")
     assert answer.status_code == 403
     (record,) = _warnings(caplog)
-    assert record.name == "annotation.access_log" and record.exc_info is None
+    assert record.name == "annotation.access.access_log" and record.exc_info is None
     assert "\n" not in record.getMessage() and "\\n" in record.getMessage()
 
 

@@ -8,9 +8,10 @@ import os
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from annotation.audit import audit_actor, os_user_name
-from annotation.roles import ROLES, UnknownRoleError
-from annotation.services import ServiceError, user_create
+from annotation.access.accounts import user_create
+from annotation.access.audit import audit_actor, os_user_name
+from annotation.access.roles import ROLES, UnknownRoleError
+from annotation.errors import ServiceError
 
 
 class Command(BaseCommand):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from annotation.retirement_service import clips_retire_settled
+from annotation.aggregation.retirement_service import clips_retire_settled
 
 
 class Command(BaseCommand):

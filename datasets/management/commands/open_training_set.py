@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from annotation.services import ServiceError
+from annotation.ingest.services import ServiceError
 from datasets.models import DatasetVersion, TrainingSet
 from datasets.training import training_set_create
 

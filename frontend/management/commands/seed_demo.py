@@ -1,6 +1,6 @@
 """python manage.py seed_demo: synthetic clips, 40 experts' votes and one demo user per role.
 
-The data go through the real import path (annotation.importer). A second run reuses what exists.
+The data go through the real import path (datasets.importer). A second run reuses what exists.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 from django.utils import timezone
 
-from annotation.roles import ROLES
-from annotation.services import user_create
+from annotation.access.accounts import user_create
+from annotation.access.roles import ROLES
 
 DEMO_PASSWORD = "mersv-demo-2024"  # noqa: S105  local demo accounts, printed on purpose
 DEMO_VERSION = "demo-v1"
@@ -32,7 +32,7 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=7)
 
     def handle(self, *args: object, **options: object) -> None:
-        from annotation.synthetic import SyntheticConfig, generate_dataset
+        from simulator.synthetic import SyntheticConfig, generate_dataset
 
         data_dir = Path(settings.VAR_DIR) / "demo-data"
         if not (data_dir / "ratings.csv").exists():
@@ -98,8 +98,8 @@ class Command(BaseCommand):
     def _seed_field_guide(self) -> None:
         """Reference clips for the grading page's field guide: per grade, up to two settled
         clips whose panel's most common grade it is, chosen as demo-curator (once)."""
-        from annotation.field_guide import reference_clip_add
         from annotation.grades import GRADES
+        from annotation.grading.field_guide import reference_clip_add
         from annotation.models import Clip, ReferenceClip
 
         if ReferenceClip.objects.exists():

@@ -167,7 +167,7 @@ function setupPlayer(options = {}) {
   total.textContent = String(data.nFrames);
   const syncButton = () => { playButton.textContent = player.playing ? "Pause" : "Play"; };
   // The marker sits on the crop's centre pixel (size // 2 on each axis), which is the tracked
-  // centre of the target in every frame (annotation.tracking.crop_centred).
+  // centre of the target in every frame (annotation.ingest.tracking.crop_centred).
   const syncMarker = () => {
     if (!marker) return;
     const zoom = player.zoom, side = 22 * zoom;

@@ -1,0 +1,1 @@
+"""Who may do what: roles, permissions, accounts, the audit log and login protection."""

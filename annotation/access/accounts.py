@@ -1,0 +1,59 @@
+"""Writes of accounts: a user created in one role, a role changed (both audited)."""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager, nullcontext
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractUser, Group
+from django.contrib.auth.password_validation import validate_password
+from django.db import transaction
+
+from annotation.access.audit import audit_actor
+from annotation.access.roles import ADMIN, role_check
+from annotation.errors import ServiceError
+
+
+def user_create(
+    *,
+    username: str,
+    role: str,
+    password: str | None,
+    validate: bool = True,
+    by: AbstractUser | None = None,
+) -> AbstractUser:
+    """Create a user in one role. password=None makes an account without a usable password
+    (raters imported from a dataset, who log in only once an admin sets one). `by`: as in
+    `user_set_role`."""
+    role_check(role)
+    User = get_user_model()
+    if User.objects.filter(username=username).exists():
+        raise ServiceError(f"a user named {username!r} already exists")
+    user = User(username=username)
+    if password is None:
+        user.set_unusable_password()
+    else:
+        if validate:
+            validate_password(password, user=user)
+        user.set_password(password)
+    if role == ADMIN:
+        user.is_staff = True
+        user.is_superuser = True
+    with transaction.atomic(), _actor_for(by):
+        user.save()
+        user.groups.add(Group.objects.get_or_create(name=role)[0])
+    return user
+
+
+def user_set_role(*, user: AbstractUser, role: str, by: AbstractUser | None = None) -> None:
+    """Put the user in one role. `by`: the account making the change, named in the audit log
+    (without it, an actor set by the caller with `audit_actor`, if any)."""
+    role_check(role)
+    with transaction.atomic(), _actor_for(by):
+        user.groups.set([Group.objects.get_or_create(name=role)[0]])
+        user.is_staff = user.is_superuser = role == ADMIN
+        user.save(update_fields=["is_staff", "is_superuser"])
+
+
+def _actor_for(by: AbstractUser | None) -> AbstractContextManager[object]:
+    return nullcontext() if by is None else audit_actor(via="service", user=by)

@@ -1,0 +1,156 @@
+"""The field guide API: experts read it, curators choose its clips (`grading.field_guide`).
+
+A reference clip carries media, the curator's grade and note; never the clip's votes.
+Service errors rise to the API's handler (`annotation.api_errors`): 400, and 409 for a clip
+not settled or already in the guide.
+"""
+
+from __future__ import annotations
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from annotation.access.permissions import IsCurator
+from annotation.access.roles import CURATOR, EXPERT, user_has_role
+from annotation.grades import GRADE_DESCRIPTIONS
+from annotation.grading import field_guide
+from annotation.models import Clip, ReferenceClip
+
+
+class IsExpertOrCurator(BasePermission):
+    """Experts (the guide is for them) and curators and admins (who choose its clips).
+    Trainees are left out: their training sets take settled clips too, and the guide would
+    hand them the answer."""
+
+    message = "only experts and curators may open the field guide"
+
+    def has_permission(self, request, view) -> bool:  # type: ignore[no-untyped-def]
+        return user_has_role(request.user, EXPERT, CURATOR)
+
+
+class ReferenceClipOutputSerializer(serializers.ModelSerializer):
+    """A reference clip as the field guide shows it: media, the curator's grade and note."""
+
+    clip_id = serializers.CharField(source="clip.external_id")
+    n_frames = serializers.IntegerField(source="clip.n_frames")
+    crop_size = serializers.IntegerField(source="clip.crop_size")
+    fps = serializers.SerializerMethodField()
+    filmstrip_url = serializers.SerializerMethodField()
+    crop_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ReferenceClip
+        fields = [
+            "id",
+            "clip_id",
+            "grade",
+            "note",
+            "n_frames",
+            "crop_size",
+            "fps",
+            "filmstrip_url",
+            "crop_url",
+        ]
+        read_only_fields = fields
+
+    def get_fps(self, reference: ReferenceClip) -> float:
+        return reference.clip.video.fps or 15.0
+
+    def get_filmstrip_url(self, reference: ReferenceClip) -> str:
+        return reference.clip.filmstrip_file.url
+
+    def get_crop_url(self, reference: ReferenceClip) -> str:
+        return reference.clip.crop_file.url
+
+
+class FieldGuideSectionOutputSerializer(serializers.Serializer):
+    grade = serializers.CharField()
+    description = serializers.SerializerMethodField()
+    references = ReferenceClipOutputSerializer(many=True)
+
+    def get_description(self, section: field_guide.FieldGuideSection) -> str:
+        return GRADE_DESCRIPTIONS[section.grade]
+
+
+def field_guide_data() -> list[dict]:
+    """The field guide as the API and the grading page hand it out (one owner of its shape)."""
+    return FieldGuideSectionOutputSerializer(field_guide.field_guide(), many=True).data
+
+
+class FieldGuideApi(APIView):
+    permission_classes = [IsExpertOrCurator]
+
+    @extend_schema(
+        operation_id="field_guide",
+        summary="Reference clips per grade A..E, chosen by curators from settled clips",
+        responses=FieldGuideSectionOutputSerializer(many=True),
+    )
+    def get(self, request: Request) -> Response:
+        return Response(field_guide_data())
+
+
+class ReferenceClipCuratorOutputSerializer(ReferenceClipOutputSerializer):
+    chosen_by = serializers.CharField(source="chosen_by.username", allow_null=True, default=None)
+
+    class Meta(ReferenceClipOutputSerializer.Meta):
+        fields = [*ReferenceClipOutputSerializer.Meta.fields, "chosen_by", "created_at"]
+        read_only_fields = fields
+
+
+class ReferenceClipAddInputSerializer(serializers.Serializer):
+    clip_id = serializers.CharField(max_length=64)
+    grade = serializers.CharField(max_length=8)
+    note = serializers.CharField(required=False, default="", allow_blank=True)
+
+
+class ReferenceClipListAddApi(APIView):
+    """GET: every reference clip (curators). POST: add a settled clip to the field guide."""
+
+    permission_classes = [IsCurator]
+
+    @extend_schema(
+        operation_id="reference_clip_list",
+        responses=ReferenceClipCuratorOutputSerializer(many=True),
+    )
+    def get(self, request: Request) -> Response:
+        references = ReferenceClip.objects.select_related("clip__video", "chosen_by")
+        return Response(ReferenceClipCuratorOutputSerializer(references, many=True).data)
+
+    @extend_schema(
+        operation_id="reference_clip_add",
+        request=ReferenceClipAddInputSerializer,
+        responses={
+            201: ReferenceClipCuratorOutputSerializer,
+            409: OpenApiResponse(description="The clip is not settled, or in the guide already."),
+        },
+    )
+    def post(self, request: Request) -> Response:
+        data = ReferenceClipAddInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        clip = get_object_or_404(Clip, external_id=data.validated_data["clip_id"])
+        reference = field_guide.reference_clip_add(
+            curator=request.user,
+            clip=clip,
+            grade=data.validated_data["grade"],
+            note=data.validated_data["note"],
+        )
+        return Response(
+            ReferenceClipCuratorOutputSerializer(reference).data, status=status.HTTP_201_CREATED
+        )
+
+
+class ReferenceClipRemoveApi(APIView):
+    """DELETE: take a clip out of the field guide (curators)."""
+
+    permission_classes = [IsCurator]
+
+    @extend_schema(operation_id="reference_clip_remove", responses={204: None})
+    def delete(self, request: Request, pk: int) -> Response:
+        reference = get_object_or_404(ReferenceClip.objects.select_related("clip"), pk=pk)
+        field_guide.reference_clip_remove(curator=request.user, reference=reference)
+        return Response(status=status.HTTP_204_NO_CONTENT)

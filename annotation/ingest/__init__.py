@@ -1,0 +1,1 @@
+"""Ingestion: an uploaded video becomes clips (decode sandbox, tracking, crops, kinematics)."""

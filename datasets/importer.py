@@ -1,0 +1,420 @@
+"""Import of a rated dataset in the exchange format (ARCHITECTURE.md, "Contracts"):
+
+    DIR/clips.csv    clip_id, patient_id, video, fps, x, y [, pixel_size_um]
+    DIR/ratings.csv  clip_id, rater_id, grade            (grade in A..E)
+    DIR/videos/...   the full-field videos named in clips.csv (paths relative to DIR)
+
+Three phases, so that nothing is written unless everything is good:
+1. validate every row of both files and probe every video (a bad row names file, line, reason);
+2. track and cut every new clip through the same pipeline as an upload, into a staging folder;
+3. one transaction writes patients, raters, videos, clips and ratings; the staged files move
+   into place. Running the same import twice adds nothing the second time.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+import shutil
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path, PurePosixPath
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import transaction
+
+from annotation.access.roles import EXPERT, user_role
+from annotation.grades import GRADES
+from annotation.models import Clip, Rating, RatingChange, Video
+
+ID_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+CLIP_COLUMNS = ("clip_id", "patient_id", "video", "fps", "x", "y")
+RATING_COLUMNS = ("clip_id", "rater_id", "grade")
+MAX_ROWS = 2_000_000
+
+
+class ImportValidationError(Exception):
+    """The data set has problems; `problems` lists each as "file line N: reason"."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        shown = problems[:20]
+        more = f"\n... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        super().__init__("the data set was not imported:\n" + "\n".join(shown) + more)
+
+
+@dataclass
+class ClipRow:
+    line: int
+    clip_id: str
+    patient_id: str
+    video: str
+    fps: float
+    x: float
+    y: float
+    pixel_size_um: float
+
+
+@dataclass
+class RatingRow:
+    line: int
+    clip_id: str
+    rater_id: str
+    grade: str
+
+
+@dataclass
+class ImportPlan:
+    root: Path
+    clips: list[ClipRow]
+    ratings: list[RatingRow]
+    new_videos: dict[str, list[ClipRow]] = field(default_factory=dict)  # video path -> rows
+    existing_clip_ids: set[str] = field(default_factory=set)
+    new_ratings: list[RatingRow] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    clips_created: int
+    clips_skipped: int
+    ratings_created: int
+    ratings_skipped: int
+    raters_created: int
+    untrackable: list[str] = field(default_factory=list)  # skipped videos, with the reason
+
+
+def _read_csv(path: Path, required: tuple[str, ...], problems: list[str]) -> list[dict]:
+    if not path.is_file():
+        problems.append(f"{path.name}: file not found in the data set folder")
+        return []
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        header = [h.strip() for h in (reader.fieldnames or [])]
+        missing = [c for c in required if c not in header]
+        if missing:
+            problems.append(f"{path.name} line 1: missing column(s) {', '.join(missing)}")
+            return []
+        rows = []
+        for index, row in enumerate(reader):
+            if index >= MAX_ROWS:
+                problems.append(f"{path.name}: more than {MAX_ROWS} rows")
+                break
+            rows.append({(k or "").strip(): (v or "").strip() for k, v in row.items()})
+        return rows
+
+
+def _number(value: str, *, name: str, where: str, problems: list[str]) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        problems.append(f"{where}: {name} {value!r} is not a number")
+        return math.nan
+    if not math.isfinite(number):
+        problems.append(f"{where}: {name} {value!r} is not a finite number")
+    return number
+
+
+def _safe_relative(root: Path, name: str) -> Path | None:
+    """The file `name` inside root, or None when the name could leave root."""
+    if not name or "\x00" in name or "\\" in name or len(name) > 1024:
+        return None
+    pure = PurePosixPath(name)
+    if pure.is_absolute() or ".." in pure.parts:
+        return None
+    full = (root / pure).resolve()
+    return full if full.is_relative_to(root.resolve()) else None
+
+
+def dataset_validate(root: Path) -> ImportPlan:
+    """Phase 1: check every row and every video; raise ImportValidationError listing problems."""
+    from annotation.ingest import services
+    from annotation.ingest.isolation import probe_video_isolated
+    from annotation.ingest.video_io import IngestError
+
+    problems: list[str] = []
+    clip_dicts = _read_csv(root / "clips.csv", CLIP_COLUMNS, problems)
+    rating_dicts = _read_csv(root / "ratings.csv", RATING_COLUMNS, problems)
+    if problems:
+        raise ImportValidationError(problems)
+
+    clips: list[ClipRow] = []
+    seen_clips: dict[str, int] = {}
+    video_patient: dict[str, str] = {}
+    for index, row in enumerate(clip_dicts):
+        line = index + 2  # the header is line 1
+        where = f"clips.csv line {line}"
+        clip_id, patient_id, video = row["clip_id"], row["patient_id"], row["video"]
+        if not ID_PATTERN.match(clip_id):
+            problems.append(f"{where}: clip_id {clip_id!r} must be 1-64 letters, digits, _ . -")
+        elif clip_id in seen_clips:
+            problems.append(f"{where}: clip_id {clip_id!r} repeats line {seen_clips[clip_id]}")
+        seen_clips.setdefault(clip_id, line)
+        if not ID_PATTERN.match(patient_id):
+            problems.append(
+                f"{where}: patient_id {patient_id!r} must be 1-64 letters, digits, _ . -"
+            )
+        if _safe_relative(root, video) is None:
+            problems.append(f"{where}: video path {video!r} must be a relative path inside DIR")
+        elif not (root / video).is_file():
+            problems.append(f"{where}: video file {video!r} not found")
+        if video in video_patient and video_patient[video] != patient_id:
+            problems.append(f"{where}: video {video!r} is listed under two patients")
+        video_patient.setdefault(video, patient_id)
+        fps = _number(row["fps"], name="fps", where=where, problems=problems)
+        x = _number(row["x"], name="x", where=where, problems=problems)
+        y = _number(row["y"], name="y", where=where, problems=problems)
+        if fps <= 0:
+            problems.append(f"{where}: fps must be positive")
+        if x < 0 or y < 0:
+            problems.append(f"{where}: the target point ({x}, {y}) lies outside the frame")
+        pixel = settings.DEFAULT_PIXEL_SIZE_UM
+        if row.get("pixel_size_um"):
+            pixel = _number(row["pixel_size_um"], name="pixel_size_um", where=where,
+                            problems=problems)  # fmt: skip
+            if not 0 < pixel <= 100:
+                problems.append(f"{where}: pixel_size_um must lie in (0, 100]")
+        clips.append(ClipRow(line, clip_id, patient_id, video, fps, x, y, pixel))
+
+    ratings: list[RatingRow] = []
+    seen_ratings: dict[tuple[str, str], int] = {}
+    for index, row in enumerate(rating_dicts):
+        line = index + 2
+        where = f"ratings.csv line {line}"
+        clip_id, rater_id, grade = row["clip_id"], row["rater_id"], row["grade"]
+        if clip_id not in seen_clips:
+            problems.append(f"{where}: clip_id {clip_id!r} is not in clips.csv")
+        if not ID_PATTERN.match(rater_id):
+            problems.append(f"{where}: rater_id {rater_id!r} must be 1-64 letters, digits, _ . -")
+        if grade not in GRADES:
+            problems.append(f"{where}: grade {grade!r} is not one of A, B, C, D, E")
+        key = (clip_id, rater_id)
+        if key in seen_ratings:
+            problems.append(
+                f"{where}: rater {rater_id!r} already rated clip {clip_id!r} "
+                f"on line {seen_ratings[key]} (one rating per rater and clip)"
+            )
+        seen_ratings.setdefault(key, line)
+        ratings.append(RatingRow(line, clip_id, rater_id, grade))
+    if problems:
+        raise ImportValidationError(problems)
+
+    plan = ImportPlan(root=root, clips=clips, ratings=ratings)
+    existing = {
+        c.external_id: c
+        for c in Clip.objects.filter(external_id__in=seen_clips).select_related("video")
+    }
+    for row in clips:
+        clip = existing.get(row.clip_id)
+        if clip is None:
+            plan.new_videos.setdefault(row.video, []).append(row)
+        elif abs(clip.start_x - row.x) > 1e-6 or abs(clip.start_y - row.y) > 1e-6:
+            problems.append(
+                f"clips.csv line {row.line}: clip_id {row.clip_id!r} already exists "
+                "with another target point; give the new clip another id"
+            )
+        else:
+            plan.existing_clip_ids.add(row.clip_id)
+    n_frames = settings.INGEST_N_FRAMES
+    for video, rows in plan.new_videos.items():
+        try:
+            info = probe_video_isolated(root / video, limits=services.decode_limits())
+        except IngestError as exc:
+            problems.append(f"clips.csv line {rows[0].line}: video {video!r}: {exc}")
+            continue
+        if info.frame_count < n_frames:
+            problems.append(
+                f"clips.csv line {rows[0].line}: video {video!r} has {info.frame_count} "
+                f"frames but {n_frames} are needed"
+            )
+        for row in rows:
+            if not (row.x < info.width and row.y < info.height):
+                problems.append(
+                    f"clips.csv line {row.line}: the target point ({row.x}, {row.y}) lies "
+                    f"outside the {info.width}x{info.height} frame of {video!r}"
+                )
+    _plan_ratings(plan, problems)
+    if problems:
+        raise ImportValidationError(problems)
+    return plan
+
+
+def _plan_ratings(plan: ImportPlan, problems: list[str]) -> None:
+    User = get_user_model()
+    raters = {r.rater_id for r in plan.ratings}
+    users = {u.username: u for u in User.objects.filter(username__in=raters)}
+    for username, user in users.items():
+        if user_role(user) != EXPERT:
+            problems.append(f"ratings.csv: rater_id {username!r} is a user who is not an expert")
+    existing = {
+        (external_id, username): grade
+        for external_id, username, grade in Rating.objects.filter(
+            clip__external_id__in=plan.existing_clip_ids
+        ).values_list("clip__external_id", "rater__username", "grade")
+    }
+    for row in plan.ratings:
+        old = existing.get((row.clip_id, row.rater_id))
+        if old is None:
+            plan.new_ratings.append(row)
+        elif old != row.grade:
+            problems.append(
+                f"ratings.csv line {row.line}: rater {row.rater_id!r} already has grade {old} "
+                f"for clip {row.clip_id!r} in the database, not {row.grade}"
+            )
+
+
+def dataset_import(
+    root: Path,
+    *,
+    progress: Callable[[int, int, str], None] | None = None,
+    skip_untrackable: bool = False,
+) -> ImportResult:
+    """Validate, then track and cut every new clip, then write everything in one transaction.
+
+    A video whose target cannot be tracked (lost, unreadable past its header) stops the import
+    with nothing written, unless skip_untrackable: then its clips and their ratings are left
+    out and listed in the result.
+    """
+    from annotation.ingest import services
+    from annotation.ingest.isolation import process_video_isolated
+    from annotation.ingest.video_io import IngestError
+
+    root = root.resolve()
+    plan = dataset_validate(root)
+    config = services.ingest_config()
+    media_root = Path(settings.MEDIA_ROOT)
+    staging = media_root / "clips" / f".import-{uuid.uuid4().hex}"
+    outputs = {}
+    untrackable: list[str] = []
+    try:
+        total = len(plan.new_videos)
+        for done, (video, rows) in enumerate(sorted(plan.new_videos.items())):
+            if progress:
+                progress(done, total, video)
+            out_dir = staging / f"{done:06d}"
+            try:
+                outputs[video] = (
+                    process_video_isolated(
+                        root / video,
+                        [(r.x, r.y) for r in rows],
+                        out_dir=out_dir,
+                        pixel_size_um=rows[0].pixel_size_um,
+                        config=config,
+                        fps=rows[0].fps,  # clips.csv's rate wins over the file's header
+                        limits=services.decode_limits(),
+                    ),
+                    out_dir,
+                )
+            except IngestError as exc:
+                ids = ", ".join(r.clip_id for r in rows)
+                problem = f"clips.csv line {rows[0].line}: video {video!r} (clips {ids}): {exc}"
+                if not skip_untrackable:
+                    raise ImportValidationError([problem]) from exc
+                untrackable.append(problem)
+                shutil.rmtree(out_dir, ignore_errors=True)
+        if progress:
+            progress(total, total, "writing")
+        if untrackable:
+            dropped = {
+                r.clip_id for v, rows in plan.new_videos.items() if v not in outputs for r in rows
+            }
+            plan.new_ratings = [r for r in plan.new_ratings if r.clip_id not in dropped]
+        result = _write(plan, outputs, config, staging)
+        result = replace(result, untrackable=untrackable)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return result
+
+
+def _write(plan: ImportPlan, outputs: dict, config, staging: Path) -> ImportResult:  # type: ignore[no-untyped-def]
+    from annotation.access.accounts import user_create
+    from annotation.ingest import services
+
+    media_root = Path(settings.MEDIA_ROOT)
+    moved: list[Path] = []
+    try:
+        with transaction.atomic():
+            User = get_user_model()
+            rater_ids = sorted({r.rater_id for r in plan.new_ratings})
+            users = {u.username: u for u in User.objects.filter(username__in=rater_ids)}
+            raters_created = 0
+            for rater_id in rater_ids:
+                if rater_id not in users:
+                    users[rater_id] = user_create(username=rater_id, role=EXPERT, password=None)
+                    raters_created += 1
+            for video_name, (output, out_dir) in sorted(outputs.items()):
+                rows = plan.new_videos[video_name]
+                patient = services.patient_get_or_create(code=rows[0].patient_id)
+                source = plan.root / video_name
+                video = Video(
+                    patient=patient,
+                    original_name=Path(video_name).name[:255],
+                    pixel_size_um=rows[0].pixel_size_um,
+                    targets=[{"x": r.x, "y": r.y, "external_id": r.clip_id} for r in rows],
+                )
+                stored = f"videos/{uuid.uuid4().hex}{source.suffix.lower() or '.mp4'}"
+                (media_root / "videos").mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source, media_root / stored)
+                moved.append(media_root / stored)
+                video.file.name = stored
+                video.save()
+                final_dir = services.clip_folder_new(video)
+                out_dir.rename(final_dir)
+                moved.append(final_dir)
+                services.clips_create_from_output(
+                    video=video, output=_rebase(output, out_dir, final_dir), config=config
+                )
+            clips = dict(
+                Clip.objects.filter(
+                    external_id__in={r.clip_id for r in plan.new_ratings}
+                ).values_list("external_id", "pk")
+            )
+            new = [
+                Rating(clip_id=clips[r.clip_id], rater=users[r.rater_id], grade=r.grade)
+                for r in plan.new_ratings
+            ]
+            # PostgreSQL and SQLite >= 3.35 return the new primary keys from bulk_create.
+            Rating.objects.bulk_create(new, batch_size=1000)
+            RatingChange.objects.bulk_create(
+                [RatingChange(rating_id=r.pk, grade=r.grade) for r in new], batch_size=1000
+            )
+            services.clip_vote_counts_recount(clip_ids=list(set(clips.values())))
+            # Imported clips with settled distributions leave the expert queue at once.
+            from annotation.aggregation.retirement_service import clips_retire_settled
+
+            clips_retire_settled()
+    except Exception:
+        for path in moved:
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        raise
+    return ImportResult(
+        clips_created=sum(len(plan.new_videos[v]) for v in outputs),
+        clips_skipped=len(plan.existing_clip_ids),
+        ratings_created=len(plan.new_ratings),
+        ratings_skipped=len(plan.ratings) - len(plan.new_ratings),  # existing or untrackable
+        raters_created=raters_created,
+    )
+
+
+def _rebase(output, old: Path, new: Path):  # type: ignore[no-untyped-def]
+    """The pipeline's output with its paths moved from the staging folder to the final one."""
+    from dataclasses import replace
+
+    def move(path: Path) -> Path:
+        return new / path.relative_to(old)
+
+    clips = [
+        replace(
+            c,
+            frames_npy=move(c.frames_npy),
+            crop_mp4=move(c.crop_mp4),
+            filmstrip_png=move(c.filmstrip_png),
+        )
+        for c in output.clips
+    ]
+    return replace(output, preview_mp4=move(output.preview_mp4), clips=clips)

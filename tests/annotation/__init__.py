@@ -1,0 +1,1 @@
+"""Tests of the annotation app, one folder per subpackage."""

@@ -1,0 +1,1 @@
+"""Tests of the front end's pages in a real browser."""
