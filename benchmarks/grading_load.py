@@ -80,6 +80,7 @@ def data_seed(*, n_clips: int, n_experts: int, n_frames: int) -> list[str]:
     from django.contrib.auth.models import Group
     from django.db import connection
 
+    from annotation.kinematics import KINEMATICS_KEYS
     from annotation.models import Clip, Patient, Video
     from annotation.roles import EXPERT
 
@@ -116,9 +117,7 @@ def data_seed(*, n_clips: int, n_experts: int, n_frames: int) -> list[str]:
             frames_file="clips/bench/frames.npy",
             crop_file="clips/bench/crop.mp4",
             filmstrip_file="clips/bench/filmstrip.png",
-            **dict.fromkeys(("vcl", "vsl", "vap", "lin", "straightness", "wob", "alh"), 1.0),
-            bcf=1.0,
-            speed=1.0,
+            **Clip.kinematics_fields(dict.fromkeys(KINEMATICS_KEYS, 1.0)),
         )
         for i in range(n_clips)
     )

@@ -35,6 +35,7 @@ from annotation.distributions import (
 )
 from annotation.errors import ServiceError
 from annotation.grades import GRADES, PROB_COLUMNS
+from annotation.kinematics import KINEMATICS_KEYS
 from annotation.models import Clip, Rating, Video
 from datasets.datasheet import render_datasheet
 from datasets.export import ExportResult, write_export
@@ -49,7 +50,6 @@ from datasets.splits import assign_folds
 
 log = logging.getLogger(__name__)
 Progress = Callable[[float, str], None]
-KINEMATICS = ("vcl", "vsl", "vap", "lin", "str", "wob", "alh", "bcf", "speed")
 BOOTSTRAP_RESAMPLES = 1000
 
 
@@ -435,7 +435,7 @@ def frozen_tables(version: DatasetVersion) -> dict[str, Any]:
             "x": d.start_x,
             "y": d.start_y,
             "pixel_size_um": d.pixel_size_um,
-            **{k: d.kinematics[k] for k in KINEMATICS},
+            **{k: d.kinematics[k] for k in KINEMATICS_KEYS},
         }
         for d in dclips
     ]
