@@ -91,18 +91,18 @@ def report(env: dict[str, str], wall_s: float, predictions: Path) -> None:
         f"{env.get('MERSV_TORCH_THREADS') or 'default (all cores)'}"
     )
     print(f"{'fold':>4} {'epochs':>6} {'best':>5} {'early stop':>10} {'s/epoch':>8} {'fold s':>7}")
-    seconds_all: list[float] = []
     for fold, summary in sorted(run.fold_summaries.items(), key=lambda kv: int(kv[0])):
         seconds = list(
             EpochRecord.objects.filter(run=run, fold=int(fold)).values_list("seconds", flat=True)
         )
-        seconds_all += seconds
         per_epoch = sum(seconds) / len(seconds) if seconds else float("nan")
         print(
             f"{fold:>4} {summary['epochs_run']:>6} {summary['best_epoch']:>5} "
             f"{'yes' if summary['stopped_early'] else 'no':>10} {per_epoch:>8.1f} "
             f"{sum(seconds):>7.0f}"
         )
+    # Every epoch recorded, also those of a fold that did not finish.
+    seconds_all = list(EpochRecord.objects.filter(run=run).values_list("seconds", flat=True))
     epochs = len(seconds_all)
     pooled = run.pooled_metrics
     scores = ", ".join(f"{METRIC_LABELS[m]} {pooled[m]:.4f}" for m in MAIN_METRICS if m in pooled)
@@ -124,7 +124,7 @@ def report(env: dict[str, str], wall_s: float, predictions: Path) -> None:
     predictions.write_text(selectors.run_predictions_csv(run))
     print(
         f"\nwall time of `manage.py train --dataset {VERSION}`: {wall_s / 60:.1f} min "
-        f"({epochs} epochs over {len(run.fold_summaries)} folds, "
+        f"({epochs} epochs, {len(run.fold_summaries)} folds finished, "
         f"{sum(seconds_all) / max(epochs, 1):.1f} s per epoch; target: under 30 min)"
     )
 
