@@ -9,11 +9,14 @@ doing so).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
 from annotation.grades import GRADES
+from annotation.ingest.kinematics import KINEMATICS_KEYS, kinematics_attribute
 
 GRADE_CHOICES = [(g, g) for g in GRADES]
 
@@ -81,6 +84,7 @@ class Clip(models.Model):
     crop_file = models.FileField(upload_to="clips/", max_length=255)
     filmstrip_file = models.FileField(upload_to="clips/", max_length=255)
     # WHO kinematics (annotation/ingest/kinematics.py): velocities in um/s, ALH in um, BCF in Hz.
+    # One field per KINEMATICS_KEYS, in its order (a test checks it); `str` is straightness.
     vcl = models.FloatField()
     vsl = models.FloatField()
     vap = models.FloatField()
@@ -121,17 +125,14 @@ class Clip(models.Model):
         return [self.votes_a, self.votes_b, self.votes_c, self.votes_d, self.votes_e]
 
     def kinematics_dict(self) -> dict[str, float]:
-        return {
-            "vcl": self.vcl,
-            "vsl": self.vsl,
-            "vap": self.vap,
-            "lin": self.lin,
-            "str": self.straightness,
-            "wob": self.wob,
-            "alh": self.alh,
-            "bcf": self.bcf,
-            "speed": self.speed,
-        }
+        """The clip's kinematics keyed by ``KINEMATICS_KEYS`` (``str``, not ``straightness``)."""
+        return {key: getattr(self, kinematics_attribute(key)) for key in KINEMATICS_KEYS}
+
+    @staticmethod
+    def kinematics_fields(values: Mapping[str, float]) -> dict[str, float]:
+        """Keyword arguments of the kinematics fields for ``values`` keyed by
+        ``KINEMATICS_KEYS`` (e.g. ``Kinematics.as_dict()``); every measure is needed."""
+        return {kinematics_attribute(key): float(values[key]) for key in KINEMATICS_KEYS}
 
 
 class Rating(models.Model):

@@ -65,6 +65,7 @@ def load_paper_scale(*, seed: int) -> int:
     """Experts, clips and every expert's vote on every clip; returns the number of ratings."""
     from django.contrib.auth import get_user_model
 
+    from annotation.ingest.kinematics import KINEMATICS_KEYS
     from annotation.ingest.services import clip_vote_counts_recount
     from annotation.models import Clip, Patient, Rating, Video
     from simulator.panel import panel_sample, panel_votes
@@ -83,7 +84,7 @@ def load_paper_scale(*, seed: int) -> int:
             for i, p in enumerate(patients)
         ]
     )
-    kinematics = dict.fromkeys(("vcl", "vsl", "vap", "lin", "wob", "alh", "bcf", "speed"), 1.0)
+    kinematics = Clip.kinematics_fields(dict.fromkeys(KINEMATICS_KEYS, 1.0))
     clips = Clip.objects.bulk_create(
         [
             Clip(
@@ -94,7 +95,6 @@ def load_paper_scale(*, seed: int) -> int:
                 track=[[10.0, 10.0]] * 16,
                 n_frames=16,
                 crop_size=150,
-                straightness=1.0,
                 frames_file=f"clips/{i}/frames.npy",
                 crop_file=f"clips/{i}/crop.mp4",
                 filmstrip_file=f"clips/{i}/filmstrip.png",

@@ -81,6 +81,7 @@ def data_seed(*, n_clips: int, n_experts: int, n_frames: int) -> list[str]:
     from django.db import connection
 
     from annotation.access.roles import EXPERT
+    from annotation.ingest.kinematics import KINEMATICS_KEYS
     from annotation.models import Clip, Patient, Video
 
     size = settings.INGEST_CROP_SIZE
@@ -116,9 +117,7 @@ def data_seed(*, n_clips: int, n_experts: int, n_frames: int) -> list[str]:
             frames_file="clips/bench/frames.npy",
             crop_file="clips/bench/crop.mp4",
             filmstrip_file="clips/bench/filmstrip.png",
-            **dict.fromkeys(("vcl", "vsl", "vap", "lin", "straightness", "wob", "alh"), 1.0),
-            bcf=1.0,
-            speed=1.0,
+            **Clip.kinematics_fields(dict.fromkeys(KINEMATICS_KEYS, 1.0)),
         )
         for i in range(n_clips)
     )

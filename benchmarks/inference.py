@@ -23,7 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from modeling.ml.backbones import BACKBONES
-from modeling.ml.model import DEFAULT_SPEED_FEATURES, build_model, count_parameters
+from modeling.ml.model import DEFAULT_KINEMATICS_FEATURES, build_model, count_parameters
 
 
 def time_backbone(
@@ -32,10 +32,10 @@ def time_backbone(
     """(parameters, median and fastest seconds per clip) of one backbone preset."""
     torch.manual_seed(0)
     model = build_model(
-        backbone=backbone, preset=preset, n_speed_features=len(DEFAULT_SPEED_FEATURES)
+        backbone=backbone, preset=preset, n_kinematics_features=len(DEFAULT_KINEMATICS_FEATURES)
     ).eval()
     x = torch.rand(batch, frames, 1, 150, 150)  # (B, T, 1, H, W)
-    speed = torch.rand(batch, len(DEFAULT_SPEED_FEATURES)) * 100  # (B, k)
+    speed = torch.rand(batch, len(DEFAULT_KINEMATICS_FEATURES)) * 100  # (B, k)
     seconds = []
     with torch.inference_mode():
         for _ in range(2):  # warm-up: allocations, kernel selection

@@ -168,9 +168,9 @@ sys.path.insert(0, str(ROOT))
 
 from annotation.grades import PROB_COLUMNS  # noqa: E402
 from modeling.ml.metrics import evaluate_distributions  # noqa: E402
+from modeling.ml.model import DEFAULT_KINEMATICS_FEATURES  # noqa: E402
 
 VERSION = "bench-train"
-KINEMATICS = ("vcl", "vsl", "vap", "lin", "str", "wob", "alh", "bcf")
 
 
 def manage(args: list[str], env: dict[str, str], *, quiet: bool = False) -> float:
@@ -252,7 +252,8 @@ def evaluate(export: Path, data_truth: Path, predictions: Path, *, kinematics: b
     rows = {"baseline (training mean)": baseline_predictions(p_obs, folds)}
     if kinematics:
         clips = pd.read_csv(export / "clips.csv", dtype={"clip_id": str}).set_index("clip_id")
-        features = np.nan_to_num(clips.loc[clip_ids, list(KINEMATICS)].to_numpy(float))
+        kinematics_columns = list(DEFAULT_KINEMATICS_FEATURES)
+        features = np.nan_to_num(clips.loc[clip_ids, kinematics_columns].to_numpy(float))
         rows["kinematics only (kNN, k=15)"] = knn_predictions(features, p_obs, folds)
     rows["model (out-of-fold)"] = model.loc[clip_ids, list(PROB_COLUMNS)].to_numpy(float)
     rows["ceiling (panel's expected)"] = truth.loc[clip_ids, list(PROB_COLUMNS)].to_numpy(float)

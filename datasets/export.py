@@ -2,7 +2,7 @@
 
 Layout (every path relative to the export directory)::
 
-    clips.csv, ratings.csv            the exchange format (ARCHITECTURE.md), plus kinematics
+    clips.csv, ratings.csv            the exchange format (annotation/exchange.py), plus kinematics
     distributions.csv                 clip_id, p_A..p_E, n, mean, std, mode
     splits.csv, inner_splits.csv      outer folds; inner train/val per outer fold
     parquet/<table>.parquet           the same five tables with exact types and full precision
@@ -35,30 +35,19 @@ import tarfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from annotation.grades import GRADES, PROB_COLUMNS
+from annotation import exchange
+from annotation.exchange import Column, ColumnKind
 
 MANIFEST_NAME = "MANIFEST.sha256"
 README_NAME = "README.md"
 PARQUET_DIR = "parquet"
 COPY_CHUNK_BYTES = 1 << 20  # streamed copies and hashes: memory stays bounded for large videos
 MAX_COMPONENT_BYTES = 255  # the usual file-name limit of Linux, macOS and Windows file systems
-
-ColumnKind = Literal["str", "float", "int"]
-
-
-@dataclass(frozen=True)
-class Column:
-    """One column of an exported table: its type and whether it may hold missing values."""
-
-    name: str
-    kind: ColumnKind
-    nullable: bool = False
 
 
 @dataclass(frozen=True)
@@ -75,57 +64,36 @@ class TableSpec:
         return [c.name for c in self.columns]
 
 
-def _kinematic(name: str) -> Column:
-    return Column(name, "float", nullable=True)
-
-
-_GRADE_SET = frozenset(GRADES)
-
+# The columns are the exchange format's (annotation/exchange.py); the exporter adds the
+# order of the rows and what must be unique.
 TABLES: dict[str, TableSpec] = {
     "clips": TableSpec(
-        columns=(
-            Column("clip_id", "str"),
-            Column("patient_id", "str"),
-            Column("video", "str"),
-            Column("fps", "float"),
-            Column("x", "float"),
-            Column("y", "float"),
-            Column("pixel_size_um", "float", nullable=True),
-            *(_kinematic(k) for k in ("vcl", "vsl", "vap", "lin", "str", "wob", "alh", "bcf")),
-            _kinematic("speed"),
-        ),
+        columns=exchange.EXPORT_CLIP_COLUMNS,
         sort_by=("clip_id",),
         unique_by=("clip_id",),
     ),
     "ratings": TableSpec(
-        columns=(Column("clip_id", "str"), Column("rater_id", "str"), Column("grade", "str")),
+        columns=exchange.RATING_COLUMNS,
         sort_by=("clip_id", "rater_id", "grade"),
         unique_by=None,
-        allowed_values={"grade": _GRADE_SET},
+        allowed_values={"grade": exchange.GRADE_VALUES},
     ),
     "distributions": TableSpec(
-        columns=(
-            Column("clip_id", "str"),
-            *(Column(p, "float") for p in PROB_COLUMNS),
-            Column("n", "int"),
-            Column("mean", "float"),
-            Column("std", "float"),
-            Column("mode", "str"),
-        ),
+        columns=exchange.DISTRIBUTION_COLUMNS,
         sort_by=("clip_id",),
         unique_by=("clip_id",),
-        allowed_values={"mode": _GRADE_SET},
+        allowed_values={"mode": exchange.GRADE_VALUES},
     ),
     "splits": TableSpec(
-        columns=(Column("clip_id", "str"), Column("fold", "int")),
+        columns=exchange.SPLIT_COLUMNS,
         sort_by=("clip_id",),
         unique_by=("clip_id",),
     ),
     "inner_splits": TableSpec(
-        columns=(Column("outer_fold", "int"), Column("clip_id", "str"), Column("subset", "str")),
+        columns=exchange.INNER_SPLIT_COLUMNS,
         sort_by=("outer_fold", "clip_id"),
         unique_by=("outer_fold", "clip_id"),
-        allowed_values={"subset": frozenset({"train", "val"})},
+        allowed_values={"subset": exchange.SUBSET_VALUES},
     ),
 }
 TABLE_NAMES: tuple[str, ...] = tuple(TABLES)

@@ -1,4 +1,4 @@
-"""Import of a rated dataset in the exchange format (ARCHITECTURE.md, "Contracts"):
+"""Import of a rated dataset in the exchange format (its columns: annotation/exchange.py):
 
     DIR/clips.csv    clip_id, patient_id, video, fps, x, y [, pixel_size_um]
     DIR/ratings.csv  clip_id, rater_id, grade            (grade in A..E)
@@ -27,12 +27,17 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from annotation.access.roles import EXPERT, user_role
+from annotation.exchange import (
+    CLIP_REQUIRED_NAMES,
+    CLIPS_FILE,
+    RATING_NAMES,
+    RATINGS_FILE,
+    missing_columns,
+)
 from annotation.grades import GRADES
 from annotation.models import Clip, Rating, RatingChange, Video
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-CLIP_COLUMNS = ("clip_id", "patient_id", "video", "fps", "x", "y")
-RATING_COLUMNS = ("clip_id", "rater_id", "grade")
 MAX_ROWS = 2_000_000
 
 
@@ -92,8 +97,7 @@ def _read_csv(path: Path, required: tuple[str, ...], problems: list[str]) -> lis
         return []
     with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
-        header = [h.strip() for h in (reader.fieldnames or [])]
-        missing = [c for c in required if c not in header]
+        missing = missing_columns(reader.fieldnames or [], required)
         if missing:
             problems.append(f"{path.name} line 1: missing column(s) {', '.join(missing)}")
             return []
@@ -135,8 +139,8 @@ def dataset_validate(root: Path) -> ImportPlan:
     from annotation.ingest.video_io import IngestError
 
     problems: list[str] = []
-    clip_dicts = _read_csv(root / "clips.csv", CLIP_COLUMNS, problems)
-    rating_dicts = _read_csv(root / "ratings.csv", RATING_COLUMNS, problems)
+    clip_dicts = _read_csv(root / CLIPS_FILE, CLIP_REQUIRED_NAMES, problems)
+    rating_dicts = _read_csv(root / RATINGS_FILE, RATING_NAMES, problems)
     if problems:
         raise ImportValidationError(problems)
 

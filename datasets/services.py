@@ -34,7 +34,9 @@ from annotation.aggregation.distributions import (
     rating_arrays,
 )
 from annotation.errors import ServiceError
+from annotation.exchange import RATING_NAMES
 from annotation.grades import GRADES, PROB_COLUMNS
+from annotation.ingest.kinematics import KINEMATICS_KEYS
 from annotation.models import Clip, Rating, Video
 from datasets.datasheet import render_datasheet
 from datasets.export import ExportResult, write_export
@@ -49,7 +51,6 @@ from datasets.splits import assign_folds
 
 log = logging.getLogger(__name__)
 Progress = Callable[[float, str], None]
-KINEMATICS = ("vcl", "vsl", "vap", "lin", "str", "wob", "alh", "bcf", "speed")
 BOOTSTRAP_RESAMPLES = 1000
 
 
@@ -216,7 +217,7 @@ def _freeze(version: DatasetVersion, clips: list[Clip], ratings: list) -> dict[s
     """Every table of the version, computed once from the snapshot (plain pandas)."""
     salt = version.pseudonym_salt
     clip_ids = [c.external_id for c in clips]
-    votes = pd.DataFrame(ratings, columns=["clip_id", "rater_id", "grade"])
+    votes = pd.DataFrame(ratings, columns=list(RATING_NAMES))
     votes["rater_id"] = [_pseudonym(salt, "rater", r) for r in votes["rater_id"]]
     arrays = rating_arrays(votes, clip_ids=clip_ids, rater_ids=sorted(set(votes["rater_id"])))
     stats = distribution_stats(grade_counts(arrays.clip_idx, arrays.grade_idx, len(clip_ids)))
@@ -435,7 +436,7 @@ def frozen_tables(version: DatasetVersion) -> dict[str, Any]:
             "x": d.start_x,
             "y": d.start_y,
             "pixel_size_um": d.pixel_size_um,
-            **{k: d.kinematics[k] for k in KINEMATICS},
+            **{k: d.kinematics[k] for k in KINEMATICS_KEYS},
         }
         for d in dclips
     ]
@@ -447,7 +448,7 @@ def frozen_tables(version: DatasetVersion) -> dict[str, Any]:
     distributions["mode"] = [d.mode for d in dclips]
     ratings = pd.DataFrame(
         list(version.ratings.values_list("clip_external_id", "rater_pseudonym", "grade")),
-        columns=["clip_id", "rater_id", "grade"],
+        columns=list(RATING_NAMES),
     )
     return {
         "clips": pd.DataFrame(clip_rows),

@@ -599,13 +599,13 @@ def predictions_for_new_clips(*, run: TrainingRun, clips: Sequence[Clip]) -> int
     for start in range(0, len(clips), PREDICT_BATCH):
         batch = clips[start : start + PREDICT_BATCH]
         frames = np.stack([_clip_frames(clip, config.frames) for clip in batch])  # (B, T, H, W)
-        speed = np.nan_to_num(
+        kinematics = np.nan_to_num(
             np.array(
-                [[clip.kinematics_dict()[f] for f in config.speed_features] for clip in batch],
+                [[clip.kinematics_dict()[f] for f in config.kinematics_features] for clip in batch],
                 dtype=np.float32,
             )
         )  # (B, k), missing as 0 like the training data
-        p = np.mean([predict(model, frames, speed) for model in models], axis=0)  # (B, 5)
+        p = np.mean([predict(model, frames, kinematics) for model in models], axis=0)  # (B, 5)
         for clip, row in zip(batch, p, strict=True):
             values = dict(zip(P_FIELDS, map(float, row), strict=True))
             rows.append(

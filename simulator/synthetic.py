@@ -51,6 +51,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import beta, norm
 
+from annotation import exchange
 from annotation.grades import GRADES, PROB_COLUMNS
 from simulator.panel import Panel, panel_expected_distribution, panel_sample, panel_votes
 
@@ -982,7 +983,7 @@ def generate_dataset(out_dir: Path, config: SyntheticConfig, *, progress: bool =
     ``out_dir`` and return it. Same config, same files: CSVs byte for byte, videos frame for
     frame. clips.csv and ratings.csv are written last, so their presence means complete."""
     out_dir = Path(out_dir)
-    videos_dir = out_dir / "videos"
+    videos_dir = out_dir / exchange.VIDEOS_DIR
     videos_dir.mkdir(parents=True, exist_ok=True)
     labels = sample_labels(config=config)
     ids = clip_ids(config.n_clips)
@@ -1025,7 +1026,7 @@ def generate_dataset(out_dir: Path, config: SyntheticConfig, *, progress: bool =
                     }
                 )
             )
-        video_names.append(f"videos/{name}")
+        video_names.append(f"{exchange.VIDEOS_DIR}/{name}")
 
     experts = pd.DataFrame(
         {
@@ -1055,8 +1056,10 @@ def generate_dataset(out_dir: Path, config: SyntheticConfig, *, progress: bool =
             "pixel_size_um": config.pixel_size_um,
         }
     )
-    _csv_write(labels.ratings, out_dir / "ratings.csv")
-    _csv_write(clips, out_dir / "clips.csv")
+    # The exchange format's columns, in its order (a KeyError names a column not written).
+    _csv_write(labels.ratings[list(exchange.RATING_NAMES)], out_dir / exchange.RATINGS_FILE)
+    clip_columns = exchange.names(exchange.CLIP_REQUIRED + exchange.CLIP_OPTIONAL)
+    _csv_write(clips[list(clip_columns)], out_dir / exchange.CLIPS_FILE)
     return out_dir
 
 

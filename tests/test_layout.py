@@ -14,6 +14,9 @@ ROOT = Path(__file__).resolve().parent.parent
 APPS = ("annotation", "datasets", "modeling", "frontend")
 # An app may import only from apps to its left: annotation <- datasets <- modeling <- frontend.
 ALLOWED = {app: set(APPS[: i + 1]) for i, app in enumerate(APPS)}
+# The apps' plain modules that modeling.ml may import: the grades, the kinematics list and the
+# exchange format's columns (no Django, no ORM; they import only each other and numpy).
+PLAIN_CONSTANTS = {"annotation.grades", "annotation.ingest.kinematics", "annotation.exchange"}
 
 
 def _imports(path: Path) -> list[tuple[int, str]]:
@@ -47,11 +50,24 @@ def test_modeling_ml_imports_nothing_from_django_or_the_apps() -> None:
     for path in _python_files(ROOT / "modeling" / "ml"):
         for line, module in _imports(path):
             top = module.split(".")[0]
-            plain_constants = module == "annotation.grades"
+            plain_constants = module in PLAIN_CONSTANTS
             if top in ("django", "rest_framework", "celery", "config") or (
                 top in APPS and not plain_constants and not module.startswith("modeling.ml")
             ):
                 offending.append(f"{path.relative_to(ROOT)}:{line} imports {module}")
+    assert offending == []
+
+
+def test_the_plain_constants_modules_import_no_django_and_no_other_app_module() -> None:
+    offending = []
+    for module in sorted(PLAIN_CONSTANTS):
+        path = ROOT.joinpath(*module.split(".")).with_suffix(".py")
+        for line, imported in _imports(path):
+            top = imported.split(".")[0]
+            if top in ("django", "rest_framework", "celery", "config", "pandas", "torch") or (
+                top in APPS and imported not in PLAIN_CONSTANTS
+            ):
+                offending.append(f"{path.relative_to(ROOT)}:{line} imports {imported}")
     assert offending == []
 
 
@@ -80,6 +96,7 @@ PROJECT = (*APPS, "config", "simulator")
 # The pure modules: plain inputs (numpy, OpenCV, pandas), no ORM, no Django at all.
 PURE = {
     "annotation.grades",
+    "annotation.exchange",
     "annotation.errors",
     "annotation.ingest.video_io",
     "annotation.ingest.tracking",

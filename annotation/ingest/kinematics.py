@@ -28,8 +28,14 @@ Definitions (velocities in µm/s, ALH in µm, BCF in Hz):
   position lies on the average path (perpendicular offset below ``ON_PATH_TOLERANCE_PX``, which
   absorbs floating-point noise) have no side and are skipped, so touching the path without
   going across is not a crossing.
-- **speed** = VCL. It is the scalar the model head takes next to the video features (the
-  paper's ``v``): the distance the head actually covers per second.
+- **speed** = VCL. It is the paper's scalar ``v`` that the model head takes next to the video
+  features: the distance the head actually covers per second. (The whole vector the model
+  takes is its *kinematics*; ``speed`` is one member.)
+
+``KINEMATICS_KEYS`` is the one list of these measures, in their order: the keys of
+``Kinematics.as_dict``, the kinematics columns of the export's clips.csv, the clip's database
+columns and API fields, and the names the model's kinematics input is chosen from. Plain
+constants and numpy only, no Django: ``modeling.ml`` imports it.
 
 A track of fewer than two positions (or ``fps`` time zero) has no motion: everything is 0.
 """
@@ -61,11 +67,33 @@ class Kinematics:
     def as_dict(self) -> dict[str, float]:
         """The measures keyed by their short WHO names (``str``, not ``straightness``)."""
         values = asdict(self)
-        values["str"] = values.pop("straightness")
-        return {key: values[key] for key in KINEMATICS_KEYS}
+        return {key: values[kinematics_attribute(key)] for key in KINEMATICS_KEYS}
 
 
-KINEMATICS_KEYS: tuple[str, ...] = ("vcl", "vsl", "vap", "lin", "str", "wob", "alh", "bcf", "speed")
+# The measures by their short WHO names, in their canonical order, each with a typical
+# magnitude in its unit (a progressive human sperm has VCL ~ 100 µm/s), e.g. to divide by.
+KINEMATICS_TYPICAL: dict[str, float] = {
+    "vcl": 100.0,  # µm/s
+    "vsl": 100.0,  # µm/s
+    "vap": 100.0,  # µm/s
+    "lin": 1.0,  # VSL / VCL
+    "str": 1.0,  # VSL / VAP
+    "wob": 1.0,  # VAP / VCL
+    "alh": 10.0,  # µm
+    "bcf": 10.0,  # Hz
+    "speed": 100.0,  # µm/s, = VCL: the paper's v
+}
+KINEMATICS_KEYS: tuple[str, ...] = tuple(KINEMATICS_TYPICAL)
+# ``str`` is a Python builtin: the dataclass and the Clip model call that field straightness.
+_ATTRIBUTES = {"str": "straightness"}
+
+
+def kinematics_attribute(key: str) -> str:
+    """The attribute (and Django field) name of the measure ``key``: ``straightness`` for
+    ``str``, the key itself for the others."""
+    if key not in KINEMATICS_TYPICAL:
+        raise KeyError(f"{key!r} is not a kinematics measure ({', '.join(KINEMATICS_KEYS)})")
+    return _ATTRIBUTES.get(key, key)
 
 
 def average_path(track: np.ndarray, *, smoothing_window: int) -> np.ndarray:

@@ -4,6 +4,7 @@ import json
 
 from rest_framework import serializers
 
+from annotation.ingest.kinematics import KINEMATICS_KEYS
 from annotation.models import Clip, Video
 
 
@@ -67,15 +68,10 @@ class VideoSerializer(serializers.ModelSerializer):
 
 
 class KinematicsSerializer(serializers.Serializer):
-    vcl = serializers.FloatField()
-    vsl = serializers.FloatField()
-    vap = serializers.FloatField()
-    lin = serializers.FloatField()
-    str = serializers.FloatField()
-    wob = serializers.FloatField()
-    alh = serializers.FloatField()
-    bcf = serializers.FloatField()
-    speed = serializers.FloatField()
+    """One float per measure of ``annotation.ingest.kinematics.KINEMATICS_KEYS``, in its order."""
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        return {key: serializers.FloatField() for key in KINEMATICS_KEYS}
 
 
 class ClipMediaMixin(serializers.Serializer):

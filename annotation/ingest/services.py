@@ -210,7 +210,6 @@ def clips_create_from_output(*, video: Video, output: VideoOutput, config: Inges
     """
     media_root = Path(settings.MEDIA_ROOT)
     for index, (target, clip_out) in enumerate(zip(video.targets, output.clips, strict=True)):
-        kin = clip_out.kinematics.as_dict()
         Clip.objects.create(
             video=video,
             external_id=target.get("external_id") or _default_clip_id(video, index),
@@ -224,15 +223,7 @@ def clips_create_from_output(*, video: Video, output: VideoOutput, config: Inges
             frames_file=str(clip_out.frames_npy.relative_to(media_root)),
             crop_file=str(clip_out.crop_mp4.relative_to(media_root)),
             filmstrip_file=str(clip_out.filmstrip_png.relative_to(media_root)),
-            vcl=kin["vcl"],
-            vsl=kin["vsl"],
-            vap=kin["vap"],
-            lin=kin["lin"],
-            straightness=kin["str"],
-            wob=kin["wob"],
-            alh=kin["alh"],
-            bcf=kin["bcf"],
-            speed=kin["speed"],
+            **Clip.kinematics_fields(clip_out.kinematics.as_dict()),
         )
     video.fps = output.info.fps
     video.width = output.info.width

@@ -1,10 +1,11 @@
 """Reading an exported dataset version for training: clips, folds, augmentation, sampling.
 
-Export layout (written by ``export_dataset``):
+Export layout (written by ``export_dataset``; the columns are the exchange format's,
+``annotation.exchange``, and the loader reads only the ones it needs):
 
     root/distributions.csv  clip_id, p_A..p_E, n, mean, std, mode
-    root/clips.csv          clip_id, patient_id, video, fps, x, y, pixel_size_um,
-                            vcl, vsl, vap, lin, str, wob, alh, bcf, speed
+    root/clips.csv          clip_id, patient_id, video, fps, x, y, pixel_size_um, and the
+                            kinematics (annotation.ingest.kinematics.KINEMATICS_KEYS)
     root/splits.csv         clip_id, fold           (the outer fold where the clip is test)
     root/inner_splits.csv   outer_fold, clip_id, subset   (subset: train or val)
     root/frames/<clip_id>.npy   (T, 150, 150) uint8 grey frames of the tracked crop
@@ -29,9 +30,19 @@ import torch
 from torch.nn import functional as F
 from torch.utils.data import Dataset, Sampler
 
+from annotation.exchange import (
+    CLIPS_FILE,
+    DISTRIBUTIONS_FILE,
+    INNER_SPLIT_COLUMNS,
+    INNER_SPLITS_FILE,
+    SPLIT_COLUMNS,
+    SPLITS_FILE,
+    missing_columns,
+    names,
+)
 from annotation.grades import PROB_COLUMNS
 from modeling.ml.metrics import grade_mode_index
-from modeling.ml.model import DEFAULT_SPEED_FEATURES
+from modeling.ml.model import DEFAULT_KINEMATICS_FEATURES
 from modeling.ml.morphometry import MORPHOMETRY_FEATURES, clip_morphometry
 
 
@@ -49,7 +60,7 @@ def _read_csv(root: Path, name: str, columns: Sequence[str]) -> pd.DataFrame:
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: is {root} an exported dataset directory?")
     table = pd.read_csv(path, dtype={"clip_id": str})
-    missing = [c for c in columns if c not in table.columns]
+    missing = missing_columns(table.columns, columns)
     if missing:
         raise ValueError(f"{path} lacks the column(s) {', '.join(missing)}")
     return table
@@ -68,15 +79,15 @@ class FoldSplit:
 
 def list_folds(root: Path) -> list[int]:
     """The outer folds of the export, ascending."""
-    splits = _read_csv(Path(root), "splits.csv", ["clip_id", "fold"])
+    splits = _read_csv(Path(root), SPLITS_FILE, names(SPLIT_COLUMNS))
     return sorted(int(f) for f in splits["fold"].unique())
 
 
 def read_fold(root: Path, outer_fold: int) -> FoldSplit:
     """Train/val/test clip ids of ``outer_fold``; refuses splits that let the test fold leak."""
     root = Path(root)
-    splits = _read_csv(root, "splits.csv", ["clip_id", "fold"])
-    inner = _read_csv(root, "inner_splits.csv", ["outer_fold", "clip_id", "subset"])
+    splits = _read_csv(root, SPLITS_FILE, names(SPLIT_COLUMNS))
+    inner = _read_csv(root, INNER_SPLITS_FILE, names(INNER_SPLIT_COLUMNS))
     test = tuple(sorted(splits.loc[splits["fold"] == outer_fold, "clip_id"]))
     inner = inner[inner["outer_fold"] == outer_fold]
     train = tuple(sorted(inner.loc[inner["subset"] == "train", "clip_id"]))
@@ -157,9 +168,9 @@ class Augment:
 class ExportDataset(Dataset[dict[str, Any]]):
     """Clips of an export directory as training items.
 
-    Each item is ``{"frames": (T, 1, H, W) float in [0, 1], "speed": (k,) float,
-    "target": (5,) float grade distribution, "clip_id": str}``. ``speed`` holds the
-    ``speed_features`` columns of clips.csv in their units (missing values as 0); the model
+    Each item is ``{"frames": (T, 1, H, W) float in [0, 1], "kinematics": (k,) float,
+    "target": (5,) float grade distribution, "clip_id": str}``. ``kinematics`` holds the
+    ``kinematics_features`` columns of clips.csv in their units (missing values as 0); the model
     scales them. Only the first ``frames`` frames of a clip are used (the paper's first
     second); a clip with fewer is an error. With ``morphometry``, items also hold
     ``"morphometry"``: (K,) float, the head's morphometry (:mod:`modeling.ml.morphometry`)
@@ -173,7 +184,7 @@ class ExportDataset(Dataset[dict[str, Any]]):
         clip_ids: Sequence[str] | None = None,
         frames: int = 16,
         augment: Augment | None = None,
-        speed_features: Sequence[str] = DEFAULT_SPEED_FEATURES,
+        kinematics_features: Sequence[str] = DEFAULT_KINEMATICS_FEATURES,
         seed: int = 0,
         morphometry: bool = False,
     ) -> None:
@@ -182,8 +193,8 @@ class ExportDataset(Dataset[dict[str, Any]]):
         self.augment = augment
         self.seed = seed
         self.epoch = 0
-        distributions = _read_csv(self.root, "distributions.csv", ["clip_id", *PROB_COLUMNS])
-        clips = _read_csv(self.root, "clips.csv", ["clip_id", *speed_features])
+        distributions = _read_csv(self.root, DISTRIBUTIONS_FILE, ["clip_id", *PROB_COLUMNS])
+        clips = _read_csv(self.root, CLIPS_FILE, ["clip_id", *kinematics_features])
         table = distributions.merge(clips, on="clip_id", how="inner", validate="one_to_one")
         table = table.set_index("clip_id")
         if clip_ids is None:
@@ -202,7 +213,7 @@ class ExportDataset(Dataset[dict[str, Any]]):
         if np.any(~np.isfinite(targets)) or np.any(np.abs(sums - 1) > 1e-3):
             raise ValueError(f"{self.root}/distributions.csv has rows that do not sum to 1")
         self.targets = (targets / sums).astype(np.float32)
-        self.speed = np.nan_to_num(rows[list(speed_features)].to_numpy(dtype=np.float32))
+        self.kinematics = np.nan_to_num(rows[list(kinematics_features)].to_numpy(dtype=np.float32))
         self.modes: np.ndarray = grade_mode_index(self.targets)  # (N,) 0=A .. 4=E
 
         missing = [c for c in self.clip_ids if not self.frame_path(c).is_file()]
@@ -250,7 +261,7 @@ class ExportDataset(Dataset[dict[str, Any]]):
             frames = self.augment(frames, generator=generator)
         item = {
             "frames": frames,
-            "speed": torch.from_numpy(self.speed[index]),
+            "kinematics": torch.from_numpy(self.kinematics[index]),
             "target": torch.from_numpy(self.targets[index]),
             "clip_id": self.clip_ids[index],
         }

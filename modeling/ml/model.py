@@ -5,10 +5,12 @@
   normalises as its backbone preset says (:class:`modeling.ml.backbones.InputSpec`).
 - ``v``: kinematics of the tracked head, (B, k) in the units of ``annotation.ingest.kinematics``
   (velocities in µm/s, ALH in µm, BCF in Hz, ratios in [0, 1]); missing values must arrive
-  as 0. The model standardises them, ``(v - speed_shift) / speed_scale``: training passes the
+  as 0. The model standardises them, ``(v - kinematics_shift) / kinematics_scale``: training
+  passes the
   inner training split's mean and standard deviation (:func:`kinematics_standardisation`),
   which are stored with the model so prediction uses the same numbers; without them, the
-  fixed typical scales of ``SPEED_FEATURES`` (no shift) make them of order 1.
+  fixed typical scales of ``annotation.ingest.kinematics.KINEMATICS_TYPICAL`` (no shift) make them
+  of order 1.
 - ``m`` (optional): the head's morphometry (:mod:`modeling.ml.morphometry`: area, length,
   width, ellipticity, ..., vacuole spots), measured on the clip's own frames, (B, K). A model
   built with ``morphometry_shift``/``morphometry_scale`` (from the training split,
@@ -18,7 +20,7 @@
 - ``B``: a backbone (:mod:`modeling.ml.backbones`), one trunk per view, features concatenated.
 - ``H``: dropout and one linear layer from [features, standardised kinematics, standardised
   morphometry] to 5 logits (A..E), the paper's head; with ``head_hidden`` > 0, a hidden layer
-  of that width (GELU, dropout) before it, so that speed and shape can combine.
+  of that width (GELU, dropout) before it, so that motion and shape can combine.
   :meth:`GradeDistributionModel.init_head` starts it at a given distribution (training uses
   the training split's mean: epoch 0 predicts the baseline, not uniform).
 
@@ -40,6 +42,7 @@ from torch.nn import functional as F
 from transformers import TimesformerModel
 
 from annotation.grades import N_GRADES
+from annotation.ingest.kinematics import KINEMATICS_KEYS, KINEMATICS_TYPICAL
 from modeling.ml.backbones import (
     BackbonePreset,
     InputSpec,
@@ -54,50 +57,40 @@ from modeling.ml.morphometry import (
     standardised_inputs,
 )
 
-# Kinematics the model can take, in their canonical order, with the fixed scale each is
-# divided by (a typical value: a progressive human sperm has VCL ~ 100 µm/s).
-SPEED_FEATURES: dict[str, float] = {
-    "vcl": 100.0,  # µm/s
-    "vsl": 100.0,  # µm/s
-    "vap": 100.0,  # µm/s
-    "lin": 1.0,  # VSL / VCL
-    "str": 1.0,  # VSL / VAP
-    "wob": 1.0,  # VAP / VCL
-    "alh": 10.0,  # µm
-    "bcf": 10.0,  # Hz
-    "speed": 100.0,  # µm/s, = VCL: the paper's v
-}
-DEFAULT_SPEED_FEATURES: tuple[str, ...] = ("vcl", "vsl", "vap", "lin", "str", "wob", "alh", "bcf")
+# The model's kinematics input is chosen from annotation.ingest.kinematics.KINEMATICS_KEYS; without
+# standardisation each is divided by its typical magnitude there (KINEMATICS_TYPICAL). The
+# default leaves out ``speed``, which repeats VCL.
+DEFAULT_KINEMATICS_FEATURES: tuple[str, ...] = tuple(k for k in KINEMATICS_KEYS if k != "speed")
 
 # Keys a pretrained state dict may carry for its own classification layer, which we replace.
 _SOURCE_HEAD_PREFIXES: tuple[str, ...] = ("head.", "fc.", "classifier.")
 
 
-def speed_scales(features: Sequence[str]) -> tuple[float, ...]:
+def kinematics_scales(features: Sequence[str]) -> tuple[float, ...]:
     """The fixed scales of the named kinematics features."""
-    unknown = [name for name in features if name not in SPEED_FEATURES]
+    unknown = [name for name in features if name not in KINEMATICS_TYPICAL]
     if unknown:
         raise ValueError(
-            f"Unknown kinematics feature(s) {unknown}; choose from {', '.join(SPEED_FEATURES)}."
+            f"Unknown kinematics feature(s) {unknown}; choose from {', '.join(KINEMATICS_KEYS)}."
         )
-    return tuple(SPEED_FEATURES[name] for name in features)
+    return tuple(KINEMATICS_TYPICAL[name] for name in features)
 
 
 def kinematics_standardisation(
-    speed: np.ndarray, features: Sequence[str]
+    kinematics: np.ndarray, features: Sequence[str]
 ) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """The shift and scale that standardise kinematics ``speed`` (N, k) of the named features:
+    """The shift and scale that standardise ``kinematics`` (N, k) of the named features:
     their mean and standard deviation over the N clips (e.g. the training split). A feature
-    that does not vary keeps its fixed scale from ``SPEED_FEATURES``."""
-    speed = np.asarray(speed, dtype=np.float64)
-    if speed.ndim != 2 or speed.shape[1] != len(features) or len(speed) == 0:
+    that does not vary keeps its fixed scale (``KINEMATICS_TYPICAL``)."""
+    kinematics = np.asarray(kinematics, dtype=np.float64)
+    if kinematics.ndim != 2 or kinematics.shape[1] != len(features) or len(kinematics) == 0:
         raise ValueError(
-            f"need kinematics of shape (N >= 1, {len(features)}), got {tuple(speed.shape)}"
+            f"need kinematics of shape (N >= 1, {len(features)}), got {tuple(kinematics.shape)}"
         )
-    std = speed.std(axis=0)
-    fixed = speed_scales(features)
+    std = kinematics.std(axis=0)
+    fixed = kinematics_scales(features)
     scale = tuple(float(s) if s > 1e-6 * f else f for s, f in zip(std, fixed, strict=True))
-    return tuple(float(m) for m in speed.mean(axis=0)), scale
+    return tuple(float(m) for m in kinematics.mean(axis=0)), scale
 
 
 class ClipInput(nn.Module):
@@ -144,7 +137,7 @@ class ClipInput(nn.Module):
 
 
 class GradeDistributionModel(nn.Module):
-    """Backbone + head; ``forward(x, speed)`` gives (B, 5) grade distributions (rows sum to 1).
+    """Backbone + head; ``forward(x, kinematics)`` gives (B, 5) grade distributions (rows sum to 1).
 
     Every entry point takes an optional ``morphometry`` (B, K): the clips' morphometry when
     the caller has it already (training measures it once on the unaugmented frames); when a
@@ -156,9 +149,9 @@ class GradeDistributionModel(nn.Module):
         *,
         backbone: str,
         preset: str,
-        n_speed_features: int,
-        speed_scale: Sequence[float],
-        speed_shift: Sequence[float] | None = None,
+        n_kinematics_features: int,
+        kinematics_scale: Sequence[float],
+        kinematics_shift: Sequence[float] | None = None,
         morphometry_shift: Sequence[float] | None = None,
         morphometry_scale: Sequence[float] | None = None,
         head_hidden: int = 0,
@@ -179,14 +172,19 @@ class GradeDistributionModel(nn.Module):
                 raise ValueError(f"need {k} morphometry shifts and scales ({MORPHOMETRY_INPUTS})")
             if any(not s > 0 for s in morphometry_scale):
                 raise ValueError(f"morphometry scales must be positive, got {morphometry_scale}")
-        speed_shift = [0.0] * n_speed_features if speed_shift is None else speed_shift
-        if len(speed_scale) != n_speed_features or len(speed_shift) != n_speed_features:
+        kinematics_shift = (
+            [0.0] * n_kinematics_features if kinematics_shift is None else kinematics_shift
+        )
+        if (
+            len(kinematics_scale) != n_kinematics_features
+            or len(kinematics_shift) != n_kinematics_features
+        ):
             raise ValueError(
-                f"need {n_speed_features} speed scales and shifts, got {len(speed_scale)} "
-                f"and {len(speed_shift)}"
+                f"need {n_kinematics_features} kinematics scales and shifts, got "
+                f"{len(kinematics_scale)} and {len(kinematics_shift)}"
             )
-        if any(not s > 0 for s in speed_scale):
-            raise ValueError(f"speed scales must be positive, got {list(speed_scale)}")
+        if any(not s > 0 for s in kinematics_scale):
+            raise ValueError(f"kinematics scales must be positive, got {list(kinematics_scale)}")
         self.backbone_name, self.preset_name = backbone, preset
         self.preset: BackbonePreset = get_preset(backbone, preset)
         self.inputs = ClipInput(self.preset.inputs)
@@ -195,13 +193,13 @@ class GradeDistributionModel(nn.Module):
         self.trunks = build_trunks(self.preset, frames=self.preset.inputs.frames or 1)
         self.per_frame = bool(self.trunks[0].per_frame)
         self.n_features = sum(int(trunk.out_features) for trunk in self.trunks)
-        self.n_speed_features = n_speed_features
+        self.n_kinematics_features = n_kinematics_features
         # Not in the state dict: describe() carries them, so a checkpoint's model_kwargs
         # rebuild them, and pretrained weights from another dataset do not bring theirs.
-        scale = torch.tensor(speed_scale, dtype=torch.float32)
-        shift = torch.tensor(speed_shift, dtype=torch.float32)
-        self.register_buffer("speed_scale", scale, persistent=False)
-        self.register_buffer("speed_shift", shift, persistent=False)
+        scale = torch.tensor(kinematics_scale, dtype=torch.float32)
+        shift = torch.tensor(kinematics_shift, dtype=torch.float32)
+        self.register_buffer("kinematics_scale", scale, persistent=False)
+        self.register_buffer("kinematics_shift", shift, persistent=False)
         morph_shift = torch.tensor(
             [] if morphometry_shift is None else list(morphometry_shift), dtype=torch.float32
         )
@@ -211,9 +209,9 @@ class GradeDistributionModel(nn.Module):
         self.register_buffer("morphometry_shift", morph_shift, persistent=False)
         self.register_buffer("morphometry_scale", morph_scale, persistent=False)
         self.n_morphometry_inputs = len(MORPHOMETRY_INPUTS) if self.uses_morphometry else 0
-        width = self.n_features + n_speed_features + self.n_morphometry_inputs
+        width = self.n_features + n_kinematics_features + self.n_morphometry_inputs
         layers: list[nn.Module] = [nn.Dropout(self.preset.head_dropout)]
-        if self.head_hidden:  # one hidden layer: interactions of speed and shape
+        if self.head_hidden:  # one hidden layer: interactions of motion and shape
             layers += [
                 nn.Linear(width, self.head_hidden),
                 nn.GELU(),
@@ -249,42 +247,44 @@ class GradeDistributionModel(nn.Module):
         )
 
     def frame_logits(
-        self, x: torch.Tensor, speed: torch.Tensor, morphometry: torch.Tensor | None = None
+        self, x: torch.Tensor, kinematics: torch.Tensor, morphometry: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Head logits (B, F, 5) and the backbone features (B, F, D) they came from."""
         features = self.frame_features(x)  # (B, F, D)
-        if speed.shape != (x.shape[0], self.n_speed_features):
+        if kinematics.shape != (x.shape[0], self.n_kinematics_features):
             raise ValueError(
-                f"speed must have shape (B, {self.n_speed_features}), got {tuple(speed.shape)}"
+                f"kinematics must have shape (B, {self.n_kinematics_features}), "
+                f"got {tuple(kinematics.shape)}"
             )
-        v = (speed - self.speed_shift) / self.speed_scale  # (B, k), standardised
+        v = (kinematics - self.kinematics_shift) / self.kinematics_scale  # (B, k), standardised
         v = torch.cat([v, self.morphometry_inputs(x, morphometry)], dim=1)  # (B, k + m)
         v = v.unsqueeze(1).expand(-1, features.shape[1], -1)  # (B, F, k + m)
         return self.head(torch.cat([features, v], dim=2)), features
 
     def frame_probabilities(
-        self, x: torch.Tensor, speed: torch.Tensor, morphometry: torch.Tensor | None = None
+        self, x: torch.Tensor, kinematics: torch.Tensor, morphometry: torch.Tensor | None = None
     ) -> torch.Tensor:
         """One grade distribution per prediction: (B, F, 5). Training fits every one."""
-        return self.frame_logits(x, speed, morphometry)[0].softmax(dim=-1)
+        return self.frame_logits(x, kinematics, morphometry)[0].softmax(dim=-1)
 
     def forward(
-        self, x: torch.Tensor, speed: torch.Tensor, morphometry: torch.Tensor | None = None
+        self, x: torch.Tensor, kinematics: torch.Tensor, morphometry: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Clip grade distributions (B, 5): the mean of the per-frame ones for ResNet."""
-        return self.frame_probabilities(x, speed, morphometry).mean(dim=1)
+        return self.frame_probabilities(x, kinematics, morphometry).mean(dim=1)
 
     def predict_with_features(
-        self, x: torch.Tensor, speed: torch.Tensor, morphometry: torch.Tensor | None = None
+        self, x: torch.Tensor, kinematics: torch.Tensor, morphometry: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Clip distributions (B, 5) and clip features (B, D) in one pass."""
-        logits, features = self.frame_logits(x, speed, morphometry)
+        logits, features = self.frame_logits(x, kinematics, morphometry)
         return logits.softmax(dim=-1).mean(dim=1), features.mean(dim=1)
 
-    def features(self, x: torch.Tensor, speed: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor, kinematics: torch.Tensor) -> torch.Tensor:
         """Backbone features of every clip, (B, D) (mean over frames for ResNet), e.g. for PCA.
 
-        ``speed`` is accepted so every entry point takes (x, speed); it is not part of B(x).
+        ``kinematics`` is accepted so every entry point takes (x, kinematics); it is not part of
+        B(x).
         """
         return self.frame_features(x).mean(dim=1)
 
@@ -316,9 +316,9 @@ class GradeDistributionModel(nn.Module):
         described: dict[str, Any] = {
             "backbone": self.backbone_name,
             "preset": self.preset_name,
-            "n_speed_features": self.n_speed_features,
-            "speed_scale": [float(s) for s in self.speed_scale],
-            "speed_shift": [float(s) for s in self.speed_shift],
+            "n_kinematics_features": self.n_kinematics_features,
+            "kinematics_scale": [float(s) for s in self.kinematics_scale],
+            "kinematics_shift": [float(s) for s in self.kinematics_shift],
         }
         if self.uses_morphometry:
             described["morphometry_shift"] = [float(s) for s in self.morphometry_shift]
@@ -337,10 +337,10 @@ def build_model(
     *,
     backbone: str,
     preset: str = "small",
-    n_speed_features: int,
+    n_kinematics_features: int,
     pretrained: Path | None = None,
-    speed_scale: Sequence[float] | None = None,
-    speed_shift: Sequence[float] | None = None,
+    kinematics_scale: Sequence[float] | None = None,
+    kinematics_shift: Sequence[float] | None = None,
     morphometry_shift: Sequence[float] | None = None,
     morphometry_scale: Sequence[float] | None = None,
     head_hidden: int = 0,
@@ -348,9 +348,10 @@ def build_model(
     """A grade-distribution model with a freshly initialised head.
 
     backbone: ``resnet``, ``r2plus1d``, ``slowfast`` or ``timesformer``; preset: ``small`` or
-    ``paper`` (see :mod:`modeling.ml.backbones`). ``speed_scale`` (one value per kinematics
-    feature) defaults to the scales of ``DEFAULT_SPEED_FEATURES`` when ``n_speed_features``
-    is 8, or of VCL alone when it is 1; ``speed_shift`` (subtracted first) defaults to 0. Pass
+    ``paper`` (see :mod:`modeling.ml.backbones`). ``kinematics_scale`` (one value per
+    kinematics feature) defaults to the scales of ``DEFAULT_KINEMATICS_FEATURES`` when
+    ``n_kinematics_features`` is 8, or of VCL alone when it is 1; ``kinematics_shift``
+    (subtracted first) defaults to 0. Pass
     the training split's :func:`kinematics_standardisation` to standardise them. With
     ``morphometry_shift`` and ``morphometry_scale`` (the training split's
     :func:`~modeling.ml.morphometry.morphometry_standardisation`) the head also takes the
@@ -367,20 +368,20 @@ def build_model(
 
     Any key missing or left over beyond the head's is an error that names the keys.
     """
-    if speed_scale is None:
-        defaults = {len(DEFAULT_SPEED_FEATURES): DEFAULT_SPEED_FEATURES, 1: ("vcl",)}
-        if n_speed_features not in defaults:
+    if kinematics_scale is None:
+        defaults = {len(DEFAULT_KINEMATICS_FEATURES): DEFAULT_KINEMATICS_FEATURES, 1: ("vcl",)}
+        if n_kinematics_features not in defaults:
             raise ValueError(
-                f"pass speed_scale for {n_speed_features} kinematics features "
-                "(see modeling.ml.model.speed_scales)"
+                f"pass kinematics_scale for {n_kinematics_features} kinematics features "
+                "(see modeling.ml.model.kinematics_scales)"
             )
-        speed_scale = speed_scales(defaults[n_speed_features])
+        kinematics_scale = kinematics_scales(defaults[n_kinematics_features])
     model = GradeDistributionModel(
         backbone=backbone,
         preset=preset,
-        n_speed_features=n_speed_features,
-        speed_scale=speed_scale,
-        speed_shift=speed_shift,
+        n_kinematics_features=n_kinematics_features,
+        kinematics_scale=kinematics_scale,
+        kinematics_shift=kinematics_shift,
         morphometry_shift=morphometry_shift,
         morphometry_scale=morphometry_scale,
         head_hidden=head_hidden,

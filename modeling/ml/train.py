@@ -53,17 +53,20 @@ from modeling.ml.data import (
 from modeling.ml.losses import LOSSES, LossFn, get_loss
 from modeling.ml.metrics import evaluate_distributions
 from modeling.ml.model import (
-    DEFAULT_SPEED_FEATURES,
+    DEFAULT_KINEMATICS_FEATURES,
     GradeDistributionModel,
     build_model,
+    kinematics_scales,
     kinematics_standardisation,
-    speed_scales,
 )
 from modeling.ml.morphometry import morphometry_standardisation
 from modeling.ml.options import TrainOption, option, train_options
 
-CHECKPOINT_FORMAT = "mersv-train-checkpoint/1"
-MODEL_FORMAT = "mersv-grade-model/1"
+# Format 2 calls the model's kinematics input "kinematics" everywhere (config
+# kinematics_features, model n_kinematics_features / kinematics_scale / kinematics_shift);
+# format 1 called it "speed". Older files are refused, naming their format: retrain.
+CHECKPOINT_FORMAT = "mersv-train-checkpoint/2"
+MODEL_FORMAT = "mersv-grade-model/2"
 
 # The paper's batch sizes; small presets are cheap enough for 16 clips per step.
 PAPER_BATCH_SIZES: dict[str, int] = {"resnet": 32, "slowfast": 16, "r2plus1d": 8, "timesformer": 8}
@@ -74,7 +77,7 @@ OPTIMIZERS: tuple[str, ...] = ("sgd", "adam", "adamw")
 # (benchmarks/training.py); no for the paper's pretrained networks, the paper's setting.
 MORPHOMETRY_BY_PRESET: dict[str, bool] = {"small": True, "paper": False}
 # The head's hidden width when a config does not say: one hidden layer for the small presets
-# (the quality combines speed and shape; benchmarks/training.py), the paper's linear head else.
+# (the quality combines motion and shape; benchmarks/training.py), the paper's linear head else.
 HEAD_HIDDEN_BY_PRESET: dict[str, int] = {"small": 64, "paper": 0}
 # Fields added after runs were stored: what an older stored config meant by leaving them out.
 _ABSENT_IN_OLDER_CONFIGS: dict[str, Any] = {"morphometry": False, "head_hidden": 0}
@@ -153,7 +156,7 @@ class TrainConfig:
     num_workers: int = 0
     device: str = option("cpu", "cpu, cuda, cuda:1, ...", max_length=32)
     frames: int = 16  # the first second at 15-16 fps
-    speed_features: tuple[str, ...] = DEFAULT_SPEED_FEATURES
+    kinematics_features: tuple[str, ...] = DEFAULT_KINEMATICS_FEATURES
     # The head's kinematics: standardised with the inner training split's mean and std (else
     # divided by fixed typical scales), which puts them on the scale of the backbone features.
     standardise_kinematics: bool = True
@@ -201,7 +204,7 @@ class TrainConfig:
         if not (isinstance(self.head_hidden, int) and self.head_hidden >= 0):
             raise ValueError(f"head_hidden must be a whole number >= 0, not {self.head_hidden!r}")
         get_loss(self.loss)
-        speed_scales(self.speed_features)
+        kinematics_scales(self.kinematics_features)
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(
                 f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {self.optimizer!r}"
@@ -226,7 +229,7 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain values only (lists for tuples), as stored in checkpoints and in the database."""
         values = asdict(self)
-        values["speed_features"] = list(self.speed_features)
+        values["kinematics_features"] = list(self.kinematics_features)
         return values
 
     @classmethod
@@ -237,8 +240,8 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown TrainConfig field(s): {', '.join(sorted(unknown))}")
         values = dict(values)
-        if "speed_features" in values:
-            values["speed_features"] = tuple(values["speed_features"])
+        if "kinematics_features" in values:
+            values["kinematics_features"] = tuple(values["kinematics_features"])
         return cls(**values)
 
     @classmethod
@@ -483,10 +486,10 @@ def _train_one_epoch(
         if should_stop is not None and should_stop():
             return None
         x = batch["frames"].to(device)  # (B, T, 1, H, W)
-        speed = batch["speed"].to(device)  # (B, k)
+        kinematics = batch["kinematics"].to(device)  # (B, k)
         p = batch["target"].to(device)  # (B, 5)
         morphometry = _morphometry(batch, device)  # (B, K) or None
-        q = model.frame_probabilities(x, speed, morphometry)  # (B, F, 5): F = ResNet's frames
+        q = model.frame_probabilities(x, kinematics, morphometry)  # (B, F, 5): F = ResNet's frames
         loss = loss_fn(q.flatten(0, 1), p.unsqueeze(1).expand_as(q).flatten(0, 1))
         if not torch.isfinite(loss):
             raise FloatingPointError(
@@ -509,7 +512,7 @@ def _predict_loader(
     probabilities, features = [], []
     for batch in loader:
         q, f = model.predict_with_features(
-            batch["frames"].to(device), batch["speed"].to(device), _morphometry(batch, device)
+            batch["frames"].to(device), batch["kinematics"].to(device), _morphometry(batch, device)
         )
         clip_ids.extend(batch["clip_id"])
         probabilities.append(q.double().cpu().numpy())
@@ -544,7 +547,7 @@ def _dataset(
         clip_ids=clip_ids,
         frames=config.frames,
         augment=augment,
-        speed_features=config.speed_features,
+        kinematics_features=config.kinematics_features,
         seed=seed,
         morphometry=bool(config.morphometry),
     )
@@ -564,18 +567,18 @@ def _build(config: TrainConfig, train_set: ExportDataset) -> GradeDistributionMo
     """A fresh model for ``config``; the kinematics' and morphometry's standardisation and the
     head's starting distribution come from the inner training split ``train_set`` (never val
     or test clips)."""
-    shift, scale = None, speed_scales(config.speed_features)
+    shift, scale = None, kinematics_scales(config.kinematics_features)
     if config.standardise_kinematics:
-        shift, scale = kinematics_standardisation(train_set.speed, config.speed_features)
+        shift, scale = kinematics_standardisation(train_set.kinematics, config.kinematics_features)
     morph_shift = morph_scale = None
     if train_set.morphometry is not None:
         morph_shift, morph_scale = morphometry_standardisation(train_set.morphometry)
     model = build_model(
         backbone=config.backbone,
         preset=config.preset,
-        n_speed_features=len(config.speed_features),
-        speed_scale=scale,
-        speed_shift=shift,
+        n_kinematics_features=len(config.kinematics_features),
+        kinematics_scale=scale,
+        kinematics_shift=shift,
         morphometry_shift=morph_shift,
         morphometry_scale=morph_scale,
         head_hidden=int(config.head_hidden or 0),
@@ -667,8 +670,7 @@ def _resume(
     optimizer: torch.optim.Optimizer,
 ) -> _RunState:
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    if checkpoint.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a training checkpoint of this version")
+    _check_format(path, checkpoint, CHECKPOINT_FORMAT, "a training checkpoint")
     stored, current = _ABSENT_IN_OLDER_CONFIGS | checkpoint["config"], config.to_dict()
     changed = sorted(
         k for k in current if stored.get(k) != current[k] and k not in _RESUMABLE_CHANGES
@@ -689,6 +691,21 @@ def _resume(
         best_model=checkpoint["best_model"],
         logs=[EpochLog(**log) for log in checkpoint["logs"]],
     )
+
+
+def _check_format(path: Path, loaded: Any, expected: str, what: str) -> None:
+    """ValueError unless ``loaded`` (a torch.load result) is of format ``expected``; the
+    message names the format found, so an older file says which version it is."""
+    found = loaded.get("format") if isinstance(loaded, dict) else None
+    if found == expected:
+        return
+    if isinstance(found, str) and found.split("/")[0] == expected.split("/")[0]:
+        raise ValueError(
+            f"{path} is {what} of format {found}; this version reads only {expected} "
+            f"(format 2 names the model's input kinematics, format 1 called it speed). "
+            f"Train the model again; no converter is provided."
+        )
+    raise ValueError(f"{path} is not {what} (format {found!r}, expected {expected})")
 
 
 def save_model(
@@ -716,8 +733,7 @@ def save_model(
 def load_model(path: Path, *, device: str = "cpu") -> tuple[GradeDistributionModel, TrainConfig]:
     """A model saved by :func:`save_model` (in eval mode) and the config it was trained with."""
     saved = torch.load(path, map_location=device, weights_only=True)
-    if saved.get("format") != MODEL_FORMAT:
-        raise ValueError(f"{path} is not a saved grade-distribution model")
+    _check_format(path, saved, MODEL_FORMAT, "a saved grade-distribution model")
     model = GradeDistributionModel(**saved["model_kwargs"])
     model.load_state_dict(saved["model"])
     return model.to(device).eval(), TrainConfig.from_dict(saved["config"])
@@ -784,15 +800,15 @@ def summarise_folds(results: Sequence[FoldResult]) -> CrossValidationResult:
 def predict(
     model: GradeDistributionModel,
     frames: np.ndarray | torch.Tensor,
-    speed: np.ndarray | torch.Tensor,
+    kinematics: np.ndarray | torch.Tensor,
     *,
     batch_size: int = 8,
 ) -> np.ndarray:
     """Grade distributions (N, 5) of new clips.
 
     frames: (T, H, W) for one clip or (N, T, H, W) / (N, T, 1, H, W); uint8 (0..255) or float
-    in [0, 1]. speed: (k,) or (N, k) kinematics in the units of ``SPEED_FEATURES``, in the
-    order the model was trained with (``TrainConfig.speed_features``). A model trained with
+    in [0, 1]. kinematics: (k,) or (N, k) in the units of ``annotation.ingest.kinematics``, in the
+    order the model was trained with (``TrainConfig.kinematics_features``). A model trained with
     morphometry measures it on these frames, as training measured it on the stored ones.
     """
     x = torch.as_tensor(frames)
@@ -801,7 +817,7 @@ def predict(
         x = x.unsqueeze(0)  # one clip
     if x.ndim == 4:
         x = x.unsqueeze(2)  # grey channel
-    v = torch.as_tensor(speed, dtype=torch.float32).reshape(len(x), -1)
+    v = torch.as_tensor(kinematics, dtype=torch.float32).reshape(len(x), -1)
     model.eval()
     device = next(model.parameters()).device
     out = [

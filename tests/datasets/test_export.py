@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from annotation.grades import GRADES, PROB_COLUMNS
+from annotation.ingest.kinematics import KINEMATICS_KEYS
 from datasets.export import (
     MANIFEST_NAME,
     TABLE_NAMES,
@@ -41,7 +42,7 @@ class ExportInputs(TypedDict):
     datasheet_markdown: str
 
 
-KINEMATICS = ["vcl", "vsl", "vap", "lin", "str", "wob", "alh", "bcf", "speed"]
+KINEMATICS = list(KINEMATICS_KEYS)
 
 
 def _inputs(source_dir: Path, *, n_clips: int = 9) -> ExportInputs:

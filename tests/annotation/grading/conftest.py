@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from django.conf import settings
 
+from annotation.ingest.kinematics import KINEMATICS_KEYS
 from annotation.models import Clip, Patient, Video
 
 CROP = 150
@@ -70,7 +71,7 @@ def stub_clip_create(
         status=status,
     )
     media = media_write(Path(settings.MEDIA_ROOT) / "clips" / external_id, n_frames)
-    kinematics = dict.fromkeys(("vcl", "vsl", "vap", "lin", "wob", "alh", "bcf"), 1.0)
+    kinematics = Clip.kinematics_fields(dict.fromkeys(KINEMATICS_KEYS, 1.0))
     return Clip.objects.create(
         video=video,
         external_id=external_id,
@@ -80,8 +81,6 @@ def stub_clip_create(
         match_scores=[1.0] * n_frames,
         n_frames=n_frames,
         crop_size=CROP,
-        straightness=1.0,
-        speed=1.0,
         retired_at="2026-01-01T00:00:00Z" if retired else None,
         **kinematics,
         **media,

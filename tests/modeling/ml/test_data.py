@@ -20,7 +20,7 @@ from modeling.ml.data import (
     read_fold,
     shuffle_sampler,
 )
-from modeling.ml.model import DEFAULT_SPEED_FEATURES
+from modeling.ml.model import DEFAULT_KINEMATICS_FEATURES
 
 
 def test_items_hold_frames_kinematics_and_the_grade_distribution(export_root: Path) -> None:
@@ -36,9 +36,11 @@ def test_items_hold_frames_kinematics_and_the_grade_distribution(export_root: Pa
     )
     clips = pd.read_csv(export_root / "clips.csv").set_index("clip_id")
     np.testing.assert_allclose(
-        item["speed"].numpy(), clips.loc["clip003", list(DEFAULT_SPEED_FEATURES)], rtol=1e-6
+        item["kinematics"].numpy(),
+        clips.loc["clip003", list(DEFAULT_KINEMATICS_FEATURES)],
+        rtol=1e-6,
     )
-    assert dataset[1]["speed"][DEFAULT_SPEED_FEATURES.index("bcf")] == 0.0  # missing -> 0
+    assert dataset[1]["kinematics"][DEFAULT_KINEMATICS_FEATURES.index("bcf")] == 0.0  # missing -> 0
     assert dataset.modes.tolist() == [3, 0]  # grade modes D and A
 
 

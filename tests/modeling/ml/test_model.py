@@ -33,7 +33,7 @@ def test_every_small_backbone_predicts_distributions_and_learns_a_fixed_batch(
     backbone: str,
 ) -> None:
     torch.manual_seed(0)
-    model = build_model(backbone=backbone, preset="small", n_speed_features=N_SPEED)
+    model = build_model(backbone=backbone, preset="small", n_kinematics_features=N_SPEED)
     x, speed, target = _batch()
 
     model.eval()
@@ -63,7 +63,7 @@ def test_every_small_backbone_predicts_distributions_and_learns_a_fixed_batch(
 
 
 def test_resnet_predicts_every_frame_and_averages_them() -> None:
-    model = build_model(backbone="resnet", preset="small", n_speed_features=N_SPEED).eval()
+    model = build_model(backbone="resnet", preset="small", n_kinematics_features=N_SPEED).eval()
     x, speed, _ = _batch(t=16)
     with torch.no_grad():
         per_frame = model.frame_probabilities(x, speed)
@@ -74,13 +74,13 @@ def test_resnet_predicts_every_frame_and_averages_them() -> None:
 
 
 def test_the_head_takes_the_speed() -> None:
-    model = build_model(backbone="slowfast", preset="small", n_speed_features=1).eval()
+    model = build_model(backbone="slowfast", preset="small", n_kinematics_features=1).eval()
     x, _, _ = _batch()
     with torch.no_grad():
         slow = model(x, torch.tensor([[5.0], [5.0]]))
         fast = model(x, torch.tensor([[150.0], [150.0]]))
     assert not torch.allclose(slow, fast)
-    with pytest.raises(ValueError, match="speed must have shape"):
+    with pytest.raises(ValueError, match="kinematics must have shape"):
         model(x, torch.zeros(2, 3))
 
 
@@ -92,9 +92,9 @@ def test_the_head_sees_kinematics_standardised_with_the_given_mean_and_std() -> 
     torch.manual_seed(0)
     model = build_model(
         backbone="timesformer",
-        n_speed_features=2,
-        speed_scale=scale,
-        speed_shift=shift,
+        n_kinematics_features=2,
+        kinematics_scale=scale,
+        kinematics_shift=shift,
     ).eval()
     x, _, _ = _batch(b=3)
     with torch.no_grad():
@@ -116,7 +116,7 @@ def test_a_constant_kinematics_feature_keeps_its_fixed_scale() -> None:
 
 def test_the_initialised_head_predicts_the_given_distribution_for_every_clip() -> None:
     torch.manual_seed(0)
-    model = build_model(backbone="r2plus1d", n_speed_features=N_SPEED).eval()
+    model = build_model(backbone="r2plus1d", n_kinematics_features=N_SPEED).eval()
     mean = np.array([0.1, 0.3, 0.35, 0.25, 0.0])  # nobody chose E
     model.init_head(mean)
     x, speed, _ = _batch()
@@ -130,7 +130,7 @@ def test_the_initialised_head_predicts_the_given_distribution_for_every_clip() -
 
 def test_a_head_with_a_hidden_layer_starts_at_the_distribution_learns_and_rebuilds() -> None:
     torch.manual_seed(0)
-    model = build_model(backbone="r2plus1d", n_speed_features=N_SPEED, head_hidden=8)
+    model = build_model(backbone="r2plus1d", n_kinematics_features=N_SPEED, head_hidden=8)
     hidden, last = model.head[1], model.head[-1]
     assert isinstance(hidden, torch.nn.Linear) and hidden.out_features == 8
     assert last.in_features == 8
@@ -154,14 +154,14 @@ def test_a_head_with_a_hidden_layer_starts_at_the_distribution_learns_and_rebuil
     assert described["head_hidden"] == 8
     rebuilt = type(model)(**described)
     rebuilt.load_state_dict(model.state_dict())
-    linear = build_model(backbone="r2plus1d", n_speed_features=N_SPEED)
+    linear = build_model(backbone="r2plus1d", n_kinematics_features=N_SPEED)
     assert "head_hidden" not in linear.describe()
     with pytest.raises(ValueError, match="head_hidden"):
-        build_model(backbone="r2plus1d", n_speed_features=N_SPEED, head_hidden=-1)
+        build_model(backbone="r2plus1d", n_kinematics_features=N_SPEED, head_hidden=-1)
 
 
 def test_clips_of_the_wrong_shape_or_too_few_frames_are_refused() -> None:
-    model = build_model(backbone="r2plus1d", preset="small", n_speed_features=N_SPEED)
+    model = build_model(backbone="r2plus1d", preset="small", n_kinematics_features=N_SPEED)
     x, speed, _ = _batch(t=4)
     with pytest.raises(ValueError, match="needs 8 frames"):
         model(x, speed)
@@ -181,7 +181,7 @@ PAPER_PARAMETERS = {
 
 @pytest.mark.parametrize("backbone", BACKBONES)
 def test_every_paper_preset_builds_at_its_size_and_predicts_one_clip(backbone: str) -> None:
-    model = build_model(backbone=backbone, preset="paper", n_speed_features=N_SPEED).eval()
+    model = build_model(backbone=backbone, preset="paper", n_kinematics_features=N_SPEED).eval()
     assert count_parameters(model) == PAPER_PARAMETERS[backbone]
     assert len(model.trunks) == 1 and model.inputs.spec.views[0].size == 224
     if backbone == "timesformer":
@@ -195,18 +195,18 @@ def test_every_paper_preset_builds_at_its_size_and_predicts_one_clip(backbone: s
 
 def test_small_presets_are_a_fraction_of_the_paper_size() -> None:
     for backbone in BACKBONES:
-        small = build_model(backbone=backbone, preset="small", n_speed_features=N_SPEED)
+        small = build_model(backbone=backbone, preset="small", n_kinematics_features=N_SPEED)
         assert count_parameters(small) < PAPER_PARAMETERS[backbone] / 5
         assert len(small.trunks) == 2  # the whole crop and the native-resolution head patch
 
 
 def test_unknown_names_are_refused_with_the_choices() -> None:
     with pytest.raises(ValueError, match="resnet, r2plus1d, slowfast, timesformer"):
-        build_model(backbone="vit", n_speed_features=1)
+        build_model(backbone="vit", n_kinematics_features=1)
     with pytest.raises(ValueError, match="small, paper"):
-        build_model(backbone="resnet", preset="huge", n_speed_features=1)
-    with pytest.raises(ValueError, match="speed_scale"):
-        build_model(backbone="resnet", n_speed_features=3)
+        build_model(backbone="resnet", preset="huge", n_kinematics_features=1)
+    with pytest.raises(ValueError, match="kinematics_scale"):
+        build_model(backbone="resnet", n_kinematics_features=3)
 
 
 # ------------------------------------------------------------------------------------------
@@ -215,13 +215,13 @@ def test_unknown_names_are_refused_with_the_choices() -> None:
 
 def test_a_saved_model_loads_as_pretrained_backbone_with_a_fresh_head(tmp_path: Path) -> None:
     torch.manual_seed(1)
-    source = build_model(backbone="timesformer", preset="small", n_speed_features=N_SPEED)
+    source = build_model(backbone="timesformer", preset="small", n_kinematics_features=N_SPEED)
     path = tmp_path / "weights.pt"
     torch.save(source.state_dict(), path)
 
     torch.manual_seed(2)
     model = build_model(
-        backbone="timesformer", preset="small", n_speed_features=N_SPEED, pretrained=path
+        backbone="timesformer", preset="small", n_kinematics_features=N_SPEED, pretrained=path
     )
 
     source_state, state = source.state_dict(), model.state_dict()
@@ -232,11 +232,13 @@ def test_a_saved_model_loads_as_pretrained_backbone_with_a_fresh_head(tmp_path: 
 
 def test_weights_of_another_backbone_are_refused_naming_the_keys(tmp_path: Path) -> None:
     path = tmp_path / "weights.pt"
-    torch.save(build_model(backbone="r2plus1d", n_speed_features=N_SPEED).state_dict(), path)
+    torch.save(build_model(backbone="r2plus1d", n_kinematics_features=N_SPEED).state_dict(), path)
     with pytest.raises(ValueError, match=r"missing keys.*Only the head may differ"):
-        build_model(backbone="slowfast", n_speed_features=N_SPEED, pretrained=path)
+        build_model(backbone="slowfast", n_kinematics_features=N_SPEED, pretrained=path)
     with pytest.raises(FileNotFoundError):
-        build_model(backbone="slowfast", n_speed_features=N_SPEED, pretrained=tmp_path / "nope.pt")
+        build_model(
+            backbone="slowfast", n_kinematics_features=N_SPEED, pretrained=tmp_path / "nope.pt"
+        )
 
 
 def test_an_image_model_state_dict_with_its_own_classifier_loads_into_the_paper_resnet(
@@ -252,7 +254,10 @@ def test_an_image_model_state_dict_with_its_own_classifier_loads_into_the_paper_
     torch.save(state, tmp_path / "resnet18.pth")
 
     model = build_model(
-        backbone="resnet", preset="paper", n_speed_features=1, pretrained=tmp_path / "resnet18.pth"
+        backbone="resnet",
+        preset="paper",
+        n_kinematics_features=1,
+        pretrained=tmp_path / "resnet18.pth",
     )
     torch.testing.assert_close(model.trunks[0].conv1.weight, state["conv1.weight"])
 
@@ -260,7 +265,7 @@ def test_an_image_model_state_dict_with_its_own_classifier_loads_into_the_paper_
         build_model(
             backbone="resnet",
             preset="small",
-            n_speed_features=1,
+            n_kinematics_features=1,
             pretrained=tmp_path / "resnet18.pth",
         )
 
@@ -277,7 +282,10 @@ def test_a_hugging_face_timesformer_directory_loads_without_downloading(
     hf_model.save_pretrained(tmp_path / "k400")
 
     model = build_model(
-        backbone="timesformer", preset="single", n_speed_features=1, pretrained=tmp_path / "k400"
+        backbone="timesformer",
+        preset="single",
+        n_kinematics_features=1,
+        pretrained=tmp_path / "k400",
     )
 
     torch.testing.assert_close(
@@ -287,5 +295,5 @@ def test_a_hugging_face_timesformer_directory_loads_without_downloading(
     assert model(x, torch.zeros(1, 1)).shape == (1, 5)
     with pytest.raises(ValueError, match="only the timesformer"):
         build_model(
-            backbone="resnet", preset="paper", n_speed_features=1, pretrained=tmp_path / "k400"
+            backbone="resnet", preset="paper", n_kinematics_features=1, pretrained=tmp_path / "k400"
         )

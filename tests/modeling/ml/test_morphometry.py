@@ -224,7 +224,7 @@ def _model(*, morphometry: bool) -> GradeDistributionModel:
     k = len(MORPHOMETRY_INPUTS)
     return build_model(
         backbone="timesformer",
-        n_speed_features=8,
+        n_kinematics_features=8,
         morphometry_shift=[1.0] * k if morphometry else None,
         morphometry_scale=[2.0] * k if morphometry else None,
     )
@@ -278,8 +278,8 @@ def test_a_model_described_before_morphometry_existed_has_no_morphometry_input()
         GradeDistributionModel(
             backbone="timesformer",
             preset="small",
-            n_speed_features=1,
-            speed_scale=[100.0],
+            n_kinematics_features=1,
+            kinematics_scale=[100.0],
             morphometry_shift=[0.0],
             morphometry_scale=[1.0],
         )

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from modeling.ml.data import ExportDataset, read_fold
-from modeling.ml.model import build_model, speed_scales
+from modeling.ml.model import build_model, kinematics_scales
 from modeling.ml.morphometry import MORPHOMETRY_FEATURES, morphometry_standardisation
 from modeling.ml.train import (
     EpochLog,
@@ -116,6 +116,40 @@ def test_a_checkpoint_of_another_configuration_is_not_resumed(
         train_fold(replace(CONFIG, loss="ce"), export_root, 0, checkpoint_dir=checkpoint_dir)
 
 
+def _as_format_1(saved: dict, fmt: str) -> dict:
+    """``saved`` as format 1 wrote it: the kinematics input was called speed."""
+    old = dict(saved, format=fmt)
+    old["config"] = {
+        ("speed_features" if k == "kinematics_features" else k): v
+        for k, v in saved["config"].items()
+    }
+    return old
+
+
+def test_a_saved_model_of_the_old_speed_format_is_refused_naming_its_format(
+    reference: FoldResult, tmp_path: Path
+) -> None:
+    saved = torch.load(reference.model_path, weights_only=True)
+    assert saved["format"] == "mersv-grade-model/2" and "kinematics_scale" in saved["model_kwargs"]
+    torch.save(_as_format_1(saved, "mersv-grade-model/1"), tmp_path / "old.pt")
+    with pytest.raises(ValueError, match=r"of format mersv-grade-model/1; this version reads"):
+        load_model(tmp_path / "old.pt")
+    torch.save({"weights": 1}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="is not a saved grade-distribution model"):
+        load_model(tmp_path / "other.pt")
+
+
+def test_a_checkpoint_of_the_old_speed_format_is_not_resumed_and_names_its_format(
+    export_root: Path, tmp_path: Path
+) -> None:
+    _stopped_after_epoch_one(CONFIG, export_root, 0, tmp_path)
+    checkpoint = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert checkpoint["format"] == "mersv-train-checkpoint/2"
+    torch.save(_as_format_1(checkpoint, "mersv-train-checkpoint/1"), tmp_path / "last.pt")
+    with pytest.raises(ValueError, match=r"of format mersv-train-checkpoint/1; this version"):
+        train_fold(CONFIG, export_root, 0, checkpoint_dir=tmp_path)
+
+
 def test_early_stopping_ends_the_run_patience_epochs_after_the_best(
     export_root: Path, tmp_path: Path
 ) -> None:
@@ -145,10 +179,10 @@ def test_the_saved_model_and_predict_reproduce_the_fold_predictions(
     frames = np.stack(
         [np.load(dataset.frame_path(c))[: config.frames] for c in dataset.clip_ids]
     )  # uint8
-    q = predict(model, frames, dataset.speed)
+    q = predict(model, frames, dataset.kinematics)
     expected = np.array([reference.predictions[c] for c in dataset.clip_ids])
     np.testing.assert_allclose(q, expected, atol=1e-5)
-    one = predict(model, frames[0], dataset.speed[0])  # a single clip
+    one = predict(model, frames[0], dataset.kinematics[0])  # a single clip
     np.testing.assert_allclose(one[0], expected[0], atol=1e-5)
 
 
@@ -177,12 +211,14 @@ def test_the_saved_model_keeps_the_training_splits_kinematics_standardisation(
 ) -> None:
     train = ExportDataset(export_root, clip_ids=read_fold(export_root, 0).train)
     model, _ = load_model(Path(reference.model_path))
-    np.testing.assert_allclose(model.speed_shift.numpy(), train.speed.mean(axis=0), rtol=1e-5)
-    std = train.speed.std(axis=0)
-    vcl = CONFIG.speed_features.index("vcl")
-    lin = CONFIG.speed_features.index("lin")  # constant in the fixture: keeps its fixed scale
-    assert model.speed_scale[vcl].item() == pytest.approx(std[vcl], rel=1e-5)
-    assert model.speed_scale[lin].item() == 1.0
+    np.testing.assert_allclose(
+        model.kinematics_shift.numpy(), train.kinematics.mean(axis=0), rtol=1e-5
+    )
+    std = train.kinematics.std(axis=0)
+    vcl = CONFIG.kinematics_features.index("vcl")
+    lin = CONFIG.kinematics_features.index("lin")  # constant in the fixture: keeps its fixed scale
+    assert model.kinematics_scale[vcl].item() == pytest.approx(std[vcl], rel=1e-5)
+    assert model.kinematics_scale[lin].item() == 1.0
 
 
 def test_without_standardisation_the_kinematics_keep_their_fixed_scales(
@@ -192,8 +228,8 @@ def test_without_standardisation_the_kinematics_keep_their_fixed_scales(
     result = train_fold(config, export_root, 1, checkpoint_dir=tmp_path)
     model, loaded = load_model(Path(result.model_path))
     assert loaded == config
-    assert model.speed_shift.abs().sum() == 0
-    assert model.speed_scale.tolist() == list(speed_scales(config.speed_features))
+    assert model.kinematics_shift.abs().sum() == 0
+    assert model.kinematics_scale.tolist() == list(kinematics_scales(config.kinematics_features))
 
 
 def test_the_saved_model_keeps_the_training_splits_morphometry_standardisation(
@@ -230,7 +266,7 @@ def test_a_run_without_morphometry_and_an_older_checkpoint_without_the_option(
     assert result.epochs_run == 2
     model, loaded = load_model(Path(result.model_path))
     assert loaded.morphometry is False and not model.uses_morphometry
-    assert model.head[1].in_features == model.n_features + len(config.speed_features)
+    assert model.head[1].in_features == model.n_features + len(config.kinematics_features)
     assert (
         "morphometry_shift" not in torch.load(result.model_path, weights_only=True)["model_kwargs"]
     )
@@ -255,7 +291,9 @@ def test_the_head_starts_at_the_training_mean_distribution(
 
 
 def test_optimizers_and_invalid_configs() -> None:
-    model = build_model(backbone="timesformer", n_speed_features=len(CONFIG.speed_features))
+    model = build_model(
+        backbone="timesformer", n_kinematics_features=len(CONFIG.kinematics_features)
+    )
     for name, cls in (
         ("sgd", torch.optim.SGD),
         ("adam", torch.optim.Adam),
@@ -284,4 +322,4 @@ def test_optimizers_and_invalid_configs() -> None:
     with pytest.raises(ValueError, match="Unknown loss"):
         TrainConfig(loss="kl")
     with pytest.raises(ValueError, match="Unknown kinematics"):
-        TrainConfig(speed_features=("vcl", "tail_length"))
+        TrainConfig(kinematics_features=("vcl", "tail_length"))
