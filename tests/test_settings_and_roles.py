@@ -89,3 +89,75 @@ def test_add_user_refuses_a_short_password(monkeypatch: pytest.MonkeyPatch) -> N
 def test_there_is_no_self_registration(client) -> None:  # type: ignore[no-untyped-def]
     for path in ("/register/", "/signup/", "/accounts/signup/", "/api/register/"):
         assert client.get(path).status_code == 404
+
+
+# --- the role comes with the session's user (ThrottledModelBackend.get_user) ---------------
+
+
+def _session_request(client, user):  # type: ignore[no-untyped-def]
+    """A request carrying the session this client logged in with as `user`."""
+    from django.test import RequestFactory
+
+    client.force_login(user)
+    request = RequestFactory().get("/")
+    request.session = client.session
+    return request
+
+
+def _session_user(client, user):  # type: ignore[no-untyped-def]
+    """The user object the authentication middleware builds for this client's session."""
+    from django.contrib.auth import get_user
+
+    return get_user(_session_request(client, user))
+
+
+@pytest.mark.parametrize(
+    ("groups", "expected"),
+    [
+        ((), None),
+        (("trainee",), "trainee"),
+        (("expert",), "expert"),
+        (("trainee", "expert"), "expert"),
+        (("expert", "curator"), "curator"),
+        (("curator", "admin"), "admin"),
+    ],
+)
+def test_the_session_user_comes_with_the_most_privileged_role_and_no_groups_query(
+    groups: tuple[str, ...], expected: str | None, db, client, django_assert_num_queries
+) -> None:
+    from django.contrib.auth.models import Group
+
+    from annotation.access.roles import role_groups_ensure
+
+    role_groups_ensure()
+    user = get_user_model().objects.create_user("someone", password="x-long-passphrase")
+    user.groups.add(*Group.objects.filter(name__in=groups))
+    from django.contrib.auth import get_user
+
+    request = _session_request(client, user)
+    with django_assert_num_queries(2):  # the session and the user with their role, nothing else
+        assert user_role(get_user(request)) == expected
+    # The same answer the groups give when asked directly.
+    fresh = get_user_model().objects.get(pk=user.pk)
+    assert user_role(fresh) == expected
+
+
+def test_a_superuser_session_is_an_admin_and_a_removed_role_is_gone_on_the_next_request(
+    db,
+    client,
+) -> None:
+    from django.contrib.auth.models import Group
+
+    from annotation.access.roles import role_groups_ensure
+
+    role_groups_ensure()
+    boss = get_user_model().objects.create_superuser("boss", password="x-long-passphrase")
+    assert user_role(_session_user(client, boss)) == "admin"
+    expert = get_user_model().objects.create_user("grader", password="x-long-passphrase")
+    expert.groups.add(Group.objects.get(name="expert"))
+    assert user_role(_session_user(client, expert)) == "expert"
+    expert.groups.clear()
+    assert user_role(_session_user(client, expert)) is None
+    expert.is_active = False
+    expert.save(update_fields=["is_active"])
+    assert _session_user(client, expert).is_authenticated is False

@@ -14,14 +14,18 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import ModelBackend
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import F
+from django.db.models.expressions import RawSQL
 from django.http import HttpRequest
 from django.utils import timezone
 
 from annotation.access.audit import client_ip
+from annotation.access.roles import ROLE_PRECEDENCE, user_role_remember
 from annotation.models import LoginThrottle
 
 
@@ -110,3 +114,34 @@ class ThrottledModelBackend(ModelBackend):
         if user is not None:
             login_attempt_succeeded(reservation=reservation, username=username)
         return user
+
+    def get_user(self, user_id: int) -> AbstractBaseUser | None:
+        """The session's user, with their role read in the same statement: the permission
+        checks of the request then ask nothing more (one query per request instead of two)."""
+        User = get_user_model()
+        try:
+            user = User._default_manager.annotate(mersv_role_rank=_role_rank()).get(pk=user_id)
+        except User.DoesNotExist:
+            return None
+        if not self.user_can_authenticate(user):
+            return None
+        rank = user.mersv_role_rank
+        user_role_remember(user, {ROLE_PRECEDENCE[rank]} if rank is not None else set())
+        return user
+
+
+def _role_rank() -> RawSQL:
+    """The position in ROLE_PRECEDENCE of the user's most privileged role group (NULL: none),
+    as a subquery on the user row."""
+    User = get_user_model()
+    groups = User._meta.get_field("groups")
+    through = groups.remote_field.through._meta  # type: ignore[union-attr]
+    group = groups.related_model._meta  # type: ignore[union-attr]
+    cases = " ".join("WHEN %s THEN " + str(i) for i in range(len(ROLE_PRECEDENCE)))
+    # Table names from the models' metadata; the group names are parameters.
+    sql = (
+        f"SELECT MIN(CASE g.name {cases} END) FROM {group.db_table} g "  # noqa: S608
+        f"JOIN {through.db_table} ug ON ug.group_id = g.id "
+        f"WHERE ug.user_id = {User._meta.db_table}.id"
+    )
+    return RawSQL(sql, ROLE_PRECEDENCE)  # noqa: S611

@@ -19,6 +19,8 @@ CURATOR = "curator"
 TRAINEE = "trainee"
 ADMIN = "admin"
 ROLES: tuple[str, ...] = (EXPERT, CURATOR, TRAINEE, ADMIN)
+# A user in several role groups has the first of these (the most privileged).
+ROLE_PRECEDENCE: tuple[str, ...] = (ADMIN, CURATOR, EXPERT, TRAINEE)
 
 # Model permissions each group carries ("app_label.codename").
 ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
@@ -72,13 +74,20 @@ def user_role(user: AbstractBaseUser | AnonymousUser | None) -> str | None:
     cached = getattr(user, "_mersv_role", False)
     if cached is not False:
         return cached
-    role: str | None = None
     if user.is_superuser:
-        role = ADMIN
+        names: set[str] = set()
     else:
         names = {g.name for g in user.groups.all()}  # type: ignore[attr-defined]
-        role = next((r for r in (ADMIN, CURATOR, EXPERT, TRAINEE) if r in names), None)
-    user._mersv_role = role  # type: ignore[union-attr]  # one query per request, not per check
+    return user_role_remember(user, names)
+
+
+def user_role_remember(user: AbstractBaseUser, group_names: set[str]) -> str | None:
+    """Decide the user's role from their group names and keep it on the user object, so that
+    every later check of this request asks the database nothing (`user_role` reads it)."""
+    role: str | None = ADMIN
+    if not user.is_superuser:  # type: ignore[attr-defined]
+        role = next((r for r in ROLE_PRECEDENCE if r in group_names), None)
+    user._mersv_role = role  # type: ignore[attr-defined]
     return role
 
 

@@ -165,11 +165,10 @@ def _clip_assign_next(*, expert: User, now: datetime, has_stale_holds: bool) -> 
             clip_id = grading_sql.next_candidate(**choose, skip_locked=False)
         if clip_id is None:
             return None
-        clip = Clip.objects.select_related("video").get(pk=clip_id)
         # The candidate query read assignments from a snapshot older than our lock; count again
         # now that we hold it (assignments of this clip are only written under this lock).
-        others = grading_sql.live_holds_of_others(clip_id=clip.pk, expert_id=expert.pk, now=now)
-        if clip.votes_total + others >= target:
+        clip = grading_sql.clip_with_holds_of_others(clip_id=clip_id, expert_id=expert.pk, now=now)
+        if clip.votes_total + clip.live_holds_of_others >= target:
             passed_over.append(clip.pk)
             continue
         if has_stale_holds:  # an expert holds one clip at a time

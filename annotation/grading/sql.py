@@ -17,6 +17,7 @@ from functools import cache
 from typing import Any
 
 from django.db import connection
+from django.db.models.expressions import RawSQL
 
 from annotation.grades import GRADES
 from annotation.models import CannotJudge, Clip, ClipAssignment, Rating, RepeatRating, Video
@@ -121,13 +122,18 @@ def answer_state(*, expert_id: int, clip_id: int, now: datetime) -> AnswerState:
     )  # fmt: skip
 
 
-def live_holds_of_others(*, clip_id: int, expert_id: int, now: datetime) -> int:
-    """Live holds of experts other than this one on the clip."""
+def clip_with_holds_of_others(*, clip_id: int, expert_id: int, now: datetime) -> Clip:
+    """The clip with its video, and as `live_holds_of_others` the live holds of experts other
+    than this one on it, in one statement."""
     t = _tables()
-    sql = (
-        f"SELECT COUNT(*) FROM {t.hold} WHERE clip_id = %s AND expires_at > %s AND expert_id <> %s"
+    others = RawSQL(  # noqa: S611  table names from the models, values as parameters
+        f"SELECT COUNT(*) FROM {t.hold} a WHERE a.clip_id = {t.clip}.id "
+        "AND a.expires_at > %s AND a.expert_id <> %s",
+        [_when(now), expert_id],
     )
-    return int(_rows(sql, [clip_id, _when(now), expert_id])[0][0])
+    return (
+        Clip.objects.select_related("video").annotate(live_holds_of_others=others).get(pk=clip_id)
+    )
 
 
 @dataclass(frozen=True)
@@ -222,9 +228,9 @@ __all__ = [
     "AnswerState",
     "Hold",
     "answer_state",
+    "clip_with_holds_of_others",
     "hold_clear",
     "holds_of",
-    "live_holds_of_others",
     "next_candidate",
     "progress_counts",
     "votes_add",
