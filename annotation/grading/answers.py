@@ -130,7 +130,10 @@ def clip_next_for_expert(*, expert: User, now: datetime | None = None) -> Clip |
     target, and holds it for them. Takes the lock of the Clip it assigns.
     """
     now = now or timezone.now()
+    outermost = not transaction.get_connection().in_atomic_block
     with transaction.atomic():
+        if outermost:  # this transaction writes holds only (never a vote or an audit event)
+            grading_sql.commit_without_flush()
         held = _assignment_held(expert=expert, now=now)
         if isinstance(held, Clip):
             return held

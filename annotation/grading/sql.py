@@ -186,6 +186,20 @@ def next_candidate(
     return rows[0][0] if rows else None
 
 
+def commit_without_flush() -> None:
+    """Let the current transaction's COMMIT return before its WAL reaches the disk (PostgreSQL's
+    synchronous_commit off, for this transaction alone; a no-op elsewhere).
+
+    Only for a transaction that writes holds and nothing else: a hold is a lease of a few
+    minutes, so a server crash in the next fraction of a second may forget the newest holds
+    (the experts then get a clip again), never a vote. It saves the wait for the disk that the
+    vote's own commit does take (median 1-2 ms, tail 5+ ms on a busy disk, for each step).
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")
+
+
 def hold_clear(*, expert_id: int, clip_id: int) -> None:
     """End the expert's hold on the clip (nothing refers to holds: a plain DELETE)."""
     with connection.cursor() as cursor:
@@ -229,6 +243,7 @@ __all__ = [
     "Hold",
     "answer_state",
     "clip_with_holds_of_others",
+    "commit_without_flush",
     "hold_clear",
     "holds_of",
     "next_candidate",
