@@ -59,8 +59,8 @@ def home(request: HttpRequest) -> HttpResponse:
     role = user_role(request.user)
     if role == EXPERT and _has_url("grade"):
         return redirect("grade")
-    if role == TRAINEE and _has_url("trainee"):
-        return redirect("trainee")
+    if role == TRAINEE and _has_url("practice"):
+        return redirect("practice")
     if role in (CURATOR, "admin"):
         return redirect("clip-list")
     return render(request, "frontend/home.html")

@@ -436,12 +436,12 @@ def test_pages_show_service_errors_through_the_one_helper_only() -> None:
         hit for path in _python_files(ROOT / "frontend") for hit in _service_errors_caught(path)
     ]
     helper = [hit for hit in caught if hit.startswith("frontend/refusals.py:")]
-    # The trainee page: a second post of the same grade shows its feedback, no error.
+    # The practice page: a second post of the same grade shows its feedback, no error.
     second_post = [
         hit
         for hit in caught
-        if hit.startswith("frontend/feedback_views.py:")
-        and hit.endswith(" training.AlreadyGradedError")
+        if hit.startswith("frontend/practice_views.py:")
+        and hit.endswith(" practice.AlreadyGradedError")
     ]
     assert len(helper) == 1 and len(second_post) == 1
     assert sorted(caught) == sorted(helper + second_post)

@@ -11,7 +11,7 @@ from django.utils import timezone
 from annotation.grades import GRADES
 from annotation.models import Clip
 from datasets.models import DatasetClip, DatasetVersion, TrainingSet
-from datasets.training import training_set_create
+from datasets.practice import practice_set_create
 from modeling.models import JobStatus, Prediction, TrainingRun
 from tests.annotation.grading.conftest import cast_votes, make_clip  # noqa: F401  (fixtures)
 
@@ -53,8 +53,8 @@ def version_freeze(clips: list[Clip], name: str = "trainee-v1") -> DatasetVersio
 
 
 @pytest.fixture
-def training_clips(make_clip, cast_votes) -> Callable[..., TrainingSet]:  # noqa: F811
-    """``training_clips("AAB", "CCD", ...)``: one clip per vote string, voted by experts,
+def practice_clips(make_clip, cast_votes) -> Callable[..., TrainingSet]:  # noqa: F811
+    """``practice_clips("AAB", "CCD", ...)``: one clip per vote string, voted by experts,
     retired, frozen into a version and opened as a training set."""
 
     def build(*votes: str, name: str = "practice") -> TrainingSet:
@@ -67,7 +67,7 @@ def training_clips(make_clip, cast_votes) -> Callable[..., TrainingSet]:  # noqa
             clip.refresh_from_db()
             clips.append(clip)
         version = version_freeze(clips, name=f"{name}-version")
-        return training_set_create(name=name, version=version, created_by=None)
+        return practice_set_create(name=name, version=version, created_by=None)
 
     return build
 
