@@ -11,28 +11,13 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from annotation.access.roles import CURATOR, TRAINEE
 from annotation.grades import GRADE_DESCRIPTIONS, GRADES
-from annotation.grading.api import GradingClipOutputSerializer
+from annotation.player import clip_player
 from datasets import practice
 from datasets.models import DatasetClip, DatasetVersion, TraineeRating, TrainingSet
 from frontend.charts import distribution_bars, line_chart
 from frontend.refusals import refusal_shown
 from frontend.views import role_required
 from modeling import feedback
-
-
-def _player(clip) -> dict[str, object]:  # type: ignore[no-untyped-def]
-    """The player's data from the blind clip serializer (nothing about votes)."""
-    data = GradingClipOutputSerializer(clip).data
-    return {
-        "filmstrip": data["filmstrip_url"],
-        "nFrames": data["n_frames"],
-        "size": data["crop_size"],
-        "fps": data["fps"],
-        "preview": data["preview_url"],
-        "track": data["track"],
-        "videoWidth": data["video_width"],
-        "videoHeight": data["video_height"],
-    }
 
 
 def _set_id(request: HttpRequest) -> int | None:
@@ -72,7 +57,7 @@ def practice_page(request: HttpRequest) -> HttpResponse:
         "practice_set": practice_set,
         "sets": practice.practice_sets_active(),
         "dclip": dclip,
-        "player": _player(dclip.clip) if dclip else None,
+        "player": clip_player(dclip.clip) if dclip else None,
         "remaining": (
             practice.practice_set_remaining(trainee=request.user, practice_set=practice_set)
             if practice_set
@@ -108,7 +93,7 @@ def practice_feedback(request: HttpRequest, pk: int) -> HttpResponse:
         "feedback": found,
         "prediction": prediction,
         "chart": distribution_bars(series, width=380),
-        "player": _player(rating.dataset_clip.clip),
+        "player": clip_player(rating.dataset_clip.clip),
         "grades": [(g, GRADE_DESCRIPTIONS[g], found.p[g]) for g in GRADES],
         "remaining": practice.practice_set_remaining(
             trainee=request.user, practice_set=rating.training_set

@@ -1,9 +1,9 @@
 """The trainee practice API: the next clip of a practice set, a grade with its feedback, and
 the trainee's progress (routes under /api/practice/).
 
-Trainees are blind until they grade: the clip they receive is the experts' blind clip
-serializer; the expert distribution and the model's prediction come only in the answer to
-their own grade. Views parse, check the role, call one service or selector, render.
+Trainees are blind until they grade: the clip they receive is the one blind player payload
+(annotation.player); the expert distribution and the model's prediction come only in the
+answer to their own grade. Views parse, check the role, call one service or selector, render.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from rest_framework.views import APIView
 
 from annotation.access.permissions import IsTrainee
 from annotation.grades import GRADES
-from annotation.grading.api import GradingClipOutputSerializer
 from annotation.grading.checks import MAX_TIME_SPENT_MS
+from annotation.player import ClipPlayerSerializer
 from datasets import practice
 from datasets.models import DatasetClip, TraineeRating, TrainingSet
 from modeling import feedback
@@ -40,7 +40,7 @@ def _practice_set(trainee, set_id: object) -> TrainingSet:  # type: ignore[no-un
 
 class PracticeClipOutputSerializer(serializers.Serializer):
     practice_set = serializers.IntegerField(source="practice_set.pk")
-    clip = GradingClipOutputSerializer(source="dataset_clip.clip")
+    clip = ClipPlayerSerializer(source="dataset_clip.clip")
     remaining = serializers.IntegerField(help_text="Clips of the set you have not graded.")
 
 
