@@ -25,7 +25,7 @@ from annotation.player import ClipPlayerSerializer
 
 class IsExpertOrCurator(BasePermission):
     """Experts (the guide is for them) and curators and admins (who choose its clips).
-    Trainees are left out: their training sets take settled clips too, and the guide would
+    Trainees are left out: their practice sets take settled clips too, and the guide would
     hand them the answer."""
 
     message = "only experts and curators may open the field guide"

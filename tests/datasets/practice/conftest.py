@@ -1,4 +1,4 @@
-"""Fixtures of the trainee tests: graded clips frozen into a dataset version, a training set of
+"""Fixtures of the trainee tests: graded clips frozen into a dataset version, a practice set of
 them, and a succeeded training run whose predictions tests write by hand."""
 
 from __future__ import annotations
@@ -55,14 +55,14 @@ def version_freeze(clips: list[Clip], name: str = "trainee-v1") -> DatasetVersio
 @pytest.fixture
 def practice_clips(make_clip, cast_votes) -> Callable[..., TrainingSet]:  # noqa: F811
     """``practice_clips("AAB", "CCD", ...)``: one clip per vote string, voted by experts,
-    retired, frozen into a version and opened as a training set."""
+    retired, frozen into a version and opened as a practice set."""
 
     def build(*votes: str, name: str = "practice") -> TrainingSet:
         clips = []
         for grades in votes:
             clip = make_clip()
             cast_votes(clip, grades)
-            # Settled: a training set takes only clips out of the expert queue for good.
+            # Settled: a practice set takes only clips out of the expert queue for good.
             Clip.objects.filter(pk=clip.pk).update(retired_at=timezone.now())
             clip.refresh_from_db()
             clips.append(clip)

@@ -22,7 +22,7 @@ def test_a_trainee_grades_five_clips_with_feedback_after_each_then_sees_progress
     trainee = make_user("trainee")
     page = browser_page
     login(page, live_server, trainee.username, PASSWORD)
-    assert page.url.endswith("/practice/")  # trainees land on the training page
+    assert page.url.endswith("/practice/")  # trainees land on the practice page
 
     for i, (dclip, key) in enumerate(zip(dclips, "A2cD5", strict=True)):
         page.wait_for_selector("#practice-form")
