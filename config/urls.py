@@ -11,7 +11,7 @@ from annotation.grading import field_guide_api
 from annotation.ingest import api as annotation_api
 from datasets import api as datasets_api
 from modeling import api as modeling_api
-from modeling import feedback_api, practice_api
+from modeling import practice_api, triage_api
 
 api_patterns = [
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
@@ -126,7 +126,7 @@ api_patterns = [
         practice_api.PracticeProgressApi.as_view(),
         name="api-practice-progress",
     ),
-    path("triage/<int:video_id>/", feedback_api.TriageApi.as_view(), name="api-triage"),
+    path("triage/<int:video_id>/", triage_api.TriageApi.as_view(), name="api-triage"),
 ]
 
 # 503 with a message while the database is unreachable; Django's own 500 page otherwise.

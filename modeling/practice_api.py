@@ -23,8 +23,8 @@ from annotation.player import ClipPlayerSerializer
 from datasets import practice
 from datasets.models import DatasetClip, TraineeRating, TrainingSet
 from modeling import feedback
-from modeling.feedback_api import GradeMapField
 from modeling.models import Prediction
+from modeling.triage_api import GradeMapField
 
 
 def _practice_set(trainee, set_id: object) -> TrainingSet:  # type: ignore[no-untyped-def]
