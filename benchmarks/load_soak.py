@@ -107,7 +107,7 @@ def grade_loop(
 ) -> None:
     """One grader until ``stop``: ask for the next clip, think, grade it; log each answer."""
     rng = random.Random(username)
-    prefix = "/api/trainee" if trainee else "/api/grading"
+    prefix = "/api/practice" if trainee else "/api/grading"
     while time.monotonic() < stop:
         status, clip = client.call("GET", f"{prefix}/next/")
         if status != 200:
@@ -118,7 +118,7 @@ def grade_loop(
         start = time.monotonic()
         body = {"grade": rng.choice("ABCDE"), "time_spent_ms": 4000}
         if trainee:
-            body |= {"training_set": clip["training_set"], "clip_id": clip["clip"]["clip_id"]}
+            body |= {"practice_set": clip["practice_set"], "clip_id": clip["clip"]["clip_id"]}
         else:
             body["clip_id"] = clip["clip_id"]
         status, _ = client.call("POST", f"{prefix}/ratings/", body)
@@ -209,7 +209,7 @@ def main() -> None:
     )
     clip_vote_counts_recount()
     call_command("build_dataset", "soak-v1", "--no-progress", "--min-votes", "2")
-    call_command("open_training_set", "soak-training", "soak-v1")
+    call_command("open_practice_set", "soak-practice", "soak-v1")
     names = [f"soak-expert-{i:02d}" for i in range(args.experts)]
     for name in names:
         user_create(username=name, role="expert", password=PASSWORD, validate=False)

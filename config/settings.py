@@ -232,8 +232,8 @@ REPEAT_MIN_AGE_H = env_float("MERSV_REPEAT_MIN_AGE_H", 24.0)
 FAST_GRADE_MS = env_int("MERSV_FAST_GRADE_MS", 2000)
 FAST_GRADE_FRACTION = env_float("MERSV_FAST_GRADE_FRACTION", 0.25)
 
-# Trainee mode (datasets/training.py). A trainee qualifies once they graded at least
-# MERSV_TRAINEE_MIN_CLIPS training clips with a weighted kappa against the panel of at least
+# Trainee practice (datasets/practice.py). A trainee qualifies once they graded at least
+# MERSV_TRAINEE_MIN_CLIPS practice clips with a weighted kappa against the panel of at least
 # MERSV_TRAINEE_PASS_KAPPA; unset, the bar is the median expert's leave-one-out kappa.
 TRAINEE_PASS_KAPPA: float | None = (
     env_float("MERSV_TRAINEE_PASS_KAPPA", 0.0)
@@ -242,7 +242,7 @@ TRAINEE_PASS_KAPPA: float | None = (
 )
 TRAINEE_MIN_CLIPS = env_int("MERSV_TRAINEE_MIN_CLIPS", 30)
 # The training run whose out-of-fold predictions trainees see; 0 = the newest succeeded run on
-# the training set's dataset version.
+# the practice set's dataset version.
 TRAINEE_RUN_ID = env_int("MERSV_TRAINEE_RUN_ID", 0)
 
 # Sessions and cookies.

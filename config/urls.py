@@ -11,7 +11,7 @@ from annotation.grading import field_guide_api
 from annotation.ingest import api as annotation_api
 from datasets import api as datasets_api
 from modeling import api as modeling_api
-from modeling import feedback_api
+from modeling import practice_api, triage_api
 
 api_patterns = [
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
@@ -115,16 +115,18 @@ api_patterns = [
         field_guide_api.ReferenceClipRemoveApi.as_view(),
         name="api-reference-clip",
     ),
-    path("trainee/next/", feedback_api.TraineeNextApi.as_view(), name="api-trainee-next"),
+    path("practice/next/", practice_api.PracticeNextApi.as_view(), name="api-practice-next"),
     path(
-        "trainee/ratings/",
-        feedback_api.TraineeRatingSubmitApi.as_view(),
-        name="api-trainee-ratings",
+        "practice/ratings/",
+        practice_api.PracticeRatingSubmitApi.as_view(),
+        name="api-practice-ratings",
     ),
     path(
-        "trainee/progress/", feedback_api.TraineeProgressApi.as_view(), name="api-trainee-progress"
+        "practice/progress/",
+        practice_api.PracticeProgressApi.as_view(),
+        name="api-practice-progress",
     ),
-    path("triage/<int:video_id>/", feedback_api.TriageApi.as_view(), name="api-triage"),
+    path("triage/<int:video_id>/", triage_api.TriageApi.as_view(), name="api-triage"),
 ]
 
 # 503 with a message while the database is unreachable; Django's own 500 page otherwise.

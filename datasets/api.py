@@ -15,7 +15,6 @@ from rest_framework.views import APIView
 from annotation.access.audit import audit_record
 from annotation.access.permissions import IsCurator
 from datasets import selectors, services
-from datasets.export import stream_tar, tar_size
 from datasets.models import DatasetVersion
 
 
@@ -83,21 +82,9 @@ class DatasetVersionDownloadApi(APIView):
     @extend_schema(responses={(200, "application/x-tar"): OpenApiTypes.BINARY})
     def get(self, request: Request, name: str) -> StreamingHttpResponse:
         version = get_object_or_404(DatasetVersion, name=name, frozen=True)
-        response = export_download_response(version)
+        response = services.export_download_response(version)
         audit_record(action="export_download", user=request.user, obj=version, request=request)
         return response
-
-
-def export_download_response(version: DatasetVersion) -> StreamingHttpResponse:
-    folder = services.export_dir_for(version)
-    root = f"mersv-{version.name}"
-    size = tar_size(folder, root=root)  # raises before the response starts if a file is missing
-    response = StreamingHttpResponse(
-        stream_tar(folder, root=root), content_type="application/x-tar"
-    )
-    response["Content-Length"] = str(size)
-    response["Content-Disposition"] = f'attachment; filename="{root}.tar"'
-    return response
 
 
 class ClipChangeSerializer(serializers.Serializer):

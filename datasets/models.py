@@ -179,7 +179,9 @@ class TrainingSet(models.Model):
     """Clips of a frozen dataset version that a curator chose for trainees to practise on.
 
     The expert distributions a trainee is scored against are the frozen copies on DatasetClip,
-    so later votes never move a trainee's past scores (`datasets.training`).
+    so later votes never move a trainee's past scores (`datasets.practice`). In the code and
+    the pages it is a practice set; the trainee models keep their first names (TrainingSet,
+    TraineeRating) and tables.
     """
 
     name = models.CharField(max_length=120, unique=True)
@@ -202,7 +204,7 @@ class TrainingSet(models.Model):
 
 
 class TraineeRating(models.Model):
-    """A trainee's grade of a training clip. Its own table on purpose: trainee grades never
+    """A trainee's grade of a practice clip. Its own table on purpose: trainee grades never
     reach Clip.votes_*, agreement figures, retirement or exports, which read Rating only."""
 
     trainee = models.ForeignKey(

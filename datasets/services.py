@@ -23,6 +23,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.db import transaction
 from django.db.models import Count, F
+from django.http import StreamingHttpResponse
 from django.utils import timezone
 
 from annotation.access.audit import audit_record
@@ -39,7 +40,7 @@ from annotation.grades import GRADES, PROB_COLUMNS
 from annotation.ingest.kinematics import KINEMATICS_KEYS
 from annotation.models import Clip, Rating, Video
 from datasets.datasheet import render_datasheet
-from datasets.export import ExportResult, write_export
+from datasets.export import ExportResult, stream_tar, tar_size, write_export
 from datasets.models import (
     DatasetClip,
     DatasetInnerSplit,
@@ -69,6 +70,20 @@ class DatasetError(ServiceError):
 
 def export_dir_for(version: DatasetVersion) -> Path:
     return Path(settings.EXPORT_ROOT) / version.name
+
+
+def export_download_response(version: DatasetVersion) -> StreamingHttpResponse:
+    """A built version's export as one uncompressed tar archive, streamed (memory stays
+    bounded); for the download page and the API alike."""
+    folder = export_dir_for(version)
+    root = f"mersv-{version.name}"
+    size = tar_size(folder, root=root)  # raises before the response starts if a file is missing
+    response = StreamingHttpResponse(
+        stream_tar(folder, root=root), content_type="application/x-tar"
+    )
+    response["Content-Length"] = str(size)
+    response["Content-Disposition"] = f'attachment; filename="{root}.tar"'
+    return response
 
 
 def dataset_version_create(
@@ -194,20 +209,17 @@ def dataset_version_build(*, version_id: int, progress: Progress | None = None) 
         with transaction.atomic():
             _store(version, frozen, result)
     except (DatasetError, ValueError) as exc:
-        _fail(version_id, str(exc))
+        dataset_version_fail(version_id=version_id, error=str(exc))
         raise DatasetError(str(exc)) from exc
     except Exception as exc:
-        _fail(version_id, f"unexpected error while building: {exc}")
+        dataset_version_fail(version_id=version_id, error=f"unexpected error while building: {exc}")
         raise
     return DatasetVersion.objects.get(pk=version_id)
 
 
 def dataset_version_fail(*, version_id: int, error: str) -> None:
-    """Mark an unfrozen version failed with ``error`` (e.g. its task ran out of time)."""
-    _fail(version_id, error)
-
-
-def _fail(version_id: int, error: str) -> None:
+    """Mark an unfrozen version failed with ``error`` (a build error, or its task ran out of
+    time)."""
     DatasetVersion.objects.filter(pk=version_id, frozen=False).update(
         status=DatasetVersion.Status.FAILED, error=error[:2000], finished_at=timezone.now()
     )

@@ -10,7 +10,6 @@ from django.views.decorators.http import require_GET, require_http_methods
 from annotation.access.audit import audit_record
 from annotation.access.roles import CURATOR
 from datasets import selectors, services
-from datasets.api import export_download_response
 from datasets.models import DatasetVersion
 from frontend.charts import bar_chart
 from frontend.refusals import refusal_shown
@@ -73,6 +72,6 @@ def dataset_detail(request: HttpRequest, name: str) -> HttpResponse:
 @role_required(CURATOR)
 def dataset_download(request: HttpRequest, name: str) -> StreamingHttpResponse:
     version = get_object_or_404(DatasetVersion, name=name, frozen=True)
-    response = export_download_response(version)
+    response = services.export_download_response(version)
     audit_record(action="export_download", user=request.user, obj=version, request=request)
     return response

@@ -1,175 +1,20 @@
-"""Trainee mode (grade, feedback, progress; the curators' table of trainees), the experts'
-compare page and sample triage. The trainee pages post a form; the JSON API of the same
-operations is modeling.feedback_api."""
+"""The experts' compare page (their grades against the panel and the model) and sample
+triage (curators). Trainee practice pages are frontend.practice_views."""
 
 from __future__ import annotations
 
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_GET, require_http_methods
+from django.shortcuts import get_object_or_404, render
+from django.views.decorators.http import require_GET
 
-from annotation.access.roles import CURATOR, EXPERT, TRAINEE
-from annotation.grades import GRADE_DESCRIPTIONS, GRADES
-from annotation.grading.api import GradingClipOutputSerializer
+from annotation.access.roles import CURATOR, EXPERT
+from annotation.grades import GRADES
 from annotation.models import Video
-from datasets import training
-from datasets.models import DatasetClip, DatasetVersion, TraineeRating, TrainingSet
-from frontend.charts import distribution_bars, line_chart
-from frontend.refusals import refusal_shown
+from frontend.charts import distribution_bars
 from frontend.views import role_required
 from modeling import feedback
-from modeling.feedback_api import trainee_remaining
-
-
-def _player(clip) -> dict[str, object]:  # type: ignore[no-untyped-def]
-    """The player's data from the blind clip serializer (nothing about votes)."""
-    data = GradingClipOutputSerializer(clip).data
-    return {
-        "filmstrip": data["filmstrip_url"],
-        "nFrames": data["n_frames"],
-        "size": data["crop_size"],
-        "fps": data["fps"],
-        "preview": data["preview_url"],
-        "track": data["track"],
-        "videoWidth": data["video_width"],
-        "videoHeight": data["video_height"],
-    }
-
-
-def _set_id(request: HttpRequest) -> int | None:
-    raw = request.GET.get("set") or request.POST.get("training_set")
-    return int(raw) if raw and raw.isdigit() else None
-
-
-@require_http_methods(["GET", "POST"])
-@role_required(TRAINEE)
-def trainee(request: HttpRequest) -> HttpResponse:
-    """GET: the next training clip, blind. POST: grade it, then see the feedback."""
-    training_set = training.trainee_set_current(trainee=request.user, set_id=_set_id(request))
-    if request.method == "POST" and training_set is not None:
-        dclip = get_object_or_404(
-            DatasetClip, version=training_set.version, clip_external_id=request.POST.get("clip_id")
-        )
-        with refusal_shown(request, also=(ValueError,)) as refused:
-            try:
-                rating = training.trainee_rating_submit(
-                    trainee=request.user,
-                    training_set=training_set,
-                    dataset_clip=dclip,
-                    grade=request.POST.get("grade", ""),
-                    time_spent_ms=int(request.POST.get("time_spent_ms") or 0),
-                )
-            except training.AlreadyGradedError as exc:  # a second post: show its feedback
-                rating = exc.rating
-        if refused:
-            return redirect(f"{request.path}?set={training_set.pk}")
-        return redirect("trainee-feedback", pk=rating.pk)
-    dclip = (
-        training.trainee_clip_next(trainee=request.user, training_set=training_set)
-        if training_set
-        else None
-    )
-    context = {
-        "training_set": training_set,
-        "sets": training.training_sets_active(),
-        "dclip": dclip,
-        "player": _player(dclip.clip) if dclip else None,
-        "remaining": trainee_remaining(request.user, training_set) if training_set else 0,
-        "grades": [(g, GRADE_DESCRIPTIONS[g]) for g in GRADES],
-    }
-    return render(request, "frontend/trainee.html", context)
-
-
-@require_GET
-@role_required(TRAINEE)
-def trainee_feedback(request: HttpRequest, pk: int) -> HttpResponse:
-    # Object-level permission: a trainee sees feedback on their own grades only.
-    rating = get_object_or_404(
-        TraineeRating.objects.select_related("dataset_clip__clip__video", "training_set"),
-        pk=pk,
-        trainee=request.user,
-    )
-    found = training.trainee_feedback(rating=rating)
-    prediction = feedback.trainee_prediction(
-        training_set=rating.training_set, clip_id=rating.dataset_clip.clip_id
-    )
-    mine = {g: float(g == rating.grade) for g in GRADES}
-    series = [(f"experts (n={found.n_experts})", found.p)]
-    if prediction is not None:
-        series.append(
-            (f"model ({prediction.run.name})", dict(zip(GRADES, prediction.p, strict=True)))
-        )
-    series.append(("your grade", mine))
-    context = {
-        "rating": rating,
-        "feedback": found,
-        "prediction": prediction,
-        "chart": distribution_bars(series, width=380),
-        "player": _player(rating.dataset_clip.clip),
-        "grades": [(g, GRADE_DESCRIPTIONS[g], found.p[g]) for g in GRADES],
-        "remaining": trainee_remaining(request.user, rating.training_set),
-    }
-    return render(request, "frontend/trainee_feedback.html", context)
-
-
-def _progress_chart(progress: training.TraineeProgress) -> dict[str, object]:
-    sessions = progress.sessions
-    return line_chart(
-        [
-            ("mean share of experts agreeing", [s.performance.mean_share for s in sessions]),
-            ("weighted kappa", [s.performance.kappa for s in sessions]),
-        ],
-        x_labels=[str(s.session) for s in sessions],
-        low=0.0,
-        high=1.0,
-    )
-
-
-def _confusion_rows(confusion: list[list[int]]) -> list[tuple[str, list[tuple[int, bool]]]]:
-    return [
-        (g, [(n, i == j) for j, n in enumerate(row)])
-        for i, (g, row) in enumerate(zip(GRADES, confusion, strict=True))
-    ]
-
-
-@require_GET
-@role_required(TRAINEE)
-def trainee_progress(request: HttpRequest) -> HttpResponse:
-    progress = training.trainee_progress(trainee=request.user)
-    context = {
-        "progress": progress,
-        "chart": _progress_chart(progress),
-        "confusion": _confusion_rows(progress.overall.confusion),
-        "grades": GRADES,
-    }
-    return render(request, "frontend/trainee_progress.html", context)
-
-
-@require_http_methods(["GET", "POST"])
-@role_required(CURATOR)
-def trainee_list(request: HttpRequest) -> HttpResponse:
-    """All trainees' progress; POST opens a training set of a dataset version's clips."""
-    if request.method == "POST":
-        version = get_object_or_404(DatasetVersion, pk=request.POST.get("version") or 0)
-        with refusal_shown(request, also=(ValueError,)) as refused:
-            training_set = training.training_set_create(
-                name=request.POST.get("name", ""),
-                version=version,
-                min_votes=int(request.POST.get("min_votes") or 1),
-                created_by=request.user,
-            )
-        if not refused:
-            messages.success(request, f"training set {training_set.name} opened")
-        return redirect("trainee-list")
-    context = {
-        "rows": training.trainees_overview(),
-        "sets": TrainingSet.objects.select_related("version").order_by("-created_at"),
-        "versions": DatasetVersion.objects.filter(status=DatasetVersion.Status.READY),
-        "pass_kappa": training.pass_kappa(),
-    }
-    return render(request, "frontend/trainee_list.html", context)
 
 
 @require_GET

@@ -12,8 +12,8 @@ from django.views.decorators.http import require_GET
 from annotation.access.roles import EXPERT
 from annotation.grades import GRADE_DESCRIPTIONS, GRADES
 from annotation.grading import answers as grading
-from annotation.grading.api import GradingClipOutputSerializer
 from annotation.models import CannotJudge
+from annotation.player import ClipPlayerSerializer
 from frontend.views import role_required
 
 # Height in px of the tallest bar of the session summary's chart.
@@ -40,8 +40,8 @@ def grade(request: HttpRequest) -> HttpResponse:
         "reasons": [value for value, _ in CannotJudge.Reason.choices],
     }
     context = {
-        # The same blind serializer as GET /api/grading/next/: nothing about votes.
-        "clip": GradingClipOutputSerializer(clip).data if clip else None,
+        # The one blind player payload, as GET /api/grading/next/: nothing about votes.
+        "clip": ClipPlayerSerializer(clip).data if clip else None,
         "config": config,
         "player": {"size": clip.crop_size if clip else settings.INGEST_CROP_SIZE},
         "progress": grading.grading_progress(expert=request.user),

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.contrib.auth import views as auth_views
 from django.urls import path
+from django.views.generic import RedirectView
 
 from frontend import (
     aggregation_views,
@@ -9,6 +10,7 @@ from frontend import (
     dataset_views,
     feedback_views,
     grading_views,
+    practice_views,
     training_views,
     views,
 )
@@ -63,9 +65,24 @@ urlpatterns = [
     path("grade/", grading_views.grade, name="grade"),
     path("grade/summary/", grading_views.grade_summary, name="grade-summary"),
     path("grade/compare/", feedback_views.grade_compare, name="grade-compare"),
-    path("train/", feedback_views.trainee, name="trainee"),
-    path("train/feedback/<int:pk>/", feedback_views.trainee_feedback, name="trainee-feedback"),
-    path("train/progress/", feedback_views.trainee_progress, name="trainee-progress"),
-    path("train/trainees/", feedback_views.trainee_list, name="trainee-list"),
+    path("practice/", practice_views.practice_page, name="practice"),
+    path("practice/feedback/<int:pk>/", practice_views.practice_feedback, name="practice-feedback"),
+    path("practice/progress/", practice_views.practice_progress, name="practice-progress"),
+    path("practice/trainees/", practice_views.trainee_list, name="trainee-list"),
     path("triage/", feedback_views.triage, name="triage"),
+    # Trainee practice lived under /train/ until "training" came to mean model training only:
+    # the old addresses redirect for good (301, query string kept), so bookmarks still work.
+    *(
+        path(
+            old,
+            RedirectView.as_view(pattern_name=new, permanent=True, query_string=True),
+            name=f"{new}-old",
+        )
+        for old, new in (
+            ("train/", "practice"),
+            ("train/feedback/<int:pk>/", "practice-feedback"),
+            ("train/progress/", "practice-progress"),
+            ("train/trainees/", "trainee-list"),
+        )
+    ),
 ]

@@ -22,6 +22,7 @@ from annotation.grades import GRADES
 from annotation.grading import field_guide
 from annotation.ingest import services
 from annotation.models import Clip, ReferenceClip, Video
+from annotation.player import clip_player
 from frontend.charts import distribution_bars
 from frontend.forms import VideoUploadForm
 from frontend.refusals import refusal_shown
@@ -59,8 +60,8 @@ def home(request: HttpRequest) -> HttpResponse:
     role = user_role(request.user)
     if role == EXPERT and _has_url("grade"):
         return redirect("grade")
-    if role == TRAINEE and _has_url("trainee"):
-        return redirect("trainee")
+    if role == TRAINEE and _has_url("practice"):
+        return redirect("practice")
     if role in (CURATOR, "admin"):
         return redirect("clip-list")
     return render(request, "frontend/home.html")
@@ -88,23 +89,13 @@ def clip_list(request: HttpRequest) -> HttpResponse:
 @role_required(CURATOR)
 def clip_detail(request: HttpRequest, clip_id: str) -> HttpResponse:
     clip = get_object_or_404(Clip.objects.select_related("video__patient"), external_id=clip_id)
-    player = {
-        "filmstrip": clip.filmstrip_file.url,
-        "nFrames": clip.n_frames,
-        "size": clip.crop_size,
-        "fps": clip.video.fps or 15,
-        "preview": clip.video.preview.url if clip.video.preview else "",
-        "track": clip.track,
-        "videoWidth": clip.video.width,
-        "videoHeight": clip.video.height,
-    }
     raw = selectors.clip_distribution(clip)
     corrected = selectors.clip_distribution_corrected(
         clip, snapshot=selectors.rater_model_current()
     )
     context = {
         "clip": clip,
-        "player": player,
+        "player": clip_player(clip),
         "distribution": raw,
         "corrected": corrected,
         "distribution_chart": distribution_bars(

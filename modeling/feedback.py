@@ -40,12 +40,12 @@ def runs_succeeded() -> QuerySet[TrainingRun]:
 # --- trainees -------------------------------------------------------------------------------
 
 
-def trainee_prediction(*, training_set: TrainingSet, clip_id: int) -> Prediction | None:
-    """The model's out-of-fold prediction of a training clip: from TRAINEE_RUN_ID when set,
+def trainee_prediction(*, practice_set: TrainingSet, clip_id: int) -> Prediction | None:
+    """The model's out-of-fold prediction of a practice clip: from TRAINEE_RUN_ID when set,
     else from the newest succeeded run on the set's version that predicted the clip. None:
     no model has predicted it."""
     predictions = Prediction.objects.filter(
-        clip_id=clip_id, run__status=JobStatus.SUCCEEDED, run__version=training_set.version
+        clip_id=clip_id, run__status=JobStatus.SUCCEEDED, run__version=practice_set.version
     ).select_related("run")
     if settings.TRAINEE_RUN_ID:
         predictions = predictions.filter(run_id=settings.TRAINEE_RUN_ID)

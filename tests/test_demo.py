@@ -1,4 +1,4 @@
-"""`make demo`'s seeding: demo users, clips with votes, a training set and a trained model."""
+"""`make demo`'s seeding: demo users, clips with votes, a practice set and a trained model."""
 
 from __future__ import annotations
 

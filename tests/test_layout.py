@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import ast
 import importlib
+import io
 import os
+import re
 import subprocess
 import sys
+import tokenize
 from pathlib import Path
 from typing import Any
 
@@ -436,12 +439,12 @@ def test_pages_show_service_errors_through_the_one_helper_only() -> None:
         hit for path in _python_files(ROOT / "frontend") for hit in _service_errors_caught(path)
     ]
     helper = [hit for hit in caught if hit.startswith("frontend/refusals.py:")]
-    # The trainee page: a second post of the same grade shows its feedback, no error.
+    # The practice page: a second post of the same grade shows its feedback, no error.
     second_post = [
         hit
         for hit in caught
-        if hit.startswith("frontend/feedback_views.py:")
-        and hit.endswith(" training.AlreadyGradedError")
+        if hit.startswith("frontend/practice_views.py:")
+        and hit.endswith(" practice.AlreadyGradedError")
     ]
     assert len(helper) == 1 and len(second_post) == 1
     assert sorted(caught) == sorted(helper + second_post)
@@ -449,3 +452,169 @@ def test_pages_show_service_errors_through_the_one_helper_only() -> None:
 
 def test_the_service_errors_module_imports_nothing_heavy() -> None:
     assert [module for _, module in _imports(ROOT / "annotation" / "errors.py")] == ["__future__"]
+
+
+# --- pages call services and selectors, not API modules -------------------------------------
+
+
+def _is_api_module(name: str) -> bool:
+    last = name.rpartition(".")[2]
+    return last == "api" or last.endswith("_api")
+
+
+def _pages_importing_an_api(modules: dict[str, Path]) -> list[str]:
+    """`page imports api` for every page module (frontend/, its commands aside) that imports
+    an API module (`api.py`, `*_api.py`)."""
+    return [
+        f"{name} imports {other}"
+        for name, path in sorted(modules.items())
+        if name.startswith("frontend.") and not name.startswith("frontend.management")
+        for other in sorted(_imported_modules(path, modules))
+        if _is_api_module(other)
+    ]
+
+
+def test_no_page_module_imports_an_api_module() -> None:
+    assert _pages_importing_an_api(_project_modules()) == []
+
+
+def test_the_page_check_catches_a_page_importing_an_api_module(tmp_path: Path) -> None:
+    modules = _fake_tree(
+        tmp_path,
+        {
+            "datasets/__init__.py": "",
+            "datasets/api.py": "",
+            "datasets/services.py": "",
+            "modeling/__init__.py": "",
+            "modeling/practice_api.py": "",
+            "frontend/__init__.py": "",
+            "frontend/dataset_views.py": "from datasets import api, services\n",
+            "frontend/practice_views.py": "def f():\n    from modeling.practice_api import X\n",
+            "frontend/management/__init__.py": "",
+        },
+    )
+    assert _pages_importing_an_api(modules) == [
+        "frontend.dataset_views imports datasets.api",
+        "frontend.practice_views imports modeling.practice_api",
+    ]
+
+
+# --- names in the README and in docstrings resolve ------------------------------------------
+
+DOTTED = re.compile(
+    r"(?<![\w./-])((?:annotation|datasets|modeling|simulator|frontend)(?:\.[A-Za-z_]\w*)+)"
+)
+FILE_PATH = re.compile(r"(?<![\w./-])((?:[\w-]+/)+[\w.-]+\.(?:py|js|css|html|md|toml))(?![\w/])")
+SUFFIXES = {"py", "js", "css", "html", "md", "toml", "csv", "json", "txt"}
+SKIPPED = {".venv", ".git", "var", "node_modules", ".ruff_cache", ".mypy_cache"}
+
+
+def _top_level_names(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.parse(path.read_text(), filename=str(path)).body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.add(node.target.id)
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+    return names
+
+
+def _dotted_resolves(dotted: str, root: Path) -> bool:
+    """`a.b.c` names a module or package under root, or a top-level name of one (the rest
+    after that name, an attribute such as `Video.Status.READY`, is not followed)."""
+    parts = dotted.split(".")
+    for i in range(len(parts), 0, -1):
+        base = root.joinpath(*parts[:i])
+        module = (
+            base.with_suffix(".py") if not (base / "__init__.py").exists() else base / "__init__.py"
+        )
+        if module.exists():
+            return (
+                i == len(parts)
+                or parts[i] in _top_level_names(module)
+                or ((base / parts[i]).is_dir())
+            )
+    return False
+
+
+def _path_resolves(mention: str, root: Path) -> bool:
+    if not (root / mention.split("/")[0]).is_dir():
+        return True  # not a path of this repository (an anchor's, a placeholder like DIR/)
+    if (root / mention).exists():
+        return True
+    # A template or static file named as Django finds it: frontend/_player.html.
+    return any(root.glob(f"*/templates/{mention}")) or any(root.glob(f"*/static/{mention}"))
+
+
+def _comments(source: str) -> list[str]:
+    return [
+        token.string
+        for token in tokenize.generate_tokens(io.StringIO(source).readline)
+        if token.type == tokenize.COMMENT
+    ]
+
+
+def _texts(root: Path) -> list[tuple[str, str]]:
+    """(file, text) for every .md file, and every docstring and comment of every .py file,
+    under root."""
+    found = []
+    for path in sorted(root.rglob("*")):
+        if SKIPPED & set(path.relative_to(root).parts) or not path.is_file():
+            continue
+        where = str(path.relative_to(root))
+        if path.suffix == ".md":
+            found.append((where, path.read_text()))
+        elif path.suffix == ".py":
+            source = path.read_text()
+            found += [(where, comment) for comment in _comments(source)]
+            for node in ast.walk(ast.parse(source, filename=str(path))):
+                if isinstance(
+                    node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef
+                ) and (doc := ast.get_docstring(node, clean=False)):
+                    found.append((where, doc))
+    return found
+
+
+def _stale_names(root: Path) -> list[str]:
+    stale = []
+    for where, text in _texts(root):
+        for dotted in DOTTED.findall(text):
+            if dotted.rpartition(".")[2] in SUFFIXES:
+                continue  # a file name such as poller.js, checked as a path below
+            if not _dotted_resolves(dotted, root):
+                stale.append(f"{where}: {dotted}")
+        stale += [f"{where}: {m}" for m in FILE_PATH.findall(text) if not _path_resolves(m, root)]
+    return sorted(set(stale))
+
+
+def test_every_module_and_file_named_in_the_readme_and_in_docstrings_exists() -> None:
+    assert _stale_names(ROOT) == []
+
+
+def test_the_name_check_catches_a_stale_module_a_stale_name_and_a_stale_path(
+    tmp_path: Path,
+) -> None:
+    _fake_tree(
+        tmp_path,
+        {
+            "datasets/__init__.py": "",
+            "datasets/practice.py": '"""Scores: see datasets.practice.clip_score."""\n'
+            "def clip_score():\n    pass\n",
+            "modeling/__init__.py": '"""Runs; the trainee API is modeling.practice_api."""\n',
+        },
+    )
+    (tmp_path / "README.md").write_text(
+        "Practice lives in `datasets/practice.py` and `datasets.practice`; the old\n"
+        "`datasets/training.py`, `datasets.training` and `datasets.practice.training_set_create`\n"
+        "are gone. DIR/clips.csv and healthchecks' static/js/poller.js are not ours to check.\n"
+    )
+    assert _stale_names(tmp_path) == [
+        "README.md: datasets.practice.training_set_create",
+        "README.md: datasets.training",
+        "README.md: datasets/training.py",
+        "modeling/__init__.py: modeling.practice_api",
+    ]

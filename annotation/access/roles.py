@@ -3,7 +3,7 @@
 Permissions by role (object-level rules live in the services and API permission classes):
 - expert: grades clips from their queue, changes their own grades, sees their own ratings.
 - curator: uploads videos, sees every clip, vote and statistic, builds dataset versions.
-- trainee: grades training clips; their grades never enter expert distributions.
+- trainee: grades practice clips; their grades never enter expert distributions.
 - admin: everything, including the Django admin and accounts.
 """
 

@@ -22,47 +22,7 @@ from annotation.api_errors import field_validator
 from annotation.grading import answers as grading
 from annotation.grading import checks
 from annotation.models import CannotJudge, Clip, ClipAssignment, Rating
-
-
-class GradingClipOutputSerializer(serializers.ModelSerializer):
-    """A clip as an expert sees it before grading: media and geometry, nothing about votes."""
-
-    clip_id = serializers.CharField(source="external_id")
-    fps = serializers.SerializerMethodField()
-    filmstrip_url = serializers.SerializerMethodField()
-    crop_url = serializers.SerializerMethodField()
-    preview_url = serializers.SerializerMethodField()
-    video_width = serializers.IntegerField(source="video.width", allow_null=True)
-    video_height = serializers.IntegerField(source="video.height", allow_null=True)
-
-    class Meta:
-        model = Clip
-        fields = [
-            "id",
-            "clip_id",
-            "n_frames",
-            "crop_size",
-            "fps",
-            "filmstrip_url",
-            "crop_url",
-            "preview_url",
-            "track",
-            "video_width",
-            "video_height",
-        ]
-        read_only_fields = fields
-
-    def get_fps(self, clip: Clip) -> float:
-        return clip.video.fps or 15.0
-
-    def get_filmstrip_url(self, clip: Clip) -> str:
-        return clip.filmstrip_file.url
-
-    def get_crop_url(self, clip: Clip) -> str:
-        return clip.crop_file.url
-
-    def get_preview_url(self, clip: Clip) -> str:
-        return clip.video.preview.url if clip.video.preview else ""
+from annotation.player import ClipPlayerSerializer
 
 
 class PanelOutputSerializer(serializers.Serializer):
@@ -82,7 +42,7 @@ class GradingProgressOutputSerializer(serializers.Serializer):
 class NextOutputSerializer(serializers.Serializer):
     """What the page shows after an answer: the next clip (null: queue empty) and progress."""
 
-    clip = GradingClipOutputSerializer(allow_null=True)
+    clip = ClipPlayerSerializer(allow_null=True)
     progress = GradingProgressOutputSerializer()
 
 
@@ -150,7 +110,7 @@ class GradingNextApi(APIView):
         operation_id="grading_next",
         summary="The clip to grade now (held for you for a few minutes); 204 when none is left",
         responses={
-            200: GradingClipOutputSerializer,
+            200: ClipPlayerSerializer,
             204: OpenApiResponse(description="Your queue is empty."),
         },
     )
@@ -158,7 +118,7 @@ class GradingNextApi(APIView):
         clip = grading.clip_next_for_expert(expert=request.user)
         if clip is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
-        return Response(GradingClipOutputSerializer(clip).data)
+        return Response(ClipPlayerSerializer(clip).data)
 
 
 class RatingSubmitInputSerializer(serializers.Serializer):

@@ -20,11 +20,12 @@ from annotation.access.roles import CURATOR, EXPERT, user_has_role
 from annotation.grades import GRADE_DESCRIPTIONS
 from annotation.grading import field_guide
 from annotation.models import Clip, ReferenceClip
+from annotation.player import ClipPlayerSerializer
 
 
 class IsExpertOrCurator(BasePermission):
     """Experts (the guide is for them) and curators and admins (who choose its clips).
-    Trainees are left out: their training sets take settled clips too, and the guide would
+    Trainees are left out: their practice sets take settled clips too, and the guide would
     hand them the answer."""
 
     message = "only experts and curators may open the field guide"
@@ -33,39 +34,20 @@ class IsExpertOrCurator(BasePermission):
         return user_has_role(request.user, EXPERT, CURATOR)
 
 
-class ReferenceClipOutputSerializer(serializers.ModelSerializer):
-    """A reference clip as the field guide shows it: media, the curator's grade and note."""
+class ReferenceClipOutputSerializer(ClipPlayerSerializer):
+    """A reference clip as the field guide shows it: its clip's player payload (the one
+    builder, `annotation.player`) with the reference's id, the curator's grade and note."""
 
-    clip_id = serializers.CharField(source="clip.external_id")
-    n_frames = serializers.IntegerField(source="clip.n_frames")
-    crop_size = serializers.IntegerField(source="clip.crop_size")
-    fps = serializers.SerializerMethodField()
-    filmstrip_url = serializers.SerializerMethodField()
-    crop_url = serializers.SerializerMethodField()
+    id = serializers.IntegerField(source="reference.pk")
+    grade = serializers.CharField(source="reference.grade")
+    note = serializers.CharField(source="reference.note")
 
-    class Meta:
-        model = ReferenceClip
-        fields = [
-            "id",
-            "clip_id",
-            "grade",
-            "note",
-            "n_frames",
-            "crop_size",
-            "fps",
-            "filmstrip_url",
-            "crop_url",
-        ]
+    class Meta(ClipPlayerSerializer.Meta):
+        fields = ["id", "grade", "note", *ClipPlayerSerializer.Meta.fields[1:]]
         read_only_fields = fields
 
-    def get_fps(self, reference: ReferenceClip) -> float:
-        return reference.clip.video.fps or 15.0
-
-    def get_filmstrip_url(self, reference: ReferenceClip) -> str:
-        return reference.clip.filmstrip_file.url
-
-    def get_crop_url(self, reference: ReferenceClip) -> str:
-        return reference.clip.crop_file.url
+    def to_representation(self, instance: ReferenceClip) -> dict:  # type: ignore[override]
+        return super().to_representation(instance.clip)  # clip.reference: the cached instance
 
 
 class FieldGuideSectionOutputSerializer(serializers.Serializer):
@@ -95,7 +77,10 @@ class FieldGuideApi(APIView):
 
 
 class ReferenceClipCuratorOutputSerializer(ReferenceClipOutputSerializer):
-    chosen_by = serializers.CharField(source="chosen_by.username", allow_null=True, default=None)
+    chosen_by = serializers.CharField(
+        source="reference.chosen_by.username", allow_null=True, default=None
+    )
+    created_at = serializers.DateTimeField(source="reference.created_at")
 
     class Meta(ReferenceClipOutputSerializer.Meta):
         fields = [*ReferenceClipOutputSerializer.Meta.fields, "chosen_by", "created_at"]

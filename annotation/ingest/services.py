@@ -185,12 +185,12 @@ def video_ingest(*, video_id: int) -> Video:
             limits=decode_limits(),
         )
     except IngestError as exc:
-        _video_fail(video_id=video_id, error=str(exc))
+        video_fail(video_id=video_id, error=str(exc))
         video.refresh_from_db()
         return video
     except Exception as exc:
         log.exception("ingestion of video %s failed", video_id)
-        _video_fail(video_id=video_id, error=f"unexpected error while ingesting: {exc}")
+        video_fail(video_id=video_id, error=f"unexpected error while ingesting: {exc}")
         video.refresh_from_db()
         raise
     try:
@@ -276,11 +276,7 @@ def clip_vote_counts_recount(*, clip_ids: Sequence[int] | None = None) -> int:
 
 
 def video_fail(*, video_id: int, error: str) -> None:
-    """Mark a video failed with ``error`` (e.g. its task ran out of time)."""
-    _video_fail(video_id=video_id, error=error)
-
-
-def _video_fail(*, video_id: int, error: str) -> None:
+    """Mark a video failed with ``error`` (a bad file, or its task ran out of time)."""
     Video.objects.filter(pk=video_id).update(
         status=Video.Status.FAILED, error=error[:2000], finished_at=timezone.now()
     )

@@ -50,17 +50,17 @@ def test_a_refused_page_says_so_in_the_layout_and_leads_back(live_server, browse
     trainee = make_user("trainee")
     page = browser_page
     login(page, live_server, trainee.username, PASSWORD)
-    page.goto(f"{live_server.url}/train/progress/")
+    page.goto(f"{live_server.url}/practice/progress/")
     response = page.goto(f"{live_server.url}/dashboard/", referer=page.url)
     assert response is not None and response.status == 403
     assert page.text_content("h1") == "You may not open this page"
     assert page.is_visible("header.top nav")
     assert page.locator("text=Open the Django admin").count() == 0
     page.click("text=Back to the previous page")
-    page.wait_for_url("**/train/progress/")
+    page.wait_for_url("**/practice/progress/")
     page.goto(f"{live_server.url}/dashboard/")
     page.click("text=Go to the home page")
-    page.wait_for_url("**/train/")  # a trainee's home
+    page.wait_for_url("**/practice/")  # a trainee's home
     refusals = [e for e in page_errors(page) if "status of 403" in e]
     assert len(refusals) == 2  # the browser's own note of each 403, nothing else
     assert page_errors(page) == refusals

@@ -76,7 +76,7 @@ def test_the_nav_of_each_role_lists_its_own_pages(world: World, make_user) -> No
         return set(nav_hrefs(clients[who].get(reverse("audit-log"), follow=True).content.decode()))
 
     expert_pages = {reverse(n) for n in ("grade", "grade-summary", "grade-compare")}
-    trainee_pages = {reverse(n) for n in ("trainee", "trainee-progress")}
+    trainee_pages = {reverse(n) for n in ("practice", "practice-progress")}
     curator_pages = {
         reverse(n)
         for n in (

@@ -106,7 +106,8 @@ URL_KWARGS: dict[str, Callable[[World, str], dict[str, Any]]] = {
     "api-grading-rating": _pk("rating"),
     "media": _media,
     "api-triage": lambda w, obj: {"video_id": w.objects["video_own"].pk},
-    "trainee-feedback": lambda w, obj: {"pk": 999999},
+    "practice-feedback": lambda w, obj: {"pk": 999999},
+    "practice-feedback-old": lambda w, obj: {"pk": 999999},
 }
 
 # Request bodies by (route, object); JSON for the API, form data for pages.
@@ -128,8 +129,8 @@ BODIES: dict[tuple[str, str], Callable[[World], dict[str, Any]]] = {
         "clip_id": w.objects["clip"].external_id, "grade": "A"
     },
     ("clip-reference", "-"): lambda w: {"action": "add", "grade": "A"},
-    ("api-trainee-ratings", "missing"): lambda w: {
-        "training_set": 999999, "clip_id": w.objects["clip"].external_id, "grade": "B",
+    ("api-practice-ratings", "missing"): lambda w: {
+        "practice_set": 999999, "clip_id": w.objects["clip"].external_id, "grade": "B",
         "time_spent_ms": 900,
     },
 }  # fmt: skip

@@ -20,7 +20,7 @@ DEMO_PASSWORD = "mersv-demo-2024"  # noqa: S105  local demo accounts, printed on
 DEMO_VERSION = "demo-v1"
 DEMO_BACKBONE = "slowfast"  # the cheapest small preset to train on a CPU
 DEMO_EPOCHS = 6
-DEMO_TRAINING_SET = "demo practice"
+DEMO_PRACTICE_SET = "demo practice"
 
 
 class Command(BaseCommand):
@@ -53,7 +53,7 @@ class Command(BaseCommand):
             username = f"demo-{role}"
             if not User.objects.filter(username=username).exists():
                 user_create(username=username, role=role, password=DEMO_PASSWORD, validate=False)
-        self._seed_training_set()
+        self._seed_practice_set()
         self._seed_field_guide()
         self._seed_model()
         self.stdout.write(self.style.SUCCESS("demo data ready"))
@@ -76,10 +76,10 @@ class Command(BaseCommand):
             "--no-progress", stdout=self.stdout,
         )  # fmt: skip
 
-    def _seed_training_set(self) -> None:
-        """A frozen version of the demo clips and a training set of its settled ones, for
-        trainee mode (reused when they exist). The imported votes retire the clips they settle
-        first: a training set takes only clips out of the expert queue for good."""
+    def _seed_practice_set(self) -> None:
+        """A frozen version of the demo clips and a practice set of its settled ones, for
+        trainee practice (reused when they exist). The imported votes retire the clips they settle
+        first: a practice set takes only clips out of the expert queue for good."""
         call_command("retire_settled", stdout=self.stdout)
         from annotation.models import Clip
 
@@ -92,7 +92,7 @@ class Command(BaseCommand):
             "build_dataset", DEMO_VERSION, "--no-progress", "--if-missing", stdout=self.stdout
         )
         call_command(
-            "open_training_set", DEMO_TRAINING_SET, DEMO_VERSION, "--if-missing", stdout=self.stdout
+            "open_practice_set", DEMO_PRACTICE_SET, DEMO_VERSION, "--if-missing", stdout=self.stdout
         )
 
     def _seed_field_guide(self) -> None:

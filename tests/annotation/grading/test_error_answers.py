@@ -12,8 +12,8 @@ from annotation.errors import ConflictError, ServiceError
 from annotation.grading.answers import AlreadyAnsweredError, NotOfferedError
 from annotation.grading.field_guide import AlreadyReferenceError, NotCuratorError, NotSettledError
 from annotation.models import AuditEvent, CannotJudge, Rating
+from datasets.practice import AlreadyGradedError
 from datasets.services import DatasetError
-from datasets.training import AlreadyGradedError
 from modeling.services import TrainingError
 from tests.grading_support import client_for, grade_offered, offer, post_json
 

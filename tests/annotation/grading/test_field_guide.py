@@ -83,7 +83,7 @@ def test_experts_and_trainees_cannot_choose_reference_clips(make_user, make_clip
     with pytest.raises(field_guide.NotCuratorError, match="only curators"):
         field_guide.reference_clip_add(curator=expert, clip=make_clip(retired=True), grade="A")
     assert ReferenceClip.objects.count() == 1
-    # The guide itself is for experts, not for trainees (their training sets are settled
+    # The guide itself is for experts, not for trainees (their practice sets are settled
     # clips too: the guide would hand them the answer).
     assert _client(expert).get(GUIDE).status_code == 200
     assert _client(trainee).get(GUIDE).status_code == 403

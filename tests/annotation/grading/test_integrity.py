@@ -179,19 +179,19 @@ def test_the_queue_never_serves_a_clip_the_account_saw_as_a_trainee(
     make_user, make_clip, cast_votes
 ) -> None:
     from annotation.access.accounts import user_set_role
-    from datasets.training import trainee_rating_submit, training_set_create
-    from tests.datasets.trainee.conftest import version_freeze
+    from datasets.practice import practice_set_create, trainee_rating_submit
+    from tests.datasets.practice.conftest import version_freeze
 
     seen, fresh = make_clip(), make_clip()
     cast_votes(seen, "AB")
     Clip.objects.filter(pk=seen.pk).update(retired_at=timezone.now())
     seen.refresh_from_db()
     version = version_freeze([seen], name="seen-version")
-    training_set = training_set_create(name="seen-set", version=version, created_by=None)
+    practice_set = practice_set_create(name="seen-set", version=version, created_by=None)
     person = make_user("trainee")
     trainee_rating_submit(
-        trainee=person, training_set=training_set,
-        dataset_clip=training_set.clips.get(), grade="A", time_spent_ms=5,
+        trainee=person, practice_set=practice_set,
+        dataset_clip=practice_set.clips.get(), grade="A", time_spent_ms=5,
     )  # fmt: skip
     # The clip reopens (a lab lowers its tolerance); the trainee is promoted to expert.
     Clip.objects.filter(pk=seen.pk).update(retired_at=None)
@@ -201,28 +201,28 @@ def test_the_queue_never_serves_a_clip_the_account_saw_as_a_trainee(
     assert _grade(client_for(person), seen).status_code == 409
 
 
-def test_a_training_set_takes_only_settled_clips(make_user, make_clip, cast_votes) -> None:
+def test_a_practice_set_takes_only_settled_clips(make_user, make_clip, cast_votes) -> None:
     from annotation.ingest.services import ServiceError
-    from datasets.training import training_set_create
-    from tests.datasets.trainee.conftest import version_freeze
+    from datasets.practice import practice_set_create
+    from tests.datasets.practice.conftest import version_freeze
 
     open_clip, settled = make_clip(), make_clip()
     cast_votes(open_clip, "AB")
     cast_votes(settled, "CC")
     Clip.objects.filter(pk=settled.pk).update(retired_at=timezone.now())
     version = version_freeze(list(Clip.objects.order_by("pk")), name="mixed-version")
-    training_set = training_set_create(name="mixed", version=version, created_by=None)
-    assert list(training_set.clips.values_list("clip_id", flat=True)) == [settled.pk]
+    practice_set = practice_set_create(name="mixed", version=version, created_by=None)
+    assert list(practice_set.clips.values_list("clip_id", flat=True)) == [settled.pk]
     only_open = version_freeze([Clip.objects.get(pk=open_clip.pk)], name="open-version")
     with pytest.raises(ServiceError, match="settled"):
-        training_set_create(name="open", version=only_open, created_by=None)
+        practice_set_create(name="open", version=only_open, created_by=None)
 
 
 def test_grading_the_same_clips_in_a_second_set_does_not_raise_the_score(
     make_user, make_clip, cast_votes
 ) -> None:
-    from datasets.training import trainee_progress, trainee_rating_submit, training_set_create
-    from tests.datasets.trainee.conftest import version_freeze
+    from datasets.practice import practice_set_create, trainee_progress, trainee_rating_submit
+    from tests.datasets.practice.conftest import version_freeze
 
     clips = []
     for votes in ("AAA", "EEE"):
@@ -231,18 +231,18 @@ def test_grading_the_same_clips_in_a_second_set_does_not_raise_the_score(
         Clip.objects.filter(pk=clip.pk).update(retired_at=timezone.now())
         clips.append(Clip.objects.get(pk=clip.pk))
     version = version_freeze(clips, name="twice-version")
-    first = training_set_create(name="first", version=version, created_by=None)
-    second = training_set_create(name="second", version=version, created_by=None)
+    first = practice_set_create(name="first", version=version, created_by=None)
+    second = practice_set_create(name="second", version=version, created_by=None)
     trainee = make_user("trainee")
     for dataset_clip, grade in zip(first.clips.order_by("pk"), "EA", strict=True):  # all wrong
         trainee_rating_submit(
-            trainee=trainee, training_set=first, dataset_clip=dataset_clip, grade=grade,
+            trainee=trainee, practice_set=first, dataset_clip=dataset_clip, grade=grade,
             time_spent_ms=5,
         )  # fmt: skip
     before = trainee_progress(trainee=trainee)
     for dataset_clip, grade in zip(second.clips.order_by("pk"), "AE", strict=True):  # all right
         trainee_rating_submit(
-            trainee=trainee, training_set=second, dataset_clip=dataset_clip, grade=grade,
+            trainee=trainee, practice_set=second, dataset_clip=dataset_clip, grade=grade,
             time_spent_ms=5,
         )  # fmt: skip
     after = trainee_progress(trainee=trainee)

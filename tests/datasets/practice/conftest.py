@@ -1,4 +1,4 @@
-"""Fixtures of the trainee tests: graded clips frozen into a dataset version, a training set of
+"""Fixtures of the trainee tests: graded clips frozen into a dataset version, a practice set of
 them, and a succeeded training run whose predictions tests write by hand."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from django.utils import timezone
 from annotation.grades import GRADES
 from annotation.models import Clip
 from datasets.models import DatasetClip, DatasetVersion, TrainingSet
-from datasets.training import training_set_create
+from datasets.practice import practice_set_create
 from modeling.models import JobStatus, Prediction, TrainingRun
 from tests.annotation.grading.conftest import cast_votes, make_clip  # noqa: F401  (fixtures)
 
@@ -53,21 +53,21 @@ def version_freeze(clips: list[Clip], name: str = "trainee-v1") -> DatasetVersio
 
 
 @pytest.fixture
-def training_clips(make_clip, cast_votes) -> Callable[..., TrainingSet]:  # noqa: F811
-    """``training_clips("AAB", "CCD", ...)``: one clip per vote string, voted by experts,
-    retired, frozen into a version and opened as a training set."""
+def practice_clips(make_clip, cast_votes) -> Callable[..., TrainingSet]:  # noqa: F811
+    """``practice_clips("AAB", "CCD", ...)``: one clip per vote string, voted by experts,
+    retired, frozen into a version and opened as a practice set."""
 
     def build(*votes: str, name: str = "practice") -> TrainingSet:
         clips = []
         for grades in votes:
             clip = make_clip()
             cast_votes(clip, grades)
-            # Settled: a training set takes only clips out of the expert queue for good.
+            # Settled: a practice set takes only clips out of the expert queue for good.
             Clip.objects.filter(pk=clip.pk).update(retired_at=timezone.now())
             clip.refresh_from_db()
             clips.append(clip)
         version = version_freeze(clips, name=f"{name}-version")
-        return training_set_create(name=name, version=version, created_by=None)
+        return practice_set_create(name=name, version=version, created_by=None)
 
     return build
 

@@ -1,9 +1,9 @@
-// Trainee pages: the grading keys of the expert page on a plain form. On the clip page A-E or
+// Practice pages: the grading keys of the expert page on a plain form. On the clip page A-E or
 // 1-5 choose a grade and Enter submits it (with the time spent); on the feedback page Enter
 // goes to the next clip. The player (player.js) handles space, arrows and F itself.
 "use strict";
 (function () {
-  const form = document.getElementById("trainee-form");
+  const form = document.getElementById("practice-form");
   const next = document.getElementById("next-clip");
   const shownAt = performance.now();
   const grades = ["A", "B", "C", "D", "E"];

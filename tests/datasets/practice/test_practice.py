@@ -1,4 +1,4 @@
-"""Trainee mode: blind until the grade, feedback after it, grades kept apart from the experts',
+"""Trainee practice: blind until the grade, feedback after it, grades kept apart from the experts',
 progress by session, the experts' compare page, triage and the role checks."""
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from rest_framework.test import APIClient
 from annotation.aggregation import selectors
 from annotation.models import AuditEvent, Clip, Rating
 from datasets.models import TraineeRating
-from datasets.training import trainee_progress
+from datasets.practice import trainee_progress
 from modeling.feedback import expert_comparison
 from tests.conftest import PASSWORD
-from tests.datasets.trainee.conftest import run_with_predictions
+from tests.datasets.practice.conftest import run_with_predictions
 
 pytestmark = pytest.mark.django_db
 
@@ -27,18 +27,18 @@ def _api(user) -> APIClient:  # type: ignore[no-untyped-def]
     return client
 
 
-def _submit(client: APIClient, training_set, clip_id: str, grade: str):  # type: ignore[no-untyped-def]
+def _submit(client: APIClient, practice_set, clip_id: str, grade: str):  # type: ignore[no-untyped-def]
     return client.post(
-        reverse("api-trainee-ratings"),
-        {"training_set": training_set.pk, "clip_id": clip_id, "grade": grade, "time_spent_ms": 900},
+        reverse("api-practice-ratings"),
+        {"practice_set": practice_set.pk, "clip_id": clip_id, "grade": grade, "time_spent_ms": 900},
         format="json",
     )
 
 
 def test_trainee_grades_change_no_distribution_agreement_retirement_or_export(
-    make_user, training_clips
+    make_user, practice_clips
 ) -> None:
-    training_set = training_clips("AAB", "CCDE")
+    practice_set = practice_clips("AAB", "CCDE")
     before = {
         "clips": list(Clip.objects.order_by("pk").values_list(*_clip_fields())),
         "ratings": Rating.objects.count(),
@@ -46,8 +46,8 @@ def test_trainee_grades_change_no_distribution_agreement_retirement_or_export(
         "agreement": _agreement(),
     }
     client = _api(make_user("trainee"))
-    for dclip in training_set.clips.all():
-        assert _submit(client, training_set, dclip.clip_external_id, "E").status_code == 201
+    for dclip in practice_set.clips.all():
+        assert _submit(client, practice_set, dclip.clip_external_id, "E").status_code == 201
     assert TraineeRating.objects.count() == 2
     after = {
         "clips": list(Clip.objects.order_by("pk").values_list(*_clip_fields())),
@@ -59,26 +59,26 @@ def test_trainee_grades_change_no_distribution_agreement_retirement_or_export(
     assert after == before
 
 
-def _page_grade(trainee, training_set, clip_id: str, grade: str):  # type: ignore[no-untyped-def]
+def _page_grade(trainee, practice_set, clip_id: str, grade: str):  # type: ignore[no-untyped-def]
     """Log the trainee in on the pages and grade ``clip_id`` with the form; (client, answer)."""
     page = Client()
     page.login(username=trainee.username, password=PASSWORD)
     answer = page.post(
-        reverse("trainee"), {"training_set": training_set.pk, "clip_id": clip_id, "grade": grade}
+        reverse("practice"), {"practice_set": practice_set.pk, "clip_id": clip_id, "grade": grade}
     )
     return page, answer
 
 
 def test_a_trainee_grade_is_audited_from_the_api_and_the_page_and_a_repeat_is_not(
-    make_user, training_clips
+    make_user, practice_clips
 ) -> None:
-    training_set = training_clips("AAB", "CCD")
-    first, second = training_set.clips.order_by("clip_external_id")
+    practice_set = practice_clips("AAB", "CCD")
+    first, second = practice_set.clips.order_by("clip_external_id")
     trainee = make_user("trainee")
     client = _api(trainee)
-    assert _submit(client, training_set, first.clip_external_id, "B").status_code == 201
-    assert _submit(client, training_set, first.clip_external_id, "C").status_code == 409
-    _, posted = _page_grade(trainee, training_set, second.clip_external_id, "D")
+    assert _submit(client, practice_set, first.clip_external_id, "B").status_code == 201
+    assert _submit(client, practice_set, first.clip_external_id, "C").status_code == 409
+    _, posted = _page_grade(trainee, practice_set, second.clip_external_id, "D")
     assert posted.status_code == 302
     events = list(AuditEvent.objects.filter(user=trainee).exclude(action="login_ok").order_by("id"))
     ratings = list(TraineeRating.objects.filter(trainee=trainee).order_by("id"))
@@ -102,34 +102,34 @@ def _agreement() -> tuple:
 
 
 def test_nothing_about_votes_or_the_model_shows_before_the_trainee_grades(
-    make_user, training_clips
+    make_user, practice_clips
 ) -> None:
-    training_set = training_clips("AAAB")
-    dclip = training_set.clips.get()
-    run_with_predictions(training_set.version, {dclip.clip_id: [0.61, 0.2, 0.1, 0.05, 0.04]})
+    practice_set = practice_clips("AAAB")
+    dclip = practice_set.clips.get()
+    run_with_predictions(practice_set.version, {dclip.clip_id: [0.61, 0.2, 0.1, 0.05, 0.04]})
     trainee = make_user("trainee")
     page = Client()
     page.login(username=trainee.username, password=PASSWORD)
-    html = page.get(reverse("trainee")).content.decode()
+    html = page.get(reverse("practice")).content.decode()
     assert dclip.clip_external_id in html
     for leak in ('id="feedback"', "distribution-chart", "model (", "experts (n=", "61%"):
         assert leak not in html
 
-    answer = _api(trainee).get(reverse("api-trainee-next"))
+    answer = _api(trainee).get(reverse("api-practice-next"))
     assert answer.status_code == 200
-    assert set(answer.data) == {"training_set", "clip", "remaining"}
+    assert set(answer.data) == {"practice_set", "clip", "remaining"}
     text = str(answer.data)
     for leak in ("votes", "p_a", "experts", "prediction", "0.61"):
         assert leak not in text
 
 
 def test_the_feedback_after_a_grade_holds_the_experts_the_model_and_the_score(
-    make_user, training_clips
+    make_user, practice_clips
 ) -> None:
-    training_set = training_clips("AAAB")  # p = 0.75 A, 0.25 B; mean 1.25
-    dclip = training_set.clips.get()
-    run = run_with_predictions(training_set.version, {dclip.clip_id: [0.6, 0.2, 0.1, 0.05, 0.05]})
-    answer = _submit(_api(make_user("trainee")), training_set, dclip.clip_external_id, "B")
+    practice_set = practice_clips("AAAB")  # p = 0.75 A, 0.25 B; mean 1.25
+    dclip = practice_set.clips.get()
+    run = run_with_predictions(practice_set.version, {dclip.clip_id: [0.6, 0.2, 0.1, 0.05, 0.05]})
+    answer = _submit(_api(make_user("trainee")), practice_set, dclip.clip_external_id, "B")
     assert answer.status_code == 201
     assert answer.data["experts"]["A"] == pytest.approx(0.75)
     assert answer.data["n_experts"] == 4
@@ -141,41 +141,41 @@ def test_the_feedback_after_a_grade_holds_the_experts_the_model_and_the_score(
 
 
 def test_without_a_model_the_feedback_page_says_no_model_prediction(
-    make_user, training_clips
+    make_user, practice_clips
 ) -> None:
-    training_set = training_clips("CCD")
-    dclip = training_set.clips.get()
+    practice_set = practice_clips("CCD")
+    dclip = practice_set.clips.get()
     trainee = make_user("trainee")
-    page, done = _page_grade(trainee, training_set, dclip.clip_external_id, "C")
+    page, done = _page_grade(trainee, practice_set, dclip.clip_external_id, "C")
     assert done.status_code == 302
     html = page.get(done["Location"]).content.decode()
     assert 'id="feedback"' in html and "No model prediction" in html
-    api = _submit(_api(trainee), training_set, dclip.clip_external_id, "D")
+    api = _submit(_api(trainee), practice_set, dclip.clip_external_id, "D")
     assert api.status_code == 409  # one grade per clip and set
 
 
-def test_another_trainees_feedback_is_not_found(make_user, training_clips) -> None:
-    training_set = training_clips("AB")
-    dclip = training_set.clips.get()
-    first = _submit(_api(make_user("trainee")), training_set, dclip.clip_external_id, "A")
+def test_another_trainees_feedback_is_not_found(make_user, practice_clips) -> None:
+    practice_set = practice_clips("AB")
+    dclip = practice_set.clips.get()
+    first = _submit(_api(make_user("trainee")), practice_set, dclip.clip_external_id, "A")
     other = make_user("trainee")
     page = Client()
     page.login(username=other.username, password=PASSWORD)
-    assert page.get(reverse("trainee-feedback", args=[first.data["id"]])).status_code == 404
+    assert page.get(reverse("practice-feedback", args=[first.data["id"]])).status_code == 404
 
 
-def test_progress_splits_sessions_after_two_idle_hours(make_user, training_clips) -> None:
-    training_set = training_clips("AA", "CC", "EE")
+def test_progress_splits_sessions_after_two_idle_hours(make_user, practice_clips) -> None:
+    practice_set = practice_clips("AA", "CC", "EE")
     trainee = make_user("trainee")
     client = _api(trainee)
-    clips = list(training_set.clips.order_by("pk"))
-    _submit(client, training_set, clips[0].clip_external_id, "A")
+    clips = list(practice_set.clips.order_by("pk"))
+    _submit(client, practice_set, clips[0].clip_external_id, "A")
     # The first grade happened three hours ago: the next ones start a new sitting.
     TraineeRating.objects.update(
         created_at=TraineeRating.objects.get().created_at - timedelta(hours=3)
     )
-    _submit(client, training_set, clips[1].clip_external_id, "D")
-    _submit(client, training_set, clips[2].clip_external_id, "E")
+    _submit(client, practice_set, clips[1].clip_external_id, "D")
+    _submit(client, practice_set, clips[2].clip_external_id, "E")
     assert list(TraineeRating.objects.order_by("pk").values_list("session", flat=True)) == [1, 2, 2]
     progress = trainee_progress(trainee=trainee)
     assert [s.performance.n for s in progress.sessions] == [1, 2]
@@ -184,20 +184,20 @@ def test_progress_splits_sessions_after_two_idle_hours(make_user, training_clips
     assert not progress.qualified  # fewer than TRAINEE_MIN_CLIPS clips
     page = Client()
     page.login(username=trainee.username, password=PASSWORD)
-    html = page.get(reverse("trainee-progress")).content.decode()
+    html = page.get(reverse("practice-progress")).content.decode()
     assert "<circle" in html and "Your scores by session" in html
 
 
 def test_a_trainee_qualifies_over_the_kappa_bar_after_enough_clips(
-    settings, make_user, training_clips
+    settings, make_user, practice_clips
 ) -> None:
     settings.TRAINEE_MIN_CLIPS = 2
     settings.TRAINEE_PASS_KAPPA = 0.5
-    training_set = training_clips("AA", "EE")
+    practice_set = practice_clips("AA", "EE")
     trainee = make_user("trainee")
     client = _api(trainee)
-    for dclip, grade in zip(training_set.clips.order_by("pk"), "AE", strict=True):
-        _submit(client, training_set, dclip.clip_external_id, grade)
+    for dclip, grade in zip(practice_set.clips.order_by("pk"), "AE", strict=True):
+        _submit(client, practice_set, dclip.clip_external_id, grade)
     assert trainee_progress(trainee=trainee).qualified
     curator = make_user("curator")
     page = Client()
@@ -231,15 +231,15 @@ def test_the_compare_page_shows_only_clips_the_expert_graded(
 
 
 def test_triage_ranks_a_samples_clips_by_predicted_good_grades(
-    make_user, make_clip, training_clips
+    make_user, make_clip, practice_clips
 ) -> None:
     from annotation.models import Video
 
-    training_set = training_clips("AB")
+    practice_set = practice_clips("AB")
     first, second = make_clip(), make_clip()
     Clip.objects.filter(pk=second.pk).update(video=first.video, target_index=1)
     run = run_with_predictions(
-        training_set.version,
+        practice_set.version,
         {first.pk: [0.1, 0.1, 0.3, 0.3, 0.2], second.pk: [0.5, 0.3, 0.1, 0.05, 0.05]},
     )
     video = Video.objects.get(pk=first.video_id)
@@ -254,12 +254,12 @@ def test_triage_ranks_a_samples_clips_by_predicted_good_grades(
 
 
 def test_experts_cannot_use_the_trainee_api_and_trainees_cannot_grade(
-    make_user, training_clips, make_clip
+    make_user, practice_clips, make_clip
 ) -> None:
-    training_set = training_clips("AB")
+    practice_set = practice_clips("AB")
     expert = _api(make_user("expert"))
-    assert expert.get(reverse("api-trainee-next")).status_code == 403
-    assert _submit(expert, training_set, "x", "A").status_code == 403
+    assert expert.get(reverse("api-practice-next")).status_code == 403
+    assert _submit(expert, practice_set, "x", "A").status_code == 403
     trainee = _api(make_user("trainee"))
     assert trainee.get(reverse("api-grading-next")).status_code == 403
     posted = trainee.post(
@@ -272,26 +272,49 @@ def test_experts_cannot_use_the_trainee_api_and_trainees_cannot_grade(
     page.login(username=make_user("trainee").username, password=PASSWORD)
     assert page.get(reverse("grade-compare")).status_code == 403
     assert page.get(reverse("triage")).status_code == 403
-    assert page.get(reverse("home")).url == reverse("trainee")
+    assert page.get(reverse("home")).url == reverse("practice")
 
 
-def test_open_training_set_opens_a_set_once(training_clips) -> None:
+def test_open_practice_set_opens_a_set_once(practice_clips) -> None:
     from django.core.management import call_command
 
     from datasets.models import TrainingSet
 
-    version = training_clips("AB", "CD").version
+    version = practice_clips("AB", "CD").version
     for _ in range(2):  # the second run reuses the set (seed_demo runs it every time)
-        call_command("open_training_set", "demo practice", version.name, "--if-missing")
-    training_set = TrainingSet.objects.get(name="demo practice")
-    assert training_set.clips.count() == 2
+        call_command("open_practice_set", "demo practice", version.name, "--if-missing")
+    practice_set = TrainingSet.objects.get(name="demo practice")
+    assert practice_set.clips.count() == 2
 
 
-def test_the_triage_page_shows_the_ranked_cards(make_user, make_clip, training_clips) -> None:
-    training_set = training_clips("AB")
+def test_the_triage_page_shows_the_ranked_cards(make_user, make_clip, practice_clips) -> None:
+    practice_set = practice_clips("AB")
     clip = make_clip()
-    run = run_with_predictions(training_set.version, {clip.pk: [0.7, 0.1, 0.1, 0.05, 0.05]})
+    run = run_with_predictions(practice_set.version, {clip.pk: [0.7, 0.1, 0.1, 0.05, 0.05]})
     page = Client()
     page.login(username=make_user("curator").username, password=PASSWORD)
     html = page.get(reverse("triage"), {"video": clip.video_id, "run": run.pk}).content.decode()
     assert clip.external_id in html and "#1" in html and "p(A or B) 80%" in html
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("/train/", "/practice/"),
+        ("/train/feedback/7/", "/practice/feedback/7/"),
+        ("/train/progress/", "/practice/progress/"),
+        ("/train/trainees/", "/practice/trainees/"),
+    ],
+)
+def test_an_old_train_address_redirects_for_good_to_its_practice_page(old, new) -> None:  # type: ignore[no-untyped-def]
+    answer = Client().get(old + "?set=3")
+    assert answer.status_code == 301 and answer["Location"] == new + "?set=3"
+
+
+def test_a_bookmarked_train_page_opens_the_practice_page(make_user, practice_clips) -> None:
+    practice_set = practice_clips("AB")
+    page = Client()
+    page.login(username=make_user("trainee").username, password=PASSWORD)
+    answer = page.get(f"/train/?set={practice_set.pk}", follow=True)
+    assert answer.redirect_chain == [(f"/practice/?set={practice_set.pk}", 301)]
+    assert f"Practice: {practice_set.name}" in answer.content.decode()

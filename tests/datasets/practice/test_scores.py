@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from datasets.training import clip_score, performance
+from datasets.practice import clip_score, performance
 from modeling.feedback import triage_order
 
 

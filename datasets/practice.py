@@ -1,6 +1,7 @@
-"""Trainee mode: training sets, trainee grades, the feedback after each grade, progress.
+"""Trainee practice: practice sets, trainee grades, the feedback after each grade, progress.
 
-A trainee grades clips of a training set (clips of a frozen dataset version) and is scored
+A trainee grades clips of a practice set (model TrainingSet: the trainee models and
+their tables keep their first names) (clips of a frozen dataset version) and is scored
 against the frozen expert distribution of each clip (DatasetClip.p). Trainee grades live in
 TraineeRating only: Clip.votes_*, agreement, retirement and exports read Rating, so a trainee
 never moves what the experts built.
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
 
 
 class AlreadyGradedError(ConflictError):
-    """The trainee already graded this clip of this training set."""
+    """The trainee already graded this clip of this practice set."""
 
     def __init__(self, message: str, *, rating: TraineeRating) -> None:
         super().__init__(message)
@@ -115,10 +116,10 @@ def performance(grade_idx: np.ndarray, p: np.ndarray) -> Performance:
     )
 
 
-# --- training sets --------------------------------------------------------------------------
+# --- practice sets --------------------------------------------------------------------------
 
 
-def training_set_create(
+def practice_set_create(
     *,
     name: str,
     version: DatasetVersion,
@@ -126,17 +127,17 @@ def training_set_create(
     min_votes: int = 1,
     clip_ids: Sequence[str] | None = None,
 ) -> TrainingSet:
-    """A training set of a ready version's clips with at least `min_votes` expert votes
+    """A practice set of a ready version's clips with at least `min_votes` expert votes
     (optionally only the clips named by `clip_ids`, their external ids)."""
     name = name.strip()
     if not name:
-        raise ServiceError("give the training set a name")
+        raise ServiceError("give the practice set a name")
     if TrainingSet.objects.filter(name=name).exists():
-        raise ServiceError(f"a training set named {name!r} exists; choose another name")
+        raise ServiceError(f"a practice set named {name!r} exists; choose another name")
     if version.status != DatasetVersion.Status.READY:
         raise ServiceError(f"dataset version {version.name!r} is not built yet")
     if min_votes < 1:
-        raise ServiceError("a training clip needs at least one expert vote")
+        raise ServiceError("a practice clip needs at least one expert vote")
     # Settled clips only (retired: out of the expert queue for good). A trainee sees each
     # clip's panel and the model's prediction, and may later grade as an expert: an open
     # clip would reach the queue of someone who has already seen its answer.
@@ -152,38 +153,44 @@ def training_set_create(
             "wait until clips retire from the expert queue, or lower the minimum"
         )
     with transaction.atomic():
-        training_set = TrainingSet.objects.create(
+        practice_set = TrainingSet.objects.create(
             name=name, version=version, min_votes=min_votes, created_by=created_by
         )
-        training_set.clips.set(chosen)
-    return training_set
+        practice_set.clips.set(chosen)
+    return practice_set
 
 
-def training_sets_active() -> QuerySet[TrainingSet]:
+def practice_sets_active() -> QuerySet[TrainingSet]:
     return TrainingSet.objects.filter(active=True).annotate(n_clips=Count("clips"))
 
 
-def trainee_clip_next(*, trainee: User, training_set: TrainingSet) -> DatasetClip | None:
+def trainee_clip_next(*, trainee: User, practice_set: TrainingSet) -> DatasetClip | None:
     """The next clip of the set the trainee has not graded (in the set's frozen order)."""
     graded = TraineeRating.objects.filter(
-        trainee=trainee, training_set=training_set, dataset_clip=OuterRef("pk")
+        trainee=trainee, training_set=practice_set, dataset_clip=OuterRef("pk")
     )
     return (
-        training_set.clips.filter(~Exists(graded))
+        practice_set.clips.filter(~Exists(graded))
         .select_related("clip__video")
         .order_by("pk")
         .first()
     )
 
 
+def practice_set_remaining(*, trainee: User, practice_set: TrainingSet) -> int:
+    """How many clips of the set the trainee has not graded yet."""
+    graded = TraineeRating.objects.filter(trainee=trainee, training_set=practice_set)
+    return practice_set.clips.exclude(pk__in=graded.values("dataset_clip_id")).count()
+
+
 def trainee_set_current(*, trainee: User, set_id: int | None = None) -> TrainingSet | None:
     """The set asked for (active ones only), else the first active set with clips left."""
-    sets = training_sets_active().order_by("created_at", "pk")
+    sets = practice_sets_active().order_by("created_at", "pk")
     if set_id is not None:
         return sets.filter(pk=set_id).first()
-    for training_set in sets:
-        if trainee_clip_next(trainee=trainee, training_set=training_set) is not None:
-            return training_set
+    for practice_set in sets:
+        if trainee_clip_next(trainee=trainee, practice_set=practice_set) is not None:
+            return practice_set
     return sets.first()
 
 
@@ -199,39 +206,40 @@ def _session_number(*, trainee: User, now: datetime) -> int:
 def trainee_rating_submit(
     *,
     trainee: User,
-    training_set: TrainingSet,
+    practice_set: TrainingSet,
     dataset_clip: DatasetClip,
     grade: str,
     time_spent_ms: int,
 ) -> TraineeRating:
-    """Record a trainee's grade of a training clip. Raises AlreadyGradedError on a second
+    """Record a trainee's grade of a practice clip. Raises AlreadyGradedError on a second
     grade of the same clip (also when two submits race: the unique constraint decides)."""
     grade = grade_check(grade)
     time_spent_ms = time_spent_check(time_spent_ms)
-    if not training_set.active:
-        raise ServiceError(f"training set {training_set.name!r} is closed")
-    if not training_set.clips.filter(pk=dataset_clip.pk).exists():
-        raise ServiceError(f"clip {dataset_clip.clip_external_id} is not in this training set")
+    if not practice_set.active:
+        raise ServiceError(f"practice set {practice_set.name!r} is closed")
+    if not practice_set.clips.filter(pk=dataset_clip.pk).exists():
+        raise ServiceError(f"clip {dataset_clip.clip_external_id} is not in this practice set")
     try:
         with transaction.atomic():
             rating = TraineeRating.objects.create(
                 trainee=trainee,
-                training_set=training_set,
+                training_set=practice_set,
                 dataset_clip=dataset_clip,
                 grade=grade,
                 time_spent_ms=time_spent_ms,
                 session=_session_number(trainee=trainee, now=timezone.now()),
             )
-            # Same transaction: a refused second grade leaves no event either.
+            # Same transaction: a refused second grade leaves no event either. The detail key
+            # keeps the model's first name, so old and new events read alike.
             audit_record(
                 action="grade_submit", user=trainee, obj=rating,
-                detail={"grade": grade, "training_set": training_set.name,
+                detail={"grade": grade, "training_set": practice_set.name,
                         "clip": dataset_clip.clip_external_id},
             )  # fmt: skip
             return rating
     except IntegrityError:
         existing = TraineeRating.objects.filter(
-            trainee=trainee, training_set=training_set, dataset_clip=dataset_clip
+            trainee=trainee, training_set=practice_set, dataset_clip=dataset_clip
         ).first()
         if existing is None:
             raise
@@ -345,7 +353,7 @@ def _progress(
 
 def _rows(ratings: QuerySet[TraineeRating]) -> list[tuple[int, int, datetime, str, list[float]]]:
     """A trainee's grades in order, each clip of a version once (their first grade of it):
-    grading the same clips again in a second training set cannot raise a score."""
+    grading the same clips again in a second practice set cannot raise a score."""
     seen: set[tuple[int, int]] = set()
     rows = []
     for trainee_id, clip_id, *row in ratings.order_by("created_at", "pk").values_list(

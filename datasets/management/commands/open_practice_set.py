@@ -1,4 +1,4 @@
-"""python manage.py open_training_set NAME VERSION [--min-votes N] [--if-missing]"""
+"""python manage.py open_practice_set NAME VERSION [--min-votes N] [--if-missing]"""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from annotation.ingest.services import ServiceError
 from datasets.models import DatasetVersion, TrainingSet
-from datasets.training import training_set_create
+from datasets.practice import practice_set_create
 
 
 class Command(BaseCommand):
-    help = "Open a training set for trainees: the clips of a built dataset version."
+    help = "Open a practice set for trainees: the clips of a built dataset version."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("name")
@@ -28,7 +28,7 @@ class Command(BaseCommand):
         if version is None:
             raise CommandError(f"no dataset version named {options['version']!r}")
         try:
-            training_set = training_set_create(
+            practice_set = practice_set_create(
                 name=name,
                 version=version,
                 min_votes=int(options["min_votes"]),  # type: ignore[arg-type]
@@ -38,6 +38,6 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         self.stdout.write(
             self.style.SUCCESS(
-                f"training set {name!r}: {training_set.clips.count()} clips of {version.name}"
+                f"practice set {name!r}: {practice_set.clips.count()} clips of {version.name}"
             )
         )
