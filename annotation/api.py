@@ -28,7 +28,7 @@ class VideoListCreateApi(generics.ListAPIView):
     serializer_class = VideoSerializer
     parser_classes = [MultiPartParser]
 
-    def get_queryset(self):  # type: ignore[no-untyped-def]
+    def get_queryset(self):
         return Video.objects.select_related("patient").prefetch_related(
             Prefetch("clips", queryset=Clip.objects.only("id", "external_id", "video_id"))
         )

@@ -29,7 +29,7 @@ class IsExpertOrCurator(BasePermission):
 
     message = "only experts and curators may open the field guide"
 
-    def has_permission(self, request, view) -> bool:  # type: ignore[no-untyped-def]
+    def has_permission(self, request, view) -> bool:
         return user_has_role(request.user, EXPERT, CURATOR)
 
 

@@ -93,7 +93,7 @@ def _next_field() -> serializers.BooleanField:
     )
 
 
-def _next_if_asked(expert, asked: bool) -> dict | None:  # type: ignore[no-untyped-def]
+def _next_if_asked(expert, asked: bool) -> dict | None:
     if not asked:
         return None
     return {
@@ -178,7 +178,7 @@ class RatingSubmitOutputSerializer(RatingOutputSerializer):
         read_only_fields = fields
 
 
-def _rating_answer(rating: Rating, expert, *, next_asked: bool = False) -> dict:  # type: ignore[no-untyped-def]
+def _rating_answer(rating: Rating, expert, *, next_asked: bool = False) -> dict:
     rating.panel = grading.clip_panel_for_expert(expert=expert, clip=rating.clip)
     rating.next = _next_if_asked(expert, next_asked)
     return RatingSubmitOutputSerializer(rating).data
@@ -190,7 +190,7 @@ class RatingListSubmitApi(generics.ListAPIView):
     permission_classes = [IsExpert]
     serializer_class = RatingOutputSerializer
 
-    def get_queryset(self):  # type: ignore[no-untyped-def]
+    def get_queryset(self):
         # A clip held for the expert right now is left out: a pending hidden repeat must not be
         # recognisable from the expert's own list of grades.
         held = ClipAssignment.objects.filter(expert=self.request.user).values("clip_id")

@@ -328,7 +328,7 @@ def dataset_import(
     return result
 
 
-def _write(plan: ImportPlan, outputs: dict, config, staging: Path) -> ImportResult:  # type: ignore[no-untyped-def]
+def _write(plan: ImportPlan, outputs: dict, config, staging: Path) -> ImportResult:
     from annotation import services
 
     media_root = Path(settings.MEDIA_ROOT)
@@ -402,7 +402,7 @@ def _write(plan: ImportPlan, outputs: dict, config, staging: Path) -> ImportResu
     )
 
 
-def _rebase(output, old: Path, new: Path):  # type: ignore[no-untyped-def]
+def _rebase(output, old: Path, new: Path):
     """The pipeline's output with its paths moved from the staging folder to the final one."""
     from dataclasses import replace
 

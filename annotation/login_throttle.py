@@ -90,13 +90,13 @@ class ThrottledModelBackend(ModelBackend):
     makes django.contrib.auth.authenticate stop and report a failed login; the lock time is
     left on the request (`mersv_login_locked_s`) for the login page and the token API."""
 
-    def authenticate(  # type: ignore[override]
+    def authenticate(
         self,
         request: HttpRequest | None,
         username: str | None = None,
         password: str | None = None,
         **kwargs: object,
-    ):  # type: ignore[no-untyped-def]
+    ):
         if username is None:
             username = str(kwargs.get("username", ""))
         if not username or password is None:
@@ -104,7 +104,7 @@ class ThrottledModelBackend(ModelBackend):
         reservation = login_attempt_reserve(username=username, ip=client_ip(request))
         if reservation.locked_for_s:
             if request is not None:
-                request.mersv_login_locked_s = reservation.locked_for_s  # type: ignore[union-attr]
+                request.mersv_login_locked_s = reservation.locked_for_s
             raise PermissionDenied(locked_message(reservation.locked_for_s))
         user = super().authenticate(request, username=username, password=password, **kwargs)
         if user is not None:

@@ -78,7 +78,7 @@ def user_role(user: AbstractBaseUser | AnonymousUser | None) -> str | None:
     else:
         names = {g.name for g in user.groups.all()}  # type: ignore[attr-defined]
         role = next((r for r in (ADMIN, CURATOR, EXPERT, TRAINEE) if r in names), None)
-    user._mersv_role = role  # type: ignore[union-attr]  # one query per request, not per check
+    user._mersv_role = role  # one query per request, not per check
     return role
 
 

@@ -214,7 +214,7 @@ def _agreement_table(agreement: Mapping[str, object]) -> str:
         estimate = entry[estimate_key] if estimate_key is not None else None
         interval = ""
         if "ci_low" in entry and "ci_high" in entry:
-            level = float(entry.get("confidence", 0.95))  # type: ignore[arg-type]
+            level = float(entry.get("confidence", 0.95))
             interval = (
                 f"{level * 100:g}% CI {_format_value(entry['ci_low'])} .. "
                 f"{_format_value(entry['ci_high'])}"

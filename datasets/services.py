@@ -122,7 +122,7 @@ def dataset_version_create(
     return version
 
 
-def clips_selected(filters: dict[str, Any]):  # type: ignore[no-untyped-def]
+def clips_selected(filters: dict[str, Any]):
     """The clips a version's filters select: ready videos, enough votes, optional filters."""
     clips = Clip.objects.filter(
         video__status=Video.Status.READY, votes_total__gte=max(1, filters.get("min_votes", 1))
@@ -212,7 +212,7 @@ def _fail(version_id: int, error: str) -> None:
     )
 
 
-def _freeze(version: DatasetVersion, clips: list[Clip], ratings: list) -> dict[str, Any]:  # type: ignore[type-arg]
+def _freeze(version: DatasetVersion, clips: list[Clip], ratings: list) -> dict[str, Any]:
     """Every table of the version, computed once from the snapshot (plain pandas)."""
     salt = version.pseudonym_salt
     clip_ids = [c.external_id for c in clips]
@@ -300,7 +300,7 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def _datasheet(version: DatasetVersion, summary: dict[str, Any], folds) -> str:  # type: ignore[no-untyped-def]
+def _datasheet(version: DatasetVersion, summary: dict[str, Any], folds) -> str:
     return render_datasheet(
         name=version.name,
         content_hash_note="sha256 of MANIFEST.sha256 (shown on the version page and in the API)",

@@ -23,7 +23,7 @@ from modeling import feedback
 from modeling.feedback_api import trainee_remaining
 
 
-def _player(clip) -> dict[str, object]:  # type: ignore[no-untyped-def]
+def _player(clip) -> dict[str, object]:
     """The player's data from the blind clip serializer (nothing about votes)."""
     data = GradingClipOutputSerializer(clip).data
     return {

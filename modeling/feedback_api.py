@@ -26,9 +26,9 @@ from modeling import feedback
 from modeling.models import JobStatus, Prediction, TrainingRun
 
 
-def _training_set(trainee, set_id: object) -> TrainingSet:  # type: ignore[no-untyped-def]
+def _training_set(trainee, set_id: object) -> TrainingSet:
     try:
-        wanted = None if set_id in (None, "") else int(set_id)  # type: ignore[arg-type]
+        wanted = None if set_id in (None, "") else int(set_id)
     except (TypeError, ValueError):
         raise ValidationError({"set": "give the training set's id, a whole number"}) from None
     found = training.trainee_set_current(trainee=trainee, set_id=wanted)
@@ -43,7 +43,7 @@ class TraineeClipOutputSerializer(serializers.Serializer):
     remaining = serializers.IntegerField(help_text="Clips of the set you have not graded.")
 
 
-def trainee_remaining(trainee, training_set: TrainingSet) -> int:  # type: ignore[no-untyped-def]
+def trainee_remaining(trainee, training_set: TrainingSet) -> int:
     graded = TraineeRating.objects.filter(trainee=trainee, training_set=training_set)
     return training_set.clips.exclude(pk__in=graded.values("dataset_clip_id")).count()
 
@@ -216,7 +216,7 @@ def triage_run(run_id: object) -> TrainingRun:
             raise ValidationError({"run": "no training run has succeeded yet; train a model"})
         return run
     try:
-        return runs.get(pk=int(run_id))  # type: ignore[arg-type]
+        return runs.get(pk=int(run_id))
     except (TypeError, ValueError, TrainingRun.DoesNotExist):
         raise ValidationError(
             {"run": f"run {run_id!r} is not a {JobStatus.SUCCEEDED.label.lower()} training run"}

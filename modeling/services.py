@@ -327,7 +327,7 @@ class _RunReporter:
         self.cancel_seen = False
         self.last_write = self.last_check = self.last_heartbeat = -math.inf
 
-    def runs(self):  # type: ignore[no-untyped-def]
+    def runs(self):
         """This attempt's row: writes through it fail when the lease was taken over."""
         return TrainingRun.objects.filter(pk=self.run_id, attempt=self.attempt)
 

@@ -11,7 +11,7 @@ from tests.conftest import PASSWORD
 from tests.grading.conftest import make_clip  # noqa: F401  (a fixture)
 
 
-def _nav_hrefs(page) -> list[str]:  # type: ignore[no-untyped-def]
+def _nav_hrefs(page) -> list[str]:
     return page.eval_on_selector_all("header.top nav a", "els => els.map(e => e.href)")
 
 

@@ -86,6 +86,6 @@ def test_add_user_refuses_a_short_password(monkeypatch: pytest.MonkeyPatch) -> N
         call_command("add_user", "carol", role="expert")
 
 
-def test_there_is_no_self_registration(client) -> None:  # type: ignore[no-untyped-def]
+def test_there_is_no_self_registration(client) -> None:
     for path in ("/register/", "/signup/", "/accounts/signup/", "/api/register/"):
         assert client.get(path).status_code == 404

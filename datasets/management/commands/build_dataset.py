@@ -33,9 +33,9 @@ class Command(BaseCommand):
             version = services.dataset_version_create(
                 name=str(options["name"]),
                 created_by=None,
-                min_votes=int(options["min_votes"]),  # type: ignore[arg-type]
-                n_folds=int(options["folds"]),  # type: ignore[arg-type]
-                seed=int(options["seed"]),  # type: ignore[arg-type]
+                min_votes=int(options["min_votes"]),
+                n_folds=int(options["folds"]),
+                seed=int(options["seed"]),
                 retired_only=bool(options["retired_only"]),
                 licence=str(options["licence"]),
                 enqueue=False,

@@ -31,7 +31,7 @@ class Command(BaseCommand):
             training_set = training_set_create(
                 name=name,
                 version=version,
-                min_votes=int(options["min_votes"]),  # type: ignore[arg-type]
+                min_votes=int(options["min_votes"]),
                 created_by=None,
             )
         except ServiceError as exc:

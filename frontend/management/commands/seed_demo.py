@@ -40,9 +40,9 @@ class Command(BaseCommand):
             generate_dataset(
                 data_dir,
                 SyntheticConfig(
-                    n_clips=int(options["clips"]),  # type: ignore[arg-type]
-                    votes_per_clip=int(options["votes_per_clip"]),  # type: ignore[arg-type]
-                    seed=int(options["seed"]),  # type: ignore[arg-type]
+                    n_clips=int(options["clips"]),
+                    votes_per_clip=int(options["votes_per_clip"]),
+                    seed=int(options["seed"]),
                     n_frames=24,
                 ),
                 progress=True,
