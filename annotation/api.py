@@ -18,6 +18,7 @@ from annotation import services
 from annotation.login_throttle import locked_message
 from annotation.models import Clip, Video
 from annotation.permissions import IsCurator
+from annotation.roles import signed_in
 from annotation.serializers import ClipCuratorSerializer, VideoSerializer, VideoUploadSerializer
 
 
@@ -44,7 +45,7 @@ class VideoListCreateApi(generics.ListAPIView):
             patient_code=data.validated_data["patient_code"],
             pixel_size_um=data.validated_data["pixel_size_um"],
             targets=[services.Target(**t) for t in data.validated_data["targets"]],
-            uploaded_by=request.user,
+            uploaded_by=signed_in(request),
         )
         return Response(VideoSerializer(video).data, status=status.HTTP_201_CREATED)
 

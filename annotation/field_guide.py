@@ -22,9 +22,7 @@ from annotation.models import Clip, ReferenceClip, Video
 from annotation.roles import CURATOR, user_has_role
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser
-
-    User = AbstractBaseUser
+    from django.contrib.auth.models import User
 
 NOTE_MAX_LENGTH = ReferenceClip.NOTE_MAX_LENGTH
 

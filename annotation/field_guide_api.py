@@ -19,7 +19,7 @@ from annotation import field_guide
 from annotation.grades import GRADE_DESCRIPTIONS
 from annotation.models import Clip, ReferenceClip
 from annotation.permissions import IsCurator
-from annotation.roles import CURATOR, EXPERT, user_has_role
+from annotation.roles import CURATOR, EXPERT, signed_in, user_has_role
 
 
 class IsExpertOrCurator(BasePermission):
@@ -134,7 +134,7 @@ class ReferenceClipListAddApi(APIView):
         data.is_valid(raise_exception=True)
         clip = get_object_or_404(Clip, external_id=data.validated_data["clip_id"])
         reference = field_guide.reference_clip_add(
-            curator=request.user,
+            curator=signed_in(request),
             clip=clip,
             grade=data.validated_data["grade"],
             note=data.validated_data["note"],
@@ -152,5 +152,5 @@ class ReferenceClipRemoveApi(APIView):
     @extend_schema(operation_id="reference_clip_remove", responses={204: None})
     def delete(self, request: Request, pk: int) -> Response:
         reference = get_object_or_404(ReferenceClip.objects.select_related("clip"), pk=pk)
-        field_guide.reference_clip_remove(curator=request.user, reference=reference)
+        field_guide.reference_clip_remove(curator=signed_in(request), reference=reference)
         return Response(status=status.HTTP_204_NO_CONTENT)

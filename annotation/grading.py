@@ -42,9 +42,7 @@ from annotation.models import (
 from annotation.retirement_service import clip_retire_if_settled
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser
-
-    User = AbstractBaseUser
+    from django.contrib.auth.models import User
 
 T = TypeVar("T")
 

@@ -21,6 +21,7 @@ from annotation import grading
 from annotation.api_errors import field_validator
 from annotation.models import CannotJudge, Clip, ClipAssignment, Rating
 from annotation.permissions import IsExpert
+from annotation.roles import signed_in
 
 
 class GradingClipOutputSerializer(serializers.ModelSerializer):
@@ -152,7 +153,7 @@ class GradingNextApi(APIView):
         },
     )
     def get(self, request: Request) -> Response:
-        clip = grading.clip_next_for_expert(expert=request.user)
+        clip = grading.clip_next_for_expert(expert=signed_in(request))
         if clip is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         return Response(GradingClipOutputSerializer(clip).data)
@@ -193,9 +194,9 @@ class RatingListSubmitApi(generics.ListAPIView):
     def get_queryset(self):
         # A clip held for the expert right now is left out: a pending hidden repeat must not be
         # recognisable from the expert's own list of grades.
-        held = ClipAssignment.objects.filter(expert=self.request.user).values("clip_id")
+        held = ClipAssignment.objects.filter(expert=signed_in(self.request)).values("clip_id")
         return (
-            Rating.objects.filter(rater=self.request.user)
+            Rating.objects.filter(rater=signed_in(self.request))
             .exclude(clip_id__in=held)
             .select_related("clip")
         )
@@ -213,13 +214,13 @@ class RatingListSubmitApi(generics.ListAPIView):
         data.is_valid(raise_exception=True)
         clip = _clip_for(data.validated_data["clip_id"])
         rating = grading.rating_submit(
-            expert=request.user,
+            expert=signed_in(request),
             clip=clip,
             grade=data.validated_data["grade"],
             time_spent_ms=data.validated_data["time_spent_ms"],
             telemetry=data.validated_data["telemetry"],
         )
-        answer = _rating_answer(rating, request.user, next_asked=data.validated_data["next"])
+        answer = _rating_answer(rating, signed_in(request), next_asked=data.validated_data["next"])
         return Response(answer, status=status.HTTP_201_CREATED)
 
 
@@ -241,11 +242,15 @@ class RatingChangeApi(APIView):
     )
     def patch(self, request: Request, pk: int) -> Response:
         # Object-level permission: only the owner's ratings exist for this lookup.
-        rating = get_object_or_404(Rating.objects.select_related("clip"), pk=pk, rater=request.user)
+        rating = get_object_or_404(
+            Rating.objects.select_related("clip"), pk=pk, rater=signed_in(request)
+        )
         data = RatingChangeInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        rating = grading.rating_change(expert=request.user, rating=rating, **data.validated_data)
-        return Response(_rating_answer(rating, request.user))
+        rating = grading.rating_change(
+            expert=signed_in(request), rating=rating, **data.validated_data
+        )
+        return Response(_rating_answer(rating, signed_in(request)))
 
 
 class CannotJudgeInputSerializer(serializers.Serializer):
@@ -293,13 +298,13 @@ class CannotJudgeSubmitApi(APIView):
         data.is_valid(raise_exception=True)
         clip = _clip_for(data.validated_data["clip_id"])
         answer = grading.cannot_judge_submit(
-            expert=request.user,
+            expert=signed_in(request),
             clip=clip,
             reason=data.validated_data["reason"],
             note=data.validated_data["note"],
             time_spent_ms=data.validated_data["time_spent_ms"],
         )
-        answer.next = _next_if_asked(request.user, data.validated_data["next"])
+        answer.next = _next_if_asked(signed_in(request), data.validated_data["next"])
         return Response(CannotJudgeOutputSerializer(answer).data, status=status.HTTP_201_CREATED)
 
 
@@ -308,5 +313,5 @@ class GradingProgressApi(APIView):
 
     @extend_schema(operation_id="grading_progress", responses=GradingProgressOutputSerializer)
     def get(self, request: Request) -> Response:
-        progress = grading.grading_progress(expert=request.user)
+        progress = grading.grading_progress(expert=signed_in(request))
         return Response(GradingProgressOutputSerializer(progress).data)

@@ -11,8 +11,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from django.core.exceptions import PermissionDenied
+
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+    from django.contrib.auth.models import AnonymousUser, User
+    from django.http import HttpRequest
+    from rest_framework.request import Request
 
 EXPERT = "expert"
 CURATOR = "curator"
@@ -62,7 +66,7 @@ def role_groups_ensure() -> None:
         group.permissions.set(wanted)
 
 
-def user_role(user: AbstractBaseUser | AnonymousUser | None) -> str | None:
+def user_role(user: User | AnonymousUser | None) -> str | None:
     """The user's role, or None for anonymous users and users without one.
 
     Superusers are admins. A user in several role groups gets the most privileged one.
@@ -76,12 +80,21 @@ def user_role(user: AbstractBaseUser | AnonymousUser | None) -> str | None:
     if user.is_superuser:
         role = ADMIN
     else:
-        names = {g.name for g in user.groups.all()}  # type: ignore[attr-defined]
+        names = {g.name for g in user.groups.all()}
         role = next((r for r in (ADMIN, CURATOR, EXPERT, TRAINEE) if r in names), None)
-    user._mersv_role = role  # one query per request, not per check
+    setattr(user, "_mersv_role", role)  # noqa: B010  one query per request, not per check
     return role
 
 
-def user_has_role(user: AbstractBaseUser | AnonymousUser | None, *roles: str) -> bool:
+def user_has_role(user: User | AnonymousUser | None, *roles: str) -> bool:
     role = user_role(user)
     return role is not None and (role in roles or role == ADMIN)
+
+
+def signed_in(request: HttpRequest | Request) -> User:
+    """The user of a request to a view that only signed-in users reach: its permission class or
+    decorator has turned anonymous requests away before the view runs."""
+    user = request.user
+    if not user.is_authenticated:
+        raise PermissionDenied("sign in first")
+    return user

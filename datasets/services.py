@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from django.conf import settings
-from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Count, F
 from django.utils import timezone
@@ -73,7 +73,7 @@ def export_dir_for(version: DatasetVersion) -> Path:
 def dataset_version_create(
     *,
     name: str,
-    created_by: AbstractUser | None,
+    created_by: User | None,
     min_votes: int = 1,
     retired_only: bool = False,
     created_from: datetime | None = None,

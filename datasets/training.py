@@ -39,9 +39,7 @@ from annotation.roles import TRAINEE
 from datasets.models import DatasetClip, DatasetVersion, TraineeRating, TrainingSet
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser
-
-    User = AbstractBaseUser
+    from django.contrib.auth.models import User
 
 
 class AlreadyGradedError(ConflictError):

@@ -19,7 +19,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from annotation import field_guide, selectors, services
 from annotation.grades import GRADES
 from annotation.models import Clip, ReferenceClip, Video
-from annotation.roles import CURATOR, EXPERT, TRAINEE, user_has_role, user_role
+from annotation.roles import CURATOR, EXPERT, TRAINEE, signed_in, user_has_role, user_role
 from frontend.charts import distribution_bars
 from frontend.forms import VideoUploadForm
 from frontend.refusals import refusal_shown
@@ -126,7 +126,7 @@ def clip_reference(request: HttpRequest, clip_id: str) -> HttpResponse:
     with refusal_shown(request):
         if action == "add":
             reference = field_guide.reference_clip_add(
-                curator=request.user,
+                curator=signed_in(request),
                 clip=clip,
                 grade=request.POST.get("grade", ""),
                 note=request.POST.get("note", ""),
@@ -134,7 +134,7 @@ def clip_reference(request: HttpRequest, clip_id: str) -> HttpResponse:
             messages.success(request, f"Clip {clip_id} is in the guide as grade {reference.grade}.")
         elif action == "remove":
             reference = get_object_or_404(ReferenceClip, clip=clip)
-            field_guide.reference_clip_remove(curator=request.user, reference=reference)
+            field_guide.reference_clip_remove(curator=signed_in(request), reference=reference)
             messages.success(request, f"Clip {clip_id} is no longer in the field guide.")
         else:
             messages.error(request, "choose to add the clip to the field guide or remove it")
@@ -171,7 +171,7 @@ def video_upload(request: HttpRequest) -> HttpResponse:
                 patient_code=form.cleaned_data["patient_code"],
                 pixel_size_um=form.cleaned_data["pixel_size_um"],
                 targets=[services.Target(**t) for t in form.cleaned_data["targets"]],
-                uploaded_by=request.user,
+                uploaded_by=signed_in(request),
             )
         if not refused:
             return redirect("video-detail", pk=video.pk)

@@ -30,6 +30,7 @@ from rest_framework.views import APIView
 
 from annotation.aggregation_api import CsvRenderer
 from annotation.permissions import IsCurator
+from annotation.roles import signed_in
 from datasets.models import DatasetVersion
 from modeling import selectors, services
 from modeling.ml.backbones import BACKBONES
@@ -206,7 +207,7 @@ class TrainingRunListCreateApi(generics.ListAPIView):
             version=data.validated_data["dataset"],
             name=data.validated_data.get("name") or None,
             config=data.training_config(),
-            created_by=request.user,
+            created_by=signed_in(request),
         )
         return Response(TrainingRunSerializer(run).data, status=status.HTTP_201_CREATED)
 
@@ -236,7 +237,7 @@ class TrainingRunCancelApi(APIView):
     def post(self, request: Request, pk: int) -> Response:
         """Cancel a pending run, or ask a running one to stop; its checkpoints are kept."""
         run = get_object_or_404(TrainingRun, pk=pk)
-        run = services.training_run_cancel(run=run, by=request.user)
+        run = services.training_run_cancel(run=run, by=signed_in(request))
         return Response(TrainingRunSerializer(run).data)
 
 
@@ -317,7 +318,7 @@ class ExperimentGridListCreateApi(generics.ListAPIView):
             preset=config.pop("preset", services.training_option_default("preset")),
             epochs=config.pop("epochs", services.training_option_default("epochs")),
             base_config=config,
-            created_by=request.user,
+            created_by=signed_in(request),
         )
         return Response(ExperimentGridSerializer(grid).data, status=status.HTTP_201_CREATED)
 
@@ -335,5 +336,5 @@ class ExperimentGridCancelApi(APIView):
     def post(self, request: Request, pk: int) -> Response:
         """Cancel the grid's unfinished runs; the grid then ends with a report of the others."""
         grid = get_object_or_404(ExperimentGrid, pk=pk)
-        grid = services.experiment_grid_cancel(grid=grid, by=request.user)
+        grid = services.experiment_grid_cancel(grid=grid, by=signed_in(request))
         return Response(ExperimentGridSerializer(grid).data)

@@ -20,6 +20,7 @@ from annotation.grades import GRADES
 from annotation.grading_api import GradingClipOutputSerializer
 from annotation.models import Video
 from annotation.permissions import IsCurator, IsTrainee
+from annotation.roles import signed_in
 from datasets import training
 from datasets.models import DatasetClip, TraineeRating, TrainingSet
 from modeling import feedback
@@ -58,14 +59,14 @@ class TraineeNextApi(APIView):
         responses={200: TraineeClipOutputSerializer, 204: OpenApiResponse()},
     )
     def get(self, request: Request) -> Response:
-        training_set = _training_set(request.user, request.query_params.get("set"))
-        dclip = training.trainee_clip_next(trainee=request.user, training_set=training_set)
+        training_set = _training_set(signed_in(request), request.query_params.get("set"))
+        dclip = training.trainee_clip_next(trainee=signed_in(request), training_set=training_set)
         if dclip is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         answer = {
             "training_set": training_set,
             "dataset_clip": dclip,
-            "remaining": trainee_remaining(request.user, training_set),
+            "remaining": trainee_remaining(signed_in(request), training_set),
         }
         return Response(TraineeClipOutputSerializer(answer).data)
 
@@ -143,7 +144,7 @@ class TraineeRatingSubmitApi(APIView):
             clip_external_id=data.validated_data["clip_id"],
         )
         rating = training.trainee_rating_submit(
-            trainee=request.user,
+            trainee=signed_in(request),
             training_set=training_set,
             dataset_clip=dclip,
             grade=data.validated_data["grade"],
@@ -182,7 +183,7 @@ class TraineeProgressApi(APIView):
 
     @extend_schema(operation_id="trainee_progress", responses=TraineeProgressOutputSerializer)
     def get(self, request: Request) -> Response:
-        progress = training.trainee_progress(trainee=request.user)
+        progress = training.trainee_progress(trainee=signed_in(request))
         return Response(TraineeProgressOutputSerializer(progress).data)
 
 
