@@ -79,7 +79,8 @@ class FieldGuideSectionOutputSerializer(serializers.Serializer):
 
 def field_guide_data() -> list[dict]:
     """The field guide as the API and the grading page hand it out (one owner of its shape)."""
-    return FieldGuideSectionOutputSerializer(field_guide.field_guide(), many=True).data
+    # The DRF stubs type .data as a ReturnDict; with many=True it is a ReturnList of dicts.
+    return FieldGuideSectionOutputSerializer(field_guide.field_guide(), many=True).data  # type: ignore[return-value]
 
 
 class FieldGuideApi(APIView):

@@ -104,7 +104,8 @@ class ThrottledModelBackend(ModelBackend):
         reservation = login_attempt_reserve(username=username, ip=client_ip(request))
         if reservation.locked_for_s:
             if request is not None:
-                request.mersv_login_locked_s = reservation.locked_for_s
+                # Read back by the login page and the token API; HttpRequest does not declare it.
+                request.mersv_login_locked_s = reservation.locked_for_s  # type: ignore[attr-defined]
             raise PermissionDenied(locked_message(reservation.locked_for_s))
         user = super().authenticate(request, username=username, password=password, **kwargs)
         if user is not None:

@@ -73,8 +73,8 @@ def user_role(user: User | AnonymousUser | None) -> str | None:
     """
     if user is None or not user.is_authenticated:
         return None
-    cached = getattr(user, "_mersv_role", False)
-    if cached is not False:
+    cached: object = getattr(user, "_mersv_role", False)
+    if cached is None or isinstance(cached, str):
         return cached
     role: str | None = None
     if user.is_superuser:
@@ -82,7 +82,8 @@ def user_role(user: User | AnonymousUser | None) -> str | None:
     else:
         names = {g.name for g in user.groups.all()}
         role = next((r for r in (ADMIN, CURATOR, EXPERT, TRAINEE) if r in names), None)
-    setattr(user, "_mersv_role", role)  # noqa: B010  one query per request, not per check
+    # One query per request, not per check; the cache is no field of the model.
+    user._mersv_role = role  # type: ignore[attr-defined]
     return role
 
 

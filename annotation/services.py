@@ -144,7 +144,7 @@ def video_create(
     used_ids = [t.external_id for t in targets if t.external_id]
     if len(set(used_ids)) != len(used_ids):
         raise ServiceError("two targets share one clip id")
-    taken = set(Clip.objects.filter(external_id__in=used_ids).values_list("external_id", flat=1))
+    taken = set(Clip.objects.filter(external_id__in=used_ids).values_list("external_id", flat=True))
     if taken:
         raise ServiceError(f"clip id(s) already in use: {', '.join(sorted(taken))}")
     with transaction.atomic():

@@ -48,6 +48,7 @@ def _set_id(request: HttpRequest) -> int | None:
 def trainee(request: HttpRequest) -> HttpResponse:
     """GET: the next training clip, blind. POST: grade it, then see the feedback."""
     training_set = training.trainee_set_current(trainee=signed_in(request), set_id=_set_id(request))
+    dclip: DatasetClip | None
     if request.method == "POST" and training_set is not None:
         dclip = get_object_or_404(
             DatasetClip, version=training_set.version, clip_external_id=request.POST.get("clip_id")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.contrib import messages
@@ -24,6 +25,9 @@ from frontend.charts import distribution_bars
 from frontend.forms import VideoUploadForm
 from frontend.refusals import refusal_shown
 
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AnonymousUser, User
+
 
 def role_required(*roles: str, admins: bool = True) -> Callable:
     """Logged-in users of these roles (and admins, unless admins=False) or 403.
@@ -33,10 +37,10 @@ def role_required(*roles: str, admins: bool = True) -> Callable:
     copies the attribute onto decorators applied above this one (require_GET and the like).
     """
 
-    def allows(user: object) -> bool:
+    def allows(user: User | AnonymousUser | None) -> bool:
         if user is None or not getattr(user, "is_authenticated", False):
             return False
-        return user_has_role(user, *roles) if admins else user_role(user) in roles  # type: ignore[arg-type]
+        return user_has_role(user, *roles) if admins else user_role(user) in roles
 
     def decorator(view: Callable) -> Callable:
         @wraps(view)

@@ -7,6 +7,8 @@ their own grade. Views parse, check the role, call one service or selector, rend
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
@@ -26,10 +28,13 @@ from datasets.models import DatasetClip, TraineeRating, TrainingSet
 from modeling import feedback
 from modeling.models import JobStatus, Prediction, TrainingRun
 
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
-def _training_set(trainee, set_id: object) -> TrainingSet:
+
+def _training_set(trainee: User, set_id: str | None) -> TrainingSet:
     try:
-        wanted = None if set_id in (None, "") else int(set_id)
+        wanted = None if not set_id else int(set_id)
     except (TypeError, ValueError):
         raise ValidationError({"set": "give the training set's id, a whole number"}) from None
     found = training.trainee_set_current(trainee=trainee, set_id=wanted)
@@ -208,10 +213,10 @@ class TriageOutputSerializer(serializers.Serializer):
     clips = TriageRowOutputSerializer(source="rows", many=True)
 
 
-def triage_run(run_id: object) -> TrainingRun:
+def triage_run(run_id: str | None) -> TrainingRun:
     """The run asked for (succeeded runs only), else the newest succeeded run."""
     runs = feedback.runs_succeeded()
-    if run_id in (None, ""):
+    if not run_id:
         run = runs.first()
         if run is None:
             raise ValidationError({"run": "no training run has succeeded yet; train a model"})

@@ -769,9 +769,11 @@ def grid_report_write(*, grid: ExperimentGrid, out_dir: Path) -> Path:
     report = selectors.grid_report(grid)
     for figure in report.figures:
         write_text_atomic(out_dir / figure.filename, figure.svg + "\n")
-    content = {"title": report.title, "intro": report.intro, "tables": report.tables}
-    write_text_atomic(out_dir / "report.html", report_html(**content, figures=report.figures))
-    write_text_atomic(out_dir / "report.md", report_markdown(**content, figures=report.figures))
+    for name, render in (("report.html", report_html), ("report.md", report_markdown)):
+        text = render(
+            title=report.title, intro=report.intro, tables=report.tables, figures=report.figures
+        )
+        write_text_atomic(out_dir / name, text)
     return out_dir / "report.md"
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
@@ -23,7 +25,7 @@ class Command(BaseCommand):
             "--if-missing", action="store_true", help="do nothing when the version exists"
         )
 
-    def handle(self, *args: object, **options: object) -> None:
+    def handle(self, *args: object, **options: Any) -> None:
         if (
             options["if_missing"]
             and services.DatasetVersion.objects.filter(name=str(options["name"])).exists()

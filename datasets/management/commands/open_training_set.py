@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from annotation.services import ServiceError
@@ -20,7 +22,7 @@ class Command(BaseCommand):
             "--if-missing", action="store_true", help="do nothing when the set exists"
         )
 
-    def handle(self, *args: object, **options: object) -> None:
+    def handle(self, *args: object, **options: Any) -> None:
         name = str(options["name"])
         if options["if_missing"] and TrainingSet.objects.filter(name=name).exists():
             return

@@ -6,6 +6,7 @@ The data go through the real import path (annotation.importer). A second run reu
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -31,7 +32,7 @@ class Command(BaseCommand):
         parser.add_argument("--votes-per-clip", type=int, default=20)
         parser.add_argument("--seed", type=int, default=7)
 
-    def handle(self, *args: object, **options: object) -> None:
+    def handle(self, *args: object, **options: Any) -> None:
         from annotation.synthetic import SyntheticConfig, generate_dataset
 
         data_dir = Path(settings.VAR_DIR) / "demo-data"
