@@ -10,6 +10,8 @@ clip or an answer to a clip not on offer 409.
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, serializers, status
@@ -133,7 +135,7 @@ def _telemetry_field() -> serializers.JSONField:
     )
 
 
-def _time_spent_field(**kwargs: object) -> serializers.IntegerField:
+def _time_spent_field(**kwargs: Any) -> serializers.IntegerField:
     return serializers.IntegerField(min_value=0, max_value=grading.MAX_TIME_SPENT_MS, **kwargs)
 
 
@@ -180,8 +182,9 @@ class RatingSubmitOutputSerializer(RatingOutputSerializer):
 
 
 def _rating_answer(rating: Rating, expert, *, next_asked: bool = False) -> dict:
-    rating.panel = grading.clip_panel_for_expert(expert=expert, clip=rating.clip)
-    rating.next = _next_if_asked(expert, next_asked)
+    # Two answer-only fields the output serializer reads off the instance; no model fields.
+    rating.panel = grading.clip_panel_for_expert(expert=expert, clip=rating.clip)  # type: ignore[attr-defined]
+    rating.next = _next_if_asked(expert, next_asked)  # type: ignore[attr-defined]
     return RatingSubmitOutputSerializer(rating).data
 
 
@@ -304,7 +307,8 @@ class CannotJudgeSubmitApi(APIView):
             note=data.validated_data["note"],
             time_spent_ms=data.validated_data["time_spent_ms"],
         )
-        answer.next = _next_if_asked(signed_in(request), data.validated_data["next"])
+        # An answer-only field the output serializer reads off the instance; no model field.
+        answer.next = _next_if_asked(signed_in(request), data.validated_data["next"])  # type: ignore[attr-defined]
         return Response(CannotJudgeOutputSerializer(answer).data, status=status.HTTP_201_CREATED)
 
 

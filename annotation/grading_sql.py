@@ -16,6 +16,7 @@ from functools import cache
 from typing import Any
 
 from django.db import connection
+from django.db.models import Field, Model
 
 from annotation.models import CannotJudge, Clip, ClipAssignment, Rating, RepeatRating, Video
 
@@ -35,12 +36,24 @@ class _Tables:
     trainee_rating_trainee: str  # column of trainee_rating naming the trainee
 
 
+def _related(model: type[Model], name: str) -> type[Model]:
+    related = model._meta.get_field(name).related_model
+    assert isinstance(related, type)  # a model class once the apps are loaded, not "self"
+    return related
+
+
+def _column(model: type[Model], name: str) -> str:
+    field = model._meta.get_field(name)
+    assert isinstance(field, Field) and field.column  # a concrete field with a column
+    return field.column
+
+
 @cache
 def _tables() -> _Tables:
     quote = connection.ops.quote_name
     # Trainee ratings by the reverse relations, so this app does not import `datasets`.
-    dataset_clip = Clip._meta.get_field("dataset_clips").related_model
-    trainee_rating = dataset_clip._meta.get_field("trainee_ratings").related_model
+    dataset_clip = _related(Clip, "dataset_clips")
+    trainee_rating = _related(dataset_clip, "trainee_ratings")
     return _Tables(
         clip=quote(Clip._meta.db_table),
         video=quote(Video._meta.db_table),
@@ -50,9 +63,9 @@ def _tables() -> _Tables:
         repeat=quote(RepeatRating._meta.db_table),
         dataset_clip=quote(dataset_clip._meta.db_table),
         trainee_rating=quote(trainee_rating._meta.db_table),
-        dataset_clip_clip=quote(dataset_clip._meta.get_field("clip").column),
-        trainee_rating_clip=quote(trainee_rating._meta.get_field("dataset_clip").column),
-        trainee_rating_trainee=quote(trainee_rating._meta.get_field("trainee").column),
+        dataset_clip_clip=quote(_column(dataset_clip, "clip")),
+        trainee_rating_clip=quote(_column(trainee_rating, "dataset_clip")),
+        trainee_rating_trainee=quote(_column(trainee_rating, "trainee")),
     )
 
 

@@ -206,17 +206,17 @@ def dataset_validate(root: Path) -> ImportPlan:
         c.external_id: c
         for c in Clip.objects.filter(external_id__in=seen_clips).select_related("video")
     }
-    for row in clips:
-        clip = existing.get(row.clip_id)
+    for entry in clips:
+        clip = existing.get(entry.clip_id)
         if clip is None:
-            plan.new_videos.setdefault(row.video, []).append(row)
-        elif abs(clip.start_x - row.x) > 1e-6 or abs(clip.start_y - row.y) > 1e-6:
+            plan.new_videos.setdefault(entry.video, []).append(entry)
+        elif abs(clip.start_x - entry.x) > 1e-6 or abs(clip.start_y - entry.y) > 1e-6:
             problems.append(
-                f"clips.csv line {row.line}: clip_id {row.clip_id!r} already exists "
+                f"clips.csv line {entry.line}: clip_id {entry.clip_id!r} already exists "
                 "with another target point; give the new clip another id"
             )
         else:
-            plan.existing_clip_ids.add(row.clip_id)
+            plan.existing_clip_ids.add(entry.clip_id)
     n_frames = settings.INGEST_N_FRAMES
     for video, rows in plan.new_videos.items():
         try:
@@ -229,10 +229,10 @@ def dataset_validate(root: Path) -> ImportPlan:
                 f"clips.csv line {rows[0].line}: video {video!r} has {info.frame_count} "
                 f"frames but {n_frames} are needed"
             )
-        for row in rows:
-            if not (row.x < info.width and row.y < info.height):
+        for entry in rows:
+            if not (entry.x < info.width and entry.y < info.height):
                 problems.append(
-                    f"clips.csv line {row.line}: the target point ({row.x}, {row.y}) lies "
+                    f"clips.csv line {entry.line}: the target point ({entry.x}, {entry.y}) lies "
                     f"outside the {info.width}x{info.height} frame of {video!r}"
                 )
     _plan_ratings(plan, problems)

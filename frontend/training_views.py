@@ -52,7 +52,7 @@ def training_option_form_fields(
         common: dict[str, Any] = {
             "initial": option.surface_default, "help_text": option.help, "label": option.spec.label,
         }  # fmt: skip
-        bounds = {"min_value": option.spec.min, "max_value": option.spec.max}
+        bounds: dict[str, Any] = {"min_value": option.spec.min, "max_value": option.spec.max}
         if option.kind is bool and option.blank_allowed:
             generated[option.name] = forms.NullBooleanField(required=False, **common)
         elif option.kind is bool:

@@ -55,7 +55,7 @@ def training_option_fields(
         }  # fmt: skip
         if option.spec.label:
             common["label"] = option.spec.label
-        bounds = {"min_value": option.spec.min, "max_value": option.spec.max}
+        bounds: dict[str, Any] = {"min_value": option.spec.min, "max_value": option.spec.max}
         if option.kind is bool:
             generated[option.name] = serializers.BooleanField(**common)
         elif option.spec.choices:
@@ -66,7 +66,9 @@ def training_option_fields(
             generated[option.name] = serializers.FloatField(**bounds, **common)
         else:
             generated[option.name] = serializers.CharField(
-                max_length=option.spec.max_length, **common
+                # DRF takes max_length=None (no limit); its stub says int.
+                max_length=option.spec.max_length,  # type: ignore[arg-type]
+                **common,
             )
     return generated
 
@@ -187,9 +189,8 @@ class ExperimentGridSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_runs(self, grid: ExperimentGrid) -> list[dict[str, Any]]:
-        return list(
-            grid.runs.order_by("pk").values("id", "name", "status", "progress", "metrics_mean")
-        )
+        rows = grid.runs.order_by("pk").values("id", "name", "status", "progress", "metrics_mean")
+        return [dict(row) for row in rows]
 
 
 class TrainingRunListCreateApi(generics.ListAPIView):
