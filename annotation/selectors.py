@@ -154,7 +154,7 @@ def distributions_csv_rows(*, chunk_size: int = 2000) -> Iterator[list[str]]:
         .values_list("external_id", *VOTE_FIELDS)
         .iterator(chunk_size=chunk_size)
     )
-    chunk: list[tuple] = []
+    chunk: list[tuple[Any, ...]] = []
     for row in rows:
         chunk.append(row)
         if len(chunk) == chunk_size:
@@ -164,7 +164,7 @@ def distributions_csv_rows(*, chunk_size: int = 2000) -> Iterator[list[str]]:
         yield from _csv_chunk(chunk)
 
 
-def _csv_chunk(chunk: list[tuple]) -> Iterator[list[str]]:
+def _csv_chunk(chunk: list[tuple[Any, ...]]) -> Iterator[list[str]]:
     stats = distribution_stats(np.array([row[1:] for row in chunk], dtype=np.int64))
     for i, row in enumerate(chunk):
         yield [

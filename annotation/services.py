@@ -24,7 +24,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from annotation.audit import audit_actor, audit_record
-from annotation.errors import ServiceError  # raised here; importers may keep this path
+from annotation.errors import ServiceError as ServiceError  # raised here; importers keep this path
 from annotation.models import Clip, Patient, Rating, Video
 from annotation.roles import ADMIN, role_check
 

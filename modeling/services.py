@@ -42,7 +42,7 @@ import torch
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from annotation.audit import audit_record
@@ -327,7 +327,7 @@ class _RunReporter:
         self.cancel_seen = False
         self.last_write = self.last_check = self.last_heartbeat = -math.inf
 
-    def runs(self):
+    def runs(self) -> QuerySet[TrainingRun]:
         """This attempt's row: writes through it fail when the lease was taken over."""
         return TrainingRun.objects.filter(pk=self.run_id, attempt=self.attempt)
 

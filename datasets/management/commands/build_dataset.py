@@ -8,6 +8,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from datasets import services
+from datasets.models import DatasetVersion
 
 
 class Command(BaseCommand):
@@ -28,7 +29,7 @@ class Command(BaseCommand):
     def handle(self, *args: object, **options: Any) -> None:
         if (
             options["if_missing"]
-            and services.DatasetVersion.objects.filter(name=str(options["name"])).exists()
+            and DatasetVersion.objects.filter(name=str(options["name"])).exists()
         ):
             return
         try:
@@ -47,7 +48,7 @@ class Command(BaseCommand):
         bar = None if options["no_progress"] else tqdm(total=100, unit="%", desc="building")
 
         def progress(fraction: float, message: str) -> None:
-            services.DatasetVersion.objects.filter(pk=version.pk, frozen=False).update(
+            DatasetVersion.objects.filter(pk=version.pk, frozen=False).update(
                 progress=fraction, progress_message=message[:200]
             )
             if bar is not None:
