@@ -37,6 +37,7 @@ import traceback
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -341,7 +342,7 @@ def _run_child(request: dict, limits: DecodeLimits, *, out_dir: Path | None) -> 
         return json.loads(result_path.read_text())
 
 
-def _answer(answer: dict) -> VideoOutput | VideoInfo | dict:
+def _answer(answer: dict[str, Any]) -> dict[str, Any]:
     if "error" in answer:
         raise IngestError(str(answer["error"]))
     if "unexpected" in answer:
@@ -376,13 +377,13 @@ def process_video_isolated(
         "fps": fps,
     }
     answer = _answer(_run_child(request, limits, out_dir=out_dir))
-    return _output_from_json(answer, out_dir)  # type: ignore[arg-type]
+    return _output_from_json(answer, out_dir)
 
 
 def probe_video_isolated(path: Path, *, limits: DecodeLimits = DecodeLimits()) -> VideoInfo:
     """``annotation.video_io.probe_video`` in a child process under ``limits``."""
     answer = _answer(_run_child({"op": "probe", "path": str(path)}, limits, out_dir=None))
-    return VideoInfo(**answer["info"])  # type: ignore[index]
+    return VideoInfo(**answer["info"])
 
 
 def _limit_self(limits: dict) -> None:

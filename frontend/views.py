@@ -50,6 +50,7 @@ def role_required(*roles: str, admins: bool = True) -> Callable:
                 raise PermissionDenied("your role does not allow this page")
             return view(request, *args, **kwargs)
 
+        # Read by frontend/navigation.py; a function attribute the type of a view does not have.
         wrapped.role_allows = allows  # type: ignore[attr-defined]
         return wrapped
 
