@@ -43,10 +43,9 @@ def refusal_shown(
     parsed from a POST) is shown to the user instead of raised. The view reads the yielded
     `Refusal` to decide where to go next."""
     refusal = Refusal()
-    shown: tuple[type[Exception], ...] = (ServiceError, *also)
     try:
         yield refusal
-    except shown as exc:
+    except (ServiceError, *also) as exc:  # type: ignore[misc]  # mypy misreads a starred tuple
         refusal.error = exc
         if form is not None:
             form.add_error(None, str(exc))
