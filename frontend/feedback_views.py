@@ -10,7 +10,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
-from annotation.access.roles import CURATOR, EXPERT, TRAINEE
+from annotation.access.roles import CURATOR, EXPERT, TRAINEE, signed_in
 from annotation.grades import GRADE_DESCRIPTIONS, GRADES
 from annotation.grading.api import GradingClipOutputSerializer
 from annotation.models import Video
@@ -23,7 +23,7 @@ from modeling import feedback
 from modeling.feedback_api import trainee_remaining
 
 
-def _player(clip) -> dict[str, object]:  # type: ignore[no-untyped-def]
+def _player(clip) -> dict[str, object]:
     """The player's data from the blind clip serializer (nothing about votes)."""
     data = GradingClipOutputSerializer(clip).data
     return {
@@ -47,7 +47,8 @@ def _set_id(request: HttpRequest) -> int | None:
 @role_required(TRAINEE)
 def trainee(request: HttpRequest) -> HttpResponse:
     """GET: the next training clip, blind. POST: grade it, then see the feedback."""
-    training_set = training.trainee_set_current(trainee=request.user, set_id=_set_id(request))
+    training_set = training.trainee_set_current(trainee=signed_in(request), set_id=_set_id(request))
+    dclip: DatasetClip | None
     if request.method == "POST" and training_set is not None:
         dclip = get_object_or_404(
             DatasetClip, version=training_set.version, clip_external_id=request.POST.get("clip_id")
@@ -55,7 +56,7 @@ def trainee(request: HttpRequest) -> HttpResponse:
         with refusal_shown(request, also=(ValueError,)) as refused:
             try:
                 rating = training.trainee_rating_submit(
-                    trainee=request.user,
+                    trainee=signed_in(request),
                     training_set=training_set,
                     dataset_clip=dclip,
                     grade=request.POST.get("grade", ""),
@@ -67,7 +68,7 @@ def trainee(request: HttpRequest) -> HttpResponse:
             return redirect(f"{request.path}?set={training_set.pk}")
         return redirect("trainee-feedback", pk=rating.pk)
     dclip = (
-        training.trainee_clip_next(trainee=request.user, training_set=training_set)
+        training.trainee_clip_next(trainee=signed_in(request), training_set=training_set)
         if training_set
         else None
     )
@@ -76,7 +77,7 @@ def trainee(request: HttpRequest) -> HttpResponse:
         "sets": training.training_sets_active(),
         "dclip": dclip,
         "player": _player(dclip.clip) if dclip else None,
-        "remaining": trainee_remaining(request.user, training_set) if training_set else 0,
+        "remaining": trainee_remaining(signed_in(request), training_set) if training_set else 0,
         "grades": [(g, GRADE_DESCRIPTIONS[g]) for g in GRADES],
     }
     return render(request, "frontend/trainee.html", context)
@@ -89,7 +90,7 @@ def trainee_feedback(request: HttpRequest, pk: int) -> HttpResponse:
     rating = get_object_or_404(
         TraineeRating.objects.select_related("dataset_clip__clip__video", "training_set"),
         pk=pk,
-        trainee=request.user,
+        trainee=signed_in(request),
     )
     found = training.trainee_feedback(rating=rating)
     prediction = feedback.trainee_prediction(
@@ -109,7 +110,7 @@ def trainee_feedback(request: HttpRequest, pk: int) -> HttpResponse:
         "chart": distribution_bars(series, width=380),
         "player": _player(rating.dataset_clip.clip),
         "grades": [(g, GRADE_DESCRIPTIONS[g], found.p[g]) for g in GRADES],
-        "remaining": trainee_remaining(request.user, rating.training_set),
+        "remaining": trainee_remaining(signed_in(request), rating.training_set),
     }
     return render(request, "frontend/trainee_feedback.html", context)
 
@@ -137,7 +138,7 @@ def _confusion_rows(confusion: list[list[int]]) -> list[tuple[str, list[tuple[in
 @require_GET
 @role_required(TRAINEE)
 def trainee_progress(request: HttpRequest) -> HttpResponse:
-    progress = training.trainee_progress(trainee=request.user)
+    progress = training.trainee_progress(trainee=signed_in(request))
     context = {
         "progress": progress,
         "chart": _progress_chart(progress),
@@ -158,7 +159,7 @@ def trainee_list(request: HttpRequest) -> HttpResponse:
                 name=request.POST.get("name", ""),
                 version=version,
                 min_votes=int(request.POST.get("min_votes") or 1),
-                created_by=request.user,
+                created_by=signed_in(request),
             )
         if not refused:
             messages.success(request, f"training set {training_set.name} opened")
@@ -175,7 +176,7 @@ def trainee_list(request: HttpRequest) -> HttpResponse:
 @require_GET
 @role_required(EXPERT, admins=False)  # an expert's own grades
 def grade_compare(request: HttpRequest) -> HttpResponse:
-    rows = feedback.expert_comparison(expert=request.user)
+    rows = feedback.expert_comparison(expert=signed_in(request))
     page = Paginator(rows, 25).get_page(request.GET.get("page"))
     items = [(row, _compare_chart(row)) for row in page.object_list]
     return render(request, "frontend/grade_compare.html", {"page": page, "items": items})

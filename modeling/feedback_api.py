@@ -7,6 +7,8 @@ their own grade. Views parse, check the role, call one service or selector, rend
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
@@ -16,6 +18,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation.access.permissions import IsCurator, IsTrainee
+from annotation.access.roles import signed_in
 from annotation.grades import GRADES
 from annotation.grading.api import GradingClipOutputSerializer
 from annotation.grading.checks import MAX_TIME_SPENT_MS
@@ -25,10 +28,13 @@ from datasets.models import DatasetClip, TraineeRating, TrainingSet
 from modeling import feedback
 from modeling.models import JobStatus, Prediction, TrainingRun
 
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
-def _training_set(trainee, set_id: object) -> TrainingSet:  # type: ignore[no-untyped-def]
+
+def _training_set(trainee: User, set_id: str | None) -> TrainingSet:
     try:
-        wanted = None if set_id in (None, "") else int(set_id)  # type: ignore[arg-type]
+        wanted = None if not set_id else int(set_id)
     except (TypeError, ValueError):
         raise ValidationError({"set": "give the training set's id, a whole number"}) from None
     found = training.trainee_set_current(trainee=trainee, set_id=wanted)
@@ -43,7 +49,7 @@ class TraineeClipOutputSerializer(serializers.Serializer):
     remaining = serializers.IntegerField(help_text="Clips of the set you have not graded.")
 
 
-def trainee_remaining(trainee, training_set: TrainingSet) -> int:  # type: ignore[no-untyped-def]
+def trainee_remaining(trainee, training_set: TrainingSet) -> int:
     graded = TraineeRating.objects.filter(trainee=trainee, training_set=training_set)
     return training_set.clips.exclude(pk__in=graded.values("dataset_clip_id")).count()
 
@@ -58,14 +64,14 @@ class TraineeNextApi(APIView):
         responses={200: TraineeClipOutputSerializer, 204: OpenApiResponse()},
     )
     def get(self, request: Request) -> Response:
-        training_set = _training_set(request.user, request.query_params.get("set"))
-        dclip = training.trainee_clip_next(trainee=request.user, training_set=training_set)
+        training_set = _training_set(signed_in(request), request.query_params.get("set"))
+        dclip = training.trainee_clip_next(trainee=signed_in(request), training_set=training_set)
         if dclip is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         answer = {
             "training_set": training_set,
             "dataset_clip": dclip,
-            "remaining": trainee_remaining(request.user, training_set),
+            "remaining": trainee_remaining(signed_in(request), training_set),
         }
         return Response(TraineeClipOutputSerializer(answer).data)
 
@@ -143,7 +149,7 @@ class TraineeRatingSubmitApi(APIView):
             clip_external_id=data.validated_data["clip_id"],
         )
         rating = training.trainee_rating_submit(
-            trainee=request.user,
+            trainee=signed_in(request),
             training_set=training_set,
             dataset_clip=dclip,
             grade=data.validated_data["grade"],
@@ -182,7 +188,7 @@ class TraineeProgressApi(APIView):
 
     @extend_schema(operation_id="trainee_progress", responses=TraineeProgressOutputSerializer)
     def get(self, request: Request) -> Response:
-        progress = training.trainee_progress(trainee=request.user)
+        progress = training.trainee_progress(trainee=signed_in(request))
         return Response(TraineeProgressOutputSerializer(progress).data)
 
 
@@ -207,16 +213,16 @@ class TriageOutputSerializer(serializers.Serializer):
     clips = TriageRowOutputSerializer(source="rows", many=True)
 
 
-def triage_run(run_id: object) -> TrainingRun:
+def triage_run(run_id: str | None) -> TrainingRun:
     """The run asked for (succeeded runs only), else the newest succeeded run."""
     runs = feedback.runs_succeeded()
-    if run_id in (None, ""):
+    if not run_id:
         run = runs.first()
         if run is None:
             raise ValidationError({"run": "no training run has succeeded yet; train a model"})
         return run
     try:
-        return runs.get(pk=int(run_id))  # type: ignore[arg-type]
+        return runs.get(pk=int(run_id))
     except (TypeError, ValueError, TrainingRun.DoesNotExist):
         raise ValidationError(
             {"run": f"run {run_id!r} is not a {JobStatus.SUCCEEDED.label.lower()} training run"}
