@@ -37,6 +37,7 @@ chromium:
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: $(STAMP)
 	$(BIN)/ruff format .
@@ -45,6 +46,7 @@ format: $(STAMP)
 test: $(STAMP) services chromium
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) \
 	  MERSV_VAR_DIR=$(CURDIR)/var/test CHROMIUM=$$(command -v chromium) \
 	  $(BIN)/pytest $(PYTEST_ARGS)

@@ -34,13 +34,13 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     return response
 
 
-def field_validator(check: Callable[[Any], Any]) -> Callable[[object], object]:
+def field_validator(check: Callable[[Any], Any]) -> Callable[[Any], None]:
     """A DRF field validator from a service's check (one set of rules): its ServiceError
     becomes the field's error, as a serializer's own validation would."""
 
-    def validate(value: object) -> object:
+    def validate(value: object) -> None:  # DRF ignores what a validator returns
         try:
-            return check(value)
+            check(value)
         except ServiceError as exc:
             raise serializers.ValidationError(str(exc)) from None
 

@@ -121,7 +121,7 @@ def naive_distributions() -> list[dict[str, object]]:
     """The slow way: one query per clip and pure Python statistics."""
     from annotation.models import Clip, Rating
 
-    out = []
+    out: list[dict[str, object]] = []
     for clip in Clip.objects.order_by("external_id"):
         grades = list(Rating.objects.filter(clip=clip).values_list("grade", flat=True))
         counts = Counter(grades)
@@ -132,10 +132,14 @@ def naive_distributions() -> list[dict[str, object]]:
         p = {g: counts[g] / n for g in "ABCDE"} if n else None
         entropy = -sum(v * math.log2(v) for v in p.values() if v) if p else math.nan
         mode = max("ABCDE", key=lambda g: counts[g]) if n else ""
-        out.append(
-            {"clip_id": clip.external_id, "p": p, "mean": mean, "std": std, "mode": mode}
-            | {"entropy": entropy}
-        )
+        row: dict[str, object] = {
+            "clip_id": clip.external_id,
+            "p": p,
+            "mean": mean,
+            "std": std,
+            "mode": mode,
+        }
+        out.append(row | {"entropy": entropy})
     return out
 
 

@@ -163,9 +163,9 @@ def run(data_dir: Path, out_root: Path, *, mode: str) -> None:
         for stage, seconds in output.stage_seconds.items():
             stage_seconds[stage] += seconds
         truth = truth_tracks[row.clip_id]
-        error = np.linalg.norm(output.clips[0].track - truth, axis=1)
-        errors.append(error)
-        errors_by_motion[motion_types[row.clip_id]].append(float(error.mean()))
+        track_error = np.linalg.norm(output.clips[0].track - truth, axis=1)
+        errors.append(track_error)
+        errors_by_motion[motion_types[row.clip_id]].append(float(track_error.mean()))
         true_speed = kinematics(truth, fps=row.fps, pixel_size_um=row.pixel_size_um).vcl
         speed_errors.append(output.clips[0].kinematics.vcl - true_speed)
 

@@ -179,6 +179,7 @@ def main() -> None:
     # Clips to grade: rows only (the API serves their URLs; the clients never fetch the files),
     # spread over ten patients so that the dataset version can fold them by patient.
     source = Clip.objects.first()
+    assert source is not None, "the import above made no clip"
     # The source clip's files and measures; identity, votes and retirement start afresh.
     fields = {
         f.attname: getattr(source, f.attname)
@@ -304,7 +305,7 @@ def main() -> None:
         s for t, _, _, status, s in votes if status == 201 and training_from and t > training_from
     ]
     after_back = [t for t, _, _, status, _ in votes if status == 201 and t > back_at]
-    errors = {}
+    errors: dict[int, int] = {}
     for _, _, _, status, _ in log:
         if status not in (200, 201):
             errors[status] = errors.get(status, 0) + 1

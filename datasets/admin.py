@@ -15,7 +15,7 @@ class DatasetClipInline(admin.TabularInline):
     readonly_fields = fields
     show_change_link = False
 
-    def has_add_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+    def has_add_permission(self, request, obj=None) -> bool:
         return False
 
 
@@ -27,11 +27,11 @@ class DatasetVersionAdmin(admin.ModelAdmin):
     inlines = [DatasetClipInline]
     actions = None  # no bulk delete of versions
 
-    def has_add_permission(self, request) -> bool:  # type: ignore[no-untyped-def]
+    def has_add_permission(self, request) -> bool:
         return False  # versions are built by curators through the page, API or command
 
-    def has_change_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+    def has_change_permission(self, request, obj=None) -> bool:
         return obj is None or not obj.frozen
 
-    def has_delete_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+    def has_delete_permission(self, request, obj=None) -> bool:
         return obj is not None and not obj.frozen

@@ -14,6 +14,7 @@ from rest_framework.views import APIView
 
 from annotation.access.audit import audit_record
 from annotation.access.permissions import IsCurator
+from annotation.access.roles import signed_in
 from datasets import selectors, services
 from datasets.models import DatasetVersion
 
@@ -61,7 +62,9 @@ class DatasetVersionListCreateApi(generics.ListAPIView):
     def post(self, request: Request) -> Response:
         data = DatasetVersionCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        version = services.dataset_version_create(created_by=request.user, **data.validated_data)
+        version = services.dataset_version_create(
+            created_by=signed_in(request), **data.validated_data
+        )
         return Response(DatasetVersionSerializer(version).data, status=status.HTTP_201_CREATED)
 
 

@@ -99,6 +99,7 @@ def _figure3_text(figure3: Mapping[str, object]) -> str:
     if not all(k in figure3 for k in _JOINT_HISTOGRAM_KEYS):
         return _bullets(figure3)
     mean_edges, std_edges, counts = (figure3[k] for k in _JOINT_HISTOGRAM_KEYS)
+    # The figure's values come from the summary's JSON: edges are lists of numbers here.
     table = pd.DataFrame(
         counts,
         index=pd.Index(_bin_labels(mean_edges), name="mean / std"),  # type: ignore[arg-type]
@@ -177,7 +178,7 @@ def _bullets(mapping: Mapping[str, object], indent: int = 0) -> str:
         nested = isinstance(value, Mapping) and value and not set(value) <= set(GRADES)
         if nested:
             lines.append(f"{' ' * indent}- {_label(key)}:")
-            lines.append(_bullets(value, indent + 2))  # type: ignore[arg-type]
+            lines.append(_bullets(value, indent + 2))  # type: ignore[arg-type]  # a Mapping: nested
         else:
             lines.append(f"{' ' * indent}- {_label(key)}: {_format_value(value)}")
     return "\n".join(lines)
@@ -214,7 +215,7 @@ def _agreement_table(agreement: Mapping[str, object]) -> str:
         estimate = entry[estimate_key] if estimate_key is not None else None
         interval = ""
         if "ci_low" in entry and "ci_high" in entry:
-            level = float(entry.get("confidence", 0.95))  # type: ignore[arg-type]
+            level = float(entry.get("confidence", 0.95))
             interval = (
                 f"{level * 100:g}% CI {_format_value(entry['ci_low'])} .. "
                 f"{_format_value(entry['ci_high'])}"

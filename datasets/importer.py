@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -36,6 +37,9 @@ from annotation.exchange import (
 )
 from annotation.grades import GRADES
 from annotation.models import Clip, Rating, RatingChange, Video
+
+if TYPE_CHECKING:
+    from annotation.ingest.pipeline import IngestConfig, VideoOutput
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 MAX_ROWS = 2_000_000
@@ -91,7 +95,7 @@ class ImportResult:
     untrackable: list[str] = field(default_factory=list)  # skipped videos, with the reason
 
 
-def _read_csv(path: Path, required: tuple[str, ...], problems: list[str]) -> list[dict]:
+def _read_csv(path: Path, required: tuple[str, ...], problems: list[str]) -> list[dict[str, str]]:
     if not path.is_file():
         problems.append(f"{path.name}: file not found in the data set folder")
         return []
@@ -210,17 +214,17 @@ def dataset_validate(root: Path) -> ImportPlan:
         c.external_id: c
         for c in Clip.objects.filter(external_id__in=seen_clips).select_related("video")
     }
-    for row in clips:
-        clip = existing.get(row.clip_id)
+    for entry in clips:
+        clip = existing.get(entry.clip_id)
         if clip is None:
-            plan.new_videos.setdefault(row.video, []).append(row)
-        elif abs(clip.start_x - row.x) > 1e-6 or abs(clip.start_y - row.y) > 1e-6:
+            plan.new_videos.setdefault(entry.video, []).append(entry)
+        elif abs(clip.start_x - entry.x) > 1e-6 or abs(clip.start_y - entry.y) > 1e-6:
             problems.append(
-                f"clips.csv line {row.line}: clip_id {row.clip_id!r} already exists "
+                f"clips.csv line {entry.line}: clip_id {entry.clip_id!r} already exists "
                 "with another target point; give the new clip another id"
             )
         else:
-            plan.existing_clip_ids.add(row.clip_id)
+            plan.existing_clip_ids.add(entry.clip_id)
     n_frames = settings.INGEST_N_FRAMES
     for video, rows in plan.new_videos.items():
         try:
@@ -233,10 +237,10 @@ def dataset_validate(root: Path) -> ImportPlan:
                 f"clips.csv line {rows[0].line}: video {video!r} has {info.frame_count} "
                 f"frames but {n_frames} are needed"
             )
-        for row in rows:
-            if not (row.x < info.width and row.y < info.height):
+        for entry in rows:
+            if not (entry.x < info.width and entry.y < info.height):
                 problems.append(
-                    f"clips.csv line {row.line}: the target point ({row.x}, {row.y}) lies "
+                    f"clips.csv line {entry.line}: the target point ({entry.x}, {entry.y}) lies "
                     f"outside the {info.width}x{info.height} frame of {video!r}"
                 )
     _plan_ratings(plan, problems)
@@ -290,7 +294,7 @@ def dataset_import(
     config = services.ingest_config()
     media_root = Path(settings.MEDIA_ROOT)
     staging = media_root / "clips" / f".import-{uuid.uuid4().hex}"
-    outputs = {}
+    outputs: dict[str, tuple[VideoOutput, Path]] = {}
     untrackable: list[str] = []
     try:
         total = len(plan.new_videos)
@@ -332,7 +336,12 @@ def dataset_import(
     return result
 
 
-def _write(plan: ImportPlan, outputs: dict, config, staging: Path) -> ImportResult:  # type: ignore[no-untyped-def]
+def _write(
+    plan: ImportPlan,
+    outputs: dict[str, tuple[VideoOutput, Path]],
+    config: IngestConfig,
+    staging: Path,
+) -> ImportResult:
     from annotation.access.accounts import user_create
     from annotation.ingest import services
 
@@ -405,7 +414,7 @@ def _write(plan: ImportPlan, outputs: dict, config, staging: Path) -> ImportResu
     )
 
 
-def _rebase(output, old: Path, new: Path):  # type: ignore[no-untyped-def]
+def _rebase(output: VideoOutput, old: Path, new: Path) -> VideoOutput:
     """The pipeline's output with its paths moved from the staging folder to the final one."""
     from dataclasses import replace
 

@@ -9,6 +9,8 @@ Immutability is enforced here (save/delete/queryset updates refuse) and in the d
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.db import models
 
@@ -28,12 +30,12 @@ class _FrozenQuerySet(models.QuerySet):
     def _frozen_rows(self) -> bool:
         return self.filter(**{self.version_field: True}).exists()
 
-    def update(self, **kwargs):  # type: ignore[no-untyped-def]
+    def update(self, **kwargs: Any) -> int:
         if self._frozen_rows():
             raise FrozenError("a frozen dataset version cannot be changed")
         return super().update(**kwargs)
 
-    def delete(self):  # type: ignore[no-untyped-def]
+    def delete(self) -> tuple[int, dict[str, int]]:
         if self._frozen_rows():
             raise FrozenError("a frozen dataset version cannot be deleted")
         return super().delete()
@@ -86,12 +88,12 @@ class DatasetVersion(models.Model):
     def __str__(self) -> str:
         return self.name
 
-    def save(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def save(self, *args: Any, **kwargs: Any) -> None:
         if self.pk and DatasetVersion.objects.filter(pk=self.pk, frozen=True).exists():
             raise FrozenError(f"dataset version {self.name!r} is frozen and cannot be changed")
         super().save(*args, **kwargs)
 
-    def delete(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
         if DatasetVersion.objects.filter(pk=self.pk, frozen=True).exists():
             raise FrozenError(f"dataset version {self.name!r} is frozen and cannot be deleted")
         return super().delete(*args, **kwargs)
@@ -103,12 +105,14 @@ class _FrozenChild(models.Model):
     class Meta:
         abstract = True
 
-    def save(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # version_id: every concrete child has a `version` foreign key; the abstract base has none.
         if DatasetVersion.objects.filter(pk=self.version_id, frozen=True).exists():  # type: ignore[attr-defined]
             raise FrozenError("a frozen dataset version cannot be changed")
         super().save(*args, **kwargs)
 
-    def delete(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        # version_id: every concrete child has a `version` foreign key; the abstract base has none.
         if DatasetVersion.objects.filter(pk=self.version_id, frozen=True).exists():  # type: ignore[attr-defined]
             raise FrozenError("a frozen dataset version cannot be changed")
         return super().delete(*args, **kwargs)

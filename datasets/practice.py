@@ -41,9 +41,7 @@ from annotation.grading.checks import grade_check, time_spent_check
 from datasets.models import DatasetClip, DatasetVersion, TraineeRating, TrainingSet
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser
-
-    User = AbstractBaseUser
+    from django.contrib.auth.models import User
 
 
 class AlreadyGradedError(ConflictError):

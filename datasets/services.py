@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from django.conf import settings
-from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import User
 from django.db import transaction
-from django.db.models import Count, F
+from django.db.models import Count, F, QuerySet
 from django.http import StreamingHttpResponse
 from django.utils import timezone
 
@@ -48,7 +48,7 @@ from datasets.models import (
     DatasetVersion,
     FrozenError,
 )
-from datasets.splits import assign_folds
+from datasets.splits import FoldAssignment, assign_folds
 
 log = logging.getLogger(__name__)
 Progress = Callable[[float, str], None]
@@ -89,7 +89,7 @@ def export_download_response(version: DatasetVersion) -> StreamingHttpResponse:
 def dataset_version_create(
     *,
     name: str,
-    created_by: AbstractUser | None,
+    created_by: User | None,
     min_votes: int = 1,
     retired_only: bool = False,
     created_from: datetime | None = None,
@@ -138,7 +138,7 @@ def dataset_version_create(
     return version
 
 
-def clips_selected(filters: dict[str, Any]):  # type: ignore[no-untyped-def]
+def clips_selected(filters: dict[str, Any]) -> QuerySet[Clip]:
     """The clips a version's filters select: ready videos, enough votes, optional filters."""
     clips = Clip.objects.filter(
         video__status=Video.Status.READY, votes_total__gte=max(1, filters.get("min_votes", 1))
@@ -225,7 +225,9 @@ def dataset_version_fail(*, version_id: int, error: str) -> None:
     )
 
 
-def _freeze(version: DatasetVersion, clips: list[Clip], ratings: list) -> dict[str, Any]:  # type: ignore[type-arg]
+def _freeze(
+    version: DatasetVersion, clips: list[Clip], ratings: list[tuple[str, str, str]]
+) -> dict[str, Any]:
     """Every table of the version, computed once from the snapshot (plain pandas)."""
     salt = version.pseudonym_salt
     clip_ids = [c.external_id for c in clips]
@@ -313,7 +315,7 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def _datasheet(version: DatasetVersion, summary: dict[str, Any], folds) -> str:  # type: ignore[no-untyped-def]
+def _datasheet(version: DatasetVersion, summary: dict[str, Any], folds: FoldAssignment) -> str:
     return render_datasheet(
         name=version.name,
         content_hash_note="sha256 of MANIFEST.sha256 (shown on the version page and in the API)",

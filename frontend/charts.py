@@ -215,7 +215,9 @@ def distribution_bars(
     shares: list[dict[str, float] | None] = []
     for _, values in series:
         total = sum(float(values.get(g, 0.0)) for g in grades) if values else 0.0
-        shares.append({g: float(values.get(g, 0.0)) / total for g in grades} if total else None)
+        shares.append(
+            {g: float(values.get(g, 0.0)) / total for g in grades} if values and total else None
+        )
     groups = []
     for gi, grade in enumerate(grades):
         bars = []

@@ -8,7 +8,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
 from annotation.access.audit import audit_record
-from annotation.access.roles import CURATOR
+from annotation.access.roles import CURATOR, signed_in
 from datasets import selectors, services
 from datasets.models import DatasetVersion
 from frontend.charts import bar_chart
@@ -35,7 +35,9 @@ def dataset_list(request: HttpRequest) -> HttpResponse:
     form = DatasetVersionForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         with refusal_shown(request, form=form) as refused:
-            version = services.dataset_version_create(created_by=request.user, **form.cleaned_data)
+            version = services.dataset_version_create(
+                created_by=signed_in(request), **form.cleaned_data
+            )
         if not refused:
             return redirect("dataset-detail", name=version.name)
     versions = DatasetVersion.objects.all()

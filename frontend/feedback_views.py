@@ -9,7 +9,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
-from annotation.access.roles import CURATOR, EXPERT
+from annotation.access.roles import CURATOR, EXPERT, signed_in
 from annotation.grades import GRADES
 from annotation.models import Video
 from frontend.charts import distribution_bars
@@ -20,7 +20,7 @@ from modeling import feedback
 @require_GET
 @role_required(EXPERT, admins=False)  # an expert's own grades
 def grade_compare(request: HttpRequest) -> HttpResponse:
-    rows = feedback.expert_comparison(expert=request.user)
+    rows = feedback.expert_comparison(expert=signed_in(request))
     page = Paginator(rows, 25).get_page(request.GET.get("page"))
     items = [(row, _compare_chart(row)) for row in page.object_list]
     return render(request, "frontend/grade_compare.html", {"page": page, "items": items})

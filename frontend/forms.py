@@ -21,7 +21,7 @@ class VideoUploadForm(forms.Form):
         help_text="Click the target sperm on the first frame (several clicks tag several).",
     )
 
-    def clean_file(self):  # type: ignore[no-untyped-def]
+    def clean_file(self):
         upload = self.cleaned_data["file"]
         limit = settings.MAX_UPLOAD_MB * 1024 * 1024
         if upload.size > limit:

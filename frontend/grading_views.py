@@ -9,7 +9,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 
-from annotation.access.roles import EXPERT
+from annotation.access.roles import EXPERT, signed_in
 from annotation.grades import GRADE_DESCRIPTIONS, GRADES
 from annotation.grading import answers as grading
 from annotation.models import CannotJudge
@@ -23,7 +23,7 @@ CHART_HEIGHT = 120
 @require_GET
 @role_required(EXPERT, admins=False)  # grades count: experts only
 def grade(request: HttpRequest) -> HttpResponse:
-    clip = grading.clip_next_for_expert(expert=request.user)
+    clip = grading.clip_next_for_expert(expert=signed_in(request))
     config = {
         "urls": {
             "next": reverse("api-grading-next"),
@@ -44,7 +44,7 @@ def grade(request: HttpRequest) -> HttpResponse:
         "clip": ClipPlayerSerializer(clip).data if clip else None,
         "config": config,
         "player": {"size": clip.crop_size if clip else settings.INGEST_CROP_SIZE},
-        "progress": grading.grading_progress(expert=request.user),
+        "progress": grading.grading_progress(expert=signed_in(request)),
         "grades": [(g, GRADE_DESCRIPTIONS[g]) for g in GRADES],
         "reasons": CannotJudge.Reason.choices,
         "other_reason": CannotJudge.Reason.OTHER.value,
@@ -56,7 +56,7 @@ def grade(request: HttpRequest) -> HttpResponse:
 @require_GET
 @role_required(EXPERT, admins=False)  # grades count: experts only
 def grade_summary(request: HttpRequest) -> HttpResponse:
-    summary = grading.grading_session_summary(expert=request.user)
+    summary = grading.grading_session_summary(expert=signed_in(request))
     top = max(summary.grade_counts.values()) or 1
     bars = [
         {
@@ -75,6 +75,6 @@ def grade_summary(request: HttpRequest) -> HttpResponse:
         "chart_height": CHART_HEIGHT + 40,
         "label_y": CHART_HEIGHT + 30,
         "idle_hours": settings.GRADING_SESSION_IDLE_HOURS,
-        "progress": grading.grading_progress(expert=request.user),
+        "progress": grading.grading_progress(expert=signed_in(request)),
     }
     return render(request, "frontend/grade_summary.html", context)

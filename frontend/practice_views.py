@@ -9,7 +9,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
-from annotation.access.roles import CURATOR, TRAINEE
+from annotation.access.roles import CURATOR, TRAINEE, signed_in
 from annotation.grades import GRADE_DESCRIPTIONS, GRADES
 from annotation.player import clip_player
 from datasets import practice
@@ -29,7 +29,8 @@ def _set_id(request: HttpRequest) -> int | None:
 @role_required(TRAINEE)
 def practice_page(request: HttpRequest) -> HttpResponse:
     """GET: the next practice clip, blind. POST: grade it, then see the feedback."""
-    practice_set = practice.trainee_set_current(trainee=request.user, set_id=_set_id(request))
+    practice_set = practice.trainee_set_current(trainee=signed_in(request), set_id=_set_id(request))
+    dclip: DatasetClip | None
     if request.method == "POST" and practice_set is not None:
         dclip = get_object_or_404(
             DatasetClip, version=practice_set.version, clip_external_id=request.POST.get("clip_id")
@@ -37,7 +38,7 @@ def practice_page(request: HttpRequest) -> HttpResponse:
         with refusal_shown(request, also=(ValueError,)) as refused:
             try:
                 rating = practice.trainee_rating_submit(
-                    trainee=request.user,
+                    trainee=signed_in(request),
                     practice_set=practice_set,
                     dataset_clip=dclip,
                     grade=request.POST.get("grade", ""),
@@ -49,7 +50,7 @@ def practice_page(request: HttpRequest) -> HttpResponse:
             return redirect(f"{request.path}?set={practice_set.pk}")
         return redirect("practice-feedback", pk=rating.pk)
     dclip = (
-        practice.trainee_clip_next(trainee=request.user, practice_set=practice_set)
+        practice.trainee_clip_next(trainee=signed_in(request), practice_set=practice_set)
         if practice_set
         else None
     )
@@ -59,7 +60,7 @@ def practice_page(request: HttpRequest) -> HttpResponse:
         "dclip": dclip,
         "player": clip_player(dclip.clip) if dclip else None,
         "remaining": (
-            practice.practice_set_remaining(trainee=request.user, practice_set=practice_set)
+            practice.practice_set_remaining(trainee=signed_in(request), practice_set=practice_set)
             if practice_set
             else 0
         ),
@@ -75,7 +76,7 @@ def practice_feedback(request: HttpRequest, pk: int) -> HttpResponse:
     rating = get_object_or_404(
         TraineeRating.objects.select_related("dataset_clip__clip__video", "training_set"),
         pk=pk,
-        trainee=request.user,
+        trainee=signed_in(request),
     )
     found = practice.trainee_feedback(rating=rating)
     prediction = feedback.trainee_prediction(
@@ -96,7 +97,7 @@ def practice_feedback(request: HttpRequest, pk: int) -> HttpResponse:
         "player": clip_player(rating.dataset_clip.clip),
         "grades": [(g, GRADE_DESCRIPTIONS[g], found.p[g]) for g in GRADES],
         "remaining": practice.practice_set_remaining(
-            trainee=request.user, practice_set=rating.training_set
+            trainee=signed_in(request), practice_set=rating.training_set
         ),
     }
     return render(request, "frontend/practice_feedback.html", context)
@@ -125,7 +126,7 @@ def _confusion_rows(confusion: list[list[int]]) -> list[tuple[str, list[tuple[in
 @require_GET
 @role_required(TRAINEE)
 def practice_progress(request: HttpRequest) -> HttpResponse:
-    progress = practice.trainee_progress(trainee=request.user)
+    progress = practice.trainee_progress(trainee=signed_in(request))
     context = {
         "progress": progress,
         "chart": _progress_chart(progress),
@@ -146,7 +147,7 @@ def trainee_list(request: HttpRequest) -> HttpResponse:
                 name=request.POST.get("name", ""),
                 version=version,
                 min_votes=int(request.POST.get("min_votes") or 1),
-                created_by=request.user,
+                created_by=signed_in(request),
             )
         if not refused:
             messages.success(request, f"practice set {practice_set.name} opened")

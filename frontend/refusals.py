@@ -45,7 +45,7 @@ def refusal_shown(
     refusal = Refusal()
     try:
         yield refusal
-    except (ServiceError, *also) as exc:
+    except (ServiceError, *also) as exc:  # type: ignore[misc]  # mypy misreads a starred tuple
         refusal.error = exc
         if form is not None:
             form.add_error(None, str(exc))

@@ -17,7 +17,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.safestring import SafeString, mark_safe
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from annotation.access.roles import CURATOR
+from annotation.access.roles import CURATOR, signed_in
 from datasets.models import DatasetVersion
 from frontend.refusals import refusal_shown
 from frontend.views import role_required
@@ -52,7 +52,7 @@ def training_option_form_fields(
         common: dict[str, Any] = {
             "initial": option.surface_default, "help_text": option.help, "label": option.spec.label,
         }  # fmt: skip
-        bounds = {"min_value": option.spec.min, "max_value": option.spec.max}
+        bounds: dict[str, Any] = {"min_value": option.spec.min, "max_value": option.spec.max}
         if option.kind is bool and option.blank_allowed:
             generated[option.name] = forms.NullBooleanField(required=False, **common)
         elif option.kind is bool:
@@ -154,7 +154,7 @@ def training_run_list(request: HttpRequest) -> HttpResponse:
             version=data["dataset"],
             name=data["name"] or None,
             config=form.training_config(),
-            created_by=request.user,
+            created_by=signed_in(request),
         ),
     )
     if run is not None:
@@ -199,7 +199,7 @@ def _run_action(
 @role_required(CURATOR)
 def training_run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     def cancel(run: TrainingRun) -> str:
-        run = services.training_run_cancel(run=run, by=request.user)
+        run = services.training_run_cancel(run=run, by=signed_in(request))
         return "run cancelled" if run.status == JobStatus.CANCELLED else "stopping the run…"
 
     return _run_action(request, pk, cancel)
@@ -244,7 +244,7 @@ def experiment_grid_list(request: HttpRequest) -> HttpResponse:
             preset=config.pop("preset", services.training_option_default("preset")),
             epochs=config.pop("epochs", services.training_option_default("epochs")),
             base_config=config,
-            created_by=request.user,
+            created_by=signed_in(request),
         )
 
     grid = _start_from_form(request, form, start)
@@ -279,6 +279,6 @@ def experiment_grid_detail(request: HttpRequest, pk: int) -> HttpResponse:
 def experiment_grid_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     grid = get_object_or_404(ExperimentGrid, pk=pk)
     with refusal_shown(request):
-        services.experiment_grid_cancel(grid=grid, by=request.user)
+        services.experiment_grid_cancel(grid=grid, by=signed_in(request))
         messages.success(request, "the grid's unfinished runs are being cancelled")
     return redirect("experiment-grid-detail", pk=grid.pk)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.contrib import messages
@@ -16,7 +17,14 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils._os import safe_join
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from annotation.access.roles import CURATOR, EXPERT, TRAINEE, user_has_role, user_role
+from annotation.access.roles import (
+    CURATOR,
+    EXPERT,
+    TRAINEE,
+    signed_in,
+    user_has_role,
+    user_role,
+)
 from annotation.aggregation import selectors
 from annotation.grades import GRADES
 from annotation.grading import field_guide
@@ -27,6 +35,9 @@ from frontend.charts import distribution_bars
 from frontend.forms import VideoUploadForm
 from frontend.refusals import refusal_shown
 
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AnonymousUser, User
+
 
 def role_required(*roles: str, admins: bool = True) -> Callable:
     """Logged-in users of these roles (and admins, unless admins=False) or 403.
@@ -36,10 +47,10 @@ def role_required(*roles: str, admins: bool = True) -> Callable:
     copies the attribute onto decorators applied above this one (require_GET and the like).
     """
 
-    def allows(user: object) -> bool:
+    def allows(user: User | AnonymousUser | None) -> bool:
         if user is None or not getattr(user, "is_authenticated", False):
             return False
-        return user_has_role(user, *roles) if admins else user_role(user) in roles  # type: ignore[arg-type]
+        return user_has_role(user, *roles) if admins else user_role(user) in roles
 
     def decorator(view: Callable) -> Callable:
         @wraps(view)
@@ -49,6 +60,7 @@ def role_required(*roles: str, admins: bool = True) -> Callable:
                 raise PermissionDenied("your role does not allow this page")
             return view(request, *args, **kwargs)
 
+        # Read by frontend/navigation.py; a function attribute the type of a view does not have.
         wrapped.role_allows = allows  # type: ignore[attr-defined]
         return wrapped
 
@@ -119,7 +131,7 @@ def clip_reference(request: HttpRequest, clip_id: str) -> HttpResponse:
     with refusal_shown(request):
         if action == "add":
             reference = field_guide.reference_clip_add(
-                curator=request.user,
+                curator=signed_in(request),
                 clip=clip,
                 grade=request.POST.get("grade", ""),
                 note=request.POST.get("note", ""),
@@ -127,7 +139,7 @@ def clip_reference(request: HttpRequest, clip_id: str) -> HttpResponse:
             messages.success(request, f"Clip {clip_id} is in the guide as grade {reference.grade}.")
         elif action == "remove":
             reference = get_object_or_404(ReferenceClip, clip=clip)
-            field_guide.reference_clip_remove(curator=request.user, reference=reference)
+            field_guide.reference_clip_remove(curator=signed_in(request), reference=reference)
             messages.success(request, f"Clip {clip_id} is no longer in the field guide.")
         else:
             messages.error(request, "choose to add the clip to the field guide or remove it")
@@ -164,7 +176,7 @@ def video_upload(request: HttpRequest) -> HttpResponse:
                 patient_code=form.cleaned_data["patient_code"],
                 pixel_size_um=form.cleaned_data["pixel_size_um"],
                 targets=[services.Target(**t) for t in form.cleaned_data["targets"]],
-                uploaded_by=request.user,
+                uploaded_by=signed_in(request),
             )
         if not refused:
             return redirect("video-detail", pk=video.pk)

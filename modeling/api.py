@@ -29,6 +29,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation.access.permissions import IsCurator
+from annotation.access.roles import signed_in
 from annotation.aggregation.api import CsvRenderer
 from datasets.models import DatasetVersion
 from modeling import selectors, services
@@ -54,7 +55,7 @@ def training_option_fields(
         }  # fmt: skip
         if option.spec.label:
             common["label"] = option.spec.label
-        bounds = {"min_value": option.spec.min, "max_value": option.spec.max}
+        bounds: dict[str, Any] = {"min_value": option.spec.min, "max_value": option.spec.max}
         if option.kind is bool:
             generated[option.name] = serializers.BooleanField(**common)
         elif option.spec.choices:
@@ -65,7 +66,9 @@ def training_option_fields(
             generated[option.name] = serializers.FloatField(**bounds, **common)
         else:
             generated[option.name] = serializers.CharField(
-                max_length=option.spec.max_length, **common
+                # DRF takes max_length=None (no limit); its stub says int.
+                max_length=option.spec.max_length,  # type: ignore[arg-type]
+                **common,
             )
     return generated
 
@@ -186,9 +189,8 @@ class ExperimentGridSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_runs(self, grid: ExperimentGrid) -> list[dict[str, Any]]:
-        return list(
-            grid.runs.order_by("pk").values("id", "name", "status", "progress", "metrics_mean")
-        )
+        rows = grid.runs.order_by("pk").values("id", "name", "status", "progress", "metrics_mean")
+        return [dict(row) for row in rows]
 
 
 class TrainingRunListCreateApi(generics.ListAPIView):
@@ -206,7 +208,7 @@ class TrainingRunListCreateApi(generics.ListAPIView):
             version=data.validated_data["dataset"],
             name=data.validated_data.get("name") or None,
             config=data.training_config(),
-            created_by=request.user,
+            created_by=signed_in(request),
         )
         return Response(TrainingRunSerializer(run).data, status=status.HTTP_201_CREATED)
 
@@ -236,7 +238,7 @@ class TrainingRunCancelApi(APIView):
     def post(self, request: Request, pk: int) -> Response:
         """Cancel a pending run, or ask a running one to stop; its checkpoints are kept."""
         run = get_object_or_404(TrainingRun, pk=pk)
-        run = services.training_run_cancel(run=run, by=request.user)
+        run = services.training_run_cancel(run=run, by=signed_in(request))
         return Response(TrainingRunSerializer(run).data)
 
 
@@ -317,7 +319,7 @@ class ExperimentGridListCreateApi(generics.ListAPIView):
             preset=config.pop("preset", services.training_option_default("preset")),
             epochs=config.pop("epochs", services.training_option_default("epochs")),
             base_config=config,
-            created_by=request.user,
+            created_by=signed_in(request),
         )
         return Response(ExperimentGridSerializer(grid).data, status=status.HTTP_201_CREATED)
 
@@ -335,5 +337,5 @@ class ExperimentGridCancelApi(APIView):
     def post(self, request: Request, pk: int) -> Response:
         """Cancel the grid's unfinished runs; the grid then ends with a report of the others."""
         grid = get_object_or_404(ExperimentGrid, pk=pk)
-        grid = services.experiment_grid_cancel(grid=grid, by=request.user)
+        grid = services.experiment_grid_cancel(grid=grid, by=signed_in(request))
         return Response(ExperimentGridSerializer(grid).data)

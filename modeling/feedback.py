@@ -22,9 +22,7 @@ from datasets.models import TrainingSet
 from modeling.models import P_FIELDS, JobStatus, Prediction, TrainingRun
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser
-
-    User = AbstractBaseUser
+    from django.contrib.auth.models import User
 
 
 def _p(prediction: Prediction | None) -> dict[str, float] | None:

@@ -8,6 +8,8 @@ answer to their own grade. Views parse, check the role, call one service or sele
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
@@ -17,6 +19,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation.access.permissions import IsTrainee
+from annotation.access.roles import signed_in
 from annotation.grades import GRADES
 from annotation.grading.checks import MAX_TIME_SPENT_MS
 from annotation.player import ClipPlayerSerializer
@@ -26,10 +29,13 @@ from modeling import feedback
 from modeling.models import Prediction
 from modeling.triage_api import GradeMapField
 
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
-def _practice_set(trainee, set_id: object) -> TrainingSet:  # type: ignore[no-untyped-def]
+
+def _practice_set(trainee: User, set_id: str | None) -> TrainingSet:
     try:
-        wanted = None if set_id in (None, "") else int(set_id)  # type: ignore[arg-type]
+        wanted = None if not set_id else int(set_id)
     except (TypeError, ValueError):
         raise ValidationError({"set": "give the practice set's id, a whole number"}) from None
     found = practice.trainee_set_current(trainee=trainee, set_id=wanted)
@@ -54,15 +60,15 @@ class PracticeNextApi(APIView):
         responses={200: PracticeClipOutputSerializer, 204: OpenApiResponse()},
     )
     def get(self, request: Request) -> Response:
-        practice_set = _practice_set(request.user, request.query_params.get("set"))
-        dclip = practice.trainee_clip_next(trainee=request.user, practice_set=practice_set)
+        practice_set = _practice_set(signed_in(request), request.query_params.get("set"))
+        dclip = practice.trainee_clip_next(trainee=signed_in(request), practice_set=practice_set)
         if dclip is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         answer = {
             "practice_set": practice_set,
             "dataset_clip": dclip,
             "remaining": practice.practice_set_remaining(
-                trainee=request.user, practice_set=practice_set
+                trainee=signed_in(request), practice_set=practice_set
             ),
         }
         return Response(PracticeClipOutputSerializer(answer).data)
@@ -137,7 +143,7 @@ class PracticeRatingSubmitApi(APIView):
             clip_external_id=data.validated_data["clip_id"],
         )
         rating = practice.trainee_rating_submit(
-            trainee=request.user,
+            trainee=signed_in(request),
             practice_set=practice_set,
             dataset_clip=dclip,
             grade=data.validated_data["grade"],
@@ -176,5 +182,5 @@ class PracticeProgressApi(APIView):
 
     @extend_schema(operation_id="practice_progress", responses=TraineeProgressOutputSerializer)
     def get(self, request: Request) -> Response:
-        progress = practice.trainee_progress(trainee=request.user)
+        progress = practice.trainee_progress(trainee=signed_in(request))
         return Response(TraineeProgressOutputSerializer(progress).data)

@@ -331,6 +331,10 @@ def _rank_tables(
     results: Sequence[SettingResult], *, number: int, metrics: Sequence[str], what: str
 ) -> list[Table]:
     """Table ``number`` (per backbone) and ``number + 1`` (per loss) on ``metrics``."""
+    factors: tuple[tuple[Literal["backbone", "loss"], str], ...] = (
+        ("backbone", "loss"),
+        ("loss", "backbone"),
+    )
     return [
         rank_table(
             average_ranks(results, by=by, metrics=metrics),
@@ -338,7 +342,7 @@ def _rank_tables(
             factor_label=by.capitalize(),
             other_label=other,
         )
-        for i, (by, other) in enumerate((("backbone", "loss"), ("loss", "backbone")))
+        for i, (by, other) in enumerate(factors)
     ]
 
 

@@ -77,7 +77,8 @@ def run_logs(run: TrainingRun) -> dict[str, list[dict[str, Any]]]:
     for record in EpochRecord.objects.filter(run=run).values(
         "fold", "epoch", "train_loss", "val_loss", "val_hi", "val_emd", "best_epoch", "seconds"
     ):
-        logs[str(record.pop("fold"))].append(record)
+        row: dict[str, Any] = dict(record)
+        logs[str(row.pop("fold"))].append(row)
     return dict(logs)
 
 
@@ -267,6 +268,7 @@ def grid_report(grid: ExperimentGrid) -> GridReport:
         intro.append(
             f"Figures of the setting with the highest mean HI: {best.label} (run {best.run_id})."
         )
+        assert best.run_id is not None  # grid_results reads stored runs only
         figures += run_figures(TrainingRun.objects.get(pk=best.run_id))
     return GridReport(
         title=f"Experiment grid {grid.pk}: {grid.name}",

@@ -40,9 +40,9 @@ from typing import Any
 import numpy as np
 import torch
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from annotation.access.audit import audit_record
@@ -165,7 +165,7 @@ def training_run_start(
     *,
     version: DatasetVersion,
     config: Mapping[str, Any],
-    created_by: AbstractBaseUser | None,
+    created_by: User | None,
     name: str | None = None,
     grid: ExperimentGrid | None = None,
     enqueue: bool = True,
@@ -201,7 +201,7 @@ def _enqueue_run(run_id: int) -> None:
     transaction.on_commit(lambda: train_run.delay(run_id))
 
 
-def training_run_cancel(*, run: TrainingRun, by: AbstractBaseUser | None) -> TrainingRun:
+def training_run_cancel(*, run: TrainingRun, by: User | None) -> TrainingRun:
     """A pending run is cancelled at once; a running one is asked to stop (its worker sees
     the request within a few seconds and keeps the checkpoints)."""
     who = f" by {by.get_username()}" if by is not None else ""
@@ -327,7 +327,7 @@ class _RunReporter:
         self.cancel_seen = False
         self.last_write = self.last_check = self.last_heartbeat = -math.inf
 
-    def runs(self):  # type: ignore[no-untyped-def]
+    def runs(self) -> QuerySet[TrainingRun]:
         """This attempt's row: writes through it fail when the lease was taken over."""
         return TrainingRun.objects.filter(pk=self.run_id, attempt=self.attempt)
 
@@ -660,7 +660,7 @@ def experiment_grid_start(
     preset: str = "small",
     epochs: int,
     base_config: Mapping[str, Any] | None = None,
-    created_by: AbstractBaseUser | None,
+    created_by: User | None,
     name: str | None = None,
     enqueue: bool = True,
 ) -> ExperimentGrid:
@@ -717,7 +717,7 @@ def experiment_grid_next_run(*, grid_id: int) -> TrainingRun | None:
     return grid.runs.filter(status__in=ACTIVE_STATUSES).order_by("pk").first()
 
 
-def experiment_grid_cancel(*, grid: ExperimentGrid, by: AbstractBaseUser | None) -> ExperimentGrid:
+def experiment_grid_cancel(*, grid: ExperimentGrid, by: User | None) -> ExperimentGrid:
     """Cancel every unfinished run of the grid; the grid ends with a report of the finished
     ones."""
     if grid.status not in ACTIVE_STATUSES:
@@ -769,9 +769,11 @@ def grid_report_write(*, grid: ExperimentGrid, out_dir: Path) -> Path:
     report = selectors.grid_report(grid)
     for figure in report.figures:
         write_text_atomic(out_dir / figure.filename, figure.svg + "\n")
-    content = {"title": report.title, "intro": report.intro, "tables": report.tables}
-    write_text_atomic(out_dir / "report.html", report_html(**content, figures=report.figures))
-    write_text_atomic(out_dir / "report.md", report_markdown(**content, figures=report.figures))
+    for name, render in (("report.html", report_html), ("report.md", report_markdown)):
+        text = render(
+            title=report.title, intro=report.intro, tables=report.tables, figures=report.figures
+        )
+        write_text_atomic(out_dir / name, text)
     return out_dir / "report.md"
 
 

@@ -33,7 +33,7 @@ def _time_limit_message() -> str:
 
 
 @shared_task(bind=True, soft_time_limit=SOFT_LIMIT, time_limit=HARD_LIMIT, max_retries=None)
-def train_run(self, run_id: int) -> None:  # type: ignore[no-untyped-def]
+def train_run(self, run_id: int) -> None:
     try:
         services.training_run_execute(run_id=run_id)
     except services.RunBusy as busy:
@@ -43,7 +43,7 @@ def train_run(self, run_id: int) -> None:  # type: ignore[no-untyped-def]
 
 
 @shared_task(bind=True, soft_time_limit=SOFT_LIMIT, time_limit=HARD_LIMIT, max_retries=None)
-def run_grid_step(self, grid_id: int) -> None:  # type: ignore[no-untyped-def]
+def run_grid_step(self, grid_id: int) -> None:
     """Train the grid's next run, then queue the next step; the last step writes the report.
     One run per task: each gets the full time limit."""
     run = services.experiment_grid_next_run(grid_id=grid_id)

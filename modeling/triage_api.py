@@ -39,16 +39,16 @@ class TriageOutputSerializer(serializers.Serializer):
     clips = TriageRowOutputSerializer(source="rows", many=True)
 
 
-def triage_run(run_id: object) -> TrainingRun:
+def triage_run(run_id: str | None) -> TrainingRun:
     """The run asked for (succeeded runs only), else the newest succeeded run."""
     runs = feedback.runs_succeeded()
-    if run_id in (None, ""):
+    if not run_id:
         run = runs.first()
         if run is None:
             raise ValidationError({"run": "no training run has succeeded yet; train a model"})
         return run
     try:
-        return runs.get(pk=int(run_id))  # type: ignore[arg-type]
+        return runs.get(pk=int(run_id))
     except (TypeError, ValueError, TrainingRun.DoesNotExist):
         raise ValidationError(
             {"run": f"run {run_id!r} is not a {JobStatus.SUCCEEDED.label.lower()} training run"}

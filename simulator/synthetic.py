@@ -888,7 +888,7 @@ def sample_labels(*, config: SyntheticConfig) -> SyntheticLabels:
 
     votes_rng = _rng(config.seed, _STREAM_VOTES)
     votes = panel_votes(quality, panel, rng=votes_rng)  # (n_clips, n_experts) grade index
-    rows = []
+    rows: list[tuple[str, str, str]] = []
     for clip_index, clip_id in enumerate(ids):
         experts = np.arange(config.n_experts)
         if config.votes_per_clip is not None:
@@ -927,7 +927,7 @@ def video_write(
     frames = iter(frames)
     first = next(frames)
     height, width = first.shape
-    fourcc = cv2.VideoWriter_fourcc(*VIDEO_FORMATS[video_format])
+    fourcc = cv2.VideoWriter.fourcc(*VIDEO_FORMATS[video_format])
     with _written_whole(path) as partial:
         writer = cv2.VideoWriter(str(partial), fourcc, float(fps), (width, height), isColor=False)
         if not writer.isOpened():

@@ -18,12 +18,12 @@ PASSWORD = "correct-horse-battery-staple"
 
 
 @pytest.fixture
-def make_user(db) -> Callable:  # type: ignore[no-untyped-def]
+def make_user(db) -> Callable:
     from annotation.access.accounts import user_create
 
     counter = {"n": 0}
 
-    def make(role: str, username: str | None = None):  # type: ignore[no-untyped-def]
+    def make(role: str, username: str | None = None):
         counter["n"] += 1
         return user_create(
             username=username or f"{role}{counter['n']}", role=role, password=PASSWORD
@@ -41,7 +41,7 @@ def _test_database_url() -> str:
 
 
 @pytest.fixture(scope="session")
-def celery_worker_process(django_db_setup, django_db_blocker) -> Iterator[subprocess.Popen]:  # type: ignore[no-untyped-def]
+def celery_worker_process(django_db_setup, django_db_blocker) -> Iterator[subprocess.Popen]:
     """A real, separate `celery worker` process on the test database and the test broker."""
     from config.celery import app
 
@@ -91,7 +91,7 @@ def wait_for(predicate: Callable[[], bool], *, timeout: float = 60, what: str = 
 
 
 @pytest.fixture(scope="session")
-def synthetic_small(tmp_path_factory) -> Path:  # type: ignore[no-untyped-def]
+def synthetic_small(tmp_path_factory) -> Path:
     """A small synthetic data set in the exchange format: 6 clips, 12 experts, 400x300 px."""
     from simulator.synthetic import SyntheticConfig, generate_dataset
 
@@ -112,7 +112,7 @@ def copy_dataset(source: Path, target: Path) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _media_per_test(request, settings, tmp_path):  # type: ignore[no-untyped-def]
+def _media_per_test(request, settings, tmp_path):
     """Each test writes media into its own folder, except tests that share files with the
     worker process (which reads MERSV_VAR_DIR/media)."""
     if "celery_worker_process" not in request.fixturenames:
@@ -120,7 +120,7 @@ def _media_per_test(request, settings, tmp_path):  # type: ignore[no-untyped-def
 
 
 @pytest.fixture(scope="session")
-def chromium_browser():  # type: ignore[no-untyped-def]
+def chromium_browser():
     """One headless Chromium for the whole session (tests/browser_support.py)."""
     from playwright.sync_api import sync_playwright
 
@@ -141,7 +141,7 @@ def chromium_browser():  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def browser_page(chromium_browser):  # type: ignore[no-untyped-def]
+def browser_page(chromium_browser):
     """A fresh browser context and page; page errors and console errors (CSP refusals
     included) are collected for `tests.browser_support.page_errors`."""
     context = chromium_browser.new_context(viewport={"width": 1280, "height": 900})
@@ -150,7 +150,7 @@ def browser_page(chromium_browser):  # type: ignore[no-untyped-def]
     errors: list[str] = []
     page.mersv_errors = errors
 
-    def on_console(msg) -> None:  # type: ignore[no-untyped-def]
+    def on_console(msg) -> None:
         where = (msg.location or {}).get("url", "")
         if msg.type == "error" and not where.endswith("favicon.ico"):
             errors.append(f"console: {msg.text} ({where})")

@@ -16,7 +16,7 @@ from annotation.grading import answers as grading
 from annotation.models import CannotJudge, Clip, ClipAssignment, Rating
 
 
-def offer(expert, clip: Clip) -> None:  # type: ignore[no-untyped-def]
+def offer(expert, clip: Clip) -> None:
     """Hold `clip` for `expert` (the queue's ClipAssignment), as if the queue offered it. A clip
     the expert already answered is left alone (a hold on it would be a hidden repeat)."""
     if (
@@ -31,7 +31,7 @@ def offer(expert, clip: Clip) -> None:  # type: ignore[no-untyped-def]
     )  # fmt: skip
 
 
-def grade_offered(  # type: ignore[no-untyped-def]
+def grade_offered(
     expert, clip: Clip, grade: str = "B", *, time_spent_ms: int = 1000, telemetry=None
 ) -> Rating:
     offer(expert, clip)
@@ -40,7 +40,7 @@ def grade_offered(  # type: ignore[no-untyped-def]
     )
 
 
-def cannot_judge_offered(  # type: ignore[no-untyped-def]
+def cannot_judge_offered(
     expert, clip: Clip, reason: str = "out_of_focus", *, note: str = "", time_spent_ms: int = 0
 ) -> CannotJudge:
     offer(expert, clip)
@@ -49,12 +49,12 @@ def cannot_judge_offered(  # type: ignore[no-untyped-def]
     )
 
 
-def client_for(user) -> Client:  # type: ignore[no-untyped-def]
+def client_for(user) -> Client:
     """A test client logged in as `user`."""
     client = Client()
     client.force_login(user)
     return client
 
 
-def post_json(client: Client, url: str, body: dict):  # type: ignore[no-untyped-def]
+def post_json(client: Client, url: str, body: dict):
     return client.post(url, json.dumps(body), content_type="application/json")

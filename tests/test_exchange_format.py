@@ -46,7 +46,7 @@ def _rename_column(path: Path, old: str, new: str) -> None:
 
 
 @pytest.fixture
-def exported(db, synthetic_small: Path, settings, tmp_path: Path) -> Path:  # type: ignore[no-untyped-def]
+def exported(db, synthetic_small: Path, settings, tmp_path: Path) -> Path:
     """The simulator's data set imported, built into a version and exported."""
     settings.EXPORT_ROOT = tmp_path / "exports"
     call_command("import_dataset", str(synthetic_small), "--no-progress")

@@ -86,7 +86,7 @@ def test_add_user_refuses_a_short_password(monkeypatch: pytest.MonkeyPatch) -> N
         call_command("add_user", "carol", role="expert")
 
 
-def test_there_is_no_self_registration(client) -> None:  # type: ignore[no-untyped-def]
+def test_there_is_no_self_registration(client) -> None:
     for path in ("/register/", "/signup/", "/accounts/signup/", "/api/register/"):
         assert client.get(path).status_code == 404
 
@@ -94,7 +94,7 @@ def test_there_is_no_self_registration(client) -> None:  # type: ignore[no-untyp
 # --- the role comes with the session's user (ThrottledModelBackend.get_user) ---------------
 
 
-def _session_request(client, user):  # type: ignore[no-untyped-def]
+def _session_request(client, user):
     """A request carrying the session this client logged in with as `user`."""
     from django.test import RequestFactory
 
@@ -104,7 +104,7 @@ def _session_request(client, user):  # type: ignore[no-untyped-def]
     return request
 
 
-def _session_user(client, user):  # type: ignore[no-untyped-def]
+def _session_user(client, user):
     """The user object the authentication middleware builds for this client's session."""
     from django.contrib.auth import get_user
 

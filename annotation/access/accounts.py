@@ -5,7 +5,7 @@ from __future__ import annotations
 from contextlib import AbstractContextManager, nullcontext
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractUser, Group
+from django.contrib.auth.models import Group, User
 from django.contrib.auth.password_validation import validate_password
 from django.db import transaction
 
@@ -20,16 +20,16 @@ def user_create(
     role: str,
     password: str | None,
     validate: bool = True,
-    by: AbstractUser | None = None,
-) -> AbstractUser:
+    by: User | None = None,
+) -> User:
     """Create a user in one role. password=None makes an account without a usable password
     (raters imported from a dataset, who log in only once an admin sets one). `by`: as in
     `user_set_role`."""
     role_check(role)
-    User = get_user_model()
-    if User.objects.filter(username=username).exists():
+    user_model = get_user_model()
+    if user_model.objects.filter(username=username).exists():
         raise ServiceError(f"a user named {username!r} already exists")
-    user = User(username=username)
+    user = user_model(username=username)
     if password is None:
         user.set_unusable_password()
     else:
@@ -45,7 +45,7 @@ def user_create(
     return user
 
 
-def user_set_role(*, user: AbstractUser, role: str, by: AbstractUser | None = None) -> None:
+def user_set_role(*, user: User, role: str, by: User | None = None) -> None:
     """Put the user in one role. `by`: the account making the change, named in the audit log
     (without it, an actor set by the caller with `audit_actor`, if any)."""
     role_check(role)
@@ -55,5 +55,5 @@ def user_set_role(*, user: AbstractUser, role: str, by: AbstractUser | None = No
         user.save(update_fields=["is_staff", "is_superuser"])
 
 
-def _actor_for(by: AbstractUser | None) -> AbstractContextManager[object]:
+def _actor_for(by: User | None) -> AbstractContextManager[object]:
     return nullcontext() if by is None else audit_actor(via="service", user=by)

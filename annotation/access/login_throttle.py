@@ -16,10 +16,10 @@ from datetime import timedelta
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import ModelBackend
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, ManyToManyField
 from django.db.models.expressions import RawSQL
 from django.http import HttpRequest
 from django.utils import timezone
@@ -94,13 +94,13 @@ class ThrottledModelBackend(ModelBackend):
     makes django.contrib.auth.authenticate stop and report a failed login; the lock time is
     left on the request (`mersv_login_locked_s`) for the login page and the token API."""
 
-    def authenticate(  # type: ignore[override]
+    def authenticate(
         self,
         request: HttpRequest | None,
         username: str | None = None,
         password: str | None = None,
         **kwargs: object,
-    ):  # type: ignore[no-untyped-def]
+    ):
         if username is None:
             username = str(kwargs.get("username", ""))
         if not username or password is None:
@@ -108,20 +108,23 @@ class ThrottledModelBackend(ModelBackend):
         reservation = login_attempt_reserve(username=username, ip=client_ip(request))
         if reservation.locked_for_s:
             if request is not None:
-                request.mersv_login_locked_s = reservation.locked_for_s  # type: ignore[union-attr]
+                # Read back by the login page and the token API; HttpRequest does not declare it.
+                request.mersv_login_locked_s = reservation.locked_for_s  # type: ignore[attr-defined]
             raise PermissionDenied(locked_message(reservation.locked_for_s))
         user = super().authenticate(request, username=username, password=password, **kwargs)
         if user is not None:
             login_attempt_succeeded(reservation=reservation, username=username)
         return user
 
-    def get_user(self, user_id: int) -> AbstractBaseUser | None:
+    def get_user(self, user_id: int) -> User | None:
         """The session's user, with their role read in the same statement: the permission
         checks of the request then ask nothing more (one query per request instead of two)."""
-        User = get_user_model()
+        user_model = get_user_model()
         try:
-            user = User._default_manager.annotate(mersv_role_rank=_role_rank()).get(pk=user_id)
-        except User.DoesNotExist:
+            user = user_model._default_manager.annotate(mersv_role_rank=_role_rank()).get(
+                pk=user_id
+            )
+        except user_model.DoesNotExist:
             return None
         if not self.user_can_authenticate(user):
             return None
@@ -133,15 +136,19 @@ class ThrottledModelBackend(ModelBackend):
 def _role_rank() -> RawSQL:
     """The position in ROLE_PRECEDENCE of the user's most privileged role group (NULL: none),
     as a subquery on the user row."""
-    User = get_user_model()
-    groups = User._meta.get_field("groups")
-    through = groups.remote_field.through._meta  # type: ignore[union-attr]
-    group = groups.related_model._meta  # type: ignore[union-attr]
+    user_model = get_user_model()
+    groups = user_model._meta.get_field("groups")
+    # PermissionsMixin.groups: a many-to-many field to Group through a model of its own, both
+    # model classes once the apps are loaded (not names).
+    assert isinstance(groups, ManyToManyField)
+    through_model, group_model = groups.remote_field.through, groups.related_model
+    assert isinstance(through_model, type) and isinstance(group_model, type)
+    through, group = through_model._meta, group_model._meta
     cases = " ".join("WHEN %s THEN " + str(i) for i in range(len(ROLE_PRECEDENCE)))
     # Table names from the models' metadata; the group names are parameters.
     sql = (
         f"SELECT MIN(CASE g.name {cases} END) FROM {group.db_table} g "  # noqa: S608
         f"JOIN {through.db_table} ug ON ug.group_id = g.id "
-        f"WHERE ug.user_id = {User._meta.db_table}.id"
+        f"WHERE ug.user_id = {user_model._meta.db_table}.id"
     )
     return RawSQL(sql, ROLE_PRECEDENCE)  # noqa: S611

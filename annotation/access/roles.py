@@ -11,8 +11,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from django.core.exceptions import PermissionDenied
+
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+    from django.contrib.auth.models import AnonymousUser, User
+    from django.http import HttpRequest
+    from rest_framework.request import Request
 
 EXPERT = "expert"
 CURATOR = "curator"
@@ -64,33 +68,43 @@ def role_groups_ensure() -> None:
         group.permissions.set(wanted)
 
 
-def user_role(user: AbstractBaseUser | AnonymousUser | None) -> str | None:
+def user_role(user: User | AnonymousUser | None) -> str | None:
     """The user's role, or None for anonymous users and users without one.
 
     Superusers are admins. A user in several role groups gets the most privileged one.
     """
     if user is None or not user.is_authenticated:
         return None
-    cached = getattr(user, "_mersv_role", False)
-    if cached is not False:
+    cached: object = getattr(user, "_mersv_role", False)
+    if cached is None or isinstance(cached, str):
         return cached
     if user.is_superuser:
         names: set[str] = set()
     else:
-        names = {g.name for g in user.groups.all()}  # type: ignore[attr-defined]
+        names = {g.name for g in user.groups.all()}
     return user_role_remember(user, names)
 
 
-def user_role_remember(user: AbstractBaseUser, group_names: set[str]) -> str | None:
+def user_role_remember(user: User, group_names: set[str]) -> str | None:
     """Decide the user's role from their group names and keep it on the user object, so that
     every later check of this request asks the database nothing (`user_role` reads it)."""
     role: str | None = ADMIN
-    if not user.is_superuser:  # type: ignore[attr-defined]
+    if not user.is_superuser:
         role = next((r for r in ROLE_PRECEDENCE if r in group_names), None)
+    # One query per request, not per check; the cache is no field of the model.
     user._mersv_role = role  # type: ignore[attr-defined]
     return role
 
 
-def user_has_role(user: AbstractBaseUser | AnonymousUser | None, *roles: str) -> bool:
+def user_has_role(user: User | AnonymousUser | None, *roles: str) -> bool:
     role = user_role(user)
     return role is not None and (role in roles or role == ADMIN)
+
+
+def signed_in(request: HttpRequest | Request) -> User:
+    """The user of a request to a view that only signed-in users reach: its permission class or
+    decorator has turned anonymous requests away before the view runs."""
+    user = request.user
+    if not user.is_authenticated:
+        raise PermissionDenied("sign in first")
+    return user

@@ -63,6 +63,7 @@ class DistributionListApi(ListAPIView):
     def list(self, request: Request, *args: object, **kwargs: object) -> Response:
         # One page's distributions at once (vectorised), then the page's serializer.
         page = self.paginate_queryset(self.get_queryset())
+        assert page is not None  # the API has a default paginator (settings.REST_FRAMEWORK)
         rows = selectors.clip_distributions(page, snapshot=selectors.rater_model_current())
         return self.get_paginated_response(DistributionOutputSerializer(rows, many=True).data)
 

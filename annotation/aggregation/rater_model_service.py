@@ -11,7 +11,7 @@ cache, so the web processes and the worker share one fit and it survives restart
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from django.db import IntegrityError, transaction
@@ -31,7 +31,7 @@ def rater_model_data_key() -> str:
     return f"{seen['n']}:{seen['top'] or 0}:{last}"
 
 
-def _rounded(values: np.ndarray) -> list:
+def _rounded(values: np.ndarray) -> list[Any]:  # nested lists of floats, as deep as values
     # Six decimals: far below any difference a page or a model would show, a third of the JSON.
     return np.round(values, 6).tolist()
 

@@ -155,7 +155,7 @@ def distributions_csv_rows(*, chunk_size: int = 2000) -> Iterator[list[str]]:
         .values_list("external_id", *VOTE_FIELDS)
         .iterator(chunk_size=chunk_size)
     )
-    chunk: list[tuple] = []
+    chunk: list[tuple[Any, ...]] = []
     for row in rows:
         chunk.append(row)
         if len(chunk) == chunk_size:
@@ -165,7 +165,7 @@ def distributions_csv_rows(*, chunk_size: int = 2000) -> Iterator[list[str]]:
         yield from _csv_chunk(chunk)
 
 
-def _csv_chunk(chunk: list[tuple]) -> Iterator[list[str]]:
+def _csv_chunk(chunk: list[tuple[Any, ...]]) -> Iterator[list[str]]:
     stats = distribution_stats(np.array([row[1:] for row in chunk], dtype=np.int64))
     for i, row in enumerate(chunk):
         yield [
@@ -348,11 +348,12 @@ def panel_statistics(*, bootstrap: int, seed: int = 0) -> PanelStatistics:
     snapshot = rater_model_current()  # before the frame: it may load its own when refitting
     frame = ratings_frame()
     arrays = (frame.clip_idx, frame.rater_idx, frame.grade_idx)
-    sizes = {"n_clips": frame.n_clips, "n_raters": frame.n_raters}
     counts = frame.counts()
     stats = distribution_stats(counts)
 
-    alpha = krippendorff_alpha(*arrays, **sizes, n_resamples=bootstrap, seed=seed)
+    alpha = krippendorff_alpha(
+        *arrays, n_clips=frame.n_clips, n_raters=frame.n_raters, n_resamples=bootstrap, seed=seed
+    )
     agreement = Agreement(
         alpha=_number(alpha.alpha),
         alpha_ci_low=_number(alpha.ci_low),
@@ -362,7 +363,7 @@ def panel_statistics(*, bootstrap: int, seed: int = 0) -> PanelStatistics:
         n_clips_pairable=alpha.n_clips_pairable,
         fleiss_kappa=_number(fleiss_kappa(counts)),
     )
-    per_expert = expert_agreement(*arrays, **sizes)
+    per_expert = expert_agreement(*arrays, n_clips=frame.n_clips, n_raters=frame.n_raters)
     consistency, per_rater_repeats = _consistency(frame)
     medians = _median_time_per_rater(frame.rater_idx, frame.time_ms, frame.n_raters)
     fast = fast_grade_mask(frame.time_ms, medians[frame.rater_idx])

@@ -15,6 +15,7 @@ import statistics
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING, TypeVar
 
 from django.conf import settings
@@ -51,9 +52,7 @@ from annotation.models import (
 )
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser
-
-    User = AbstractBaseUser
+    from django.contrib.auth.models import User
 
 T = TypeVar("T")
 
@@ -160,12 +159,18 @@ def _clip_assign_next(*, expert: User, now: datetime, has_stale_holds: bool) -> 
     while True:
         # SKIP LOCKED: a clip another expert is being assigned (or is voting on) right now is
         # passed over instead of waited for, so concurrent requests spread over clips.
-        choose = {"expert_id": expert.pk, "now": now, "target": target, "passed_over": passed_over}
-        clip_id = grading_sql.next_candidate(**choose, skip_locked=True)
+        choose = partial(
+            grading_sql.next_candidate,
+            expert_id=expert.pk,
+            now=now,
+            target=target,
+            passed_over=passed_over,
+        )
+        clip_id = choose(skip_locked=True)
         if clip_id is None:
             # Every open candidate may be locked by someone else's assignment: wait for one
             # instead of reporting an empty queue, then count its load again below.
-            clip_id = grading_sql.next_candidate(**choose, skip_locked=False)
+            clip_id = choose(skip_locked=False)
         if clip_id is None:
             return None
         # The candidate query read assignments from a snapshot older than our lock; count again

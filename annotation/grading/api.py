@@ -10,6 +10,8 @@ clip or an answer to a clip not on offer 409.
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, serializers, status
@@ -18,6 +20,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation.access.permissions import IsExpert
+from annotation.access.roles import signed_in
 from annotation.api_errors import field_validator
 from annotation.grading import answers as grading
 from annotation.grading import checks
@@ -54,7 +57,7 @@ def _next_field() -> serializers.BooleanField:
     )
 
 
-def _next_if_asked(expert, asked: bool) -> dict | None:  # type: ignore[no-untyped-def]
+def _next_if_asked(expert, asked: bool) -> dict | None:
     if not asked:
         return None
     return {
@@ -93,7 +96,7 @@ def _telemetry_field() -> serializers.JSONField:
     )
 
 
-def _time_spent_field(**kwargs: object) -> serializers.IntegerField:
+def _time_spent_field(**kwargs: Any) -> serializers.IntegerField:
     return serializers.IntegerField(min_value=0, max_value=checks.MAX_TIME_SPENT_MS, **kwargs)
 
 
@@ -115,7 +118,7 @@ class GradingNextApi(APIView):
         },
     )
     def get(self, request: Request) -> Response:
-        clip = grading.clip_next_for_expert(expert=request.user)
+        clip = grading.clip_next_for_expert(expert=signed_in(request))
         if clip is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         return Response(ClipPlayerSerializer(clip).data)
@@ -141,9 +144,10 @@ class RatingSubmitOutputSerializer(RatingOutputSerializer):
         read_only_fields = fields
 
 
-def _rating_answer(rating: Rating, expert, *, next_asked: bool = False) -> dict:  # type: ignore[no-untyped-def]
-    rating.panel = grading.clip_panel_for_expert(expert=expert, clip=rating.clip)
-    rating.next = _next_if_asked(expert, next_asked)
+def _rating_answer(rating: Rating, expert, *, next_asked: bool = False) -> dict:
+    # Two answer-only fields the output serializer reads off the instance; no model fields.
+    rating.panel = grading.clip_panel_for_expert(expert=expert, clip=rating.clip)  # type: ignore[attr-defined]
+    rating.next = _next_if_asked(expert, next_asked)  # type: ignore[attr-defined]
     return RatingSubmitOutputSerializer(rating).data
 
 
@@ -153,12 +157,12 @@ class RatingListSubmitApi(generics.ListAPIView):
     permission_classes = [IsExpert]
     serializer_class = RatingOutputSerializer
 
-    def get_queryset(self):  # type: ignore[no-untyped-def]
+    def get_queryset(self):
         # A clip held for the expert right now is left out: a pending hidden repeat must not be
         # recognisable from the expert's own list of grades.
-        held = ClipAssignment.objects.filter(expert=self.request.user).values("clip_id")
+        held = ClipAssignment.objects.filter(expert=signed_in(self.request)).values("clip_id")
         return (
-            Rating.objects.filter(rater=self.request.user)
+            Rating.objects.filter(rater=signed_in(self.request))
             .exclude(clip_id__in=held)
             .select_related("clip")
         )
@@ -176,13 +180,13 @@ class RatingListSubmitApi(generics.ListAPIView):
         data.is_valid(raise_exception=True)
         clip = _clip_for(data.validated_data["clip_id"])
         rating = grading.rating_submit(
-            expert=request.user,
+            expert=signed_in(request),
             clip=clip,
             grade=data.validated_data["grade"],
             time_spent_ms=data.validated_data["time_spent_ms"],
             telemetry=data.validated_data["telemetry"],
         )
-        answer = _rating_answer(rating, request.user, next_asked=data.validated_data["next"])
+        answer = _rating_answer(rating, signed_in(request), next_asked=data.validated_data["next"])
         return Response(answer, status=status.HTTP_201_CREATED)
 
 
@@ -204,11 +208,15 @@ class RatingChangeApi(APIView):
     )
     def patch(self, request: Request, pk: int) -> Response:
         # Object-level permission: only the owner's ratings exist for this lookup.
-        rating = get_object_or_404(Rating.objects.select_related("clip"), pk=pk, rater=request.user)
+        rating = get_object_or_404(
+            Rating.objects.select_related("clip"), pk=pk, rater=signed_in(request)
+        )
         data = RatingChangeInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        rating = grading.rating_change(expert=request.user, rating=rating, **data.validated_data)
-        return Response(_rating_answer(rating, request.user))
+        rating = grading.rating_change(
+            expert=signed_in(request), rating=rating, **data.validated_data
+        )
+        return Response(_rating_answer(rating, signed_in(request)))
 
 
 class CannotJudgeInputSerializer(serializers.Serializer):
@@ -256,13 +264,14 @@ class CannotJudgeSubmitApi(APIView):
         data.is_valid(raise_exception=True)
         clip = _clip_for(data.validated_data["clip_id"])
         answer = grading.cannot_judge_submit(
-            expert=request.user,
+            expert=signed_in(request),
             clip=clip,
             reason=data.validated_data["reason"],
             note=data.validated_data["note"],
             time_spent_ms=data.validated_data["time_spent_ms"],
         )
-        answer.next = _next_if_asked(request.user, data.validated_data["next"])
+        # An answer-only field the output serializer reads off the instance; no model field.
+        answer.next = _next_if_asked(signed_in(request), data.validated_data["next"])  # type: ignore[attr-defined]
         return Response(CannotJudgeOutputSerializer(answer).data, status=status.HTTP_201_CREATED)
 
 
@@ -271,5 +280,5 @@ class GradingProgressApi(APIView):
 
     @extend_schema(operation_id="grading_progress", responses=GradingProgressOutputSerializer)
     def get(self, request: Request) -> Response:
-        progress = grading.grading_progress(expert=request.user)
+        progress = grading.grading_progress(expert=signed_in(request))
         return Response(GradingProgressOutputSerializer(progress).data)

@@ -74,10 +74,11 @@ def telemetry_merge(old: Mapping[str, object], new: Mapping[str, object]) -> dic
     """Telemetry of two visits to one clip (a grade changed later): counters add up."""
     old, new = telemetry_clean(dict(old)), telemetry_clean(dict(new))
     merged: dict[str, object] = {
+        # telemetry_clean has checked the counters are ints and speeds_used a list.
         key: min(int(old[key]) + int(new[key]), limit)  # type: ignore[call-overload]
         for key, limit in TELEMETRY_COUNTERS.items()
     }
-    merged["speeds_used"] = sorted({*old["speeds_used"], *new["speeds_used"]})  # type: ignore[misc]
+    merged["speeds_used"] = sorted({*old["speeds_used"], *new["speeds_used"]})  # type: ignore[misc]  # as above
     merged.update({key: bool(old[key] or new[key]) for key in TELEMETRY_FLAGS})
     return merged
 

@@ -22,9 +22,7 @@ from annotation.grading.checks import grade_check
 from annotation.models import Clip, ReferenceClip, Video
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser
-
-    User = AbstractBaseUser
+    from django.contrib.auth.models import User
 
 NOTE_MAX_LENGTH = ReferenceClip.NOTE_MAX_LENGTH
 

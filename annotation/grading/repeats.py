@@ -25,16 +25,14 @@ from annotation.grading.checks import grade_check, time_spent_check
 from annotation.models import Clip, Rating, RepeatRating, Video
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser
+    from django.contrib.auth.models import User
 
 
 def _graded_before() -> datetime:
     return timezone.now() - timedelta(hours=settings.REPEAT_MIN_AGE_H)
 
 
-def repeat_candidate_for_expert(
-    *, expert: AbstractBaseUser, rng: random.Random | None = None
-) -> Clip | None:
+def repeat_candidate_for_expert(*, expert: User, rng: random.Random | None = None) -> Clip | None:
     """A clip to offer this expert again as a hidden repeat, or None (most of the time).
 
     With probability REPEAT_RATE, and only while the expert's repeats stay below REPEAT_RATE
@@ -63,9 +61,7 @@ def repeat_candidate_for_expert(
     return candidates[rng.randrange(n_candidates)]
 
 
-def repeat_submit(
-    *, expert: AbstractBaseUser, clip: Clip, grade: str, time_spent_ms: int
-) -> RepeatRating:
+def repeat_submit(*, expert: User, clip: Clip, grade: str, time_spent_ms: int) -> RepeatRating:
     """Store an expert's answer to a hidden repeat of a clip they graded before.
 
     Refused (ServiceError) when they have not graded the clip, graded or changed it less than

@@ -14,13 +14,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from django.db import connection
+from django.db.models import Field, Model
 from django.db.models.expressions import RawSQL
 
 from annotation.grades import GRADES
 from annotation.models import CannotJudge, Clip, ClipAssignment, Rating, RepeatRating, Video
+
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
 
 
 @dataclass(frozen=True)
@@ -38,12 +42,24 @@ class _Tables:
     trainee_rating_trainee: str  # column of trainee_rating naming the trainee
 
 
+def _related(model: type[Model], name: str) -> type[Model]:
+    related = model._meta.get_field(name).related_model
+    assert isinstance(related, type)  # a model class once the apps are loaded, not "self"
+    return related
+
+
+def _column(model: type[Model], name: str) -> str:
+    field = model._meta.get_field(name)
+    assert isinstance(field, Field) and field.column  # a concrete field with a column
+    return field.column
+
+
 @cache
 def _tables() -> _Tables:
     quote = connection.ops.quote_name
     # Trainee ratings by the reverse relations, so this app does not import `datasets`.
-    dataset_clip = Clip._meta.get_field("dataset_clips").related_model
-    trainee_rating = dataset_clip._meta.get_field("trainee_ratings").related_model
+    dataset_clip = _related(Clip, "dataset_clips")
+    trainee_rating = _related(dataset_clip, "trainee_ratings")
     return _Tables(
         clip=quote(Clip._meta.db_table),
         video=quote(Video._meta.db_table),
@@ -53,9 +69,9 @@ def _tables() -> _Tables:
         repeat=quote(RepeatRating._meta.db_table),
         dataset_clip=quote(dataset_clip._meta.db_table),
         trainee_rating=quote(trainee_rating._meta.db_table),
-        dataset_clip_clip=quote(dataset_clip._meta.get_field("clip").column),
-        trainee_rating_clip=quote(trainee_rating._meta.get_field("dataset_clip").column),
-        trainee_rating_trainee=quote(trainee_rating._meta.get_field("trainee").column),
+        dataset_clip_clip=quote(_column(dataset_clip, "clip")),
+        trainee_rating_clip=quote(_column(trainee_rating, "dataset_clip")),
+        trainee_rating_trainee=quote(_column(trainee_rating, "trainee")),
     )
 
 
@@ -122,7 +138,13 @@ def answer_state(*, expert_id: int, clip_id: int, now: datetime) -> AnswerState:
     )  # fmt: skip
 
 
-def clip_with_holds_of_others(*, clip_id: int, expert_id: int, now: datetime) -> Clip:
+class HoldsOfOthers(TypedDict):
+    live_holds_of_others: int
+
+
+def clip_with_holds_of_others(
+    *, clip_id: int, expert_id: int, now: datetime
+) -> WithAnnotations[Clip, HoldsOfOthers]:
     """The clip with its video, and as `live_holds_of_others` the live holds of experts other
     than this one on it, in one statement."""
     t = _tables()

@@ -13,6 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from annotation.access.permissions import IsCurator
+from annotation.access.roles import signed_in
 from annotation.ingest import services
 from annotation.ingest.serializers import (
     ClipCuratorSerializer,
@@ -29,7 +30,7 @@ class VideoListCreateApi(generics.ListAPIView):
     serializer_class = VideoSerializer
     parser_classes = [MultiPartParser]
 
-    def get_queryset(self):  # type: ignore[no-untyped-def]
+    def get_queryset(self):
         return Video.objects.select_related("patient").prefetch_related(
             Prefetch("clips", queryset=Clip.objects.only("id", "external_id", "video_id"))
         )
@@ -45,7 +46,7 @@ class VideoListCreateApi(generics.ListAPIView):
             patient_code=data.validated_data["patient_code"],
             pixel_size_um=data.validated_data["pixel_size_um"],
             targets=[services.Target(**t) for t in data.validated_data["targets"]],
-            uploaded_by=request.user,
+            uploaded_by=signed_in(request),
         )
         return Response(VideoSerializer(video).data, status=status.HTTP_201_CREATED)
 

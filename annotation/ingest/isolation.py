@@ -37,6 +37,7 @@ import traceback
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -62,7 +63,7 @@ class DecodeLimits:
 _DEFAULT_CONFIG = IngestConfig()  # frozen: one shared default is safe
 
 
-def _json_output(output: VideoOutput) -> dict:
+def _json_output(output: VideoOutput) -> dict[str, Any]:
     return {
         "info": asdict(output.info),
         "sha256": output.sha256,
@@ -82,7 +83,7 @@ def _json_output(output: VideoOutput) -> dict:
     }
 
 
-def _output_from_json(data: dict, out_dir: Path) -> VideoOutput:
+def _output_from_json(data: dict[str, Any], out_dir: Path) -> VideoOutput:
     def inside(name: str) -> Path:
         # The child is not trusted: every path it names must lie in the folder we gave it.
         path = Path(name)
@@ -184,7 +185,7 @@ class _DecodeServer:
             and self.process.poll() is None
         )
 
-    def _line(self, timeout: float) -> dict | None:
+    def _line(self, timeout: float) -> dict[str, Any] | None:
         """The next answer line, or None when none came within ``timeout`` seconds; raises
         _ServerGone when the server closed its end."""
         assert self.process.stdout is not None
@@ -217,7 +218,7 @@ class _DecodeServer:
             raise
         self.ready = True
 
-    def run(self, job: dict, wall_s: float) -> int | None:
+    def run(self, job: dict[str, str], wall_s: float) -> int | None:
         """Run ``job`` in a fresh child; its exit code (negative: the signal that ended it),
         or None when it ran past ``wall_s`` and was killed."""
         assert self.process.stdin is not None
@@ -313,7 +314,9 @@ def stop_decode_server() -> float:
     return server.cpu_seconds
 
 
-def _run_child(request: dict, limits: DecodeLimits, *, out_dir: Path | None) -> dict:
+def _run_child(
+    request: dict[str, Any], limits: DecodeLimits, *, out_dir: Path | None
+) -> dict[str, Any]:
     """Run one request in a child; its JSON answer, or IngestError saying how it died."""
     with tempfile.TemporaryDirectory(prefix="mersv-decode-") as work:
         request_path, result_path = Path(work) / "request.json", Path(work) / "result.json"
@@ -341,7 +344,7 @@ def _run_child(request: dict, limits: DecodeLimits, *, out_dir: Path | None) -> 
         return json.loads(result_path.read_text())
 
 
-def _answer(answer: dict) -> VideoOutput | VideoInfo | dict:
+def _answer(answer: dict[str, Any]) -> dict[str, Any]:
     if "error" in answer:
         raise IngestError(str(answer["error"]))
     if "unexpected" in answer:
@@ -376,16 +379,16 @@ def process_video_isolated(
         "fps": fps,
     }
     answer = _answer(_run_child(request, limits, out_dir=out_dir))
-    return _output_from_json(answer, out_dir)  # type: ignore[arg-type]
+    return _output_from_json(answer, out_dir)
 
 
 def probe_video_isolated(path: Path, *, limits: DecodeLimits = DecodeLimits()) -> VideoInfo:
     """``annotation.ingest.video_io.probe_video`` in a child process under ``limits``."""
     answer = _answer(_run_child({"op": "probe", "path": str(path)}, limits, out_dir=None))
-    return VideoInfo(**answer["info"])  # type: ignore[index]
+    return VideoInfo(**answer["info"])
 
 
-def _limit_self(limits: dict) -> None:
+def _limit_self(limits: dict[str, Any]) -> None:
     mem = int(limits["mem_mb"]) * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
     cpu = int(limits["cpu_s"])
@@ -404,7 +407,7 @@ def _child_main(request_path: Path, result_path: Path) -> None:
 
     try:
         if request["op"] == "probe":
-            answer: dict = {"info": asdict(probe_video(Path(request["path"])))}
+            answer: dict[str, Any] = {"info": asdict(probe_video(Path(request["path"])))}
         else:
             output = process_video(
                 Path(request["path"]),

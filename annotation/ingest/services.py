@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import User
 from django.core.files import File
 from django.db import transaction
 from django.utils import timezone
 
 from annotation.access.audit import audit_record
-from annotation.errors import ServiceError  # raised here; importers may keep this path
+from annotation.errors import ServiceError as ServiceError  # raised here; importers keep this path
 from annotation.models import Clip, Patient, Rating, Video
 
 if TYPE_CHECKING:
@@ -82,7 +82,7 @@ def video_create(
     patient_code: str,
     pixel_size_um: float,
     targets: Sequence[Target],
-    uploaded_by: AbstractUser | None,
+    uploaded_by: User | None,
     enqueue: bool = True,
 ) -> Video:
     """Store an uploaded video and queue its ingestion (decoding happens in the worker)."""
@@ -95,7 +95,7 @@ def video_create(
     used_ids = [t.external_id for t in targets if t.external_id]
     if len(set(used_ids)) != len(used_ids):
         raise ServiceError("two targets share one clip id")
-    taken = set(Clip.objects.filter(external_id__in=used_ids).values_list("external_id", flat=1))
+    taken = set(Clip.objects.filter(external_id__in=used_ids).values_list("external_id", flat=True))
     if taken:
         raise ServiceError(f"clip id(s) already in use: {', '.join(sorted(taken))}")
     with transaction.atomic():

@@ -85,7 +85,11 @@ class TrackResult:
 
 
 def crop_centred(
-    frame: np.ndarray, centre_xy: tuple[float, float], size: int, *, fill: int = CROP_FILL
+    frame: np.ndarray,
+    centre_xy: tuple[float, float] | np.ndarray,
+    size: int,
+    *,
+    fill: int = CROP_FILL,
 ) -> np.ndarray:
     """The (size, size) box of ``frame`` centred on the pixel nearest ``centre_xy``.
 
@@ -306,6 +310,7 @@ class HeadTracker:
     ) -> tuple[float, float, tuple[int, int], np.ndarray]:
         """(score less prior, turn, peak (x, y), response) of the best of ``base`` turned by
         each of ``turns`` over ``window``."""
+        best: tuple[float, float, tuple[int, int], np.ndarray]
         best = (-np.inf, 0.0, (0, 0), np.zeros((1, 1), np.float32))
         for turn in turns:
             template = _centre_crop(_rotated(base, turn), self.template_size)
@@ -314,7 +319,7 @@ class HeadTracker:
             np.nan_to_num(response, copy=False, nan=-1.0, posinf=-1.0, neginf=-1.0)
             _, value, _, peak = cv2.minMaxLoc(response - prior)
             if value > best[0]:
-                best = (value, turn, peak, response)
+                best = (value, turn, (int(peak[0]), int(peak[1])), response)
         return best
 
     def _predict(self) -> np.ndarray:

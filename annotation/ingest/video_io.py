@@ -122,7 +122,8 @@ def _luma(frame: av.VideoFrame) -> tuple[np.ndarray, bool]:
     if name not in _LUMA_FIRST:
         return frame.to_ndarray(format="gray"), False
     plane = frame.planes[0]
-    luma = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
+    # av's VideoPlane has the buffer protocol; its stub does not declare it.
+    luma = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)  # type: ignore[call-overload]
     full = name in ("gray", "yuva420p") or name.startswith("yuvj")
     return luma[:, : plane.width], not (full or frame.color_range == _FULL_RANGE)
 
@@ -348,7 +349,8 @@ class H264Writer:
         rate = Fraction(self.fps).limit_denominator(1001)
         container = av.open(str(temporary), "w", format="mp4", options={"movflags": "+faststart"})
         self._stack.callback(container.close)
-        container.flags |= av.container.Flags.bitexact.value
+        # av's stub types a Flags member's .value as Flags; at run time it is the int.
+        container.flags |= av.container.Flags.bitexact.value  # type: ignore[operator]
         stream = container.add_stream("libx264", rate=rate)
         _, _, stream.width, stream.height = output.box
         stream.pix_fmt = "yuv420p"

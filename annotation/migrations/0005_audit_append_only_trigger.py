@@ -20,13 +20,13 @@ CREATE TRIGGER auditevent_append_only BEFORE UPDATE OR DELETE ON annotation_audi
 """
 
 
-def forwards(apps, schema_editor) -> None:  # type: ignore[no-untyped-def]
+def forwards(apps, schema_editor) -> None:
     if schema_editor.connection.vendor != "postgresql":
         return
     schema_editor.execute(TRIGGER, params=None)  # no placeholders: % is plpgsql's
 
 
-def backwards(apps, schema_editor) -> None:  # type: ignore[no-untyped-def]
+def backwards(apps, schema_editor) -> None:
     if schema_editor.connection.vendor != "postgresql":
         return
     schema_editor.execute(

@@ -36,7 +36,7 @@ END $$ LANGUAGE plpgsql;
 CHILD_TABLES = ("datasets_datasetclip", "datasets_datasetrating", "datasets_datasetinnersplit")
 
 
-def forwards(apps, schema_editor) -> None:  # type: ignore[no-untyped-def]
+def forwards(apps, schema_editor) -> None:
     if schema_editor.connection.vendor != "postgresql":
         return
     schema_editor.execute(VERSION_TRIGGER, params=None)  # no placeholders: % is plpgsql's
@@ -47,7 +47,7 @@ def forwards(apps, schema_editor) -> None:  # type: ignore[no-untyped-def]
         )
 
 
-def backwards(apps, schema_editor) -> None:  # type: ignore[no-untyped-def]
+def backwards(apps, schema_editor) -> None:
     if schema_editor.connection.vendor != "postgresql":
         return
     for table in CHILD_TABLES:

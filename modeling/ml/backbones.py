@@ -114,7 +114,8 @@ def conv3d(
 ) -> nn.Module:
     """``temporal_kernel`` x 3 x 3 (or 1x1x1) video convolution without bias."""
     kernel = (1, 1, 1) if pointwise else (temporal_kernel, 3, 3)
-    padding = tuple(k // 2 for k in kernel)
+    t, h, w = kernel
+    padding = (t // 2, h // 2, w // 2)
     return nn.Conv3d(in_channels, out_channels, kernel, _triple(stride), padding, bias=False)
 
 
@@ -165,7 +166,7 @@ class BasicBlock(nn.Module):
         *,
         stride: Stride,
         conv: ConvFactory,
-        norm: Callable[[int], nn.Module],
+        norm: Callable[[int], nn.BatchNorm2d | nn.BatchNorm3d],
     ) -> None:
         super().__init__()
         self.conv1 = conv(in_channels, out_channels, stride=stride)
@@ -194,7 +195,7 @@ def residual_stage(
     depth: int,
     stride: Stride,
     conv: ConvFactory,
-    norm: Callable[[int], nn.Module],
+    norm: Callable[[int], nn.BatchNorm2d | nn.BatchNorm3d],
 ) -> nn.Sequential:
     """``depth`` BasicBlocks; the first one changes width and resolution."""
     blocks = [
@@ -493,6 +494,8 @@ class TimesformerTrunk(nn.Module):
 # Presets
 
 Arch = ResNetConfig | R2Plus1DConfig | SlowFastConfig | TimesformerArch
+# What an Arch builds: each has `per_frame` (bool) and `out_features` (int).
+Trunk = FrameResNet | R2Plus1DNet | SlowFastNet | TimesformerTrunk
 
 
 @dataclass(frozen=True)
@@ -581,10 +584,10 @@ def get_preset(backbone: str, preset: str) -> BackbonePreset:
     return presets[preset]
 
 
-def build_trunks(preset: BackbonePreset, *, frames: int) -> nn.ModuleList:
+def build_trunks(preset: BackbonePreset, *, frames: int) -> list[Trunk]:
     """One freshly initialised trunk per view of ``preset.inputs``, for clips of ``frames``
     frames after frame selection."""
-    return nn.ModuleList(
+    return [
         preset.arch.build(in_channels=preset.inputs.channels, image_size=view.size, frames=frames)
         for view in preset.inputs.views
-    )
+    ]

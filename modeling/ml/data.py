@@ -22,13 +22,13 @@ import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import NotRequired, TypedDict
 
 import numpy as np
 import pandas as pd
 import torch
 from torch.nn import functional as F
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset, Sampler, default_collate
 
 from annotation.exchange import (
     CLIPS_FILE,
@@ -165,11 +165,37 @@ class Augment:
 # Dataset
 
 
-class ExportDataset(Dataset[dict[str, Any]]):
+class ClipItem(TypedDict):
+    """One clip of an :class:`ExportDataset`."""
+
+    frames: torch.Tensor  # (T, 1, H, W) float32 in [0, 1], augmented when training
+    kinematics: torch.Tensor  # (k,) float32: the kinematics_features columns, NaN as 0
+    target: torch.Tensor  # (5,) float32: the grade distribution A..E, sums to 1
+    clip_id: str
+    morphometry: NotRequired[torch.Tensor]  # (K,) float32; only with morphometry=True
+
+
+class ClipBatch(TypedDict):
+    """B items collated by :func:`collate_clips`: the tensors stacked on a new first dim."""
+
+    frames: torch.Tensor  # (B, T, 1, H, W) float32 in [0, 1]
+    kinematics: torch.Tensor  # (B, k) float32
+    target: torch.Tensor  # (B, 5) float32, rows sum to 1
+    clip_id: list[str]  # B clip ids, in the batch's order
+    morphometry: NotRequired[torch.Tensor]  # (B, K) float32; only with morphometry=True
+
+
+def collate_clips(items: list[ClipItem]) -> ClipBatch:
+    """A batch of items: PyTorch's default collate (tensors stacked, in a worker process
+    straight into shared memory; clip ids as a list), typed."""
+    return default_collate(items)
+
+
+class ExportDataset(Dataset[ClipItem]):
     """Clips of an export directory as training items.
 
-    Each item is ``{"frames": (T, 1, H, W) float in [0, 1], "kinematics": (k,) float,
-    "target": (5,) float grade distribution, "clip_id": str}``. ``kinematics`` holds the
+    Each item is a :class:`ClipItem`: ``frames`` (T, 1, H, W) float in [0, 1], ``kinematics``
+    (k,) float, ``target`` (5,) float grade distribution, ``clip_id``. ``kinematics`` holds the
     ``kinematics_features`` columns of clips.csv in their units (missing values as 0); the model
     scales them. Only the first ``frames`` frames of a clip are used (the paper's first
     second); a clip with fewer is an error. With ``morphometry``, items also hold
@@ -254,17 +280,17 @@ class ExportDataset(Dataset[dict[str, Any]]):
         """The first ``frames`` frames of clip ``index``, (T, 1, H, W) float in [0, 1]."""
         return torch.from_numpy(self._read_frames(index)).float().div_(255).unsqueeze(1)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, index: int) -> ClipItem:
         frames = self.load_frames(index)
         if self.augment is not None:
             generator = torch.Generator().manual_seed(derive_seed(self.seed, self.epoch, index))
             frames = self.augment(frames, generator=generator)
-        item = {
-            "frames": frames,
-            "kinematics": torch.from_numpy(self.kinematics[index]),
-            "target": torch.from_numpy(self.targets[index]),
-            "clip_id": self.clip_ids[index],
-        }
+        item = ClipItem(
+            frames=frames,
+            kinematics=torch.from_numpy(self.kinematics[index]),
+            target=torch.from_numpy(self.targets[index]),
+            clip_id=self.clip_ids[index],
+        )
         if self.morphometry is not None:
             item["morphometry"] = torch.from_numpy(self.morphometry[index])
         return item

@@ -97,6 +97,10 @@ class ClipInput(nn.Module):
     """Turns a clip (B, T, 1, H, W) in [0, 1] into one normalised tensor per view,
     (B, F, C, size, size) each. No parameters."""
 
+    # Buffers (register_buffer), declared for the type checker.
+    mean: torch.Tensor  # (1, 1, C, 1, 1) float32
+    std: torch.Tensor  # (1, 1, C, 1, 1) float32
+
     def __init__(self, spec: InputSpec) -> None:
         super().__init__()
         self.spec = spec
@@ -144,6 +148,12 @@ class GradeDistributionModel(nn.Module):
     model that uses morphometry is not given it, it measures it on ``x``.
     """
 
+    # Buffers (register_buffer), declared for the type checker.
+    kinematics_scale: torch.Tensor  # (k,) float32
+    kinematics_shift: torch.Tensor  # (k,) float32
+    morphometry_shift: torch.Tensor  # (m,) float32, empty without morphometry
+    morphometry_scale: torch.Tensor  # (m,) float32, empty without morphometry
+
     def __init__(
         self,
         *,
@@ -190,9 +200,10 @@ class GradeDistributionModel(nn.Module):
         self.inputs = ClipInput(self.preset.inputs)
         # Video trunks are built for the number of frames they will see (TimeSformer's time
         # embeddings); a per-frame trunk does not care.
-        self.trunks = build_trunks(self.preset, frames=self.preset.inputs.frames or 1)
-        self.per_frame = bool(self.trunks[0].per_frame)
-        self.n_features = sum(int(trunk.out_features) for trunk in self.trunks)
+        trunks = build_trunks(self.preset, frames=self.preset.inputs.frames or 1)
+        self.trunks = nn.ModuleList(trunks)
+        self.per_frame = bool(trunks[0].per_frame)
+        self.n_features = sum(int(trunk.out_features) for trunk in trunks)
         self.n_kinematics_features = n_kinematics_features
         # Not in the state dict: describe() carries them, so a checkpoint's model_kwargs
         # rebuild them, and pretrained weights from another dataset do not bring theirs.
@@ -303,6 +314,7 @@ class GradeDistributionModel(nn.Module):
             raise ValueError(f"need a distribution over the {N_GRADES} grades, got {p.tolist()}")
         p = (p / p.sum()).clamp_min(1e-4)  # a grade nobody chose: small, not -inf
         linear = self.head[-1]
+        assert isinstance(linear, nn.Linear)  # __init__ ends the head with one
         linear.weight.zero_()
         linear.bias.copy_(p.log() - p.log().mean())
 
@@ -442,7 +454,10 @@ def _load_hf_timesformer(model: GradeDistributionModel, directory: Path) -> None
             f"{directory} is a directory: only the timesformer backbone loads Hugging Face "
             "model directories; pass a state dict file for the others"
         )
-    loaded, info = TimesformerModel.from_pretrained(
+    # With output_loading_info the answer is (model, info); transformers types it as the model.
+    loaded: TimesformerModel
+    info: dict[str, list[Any]]
+    loaded, info = TimesformerModel.from_pretrained(  # type: ignore[misc]
         directory,
         config=trunk.timesformer.config,
         local_files_only=True,

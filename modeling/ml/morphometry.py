@@ -120,7 +120,7 @@ def frame_morphometry(frame: np.ndarray) -> dict[str, float] | None:
     peak = float(contrast[max(uy - n, 0) : uy + n, max(ux - n, 0) : ux + n].max())
     if not peak > MIN_CONTRAST * noise:
         return None
-    mask = (contrast > MASK_LEVEL * peak).astype(np.uint8)
+    mask: np.ndarray = (contrast > MASK_LEVEL * peak).astype(np.uint8)
     opened = cv2.morphologyEx(mask, cv2.MORPH_OPEN, _OPENING)
     if opened.any():
         mask = opened  # a head too small to survive the opening keeps its raw mask

@@ -43,7 +43,10 @@ from tqdm import tqdm
 from modeling.ml.backbones import BACKBONES, get_preset
 from modeling.ml.data import (
     Augment,
+    ClipBatch,
+    ClipItem,
     ExportDataset,
+    collate_clips,
     derive_seed,
     fair_sampler,
     list_folds,
@@ -473,7 +476,7 @@ def _train_fold(
 
 def _train_one_epoch(
     model: GradeDistributionModel,
-    loader: DataLoader,
+    loader: DataLoader[ClipItem],
     optimizer: torch.optim.Optimizer,
     loss_fn: LossFn,
     device: torch.device,
@@ -482,6 +485,7 @@ def _train_one_epoch(
     """One pass over ``loader``: the mean training loss per clip, None if stopped midway."""
     model.train()
     total, count = 0.0, 0
+    batch: ClipBatch
     for batch in loader:
         if should_stop is not None and should_stop():
             return None
@@ -505,11 +509,12 @@ def _train_one_epoch(
 
 @torch.no_grad()
 def _predict_loader(
-    model: GradeDistributionModel, loader: DataLoader, device: torch.device
+    model: GradeDistributionModel, loader: DataLoader[ClipItem], device: torch.device
 ) -> _Predictions:
     model.eval()
     clip_ids: list[str] = []
     probabilities, features = [], []
+    batch: ClipBatch
     for batch in loader:
         q, f = model.predict_with_features(
             batch["frames"].to(device), batch["kinematics"].to(device), _morphometry(batch, device)
@@ -520,7 +525,7 @@ def _predict_loader(
     return _Predictions(clip_ids, np.concatenate(probabilities), np.concatenate(features))
 
 
-def _morphometry(batch: dict[str, Any], device: torch.device) -> torch.Tensor | None:
+def _morphometry(batch: ClipBatch, device: torch.device) -> torch.Tensor | None:
     """The batch's morphometry, measured on the unaugmented frames by the dataset (None when
     the run does not use it)."""
     morphometry = batch.get("morphometry")
@@ -553,10 +558,13 @@ def _dataset(
     )
 
 
-def _loader(config: TrainConfig, dataset: ExportDataset, *, sampler: Any = None) -> DataLoader:
+def _loader(
+    config: TrainConfig, dataset: ExportDataset, *, sampler: Any = None
+) -> DataLoader[ClipItem]:
     return DataLoader(
         dataset,
         batch_size=config.resolved_batch_size,
+        collate_fn=collate_clips,
         sampler=sampler,  # None: the dataset's order (evaluation)
         num_workers=config.num_workers,
         pin_memory=config.device.startswith("cuda"),

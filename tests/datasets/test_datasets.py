@@ -25,13 +25,13 @@ from tests.conftest import PASSWORD, wait_for
 
 
 @pytest.fixture
-def rated(db, synthetic_small: Path) -> Path:  # type: ignore[no-untyped-def]
+def rated(db, synthetic_small: Path) -> Path:
     call_command("import_dataset", str(synthetic_small), "--no-progress")
     return synthetic_small
 
 
 @pytest.fixture
-def export_root(settings, tmp_path: Path) -> Path:  # type: ignore[no-untyped-def]
+def export_root(settings, tmp_path: Path) -> Path:
     settings.EXPORT_ROOT = tmp_path / "exports"
     return settings.EXPORT_ROOT
 

@@ -30,7 +30,7 @@ def _counts() -> tuple[int, ...]:
     )
 
 
-def _rewrite(path: Path, edit) -> None:  # type: ignore[no-untyped-def]
+def _rewrite(path: Path, edit) -> None:
     with path.open(newline="") as handle:
         rows = list(csv.DictReader(handle))
     rows, fields = edit(rows, list(rows[0].keys()))

@@ -11,7 +11,7 @@ from tests.browser_support import login, page_errors
 from tests.conftest import PASSWORD
 
 
-def _nav_hrefs(page) -> list[str]:  # type: ignore[no-untyped-def]
+def _nav_hrefs(page) -> list[str]:
     return page.eval_on_selector_all("header.top nav a", "els => els.map(e => e.href)")
 
 

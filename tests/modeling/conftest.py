@@ -37,7 +37,7 @@ def tiny_config() -> dict[str, Any]:
 
 
 @pytest.fixture
-def local_roots(settings, tmp_path: Path) -> Path:  # type: ignore[no-untyped-def]
+def local_roots(settings, tmp_path: Path) -> Path:
     """Exports and runs in this test's folder (tests that train in their own process)."""
     settings.EXPORT_ROOT = tmp_path / "exports"
     settings.TRAINING_RUNS_ROOT = tmp_path / "runs"
@@ -45,7 +45,7 @@ def local_roots(settings, tmp_path: Path) -> Path:  # type: ignore[no-untyped-de
 
 
 @pytest.fixture
-def version(db, synthetic_small: Path, local_roots: Path) -> DatasetVersion:  # type: ignore[no-untyped-def]
+def version(db, synthetic_small: Path, local_roots: Path) -> DatasetVersion:
     return build_version(synthetic_small)
 
 

@@ -59,7 +59,7 @@ def finished_run(version: DatasetVersion, tiny_config: dict[str, Any]) -> Traini
     return run
 
 
-def _client(make_user, role: str) -> Client:  # type: ignore[no-untyped-def]
+def _client(make_user, role: str) -> Client:
     user = make_user(role)
     client = APIClient()
     assert client.login(username=user.username, password=PASSWORD)
@@ -171,7 +171,7 @@ def _every_get_path(values: dict[str, str]) -> list[str]:
     other parameters, the admin and logout are left out)."""
     paths: list[str] = []
 
-    def walk(patterns: list, prefix: str) -> None:  # type: ignore[type-arg]
+    def walk(patterns: list, prefix: str) -> None:
         for pattern in patterns:
             route = prefix + str(pattern.pattern)
             if isinstance(pattern, URLResolver):

@@ -158,7 +158,7 @@ def test_the_cli_recipe_fills_the_flags_not_given_and_a_given_flag_wins_even_at_
 
 
 @pytest.fixture
-def curator(make_user) -> APIClient:  # type: ignore[no-untyped-def]
+def curator(make_user) -> APIClient:
     client = APIClient()
     assert client.login(username=make_user("curator").username, password=PASSWORD)
     return client

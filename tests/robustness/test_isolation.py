@@ -24,7 +24,7 @@ def _first_clip(synthetic_small: Path) -> tuple[Path, tuple[float, float]]:
     return synthetic_small / row.video, (float(row.x), float(row.y))
 
 
-def _fake_decoder(tmp_path: Path, monkeypatch, script: str) -> None:  # type: ignore[no-untyped-def]
+def _fake_decoder(tmp_path: Path, monkeypatch, script: str) -> None:
     """Stand in for the decoding child with a program that dies the way a decoder can."""
     program = tmp_path / "decoder"
     program.write_text(f"#!/bin/sh\n{script}\n")

@@ -39,7 +39,7 @@ POLYGLOT_LATE = b"<html><!-- \x00\x00\x00\x18ftypisom --><script>alert(1)</scrip
 POLYGLOT_MP4_HEAD = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00" + HTML
 
 
-def _curator_client(make_user) -> Client:  # type: ignore[no-untyped-def]
+def _curator_client(make_user) -> Client:
     client = Client()
     client.force_login(make_user("curator"))
     return client
@@ -70,7 +70,7 @@ def _create(data: bytes, name: str = "upload.mp4") -> Video:
 
 
 @pytest.fixture
-def gunicorn_url(transactional_db) -> Iterator[tuple[str, int]]:  # type: ignore[no-untyped-def]
+def gunicorn_url(transactional_db) -> Iterator[tuple[str, int]]:
     """The production server (gunicorn, as in docker/) on a free loopback port."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -144,7 +144,7 @@ def test_too_many_files_in_one_request_are_refused(make_user, synthetic_small: P
         f"file{i}": io.BytesIO(video) for i in range(settings.DATA_UPLOAD_MAX_NUMBER_FILES + 1)
     }
     for handle in files.values():
-        handle.name = "v.mp4"  # type: ignore[attr-defined]
+        handle.name = "v.mp4"
     answer = client.post(
         "/api/videos/", {**files, "patient_code": "P1", "pixel_size_um": "0.5", "targets": "[]"}
     )

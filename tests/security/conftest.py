@@ -52,7 +52,7 @@ def version_make(name: str, owner: Any) -> Any:
 
 
 @pytest.fixture
-def world(make_user, make_clip, settings, tmp_path) -> World:  # type: ignore[no-untyped-def]  # noqa: F811
+def world(make_user, make_clip, settings, tmp_path) -> World:  # noqa: F811
     from modeling.models import ExperimentGrid, TrainingRun
     from tests.grading_support import grade_offered
 
@@ -96,7 +96,7 @@ def media_path(clip: Any) -> str:
     return str(Path(clip.filmstrip_file.path).relative_to(root))
 
 
-def client_for(role: str, world: World, **kwargs: Any):  # type: ignore[no-untyped-def]
+def client_for(role: str, world: World, **kwargs: Any):
     from django.test import Client
 
     client = Client(**kwargs)
@@ -110,6 +110,6 @@ __all__ = ["MP4_BYTES", "PASSWORD", "ROLES", "World", "client_for", "media_path"
 
 
 @pytest.fixture(autouse=True)
-def _fast_password_hasher(settings) -> None:  # type: ignore[no-untyped-def]
+def _fast_password_hasher(settings) -> None:
     # Every test here makes several users; the real hasher's cost is not what is tested.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

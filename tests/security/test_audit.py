@@ -96,7 +96,7 @@ def test_uploads_downloads_builds_and_training_starts_are_recorded(world: World)
     assert upload_event.detail["original_name"] == "audit.mp4"
 
 
-def _role_changes(target, after: int = 0) -> list[AuditEvent]:  # type: ignore[no-untyped-def]
+def _role_changes(target, after: int = 0) -> list[AuditEvent]:
     events = AuditEvent.objects.filter(action="role_change", object_id=str(target.pk), id__gt=after)
     return list(events.order_by("id"))
 

@@ -133,7 +133,7 @@ def _media_paths(clip: Clip) -> list[str]:
 
 
 @pytest.fixture
-def blind_world(make_user, make_clip, settings, tmp_path):  # type: ignore[no-untyped-def]
+def blind_world(make_user, make_clip, settings, tmp_path):
     """An expert holding the unanswered clip X; the objects every route's arguments name."""
     from modeling.models import TrainingRun
 
@@ -196,7 +196,7 @@ def _urls(world: dict[str, Any]) -> list[str]:
     return urls
 
 
-def _votes_and_predictions(world: dict[str, Any], make_user) -> None:  # type: ignore[no-untyped-def]
+def _votes_and_predictions(world: dict[str, Any], make_user) -> None:
     """Other experts' votes on X and two runs' predictions of it, written as the services do
     (the ratings and the clip's counts agree)."""
     from modeling.models import Prediction

@@ -33,7 +33,7 @@ class PasswordCheckCounter:
 
 
 @pytest.fixture
-def password_checks(monkeypatch) -> Iterator[PasswordCheckCounter]:  # type: ignore[no-untyped-def]
+def password_checks(monkeypatch) -> Iterator[PasswordCheckCounter]:
     counter = PasswordCheckCounter()
     original = AbstractBaseUser.check_password
 
@@ -53,7 +53,7 @@ def _login(username: str, password: str, ip: str = "10.0.0.1") -> Client:
     return client
 
 
-def test_the_sixth_wrong_password_is_not_even_checked(make_user, password_checks, settings) -> None:  # type: ignore[no-untyped-def]
+def test_the_sixth_wrong_password_is_not_even_checked(make_user, password_checks, settings) -> None:
     make_user("expert", username="victim")
     for _ in range(settings.LOGIN_MAX_FAILURES):
         assert _login("victim", WRONG).response.status_code == 200  # type: ignore[attr-defined]
@@ -64,7 +64,7 @@ def test_the_sixth_wrong_password_is_not_even_checked(make_user, password_checks
     assert "Too many failed login attempts; try again in 15 minutes." in locked.content.decode()
 
 
-def test_a_locked_account_opens_again_after_the_window(make_user, settings) -> None:  # type: ignore[no-untyped-def]
+def test_a_locked_account_opens_again_after_the_window(make_user, settings) -> None:
     make_user("expert", username="victim")
     for _ in range(settings.LOGIN_MAX_FAILURES):
         _login("victim", WRONG)
@@ -72,7 +72,7 @@ def test_a_locked_account_opens_again_after_the_window(make_user, settings) -> N
     assert _login("victim", PASSWORD).response.status_code == 302  # type: ignore[attr-defined]
 
 
-def test_a_right_password_before_the_limit_clears_the_count(make_user, settings) -> None:  # type: ignore[no-untyped-def]
+def test_a_right_password_before_the_limit_clears_the_count(make_user, settings) -> None:
     make_user("expert", username="victim")
     for _ in range(settings.LOGIN_MAX_FAILURES - 1):
         _login("victim", WRONG)
@@ -83,7 +83,7 @@ def test_a_right_password_before_the_limit_clears_the_count(make_user, settings)
     assert _login("victim", PASSWORD).response.status_code == 302  # type: ignore[attr-defined]
 
 
-def test_one_address_guessing_many_names_is_throttled_too(make_user, settings) -> None:  # type: ignore[no-untyped-def]
+def test_one_address_guessing_many_names_is_throttled_too(make_user, settings) -> None:
     make_user("expert", username="victim")
     for i in range(settings.LOGIN_MAX_FAILURES_PER_IP):
         _login(f"guess{i}", WRONG, ip="10.9.9.9")
@@ -93,7 +93,7 @@ def test_one_address_guessing_many_names_is_throttled_too(make_user, settings) -
     assert _login("victim", PASSWORD, ip="10.1.1.1").response.status_code == 302  # type: ignore[attr-defined]
 
 
-def test_the_token_api_answers_429_while_locked(make_user, settings) -> None:  # type: ignore[no-untyped-def]
+def test_the_token_api_answers_429_while_locked(make_user, settings) -> None:
     make_user("expert", username="victim")
     url = reverse("api-token")
     for _ in range(settings.LOGIN_MAX_FAILURES):
@@ -107,7 +107,7 @@ def test_the_token_api_answers_429_while_locked(make_user, settings) -> None:  #
 @pytest.mark.django_db(transaction=True)
 def test_fifty_concurrent_wrong_passwords_get_at_most_five_checks(
     make_user, password_checks, settings
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     make_user("expert", username="victim")
     n = 50
     start = threading.Barrier(n)

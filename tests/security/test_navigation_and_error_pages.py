@@ -23,7 +23,7 @@ ADMIN_HREF = 'href="/admin/"'
 
 
 @pytest.fixture(autouse=True)
-def _production_errors(settings) -> None:  # type: ignore[no-untyped-def]
+def _production_errors(settings) -> None:
     # The error pages as a lab sees them: Django's debug pages off.
     settings.DEBUG = False
 
@@ -33,21 +33,21 @@ def nav_hrefs(html: str) -> list[str]:
     return HREF.findall(found.group(1)) if found else []
 
 
-def _multi_role_user(world: World, make_user):  # type: ignore[no-untyped-def]
+def _multi_role_user(world: World, make_user):
     """An account in the expert and the curator groups (the Django admin allows it)."""
     user = make_user("expert", username="sec-expert-curator")
     user.groups.add(Group.objects.get(name="curator"))
     return user
 
 
-def _staff_curator(make_user):  # type: ignore[no-untyped-def]
+def _staff_curator(make_user):
     user = make_user("curator", username="sec-staff-curator")
     user.is_staff = True
     user.save(update_fields=["is_staff"])
     return user
 
 
-def _clients(world: World, make_user) -> dict[str, Client]:  # type: ignore[no-untyped-def]
+def _clients(world: World, make_user) -> dict[str, Client]:
     clients = {role: client_for(role, world) for role in ("trainee", "expert", "curator", "admin")}
     for name, user in (
         ("expert+curator", _multi_role_user(world, make_user)),
@@ -170,7 +170,7 @@ def test_api_refusals_and_unknown_api_addresses_stay_json(world: World) -> None:
     assert missing.json() == {"detail": "Not found."}
 
 
-def _warnings(caplog) -> list[logging.LogRecord]:  # type: ignore[no-untyped-def]
+def _warnings(caplog) -> list[logging.LogRecord]:
     return [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 

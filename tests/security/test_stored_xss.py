@@ -92,7 +92,7 @@ def _store_payload(world: World, payload: str, make_user: Any) -> dict[str, str]
 @pytest.mark.parametrize("name", list(PAYLOADS))
 def test_stored_payloads_execute_nothing(
     name: str, world: World, make_user, live_server, browser_page
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     payload = PAYLOADS[name]
     pages = _store_payload(world, payload, make_user)
     page = browser_page

@@ -232,7 +232,7 @@ def test_an_idle_session_ends_after_the_idle_limit(world: World) -> None:
     assert client.get(reverse("clip-list")).status_code == 302  # and stays logged out
 
 
-def test_activity_within_the_idle_limit_keeps_the_session(world: World, settings) -> None:  # type: ignore[no-untyped-def]
+def test_activity_within_the_idle_limit_keeps_the_session(world: World, settings) -> None:
     settings.SESSION_IDLE_S = 600
     client = Client()
     _login(client)
@@ -246,7 +246,7 @@ def test_activity_within_the_idle_limit_keeps_the_session(world: World, settings
 # --- passwords and accounts ----------------------------------------------------------------
 
 
-def test_add_user_refuses_a_password_shorter_than_12_characters(db, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_add_user_refuses_a_password_shorter_than_12_characters(db, monkeypatch) -> None:
     monkeypatch.setenv("MERSV_PASSWORD", "Xq7#mZ2!pL9")  # 11 characters
     with pytest.raises(CommandError, match="at least 12"):
         call_command("add_user", "shorty", "--role", "expert", stdout=io.StringIO())

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from datasets import services
+from datasets.models import DatasetVersion
 
 
 class Command(BaseCommand):
@@ -23,19 +26,19 @@ class Command(BaseCommand):
             "--if-missing", action="store_true", help="do nothing when the version exists"
         )
 
-    def handle(self, *args: object, **options: object) -> None:
+    def handle(self, *args: object, **options: Any) -> None:
         if (
             options["if_missing"]
-            and services.DatasetVersion.objects.filter(name=str(options["name"])).exists()
+            and DatasetVersion.objects.filter(name=str(options["name"])).exists()
         ):
             return
         try:
             version = services.dataset_version_create(
                 name=str(options["name"]),
                 created_by=None,
-                min_votes=int(options["min_votes"]),  # type: ignore[arg-type]
-                n_folds=int(options["folds"]),  # type: ignore[arg-type]
-                seed=int(options["seed"]),  # type: ignore[arg-type]
+                min_votes=int(options["min_votes"]),
+                n_folds=int(options["folds"]),
+                seed=int(options["seed"]),
                 retired_only=bool(options["retired_only"]),
                 licence=str(options["licence"]),
                 enqueue=False,
@@ -45,7 +48,7 @@ class Command(BaseCommand):
         bar = None if options["no_progress"] else tqdm(total=100, unit="%", desc="building")
 
         def progress(fraction: float, message: str) -> None:
-            services.DatasetVersion.objects.filter(pk=version.pk, frozen=False).update(
+            DatasetVersion.objects.filter(pk=version.pk, frozen=False).update(
                 progress=fraction, progress_message=message[:200]
             )
             if bar is not None:

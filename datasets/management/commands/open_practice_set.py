@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from annotation.ingest.services import ServiceError
@@ -20,7 +22,7 @@ class Command(BaseCommand):
             "--if-missing", action="store_true", help="do nothing when the set exists"
         )
 
-    def handle(self, *args: object, **options: object) -> None:
+    def handle(self, *args: object, **options: Any) -> None:
         name = str(options["name"])
         if options["if_missing"] and TrainingSet.objects.filter(name=name).exists():
             return
@@ -31,7 +33,7 @@ class Command(BaseCommand):
             practice_set = practice_set_create(
                 name=name,
                 version=version,
-                min_votes=int(options["min_votes"]),  # type: ignore[arg-type]
+                min_votes=int(options["min_votes"]),
                 created_by=None,
             )
         except ServiceError as exc:

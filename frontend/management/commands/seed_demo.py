@@ -6,6 +6,7 @@ The data go through the real import path (datasets.importer). A second run reuse
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -31,7 +32,7 @@ class Command(BaseCommand):
         parser.add_argument("--votes-per-clip", type=int, default=20)
         parser.add_argument("--seed", type=int, default=7)
 
-    def handle(self, *args: object, **options: object) -> None:
+    def handle(self, *args: object, **options: Any) -> None:
         from simulator.synthetic import SyntheticConfig, generate_dataset
 
         data_dir = Path(settings.VAR_DIR) / "demo-data"
@@ -40,9 +41,9 @@ class Command(BaseCommand):
             generate_dataset(
                 data_dir,
                 SyntheticConfig(
-                    n_clips=int(options["clips"]),  # type: ignore[arg-type]
-                    votes_per_clip=int(options["votes_per_clip"]),  # type: ignore[arg-type]
-                    seed=int(options["seed"]),  # type: ignore[arg-type]
+                    n_clips=int(options["clips"]),
+                    votes_per_clip=int(options["votes_per_clip"]),
+                    seed=int(options["seed"]),
                     n_frames=24,
                 ),
                 progress=True,

@@ -157,17 +157,18 @@ class Command(BaseCommand):
                 enqueue=False,
             )
         self.stdout.write(f"training run {run.pk} ({run.name}) in {run.checkpoint_dir}")
+        run_id = run.pk
         try:
-            run = services.training_run_execute(run_id=run.pk, progress=not options["no_progress"])
+            run = services.training_run_execute(run_id=run_id, progress=not options["no_progress"])
         except services.RunBusy as exc:
             raise CommandError(f"{exc}: wait for it, or cancel it first") from exc
         except KeyboardInterrupt:
             raise CommandError(
-                f"interrupted; resume with `python manage.py train --resume {run.pk}`"
+                f"interrupted; resume with `python manage.py train --resume {run_id}`"
             ) from None
         except Exception as exc:
             message = services.training_error_message(exc)
-            raise CommandError(f"run {run.pk} failed: {message}") from exc
+            raise CommandError(f"run {run_id} failed: {message}") from exc
         assert run is not None
         self._report(run)
         if options["predictions_out"] and run.status == JobStatus.SUCCEEDED:

@@ -21,7 +21,7 @@ _ids = itertools.count(1)
 
 
 @pytest.fixture
-def make_clips(db) -> Callable[..., list[Clip]]:  # type: ignore[no-untyped-def]
+def make_clips(db) -> Callable[..., list[Clip]]:
     """Factory: ``make_clips(n, n_frames=4, prefix="agg")`` -> n clips of READY videos (one
     patient each), with a filmstrip PNG, frame array and stub MP4 under MEDIA_ROOT, no votes.
     Clip ids sort in creation order."""
@@ -42,7 +42,7 @@ def make_clips(db) -> Callable[..., list[Clip]]:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def make_experts(make_user) -> Callable[..., list]:  # type: ignore[no-untyped-def]
+def make_experts(make_user) -> Callable[..., list]:
     """``make_experts(n, prefix="rater")``: n expert accounts with distinctive names."""
     counter = itertools.count(1)
 
@@ -53,7 +53,7 @@ def make_experts(make_user) -> Callable[..., list]:  # type: ignore[no-untyped-d
 
 
 @pytest.fixture
-def add_votes(db) -> Callable[..., list[Rating]]:  # type: ignore[no-untyped-def]
+def add_votes(db) -> Callable[..., list[Rating]]:
     """``add_votes(clip, "AABC", raters, time_ms=5000, age_hours=0)``: rater k grades the clip
     grades[k]; Rating and RatingChange rows are bulk-written and the clip's counts recounted,
     as `datasets.importer` does. A space in `grades` skips that rater."""
@@ -90,7 +90,7 @@ def add_votes(db) -> Callable[..., list[Rating]]:  # type: ignore[no-untyped-def
 def client_for() -> Callable[..., Client]:
     """``client_for(user)``: a test client logged in as that user."""
 
-    def make(user) -> Client:  # type: ignore[no-untyped-def]
+    def make(user) -> Client:
         client = Client()
         assert client.login(username=user.username, password=PASSWORD)
         return client

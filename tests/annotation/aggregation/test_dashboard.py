@@ -14,12 +14,12 @@ from tests.conftest import PASSWORD
 
 
 @pytest.fixture
-def curator(make_user):  # type: ignore[no-untyped-def]
+def curator(make_user):
     return make_user("curator", "cura-01")
 
 
 @pytest.fixture
-def graded(make_clips, make_experts, add_votes):  # type: ignore[no-untyped-def]
+def graded(make_clips, make_experts, add_votes):
     """Six clips graded by four experts; the last clip has no votes."""
     clips = make_clips(6)
     raters = make_experts(4)

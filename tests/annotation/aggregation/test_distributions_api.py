@@ -16,7 +16,7 @@ from annotation.grades import GRADE_INDEX
 
 
 @pytest.fixture
-def curator(make_user):  # type: ignore[no-untyped-def]
+def curator(make_user):
     return make_user("curator", "cura-01")
 
 
@@ -180,7 +180,7 @@ def test_the_statistics_of_a_platform_without_ratings_are_empty_not_an_error(
     assert body["retirement"]["n_open"] == 2
 
 
-def _queries(client, url: str) -> int:  # type: ignore[no-untyped-def]
+def _queries(client, url: str) -> int:
     with CaptureQueriesContext(connection) as queries:
         assert client.get(url).status_code == 200
     return len(queries)

@@ -39,7 +39,7 @@ def _reachable_paths(values: dict[str, str]) -> list[str]:
 
 
 @pytest.fixture
-def panel(make_clips, make_experts, add_votes, make_user, settings):  # type: ignore[no-untyped-def]
+def panel(make_clips, make_experts, add_votes, make_user, settings):
     """Three clips graded by an expert and four other raters with unmistakable names, and a
     fourth graded by the others only (so the expert's queue offers a clip others voted on)."""
     settings.SHOW_PANEL_AFTER_VOTE = True

@@ -23,14 +23,14 @@ class AlwaysRoll(random.Random):
 
 
 @pytest.fixture
-def repeats_on(settings):  # type: ignore[no-untyped-def]
+def repeats_on(settings):
     settings.REPEAT_RATE = 0.05
     settings.REPEAT_MIN_AGE_H = 24.0
     return settings
 
 
 @pytest.fixture
-def veteran(make_clips, make_experts, add_votes):  # type: ignore[no-untyped-def]
+def veteran(make_clips, make_experts, add_votes):
     """An expert with 40 grades given two days ago (budget: two repeats at 5%), and a
     second expert on the same clips."""
     expert, other = make_experts(2)

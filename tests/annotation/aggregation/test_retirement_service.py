@@ -14,7 +14,7 @@ from tests.grading_support import grade_offered
 
 
 @pytest.fixture
-def rule(settings):  # type: ignore[no-untyped-def]
+def rule(settings):
     """The default rule: >= 10 votes and expected EMD <= 0.0175, or 40 votes."""
     settings.RETIRE_MIN_VOTES = 10
     settings.RETIRE_TOLERANCE = 0.0175

@@ -106,7 +106,7 @@ def make_clip() -> Callable[..., Clip]:
 
 
 @pytest.fixture
-def cast_votes(make_user) -> Callable[[Clip, str], list]:  # type: ignore[no-untyped-def]
+def cast_votes(make_user) -> Callable[[Clip, str], list]:
     """``cast_votes(clip, "AAC")``: new experts grade the clip through the grading service."""
     from tests.grading_support import grade_offered
 

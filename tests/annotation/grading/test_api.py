@@ -34,14 +34,14 @@ BLIND_CLIP_FIELDS = {
 }
 
 
-def _client_for(user) -> Client:  # type: ignore[no-untyped-def]
+def _client_for(user) -> Client:
     client = Client()
     if user is not None:
         client.force_login(user)
     return client
 
 
-def _post(client: Client, url: str, body: dict, method: str = "post"):  # type: ignore[no-untyped-def]
+def _post(client: Client, url: str, body: dict, method: str = "post"):
     if url in (RATINGS, CANNOT_JUDGE) and method == "post" and "clip_id" in body:
         _offer_to_client(client, str(body["clip_id"]))
     return getattr(client, method)(url, json.dumps(body), content_type="application/json")
@@ -60,7 +60,7 @@ def _offer_to_client(client: Client, clip_id: str) -> None:
         offer(get_user_model().objects.get(pk=user_id), clip)
 
 
-def _submit(client: Client, clip_id: str, grade: str = "B", **extra):  # type: ignore[no-untyped-def]
+def _submit(client: Client, clip_id: str, grade: str = "B", **extra):
     body = {"clip_id": clip_id, "grade": grade, "time_spent_ms": 900, **extra}
     return _post(client, RATINGS, body)
 
@@ -263,11 +263,11 @@ def _json_leaks(value: object, *, own_grades: set[str]) -> list[str]:
     return found
 
 
-def _expert_reachable_paths(clip, video) -> list[str]:  # type: ignore[no-untyped-def]
+def _expert_reachable_paths(clip, video) -> list[str]:
     """Every GET route of the project without parameters, plus the clip's own pages."""
     paths: list[str] = []
 
-    def walk(patterns, prefix: str) -> None:  # type: ignore[no-untyped-def]
+    def walk(patterns, prefix: str) -> None:
         for p in patterns:
             route = str(p.pattern)
             if isinstance(p, URLResolver):

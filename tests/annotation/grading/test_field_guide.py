@@ -19,13 +19,13 @@ GUIDE = "/api/field-guide/"
 REFERENCES = "/api/reference-clips/"
 
 
-def _client(user, **kwargs) -> Client:  # type: ignore[no-untyped-def]
+def _client(user, **kwargs) -> Client:
     client = Client(**kwargs)
     client.force_login(user)
     return client
 
 
-def _add(client: Client, clip: Clip, grade: str = "B", note: str = ""):  # type: ignore[no-untyped-def]
+def _add(client: Client, clip: Clip, grade: str = "B", note: str = ""):
     body = {"clip_id": clip.external_id, "grade": grade, "note": note}
     return client.post(REFERENCES, json.dumps(body), content_type="application/json")
 

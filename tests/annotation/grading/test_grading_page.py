@@ -15,7 +15,7 @@ N_FRAMES = 6
 SHOWN = "() => document.body.dataset.clipReady"
 
 
-def _wait_for_new_clip(page, previous: str | None) -> str:  # type: ignore[no-untyped-def]
+def _wait_for_new_clip(page, previous: str | None) -> str:
     """Wait until a clip other than `previous` is drawn; its clip id."""
     page.wait_for_function(
         "(prev) => document.body.dataset.clipReady && document.body.dataset.clipReady !== prev",
@@ -24,11 +24,11 @@ def _wait_for_new_clip(page, previous: str | None) -> str:  # type: ignore[no-un
     return page.evaluate(SHOWN)
 
 
-def _wait_for_clip(page, clip_id: str) -> None:  # type: ignore[no-untyped-def]
+def _wait_for_clip(page, clip_id: str) -> None:
     page.wait_for_function("(id) => document.body.dataset.clipReady === id", arg=clip_id)
 
 
-def _frame_shown(page) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+def _frame_shown(page) -> tuple[int, int]:
     """(the frame counter, the grey level of the canvas's top-left pixel)."""
     return page.evaluate(
         """() => [Number(document.getElementById("frame-no").textContent),
@@ -37,20 +37,20 @@ def _frame_shown(page) -> tuple[int, int]:  # type: ignore[no-untyped-def]
     )
 
 
-def _dismiss_tutorial(page) -> None:  # type: ignore[no-untyped-def]
+def _dismiss_tutorial(page) -> None:
     """The first visit of an account opens the tutorial; Enter closes it."""
     page.wait_for_selector("#tutorial", state="visible")
     page.keyboard.press("Enter")
     page.wait_for_selector("#tutorial", state="hidden")
 
 
-def _selected(page) -> list[str]:  # type: ignore[no-untyped-def]
+def _selected(page) -> list[str]:
     return page.eval_on_selector_all(
         ".grade-option[aria-pressed=true]", "els => els.map(e => e.dataset.grade)"
     )
 
 
-def _progress_rated(page) -> int:  # type: ignore[no-untyped-def]
+def _progress_rated(page) -> int:
     return int(page.text_content("#progress-rated"))
 
 
@@ -160,7 +160,7 @@ def test_the_curators_clip_page_plays_with_the_same_player(
 # --- the page an expert can trust: focus, target marker, field guide, notes, tutorial -------
 
 
-def _land(page, live_server, expert) -> str:  # type: ignore[no-untyped-def]
+def _land(page, live_server, expert) -> str:
     """Log in, close the first-visit tutorial; the clip id shown."""
     login(page, live_server, expert.username, PASSWORD)
     clip_id = _wait_for_new_clip(page, None)
@@ -168,7 +168,7 @@ def _land(page, live_server, expert) -> str:  # type: ignore[no-untyped-def]
     return clip_id
 
 
-def _paused_frame(page) -> int:  # type: ignore[no-untyped-def]
+def _paused_frame(page) -> int:
     return page.evaluate("() => window.mersvPlayer.playing ? -1 : window.mersvPlayer.frame")
 
 

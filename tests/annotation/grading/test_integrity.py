@@ -22,13 +22,13 @@ RATINGS = "/api/grading/ratings/"
 CANNOT_JUDGE = "/api/grading/cannot-judge/"
 
 
-def _grade(client: Client, clip: Clip, grade: str = "B"):  # type: ignore[no-untyped-def]
+def _grade(client: Client, clip: Clip, grade: str = "B"):
     return post_json(
         client, RATINGS, {"clip_id": clip.external_id, "grade": grade, "time_spent_ms": 9}
     )
 
 
-def _graded_over(make_user, make_clip, cast_votes, votes: str, grade: str):  # type: ignore[no-untyped-def]
+def _graded_over(make_user, make_clip, cast_votes, votes: str, grade: str):
     """A clip the panel voted `votes` on, and a new expert's offered `grade` of it."""
     clip = make_clip()
     cast_votes(clip, votes)
@@ -264,7 +264,7 @@ def test_the_dashboard_counts_each_experts_changes_after_the_panel(
     assert "Changed after panel" in page
 
 
-def _pending_repeat(make_user, make_clip, settings):  # type: ignore[no-untyped-def]
+def _pending_repeat(make_user, make_clip, settings):
     """An expert who graded two clips C three days ago and is now offered one of them again:
     (expert, the repeat, both clips)."""
     settings.REPEAT_RATE = 1.0

@@ -16,7 +16,7 @@ from tests.grading_support import cannot_judge_offered, offer
 pytestmark = pytest.mark.django_db
 
 
-def _grade(expert, clip, grade: str = "B"):  # type: ignore[no-untyped-def]
+def _grade(expert, clip, grade: str = "B"):
     if not ClipAssignment.objects.filter(expert=expert, clip=clip).exists():
         offer(expert, clip)
     return rating_submit(expert=expert, clip=clip, grade=grade, time_spent_ms=500, telemetry={})
@@ -115,7 +115,7 @@ def test_a_late_answer_after_the_hold_expired_is_still_counted(make_user, make_c
     assert clip.votes_e == clip.votes_total == 1
 
 
-def _in_threads(n: int, work) -> list:  # type: ignore[no-untyped-def]
+def _in_threads(n: int, work) -> list:
     """Run work(i) in n threads started together; each thread uses its own DB connection."""
     barrier = threading.Barrier(n)
     results: list = [None] * n

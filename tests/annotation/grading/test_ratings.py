@@ -31,7 +31,7 @@ TELEMETRY = {
 }
 
 
-def _submit(expert, clip, grade="B", **kwargs):  # type: ignore[no-untyped-def]
+def _submit(expert, clip, grade="B", **kwargs):
     args = {"time_spent_ms": 1200, "telemetry": TELEMETRY, **kwargs}
     offer(expert, clip)
     return rating_submit(expert=expert, clip=clip, grade=grade, **args)

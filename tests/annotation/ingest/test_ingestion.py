@@ -13,7 +13,7 @@ from annotation.models import Clip, Video
 from tests.conftest import PASSWORD, wait_for
 
 
-def _upload(client: APIClient, path: Path, targets: list[dict], **extra: str):  # type: ignore[no-untyped-def]
+def _upload(client: APIClient, path: Path, targets: list[dict], **extra: str):
     import json
 
     with path.open("rb") as handle:
@@ -142,7 +142,7 @@ def test_experts_and_trainees_cannot_reach_curator_pages_or_the_clip_api(make_us
         assert client.get("/api/videos/").status_code == 403
 
 
-def test_anonymous_users_are_sent_to_the_login_page(client) -> None:  # type: ignore[no-untyped-def]
+def test_anonymous_users_are_sent_to_the_login_page(client) -> None:
     response = client.get("/clips/")
     assert response.status_code == 302 and response["Location"].startswith("/login/")
     assert client.get("/api/clips/").status_code in (401, 403)

@@ -21,13 +21,13 @@ from tests.datasets.practice.conftest import run_with_predictions
 pytestmark = pytest.mark.django_db
 
 
-def _api(user) -> APIClient:  # type: ignore[no-untyped-def]
+def _api(user) -> APIClient:
     client = APIClient()
     client.force_authenticate(user)
     return client
 
 
-def _submit(client: APIClient, practice_set, clip_id: str, grade: str):  # type: ignore[no-untyped-def]
+def _submit(client: APIClient, practice_set, clip_id: str, grade: str):
     return client.post(
         reverse("api-practice-ratings"),
         {"practice_set": practice_set.pk, "clip_id": clip_id, "grade": grade, "time_spent_ms": 900},
@@ -59,7 +59,7 @@ def test_trainee_grades_change_no_distribution_agreement_retirement_or_export(
     assert after == before
 
 
-def _page_grade(trainee, practice_set, clip_id: str, grade: str):  # type: ignore[no-untyped-def]
+def _page_grade(trainee, practice_set, clip_id: str, grade: str):
     """Log the trainee in on the pages and grade ``clip_id`` with the form; (client, answer)."""
     page = Client()
     page.login(username=trainee.username, password=PASSWORD)
