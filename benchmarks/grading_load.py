@@ -1,8 +1,9 @@
 """Grading under load: 40 simulated experts grading at once against gunicorn on loopback.
 
 Creates a fresh PostgreSQL database (default `mersv_bench`), migrates it, adds 600 clips (with a
-shared filmstrip) and 40 experts, and starts gunicorn (3 workers x 4 threads) on 127.0.0.1.
-Each simulated expert logs in through the login form, gets a clip (GET /api/grading/next/),
+shared filmstrip) and 40 experts, and starts gunicorn on 127.0.0.1 as the lab deploys it
+(config/gunicorn.py: 2 x cores + 1 sync workers; --workers and --threads override it). Each
+simulated expert logs in through the login form, gets a clip (GET /api/grading/next/),
 then loops "think, POST /api/grading/ratings/" for --seconds; like the grading page, the submit
 asks for the next clip in its answer (`next: true`; --separate-next sends its own GET
 /api/grading/next/ instead). Every vote the server acknowledged is logged. It prints
@@ -20,10 +21,11 @@ with the target p95 < 50 ms per grading step (issue 13; 40 experts, --think-ms 3
 
     .venv/bin/python -m benchmarks.grading_load --seconds 60
     .venv/bin/python -m benchmarks.grading_load --seconds 60 --think-ms 3000 --conn-max-age 60
+    .venv/bin/python -m benchmarks.grading_load ... --workers 3 --threads 4   (threaded workers)
 
 --think-ms is the mean pause before each vote (0: every expert grades flat out, a saturation
-test); --conn-max-age sets DATABASE_CONN_MAX_AGE for gunicorn (0, Django's default, opens a
-database connection per request).
+test); --conn-max-age sets DATABASE_CONN_MAX_AGE for gunicorn (60, as docker/compose.yml sets
+it; 0, Django's default, opens a database connection per request).
 """
 
 from __future__ import annotations
@@ -275,14 +277,32 @@ def expert_simulate(
     return log
 
 
+def gunicorn_settings(*, workers: int | None, threads: int | None) -> tuple[int, int]:
+    """(workers, threads) gunicorn will use: the shipped config/gunicorn.py, unless given."""
+    env = dict(os.environ)
+    if workers:
+        env["WEB_CONCURRENCY"] = str(workers)
+    if threads:
+        env["MERSV_WEB_THREADS"] = str(threads)
+    code = (
+        "import runpy; c = runpy.run_path('config/gunicorn.py'); print(c['workers'], c['threads'])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    )
+    found, per = done.stdout.split()
+    return int(found), int(per)
+
+
 def gunicorn_start(
     *, port: int, env: dict[str, str], workers: int, threads: int
 ) -> subprocess.Popen:
+    """gunicorn as the lab deploys it (config/gunicorn.py), on loopback."""
+    env = {**env, "WEB_CONCURRENCY": str(workers), "MERSV_WEB_THREADS": str(threads)}
     proc = subprocess.Popen(
         [
-            sys.executable, "-m", "gunicorn", "config.wsgi", "-w", str(workers),
-            "--threads", str(threads), "-b", f"127.0.0.1:{port}", "--keep-alive", "5",
-            "--log-level", "warning",
+            sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.py", "config.wsgi",
+            "-b", f"127.0.0.1:{port}", "--keep-alive", "5", "--log-level", "warning",
         ],
         cwd=ROOT, env=env,
     )  # fmt: skip
@@ -460,8 +480,12 @@ def main() -> None:
     parser.add_argument(
         "--separate-next", action="store_true", help="GET next apart from the submit"
     )
-    parser.add_argument("--workers", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument(
+        "--workers", type=int, default=None, help="gunicorn processes (config/gunicorn.py's)"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="threads per process (config/gunicorn.py's)"
+    )
     parser.add_argument("--page-loads", type=int, default=5)
     parser.add_argument(
         "--database-url",
@@ -470,7 +494,7 @@ def main() -> None:
         ),
     )
     parser.add_argument(
-        "--conn-max-age", type=int, default=0, help="DATABASE_CONN_MAX_AGE for gunicorn"
+        "--conn-max-age", type=int, default=60, help="DATABASE_CONN_MAX_AGE for gunicorn"
     )
     parser.add_argument(
         "--keep", action="store_true", help="keep the database and var/bench-grading"
@@ -505,6 +529,7 @@ def main() -> None:
         f"set up {args.clips} clips and {args.experts} experts in {time.perf_counter() - t0:.1f} s"
     )
 
+    args.workers, args.threads = gunicorn_settings(workers=args.workers, threads=args.threads)
     port = _free_port()
     server = gunicorn_start(port=port, env=env, workers=args.workers, threads=args.threads)
     try:

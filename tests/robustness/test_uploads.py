@@ -75,10 +75,11 @@ def gunicorn_url(transactional_db) -> Iterator[tuple[str, int]]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    env = {**os.environ, "DATABASE_URL": _test_database_url()}
+    # The shipped settings (config/gunicorn.py: sync workers), one process for the test.
+    env = {**os.environ, "DATABASE_URL": _test_database_url(), "WEB_CONCURRENCY": "1"}
     server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "config.wsgi", "-b", f"127.0.0.1:{port}", "-w", "1",
-         "--threads", "2", "--timeout", "30"],
+        [sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.py", "config.wsgi",
+         "-b", f"127.0.0.1:{port}", "--timeout", "30"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
