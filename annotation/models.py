@@ -383,15 +383,49 @@ class AuditEvent(models.Model):
 
 
 class LoginThrottle(models.Model):
-    """Failed-login counter of one key ("user:<name>" or "ip:<address>") in a fixed window.
+    """Consecutive failed logins of one key: "pair:<address>|<name>" (one address against one
+    account), "user:<name>" (the account, from anywhere) or "ip:<address>" (one address, any
+    account). Beyond a key's limit each further attempt waits a delay that doubles
+    (`annotation.access.login_throttle`); the count starts over after a quiet window.
 
     Kept in the database, not in process memory: gunicorn runs several workers, and each
-    must see every other's failures. Rows are read under select_for_update
-    (`annotation.access.login_throttle`)."""
+    must see every other's failures. Rows are read under select_for_update."""
 
     key = models.CharField(max_length=200, unique=True)
-    window_start = models.DateTimeField()
+    last_failure_at = models.DateTimeField()
     failures = models.PositiveIntegerField(default=0)
 
     def __str__(self) -> str:
-        return f"{self.key}: {self.failures} since {self.window_start:%H:%M:%S}"
+        return f"{self.key}: {self.failures}, last {self.last_failure_at:%H:%M:%S}"
+
+
+class KnownLoginAddress(models.Model):
+    """An address an account logged in from with its password: failures against the account
+    from elsewhere do not slow its logins from here (`annotation.access.login_throttle`)."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="known_login_addresses"
+    )
+    address = models.GenericIPAddressField()
+    last_login_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "address"], name="known_login_address_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} from {self.address}"
+
+
+class ApiTokenDevice(models.Model):
+    """The name and last use of one API token (django-rest-knox's AuthToken holds only the
+    hash, owner, creation and expiry). One per device: a new token under a name the owner
+    already uses replaces the old one (`annotation.access.tokens`). Deleted with its token."""
+
+    token = models.OneToOneField("knox.AuthToken", on_delete=models.CASCADE, related_name="device")
+    name = models.CharField(max_length=64)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return self.name

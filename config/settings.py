@@ -7,8 +7,10 @@ documented in the README ("Configuration").
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -92,7 +94,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",  # API tokens: hashed at rest, expiring (annotation/access/tokens.py)
     "drf_spectacular",
     "annotation",
     "datasets",
@@ -160,13 +162,43 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-# Failed logins are throttled in the database (annotation/access/login_throttle.py): at most
-# MERSV_LOGIN_MAX_FAILURES per username and MERSV_LOGIN_MAX_FAILURES_PER_IP per client address
-# within MERSV_LOGIN_WINDOW_S seconds.
+# ---- Accounts: client address, login throttle, API tokens (annotation/access/) ----------
+# The client's address (annotation/access/client_address.py): X-Forwarded-For is read only
+# when the peer is one of these reverse proxies (addresses or CIDRs, comma-separated); empty:
+# REMOTE_ADDR is the client.
+TRUSTED_PROXIES = env_list("MERSV_TRUSTED_PROXIES", "")
+for _proxy in TRUSTED_PROXIES:
+    try:
+        ipaddress.ip_network(_proxy, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"MERSV_TRUSTED_PROXIES: {_proxy!r} is not an IP address or CIDR (e.g. 172.16.0.0/12)"
+        ) from None
+# Failed logins (annotation/access/login_throttle.py). Beyond a limit, each further attempt
+# waits MERSV_LOGIN_DELAY_S, doubling per failure up to MERSV_LOGIN_DELAY_MAX_S; the right
+# password is never refused for good. Limits: per (account, address), per account from
+# addresses it never logged in from, and per address (password spraying; an account's known
+# addresses are exempt). A count starts over after MERSV_LOGIN_WINDOW_S without failures.
 AUTHENTICATION_BACKENDS = ["annotation.access.login_throttle.ThrottledModelBackend"]
 LOGIN_MAX_FAILURES = env_int("MERSV_LOGIN_MAX_FAILURES", 5)
+LOGIN_MAX_FAILURES_PER_ACCOUNT = env_int("MERSV_LOGIN_MAX_FAILURES_PER_ACCOUNT", 20)
 LOGIN_MAX_FAILURES_PER_IP = env_int("MERSV_LOGIN_MAX_FAILURES_PER_IP", 20)
 LOGIN_WINDOW_S = env_int("MERSV_LOGIN_WINDOW_S", 15 * 60)
+LOGIN_DELAY_S = env_int("MERSV_LOGIN_DELAY_S", 30)
+LOGIN_DELAY_MAX_S = env_int("MERSV_LOGIN_DELAY_MAX_S", 15 * 60)
+# An address an account logged in from stays "known" to it this long.
+LOGIN_KNOWN_ADDRESS_DAYS = env_int("MERSV_LOGIN_KNOWN_ADDRESS_DAYS", 30)
+# API tokens (django-rest-knox; annotation/access/tokens.py): stored as a SHA-512 hash, each
+# with a name (one per device), expiring after MERSV_TOKEN_TTL_HOURS; at most
+# MERSV_TOKEN_MAX_PER_USER live tokens per account. Sent as `Authorization: Token <token>`.
+TOKEN_TTL_HOURS = env_int("MERSV_TOKEN_TTL_HOURS", 7 * 24)
+TOKEN_MAX_PER_USER = env_int("MERSV_TOKEN_MAX_PER_USER", 20)
+REST_KNOX = {
+    "TOKEN_TTL": timedelta(hours=TOKEN_TTL_HOURS),
+    "AUTH_HEADER_PREFIX": "Token",
+    "AUTO_REFRESH": False,
+}
+# ---- end of accounts ---------------------------------------------------------------------
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
@@ -267,7 +299,7 @@ if PRODUCTION:
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
+        "annotation.access.tokens.ApiTokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

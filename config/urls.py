@@ -16,6 +16,11 @@ from modeling import practice_api, triage_api
 api_patterns = [
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("token/", access_api.token_obtain, name="api-token"),
+    path("tokens/", access_api.TokenListCreateApi.as_view(), name="api-tokens"),
+    path("tokens/<int:pk>/", access_api.TokenRevokeApi.as_view(), name="api-token-revoke"),
+    path(
+        "tokens/revoke-all/", access_api.TokenRevokeAllApi.as_view(), name="api-tokens-revoke-all"
+    ),
     path("videos/", annotation_api.VideoListCreateApi.as_view(), name="api-videos"),
     path("videos/<int:pk>/", annotation_api.VideoDetailApi.as_view(), name="api-video"),
     path("clips/", annotation_api.ClipListApi.as_view(), name="api-clips"),

@@ -5,6 +5,7 @@ from django.urls import path
 from django.views.generic import RedirectView
 
 from frontend import (
+    account_views,
     aggregation_views,
     audit_views,
     dataset_views,
@@ -26,6 +27,8 @@ urlpatterns = [
         name="login",
     ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("account/tokens/", account_views.account_tokens, name="account-tokens"),
+    path("account/password/", account_views.password_change, name="password-change"),
     path("dashboard/", aggregation_views.dashboard, name="dashboard"),
     path("clips/", views.clip_list, name="clip-list"),
     path("clips/<str:clip_id>/", views.clip_detail, name="clip-detail"),

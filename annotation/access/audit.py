@@ -1,6 +1,7 @@
 """The audit log: `audit_record` writes one append-only AuditEvent; receivers record logins,
-logouts, failed logins and group changes; the API's exception handler
-(`annotation.api_errors`) and the 403 page record permission denials.
+logouts, failed logins and group changes; the API's exception handler (`annotation.api_errors`)
+and the 403 page record permission denials. The address recorded is the real client's
+(`annotation.access.client_address`: the proxy's header, read only from a trusted proxy).
 
 A group change's signal does not say who made it, so whoever changes roles (the Django admin,
 `user_create`/`user_set_role` with `by=`, the `add_user` command) does it inside
@@ -26,6 +27,7 @@ from django.db.models.signals import m2m_changed
 from django.http import HttpRequest
 
 from annotation.access.access_log import denial_log
+from annotation.access.client_address import client_ip
 from annotation.models import AuditEvent
 
 log = logging.getLogger(__name__)
@@ -35,15 +37,9 @@ ACTIONS = (
     "cannot_judge", "permission_denied", "upload", "export_download", "dataset_build",
     "role_change", "training_start", "answer_refused", "grade_change_after_panel",
     "reference_clip_add", "reference_clip_remove",
+    # Accounts (annotation/access/tokens.py, login_throttle.py, frontend/account_views.py).
+    "token_revoke", "password_change", "login_unlock",
 )  # fmt: skip
-
-
-def client_ip(request: HttpRequest | None) -> str | None:
-    """The peer address. X-Forwarded-For is not trusted: any client can write it."""
-    if request is None:
-        return None
-    meta = getattr(request, "META", {})
-    return meta.get("REMOTE_ADDR") or None
 
 
 def audit_record(

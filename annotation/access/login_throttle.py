@@ -1,17 +1,32 @@
-"""Failed-login throttling per username and per client IP, in the database.
+"""Failed-login throttling that slows guessing down without locking the right user out.
+
+Three counters of consecutive failures, in LoginThrottle rows shared by every web worker:
+  pair:<address>|<name>  one address against one account: beyond MERSV_LOGIN_MAX_FAILURES;
+  user:<name>            the account from anywhere: beyond MERSV_LOGIN_MAX_FAILURES_PER_ACCOUNT;
+  ip:<address>           one address against any account (password spraying): beyond
+                         MERSV_LOGIN_MAX_FAILURES_PER_IP.
+Beyond its limit a counter makes the next attempt wait a delay (MERSV_LOGIN_DELAY_S, doubled
+per further failure, at most MERSV_LOGIN_DELAY_MAX_S); an attempt made too early is refused
+without a password check, and is not counted. A counter starts over once it has been quiet for
+its delay plus MERSV_LOGIN_WINDOW_S. The account and address counters do not apply where the
+account logged in before (a KnownLoginAddress of the last MERSV_LOGIN_KNOWN_ADDRESS_DAYS) or
+to a request that already holds a session of that account: so guesses from elsewhere, or from
+other clients behind the same address, never slow the real user down at a place they use. The
+address is the real client's (`annotation.access.client_address`): behind a trusted proxy
+each client has its own counters.
 
 Before a password is checked, `login_attempt_reserve` counts the attempt as a failure under
-row locks (select_for_update on both keys, taken in a fixed order so two requests never
+row locks (select_for_update on the keys, taken in sorted order so two requests never
 deadlock); a successful login gives the slot back. So however many requests race, at most
-MAX_FAILURES passwords of one account are checked per window: the rest are refused without a
-password check. The counters live in LoginThrottle rows, shared by every web worker.
+MERSV_LOGIN_MAX_FAILURES passwords are checked for one (account, address) before the delay.
+`login_unlock` (the `login_unlock` command) clears an account's counters, audited.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -19,14 +34,15 @@ from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.db.models import F, ManyToManyField
+from django.db.models import F, ManyToManyField, Q
 from django.db.models.expressions import RawSQL
 from django.http import HttpRequest
 from django.utils import timezone
 
-from annotation.access.audit import client_ip
+from annotation.access.audit import audit_record
+from annotation.access.client_address import client_ip
 from annotation.access.roles import ROLE_PRECEDENCE, user_role_remember
-from annotation.models import LoginThrottle
+from annotation.models import KnownLoginAddress, LoginThrottle
 
 
 @dataclass(frozen=True)
@@ -35,62 +51,136 @@ class Reservation:
     locked_for_s: int  # 0: the attempt may go ahead
 
 
-def _limits() -> dict[str, int]:
-    return {"user": settings.LOGIN_MAX_FAILURES, "ip": settings.LOGIN_MAX_FAILURES_PER_IP}
+def _limit(key: str) -> int:
+    kind = key.split(":", 1)[0]
+    return {
+        "pair": settings.LOGIN_MAX_FAILURES,
+        "user": settings.LOGIN_MAX_FAILURES_PER_ACCOUNT,
+        "ip": settings.LOGIN_MAX_FAILURES_PER_IP,
+    }[kind]
+
+
+def _name(username: str) -> str:
+    return username.strip().lower()[:140]
 
 
 def _keys(username: str, ip: str | None) -> list[str]:
-    keys = [f"user:{username.strip().lower()[:150]}"]
+    name = _name(username)
+    keys = [f"pair:{ip or '-'}|{name}", f"user:{name}"]
     if ip:
         keys.append(f"ip:{ip}")
     return sorted(keys)  # one lock order for everybody
 
 
-def login_attempt_reserve(*, username: str, ip: str | None) -> Reservation:
-    """Count one attempt against every key, or refuse it when a key is at its limit.
+def login_delay_s(failures: int, limit: int) -> float:
+    """How long after the last failure the next attempt must wait (0 below the limit)."""
+    if failures < limit:
+        return 0.0
+    exponent = min(failures - limit, 32)  # 2**32 x the base is past any maximum
+    return float(min(settings.LOGIN_DELAY_MAX_S, settings.LOGIN_DELAY_S * 2**exponent))
+
+
+def _quiet(row: LoginThrottle, now: datetime) -> bool:
+    """The counter has been quiet long enough to start over."""
+    delay = login_delay_s(row.failures, _limit(row.key))
+    return now - row.last_failure_at >= timedelta(seconds=delay + settings.LOGIN_WINDOW_S)
+
+
+def address_known(*, username: str, ip: str | None) -> bool:
+    """The account logged in with its password from this address lately."""
+    if not ip:
+        return False
+    since = timezone.now() - timedelta(days=settings.LOGIN_KNOWN_ADDRESS_DAYS)
+    return KnownLoginAddress.objects.filter(
+        user__username=username, address=ip, last_login_at__gte=since
+    ).exists()
+
+
+def _session_of(request: HttpRequest | None, username: str) -> bool:
+    user = getattr(request, "user", None)
+    return bool(user is not None and user.is_authenticated and user.get_username() == username)
+
+
+def login_attempt_reserve(*, username: str, ip: str | None, known: bool = False) -> Reservation:
+    """Count one attempt against every key, or refuse it while a key makes it wait. `known`:
+    the client is known to the account (its address, or its session), so only the
+    (account, address) counter can make it wait.
 
     Takes the LoginThrottle row locks of the keys (in sorted order) for one short transaction.
     """
     now = timezone.now()
-    window = timedelta(seconds=settings.LOGIN_WINDOW_S)
     keys = _keys(username, ip)
-    limits = _limits()
     with transaction.atomic():
         # Insert missing rows first (ON CONFLICT DO NOTHING), so there is a row to lock.
         LoginThrottle.objects.bulk_create(
-            [LoginThrottle(key=k, window_start=now) for k in keys], ignore_conflicts=True
+            [LoginThrottle(key=k, last_failure_at=now) for k in keys], ignore_conflicts=True
         )
         rows = list(LoginThrottle.objects.select_for_update().filter(key__in=keys).order_by("key"))
-        locked_for = 0.0
+        wait = 0.0
         for row in rows:
-            if now - row.window_start >= window:
-                row.window_start, row.failures = now, 0
-            if row.failures >= limits[row.key.split(":", 1)[0]]:
-                locked_for = max(locked_for, (row.window_start + window - now).total_seconds())
-        if locked_for > 0:
-            return Reservation(keys=(), locked_for_s=max(1, math.ceil(locked_for)))
+            if _quiet(row, now):
+                row.failures = 0
+            if known and not row.key.startswith("pair:"):
+                continue
+            allowed_at = row.last_failure_at + timedelta(
+                seconds=login_delay_s(row.failures, _limit(row.key))
+            )
+            wait = max(wait, (allowed_at - now).total_seconds())
+        if wait > 0:
+            return Reservation(keys=(), locked_for_s=max(1, math.ceil(wait)))
         for row in rows:
             row.failures += 1
-            row.save(update_fields=["window_start", "failures"])
+            row.last_failure_at = now
+            row.save(update_fields=["last_failure_at", "failures"])
     return Reservation(keys=tuple(keys), locked_for_s=0)
 
 
-def login_attempt_succeeded(*, reservation: Reservation, username: str) -> None:
-    """A right password: forget the account's failures and give the IP its slot back."""
-    user_key = _keys(username, None)[0]
-    LoginThrottle.objects.filter(key=user_key).update(failures=0)
-    others = [k for k in reservation.keys if k != user_key]
+def login_attempt_succeeded(*, reservation: Reservation, user: User, ip: str | None) -> None:
+    """A right password: forget this address's failures against the account, give the
+    account and address counters their slot back, and remember the address as known."""
+    pair = [k for k in reservation.keys if k.startswith("pair:")]
+    LoginThrottle.objects.filter(key__in=pair).update(failures=0)
+    others = [k for k in reservation.keys if not k.startswith("pair:")]
     LoginThrottle.objects.filter(key__in=others, failures__gt=0).update(failures=F("failures") - 1)
+    if ip:
+        KnownLoginAddress.objects.bulk_create(
+            [KnownLoginAddress(user=user, address=ip, last_login_at=timezone.now())],
+            update_conflicts=True,
+            unique_fields=["user", "address"],
+            update_fields=["last_login_at"],
+        )
+
+
+def login_unlock(*, username: str, address: str | None = None, via: str, actor: str) -> int:
+    """Clear the account's failure counters (only those of one address, if given; the
+    address's own counter with it), audited as `login_unlock`. The number of counters cleared."""
+    name = _name(username)
+    rows = Q(key=f"user:{name}")
+    if address:
+        rows |= Q(key=f"pair:{address}|{name}") | Q(key=f"ip:{address}")
+    else:
+        rows |= Q(key__startswith="pair:", key__endswith=f"|{name}")
+    with transaction.atomic():
+        cleared = LoginThrottle.objects.filter(rows, failures__gt=0).update(failures=0)
+        audit_record(
+            action="login_unlock",
+            username=username,
+            object_type="auth.user",
+            detail={"via": via, "by": actor, "address": address or "all", "cleared": cleared},
+        )
+    return cleared
 
 
 def locked_message(seconds: int) -> str:
+    if seconds < 60:
+        return f"Too many failed login attempts; try again in {seconds} seconds."
     minutes = max(1, math.ceil(seconds / 60))
     unit = "minute" if minutes == 1 else "minutes"
     return f"Too many failed login attempts; try again in {minutes} {unit}."
 
 
 class ThrottledModelBackend(ModelBackend):
-    """ModelBackend behind the throttle. A refused attempt raises PermissionDenied, which
+    """ModelBackend behind the throttle. An attempt made too early raises PermissionDenied, which
     makes django.contrib.auth.authenticate stop and report a failed login; the lock time is
     left on the request (`mersv_login_locked_s`) for the login page and the token API."""
 
@@ -105,7 +195,9 @@ class ThrottledModelBackend(ModelBackend):
             username = str(kwargs.get("username", ""))
         if not username or password is None:
             return None
-        reservation = login_attempt_reserve(username=username, ip=client_ip(request))
+        ip = client_ip(request)
+        known = _session_of(request, username) or address_known(username=username, ip=ip)
+        reservation = login_attempt_reserve(username=username, ip=ip, known=known)
         if reservation.locked_for_s:
             if request is not None:
                 # Read back by the login page and the token API; HttpRequest does not declare it.
@@ -113,7 +205,7 @@ class ThrottledModelBackend(ModelBackend):
             raise PermissionDenied(locked_message(reservation.locked_for_s))
         user = super().authenticate(request, username=username, password=password, **kwargs)
         if user is not None:
-            login_attempt_succeeded(reservation=reservation, username=username)
+            login_attempt_succeeded(reservation=reservation, user=user, ip=ip)
         return user
 
     def get_user(self, user_id: int) -> User | None:

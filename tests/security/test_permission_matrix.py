@@ -81,6 +81,7 @@ URL_KWARGS: dict[str, Callable[[World, str], dict[str, Any]]] = {
     "clip-detail": _clip_id,
     "clip-reference": _clip_id,
     "api-reference-clip": lambda w, obj: {"pk": 999999},
+    "api-token-revoke": lambda w, obj: {"pk": 999999},
     "api-distribution": _clip_id,
     "api-dataset": _version_name,
     "api-dataset-download": _version_name,
@@ -125,6 +126,8 @@ BODIES: dict[tuple[str, str], Callable[[World], dict[str, Any]]] = {
         "note": "the head leaves the crop",
     },
     ("api-datasets", "-"): lambda w: {"name": "sec-new"},
+    ("api-tokens", "-"): lambda w: {"name": "matrix laptop"},
+    ("account-tokens", "-"): lambda w: {"action": "create", "name": "matrix laptop"},
     ("api-reference-clips", "-"): lambda w: {
         "clip_id": w.objects["clip"].external_id, "grade": "A"
     },
