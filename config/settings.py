@@ -298,7 +298,8 @@ if PRODUCTION:
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
+        # DRF's session authentication; a bad token answers 401, not 403.
+        "annotation.access.tokens.SessionAuthenticationTokenChallenge",
         "annotation.access.tokens.ApiTokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

@@ -78,7 +78,7 @@ class TokenObtainApi(APIView):
         data = TokenObtainInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         user = authenticate(
-            request=request,  # type: ignore[arg-type]  # DRF's Request passes for the HttpRequest
+            request=request,
             username=data.validated_data["username"],
             password=data.validated_data["password"],
         )
@@ -89,9 +89,9 @@ class TokenObtainApi(APIView):
             raise ValidationError({"non_field_errors": ["wrong username or password"]})
         name = data.validated_data.get("name")
         device, token = tokens.token_create(
-            user=user,  # type: ignore[arg-type]  # the project's user model is auth.User
+            user=user,
             name=name or UNNAMED,
-            request=request,  # type: ignore[arg-type]
+            request=request,
             granted_for="password",
             replace=name is not None,
         )
@@ -134,7 +134,7 @@ class TokenListCreateApi(APIView):
         device, token = tokens.token_create(
             user=request.user,  # type: ignore[arg-type]
             name=data.validated_data["name"],
-            request=request,  # type: ignore[arg-type]
+            request=request,
             granted_for="session",
         )
         return Response(_grant(device, token), status=status.HTTP_201_CREATED)
@@ -161,7 +161,7 @@ class TokenRevokeAllApi(APIView):
     def post(self, request: Request) -> Response:
         revoked = tokens.tokens_revoke_all(
             user=request.user,  # type: ignore[arg-type]
-            request=request,  # type: ignore[arg-type]
+            request=request,
             reason="owner",
         )
         return Response({"revoked": revoked})

@@ -26,9 +26,11 @@ from django.db.models import Q, QuerySet
 from django.db.models.signals import post_save, pre_save
 from django.http import HttpRequest
 from django.utils import timezone
+from drf_spectacular.authentication import SessionScheme
 from drf_spectacular.contrib.knox_auth_token import KnoxTokenScheme
 from knox.auth import TokenAuthentication
 from knox.models import AuthToken
+from rest_framework.authentication import SessionAuthentication, get_authorization_header
 
 from annotation.access.audit import audit_record
 from annotation.errors import ServiceError
@@ -143,7 +145,7 @@ def tokens_revoke_all(*, user: User, request: HttpRequest | None, reason: str) -
         )  # fmt: skip
 
 
-class ApiTokenAuthentication(TokenAuthentication):  # type: ignore[misc]
+class ApiTokenAuthentication(TokenAuthentication):
     """knox's token authentication (`Authorization: Token <token>`; expired tokens are
     refused and deleted, an inactive owner refused), plus the token's last use."""
 
@@ -153,14 +155,33 @@ class ApiTokenAuthentication(TokenAuthentication):  # type: ignore[misc]
             now = timezone.now()
             recent = Q(last_used_at__isnull=False, last_used_at__gt=now - LAST_USED_EVERY)
             ApiTokenDevice.objects.filter(token=result[1]).exclude(recent).update(last_used_at=now)
-        return result  # type: ignore[no-any-return]
+        return result
 
 
-class ApiTokenScheme(KnoxTokenScheme):  # type: ignore[misc]
-    """The OpenAPI schema's security scheme for the class above (knox's, by name)."""
+class SessionAuthenticationTokenChallenge(SessionAuthentication):
+    """DRF's session authentication (first, so that pages' fetches need no header). DRF
+    answers a failed authentication with the first class's challenge, and without one turns
+    the 401 into a 403: so a request that sent a token (wrong, expired or revoked) is told
+    401 with `WWW-Authenticate: Token`, while a request without one keeps its 403."""
+
+    def authenticate_header(self, request: Any) -> str | None:
+        sent = get_authorization_header(request).split()
+        keyword = str(ApiTokenAuthentication().authenticate_header(request))
+        if sent and sent[0].lower() == keyword.lower().encode():
+            return keyword
+        return None
+
+
+class ApiTokenScheme(KnoxTokenScheme):
+    """The OpenAPI schema's security schemes for the two classes above (drf-spectacular
+    finds an extension by the class's dotted name)."""
 
     target_class = "annotation.access.tokens.ApiTokenAuthentication"
     name = "apiToken"
+
+
+class SessionTokenChallengeScheme(SessionScheme):
+    target_class = "annotation.access.tokens.SessionAuthenticationTokenChallenge"
 
 
 def _before_user_save(sender: Any, instance: Any, update_fields: Any = None, **kw: Any) -> None:
