@@ -52,6 +52,10 @@ def _live(user: User) -> QuerySet[AuthToken]:
     return AuthToken.objects.filter(user=user).filter(Q(expiry__isnull=True) | Q(expiry__gt=now))
 
 
+def _expired_purge(user: User) -> None:
+    AuthToken.objects.filter(user=user, expiry__lte=timezone.now()).delete()
+
+
 def token_name_check(name: str) -> str:
     cleaned = " ".join(name.split())
     if not cleaned:
@@ -75,6 +79,7 @@ def token_create(
     name = token_name_check(name)
     with transaction.atomic():
         get_user_model().objects.select_for_update().filter(pk=user.pk).first()
+        _expired_purge(user)
         if replace:
             replaced = list(_live(user).filter(device__name=name))
             _revoke(user=user, tokens=replaced, request=request, reason="replaced")
@@ -100,6 +105,7 @@ def token_create(
 
 def token_list(*, user: User) -> list[ApiTokenDevice]:
     """The user's live named tokens, newest first."""
+    _expired_purge(user)
     now = timezone.now()
     devices = ApiTokenDevice.objects.select_related("token").filter(token__user=user)
     devices = devices.filter(Q(token__expiry__isnull=True) | Q(token__expiry__gt=now))

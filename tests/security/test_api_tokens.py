@@ -54,8 +54,17 @@ def test_an_expired_token_answers_401(world: World) -> None:
     AuthToken.objects.filter(device__pk=grant["id"]).update(
         expiry=timezone.now() - timedelta(seconds=1)
     )
-    assert _works(grant["token"]) == 401
+    answer = _api(grant["token"]).get(reverse("api-grading-progress"))
+    assert answer.status_code == 401 and answer["WWW-Authenticate"] == "Token"
     assert not ApiTokenDevice.objects.filter(pk=grant["id"]).exists()  # and is gone
+
+
+def test_an_expired_token_is_not_listed_and_is_purged(world: World) -> None:
+    old, live = _obtain("sec-expert", name="old"), _obtain("sec-expert", name="live")
+    AuthToken.objects.filter(device__pk=old["id"]).update(expiry=timezone.now())
+    listed = _api(live["token"]).get(reverse("api-tokens")).json()
+    assert [t["name"] for t in listed] == ["live"]
+    assert not ApiTokenDevice.objects.filter(pk=old["id"]).exists()
 
 
 def test_a_password_change_revokes_the_tokens_and_logs_out_other_sessions(world: World) -> None:
