@@ -163,6 +163,15 @@ class ApiTokenAuthentication(TokenAuthentication):
             ApiTokenDevice.objects.filter(token=result[1]).exclude(recent).update(last_used_at=now)
         return result
 
+    def _cleanup_token(self, auth_token: AuthToken) -> bool:
+        """Only the token presented: knox also scans every other token of its owner on each
+        request (a query per API call); those expired are purged when the owner lists or
+        makes tokens (`_expired_purge`)."""
+        if auth_token.expiry is not None and auth_token.expiry < timezone.now():
+            auth_token.delete()
+            return True
+        return False
+
 
 class SessionAuthenticationTokenChallenge(SessionAuthentication):
     """DRF's session authentication (first, so that pages' fetches need no header). DRF

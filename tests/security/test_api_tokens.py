@@ -218,3 +218,16 @@ def test_existing_clients_keep_the_token_keyword(world: World, header: str) -> N
     token = _obtain("sec-expert")["token"]
     answer = Client(HTTP_AUTHORIZATION=f"{header} {token}").get(reverse("api-tokens"))
     assert answer.status_code == 200
+
+
+def test_a_logged_in_browser_gets_a_token_while_its_address_waits_for_password_guesses(
+    world: World, settings
+) -> None:
+    for _ in range(settings.LOGIN_MAX_FAILURES):
+        Client().post(reverse("api-token"), {"username": "sec-expert", "password": "wrong-guess"})
+    waits = Client().post(reverse("api-token"), {"username": "sec-expert", "password": PASSWORD})
+    assert waits.status_code == 429
+    browser = Client()
+    browser.force_login(world.users["expert"])
+    made = browser.post(reverse("api-tokens"), {"name": "lab pc"}, "application/json")
+    assert made.status_code == 201 and _works(made.json()["token"]) == 200
