@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -189,8 +190,8 @@ class ThrottledModelBackend(ModelBackend):
         request: HttpRequest | None,
         username: str | None = None,
         password: str | None = None,
-        **kwargs: object,
-    ):
+        **kwargs: Any,
+    ) -> User | None:
         if username is None:
             username = str(kwargs.get("username", ""))
         if not username or password is None:

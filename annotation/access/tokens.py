@@ -151,7 +151,7 @@ def tokens_revoke_all(*, user: User, request: HttpRequest | None, reason: str) -
         )  # fmt: skip
 
 
-class ApiTokenAuthentication(TokenAuthentication):
+class ApiTokenAuthentication(TokenAuthentication):  # type: ignore[misc]  # knox has no types
     """knox's token authentication (`Authorization: Token <token>`; expired tokens are
     refused and deleted, an inactive owner refused), plus the token's last use."""
 
@@ -187,7 +187,7 @@ class SessionAuthenticationTokenChallenge(SessionAuthentication):
         return None
 
 
-class ApiTokenScheme(KnoxTokenScheme):
+class ApiTokenScheme(KnoxTokenScheme):  # type: ignore[no-untyped-call]  # spectacular's registry
     """The OpenAPI schema's security schemes for the two classes above (drf-spectacular
     finds an extension by the class's dotted name)."""
 
@@ -195,7 +195,7 @@ class ApiTokenScheme(KnoxTokenScheme):
     name = "apiToken"
 
 
-class SessionTokenChallengeScheme(SessionScheme):
+class SessionTokenChallengeScheme(SessionScheme):  # type: ignore[no-untyped-call]
     target_class = "annotation.access.tokens.SessionAuthenticationTokenChallenge"
 
 
