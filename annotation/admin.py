@@ -8,6 +8,7 @@ from django.contrib.auth.admin import UserAdmin
 from django.http import HttpRequest, HttpResponse
 
 from annotation.access.audit import audit_actor, role_change_record
+from annotation.access.login_throttle import login_unlock
 from annotation.models import (
     AuditEvent,
     CannotJudge,
@@ -94,7 +95,24 @@ admin.site.unregister(User)
 
 @admin.register(User)
 class AuditedUserAdmin(UserAdmin):
-    """Django's user admin, with the admin who changes a role named in the audit log."""
+    """Django's user admin, with the admin who changes a role named in the audit log, and an
+    action that clears the selected accounts' failed-login delays (audited)."""
+
+    actions = ["login_unlock_action"]
+
+    @admin.action(description="Clear failed-login delays (let them log in again at once)")
+    def login_unlock_action(self, request: HttpRequest, queryset: Any) -> None:
+        for user in queryset:
+            login_unlock(
+                username=user.get_username(),
+                via="admin",
+                actor=request.user.get_username(),
+                by=request.user,  # type: ignore[arg-type]  # the admin site's user is logged in
+                request=request,
+            )
+        self.message_user(
+            request, f"Failed-login delays cleared for {queryset.count()} account(s)."
+        )
 
     def changeform_view(
         self,

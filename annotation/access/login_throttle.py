@@ -152,9 +152,19 @@ def login_attempt_succeeded(*, reservation: Reservation, user: User, ip: str | N
         )
 
 
-def login_unlock(*, username: str, address: str | None = None, via: str, actor: str) -> int:
+def login_unlock(
+    *,
+    username: str,
+    address: str | None = None,
+    via: str,
+    actor: str,
+    by: User | None = None,
+    request: HttpRequest | None = None,
+) -> int:
     """Clear the account's failure counters (only those of one address, if given; the
-    address's own counter with it), audited as `login_unlock`. The number of counters cleared."""
+    address's own counter with it), audited as `login_unlock` (`by`: the admin's account,
+    `actor` their name, or the system account that ran the command). The number of counters
+    cleared."""
     name = _name(username)
     rows = Q(key=f"user:{name}")
     if address:
@@ -165,9 +175,16 @@ def login_unlock(*, username: str, address: str | None = None, via: str, actor: 
         cleared = LoginThrottle.objects.filter(rows, failures__gt=0).update(failures=0)
         audit_record(
             action="login_unlock",
-            username=username,
+            user=by,
+            request=request,
             object_type="auth.user",
-            detail={"via": via, "by": actor, "address": address or "all", "cleared": cleared},
+            detail={
+                "via": via,
+                "by": actor,
+                "of": username,
+                "address": address or "all",
+                "cleared": cleared,
+            },
         )
     return cleared
 

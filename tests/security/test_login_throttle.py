@@ -195,8 +195,25 @@ def test_an_admin_clears_the_delays_with_a_command_and_it_is_audited(make_user, 
     call_command("login_unlock", "victim", stdout=io.StringIO())
     assert _status("victim", PASSWORD) == 302
     event = AuditEvent.objects.get(action="login_unlock")
-    assert event.username == "victim" and event.detail["via"] == "login_unlock"
+    assert event.detail["of"] == "victim" and event.detail["via"] == "login_unlock"
     assert event.detail["cleared"] >= 1 and event.detail["by"]
+
+
+def test_an_admin_clears_the_delays_from_the_django_admin(make_user, settings) -> None:
+    victim = make_user("expert", username="victim")
+    for _ in range(settings.LOGIN_MAX_FAILURES):
+        _login("victim", WRONG)
+    admin = Client()
+    admin.force_login(make_user("admin", username="the-admin"))
+    answer = admin.post(
+        reverse("admin:auth_user_changelist"),
+        {"action": "login_unlock_action", "_selected_action": [victim.pk]},
+    )
+    assert answer.status_code == 302
+    assert _status("victim", PASSWORD) == 302
+    event = AuditEvent.objects.get(action="login_unlock")
+    assert event.detail["via"] == "admin" and event.detail["of"] == "victim"
+    assert event.username == "the-admin" and event.user_id is not None
 
 
 def test_unlocking_with_a_malformed_address_says_what_is_wrong() -> None:
