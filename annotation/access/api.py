@@ -65,7 +65,8 @@ class TokenObtainInputSerializer(serializers.Serializer):
 class TokenObtainApi(APIView):
     """Username + password in, a token out; throttled like the login page."""
 
-    authentication_classes: list[type] = []  # the credentials are in the body
+    # The credentials are in the body; the default authentication stays so that a request
+    # carrying a browser session needs its CSRF token here as everywhere.
     permission_classes = [AllowAny]
 
     @extend_schema(
