@@ -85,7 +85,7 @@ class DatasetVersionDownloadApi(APIView):
     @extend_schema(responses={(200, "application/x-tar"): OpenApiTypes.BINARY})
     def get(self, request: Request, name: str) -> StreamingHttpResponse:
         version = get_object_or_404(DatasetVersion, name=name, frozen=True)
-        response = services.export_download_response(version)
+        response = services.export_download_response(version, user=request.user, request=request)
         audit_record(action="export_download", user=request.user, obj=version, request=request)
         return response
 

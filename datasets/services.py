@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from django.conf import settings
-from django.contrib.auth.models import User
+from django.contrib.auth.models import AnonymousUser, User
 from django.db import transaction
 from django.db.models import Count, F, QuerySet
-from django.http import StreamingHttpResponse
+from django.http import HttpRequest, StreamingHttpResponse
 from django.utils import timezone
 
 from annotation.access.audit import audit_record
@@ -34,13 +34,13 @@ from annotation.aggregation.distributions import (
     grade_counts,
     rating_arrays,
 )
-from annotation.errors import ServiceError
+from annotation.errors import ConflictError, ServiceError
 from annotation.exchange import RATING_NAMES
 from annotation.grades import GRADES, PROB_COLUMNS
 from annotation.ingest.kinematics import KINEMATICS_KEYS
 from annotation.models import Clip, Rating, Video
 from datasets.datasheet import render_datasheet
-from datasets.export import ExportResult, stream_tar, tar_size, write_export
+from datasets.export import ExportResult, stream_tar, tar_size, verify_export, write_export
 from datasets.models import (
     DatasetClip,
     DatasetInnerSplit,
@@ -72,14 +72,67 @@ def export_dir_for(version: DatasetVersion) -> Path:
     return Path(settings.EXPORT_ROOT) / version.name
 
 
-def export_download_response(version: DatasetVersion) -> StreamingHttpResponse:
+class ExportAlteredError(ConflictError):
+    """The files of a version's export no longer match its frozen manifest: 409, with them."""
+
+    rolls_back = False  # the audit event of the failed check must commit
+
+    def __init__(self, version: DatasetVersion, problems: list[str]) -> None:
+        self.problems = problems
+        shown = "; ".join(problems[:5]) + (
+            f"; and {len(problems) - 5} more" if len(problems) > 5 else ""
+        )
+        super().__init__(
+            f"the export of {version.name!r} no longer matches its frozen manifest and content "
+            f"hash, so it is not served: {shown}. Rebuild the files with `python manage.py "
+            f"export_dataset {version.name} --out DIR` (it checks the hash) or restore them "
+            f"from a backup."
+        )
+
+    def response_body(self) -> dict[str, object]:
+        return {"detail": str(self), "files": self.problems}
+
+
+def export_problems(version: DatasetVersion) -> list[str]:
+    """What differs between a frozen version's export on disk and its frozen content hash and
+    manifest; empty when intact (hashes reused while files are untouched: datasets.export)."""
+    if not version.frozen:
+        return []
+    return verify_export(
+        export_dir_for(version), content_hash=version.content_hash, reuse_hashes=True
+    )
+
+
+def export_download_response(
+    version: DatasetVersion, *, user: User | AnonymousUser | None, request: HttpRequest | None
+) -> StreamingHttpResponse:
     """A built version's export as one uncompressed tar archive, streamed (memory stays
-    bounded); for the download page and the API alike."""
+    bounded); for the download page and the API alike, which record the download.
+
+    Served only when its files match the frozen manifest and content hash, checked before the
+    first byte and again while streaming; a mismatch is an `export_verify_failed` audit event
+    and, before the first byte, an ExportAlteredError naming the files.
+    """
     folder = export_dir_for(version)
+    problems = export_problems(version)
+    if problems:
+        audit_record(
+            action="export_verify_failed", user=user, obj=version, request=request,
+            detail={"problems": problems[:50], "when": "before the download"},
+        )  # fmt: skip
+        raise ExportAlteredError(version, problems)
+
+    def changed(relative: str) -> None:
+        audit_record(
+            action="export_verify_failed", user=user, obj=version, request=request,
+            detail={"problems": [f"altered: {relative}"], "when": "while streaming"},
+        )  # fmt: skip
+
     root = f"mersv-{version.name}"
     size = tar_size(folder, root=root)  # raises before the response starts if a file is missing
     response = StreamingHttpResponse(
-        stream_tar(folder, root=root), content_type="application/x-tar"
+        stream_tar(folder, root=root, content_hash=version.content_hash, on_changed=changed),
+        content_type="application/x-tar",
     )
     response["Content-Length"] = str(size)
     response["Content-Disposition"] = f'attachment; filename="{root}.tar"'

@@ -66,14 +66,20 @@ def dataset_detail(request: HttpRequest, name: str) -> HttpResponse:
             "mode_chart": bar_chart(figure3.get("mode_hist", {})),
             "others": others,
             "diff": diff,
+            "export_problems": services.export_problems(version),
         },
     )
 
 
 @require_GET
 @role_required(CURATOR)
-def dataset_download(request: HttpRequest, name: str) -> StreamingHttpResponse:
+def dataset_download(request: HttpRequest, name: str) -> HttpResponse | StreamingHttpResponse:
+    """The export, or back to the version page (which lists what differs) when its files no
+    longer match the frozen manifest."""
     version = get_object_or_404(DatasetVersion, name=name, frozen=True)
-    response = services.export_download_response(version)
+    with refusal_shown(request) as refused:
+        response = services.export_download_response(version, user=request.user, request=request)
+    if refused:
+        return redirect("dataset-detail", name=version.name)
     audit_record(action="export_download", user=request.user, obj=version, request=request)
     return response
