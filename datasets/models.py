@@ -76,8 +76,13 @@ class DatasetVersion(models.Model):
     n_folds = models.PositiveSmallIntegerField(default=3)
     seed = models.IntegerField(default=0)
     inner_val_fraction = models.FloatField(default=0.2)
-    # Secret salt of the per-version pseudonyms of patients, raters and videos.
+    # Secret salt of the per-version pseudonyms of patients, raters, videos and clips.
     pseudonym_salt = models.CharField(max_length=64, editable=False)
+    # The export names clips by per-version pseudonyms (HMAC with the salt), so two versions'
+    # exports cannot be joined clip by clip. Versions built before the option existed (and
+    # versions asked for so) keep the platform's clip ids: their content hash stays reproducible.
+    # The frozen rows always hold the platform's ids (diffs and trainees read those).
+    pseudonymous_clip_ids = models.BooleanField(default=True, editable=False)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     frozen = models.BooleanField(default=False, editable=False)
     progress = models.FloatField(default=0.0)

@@ -153,9 +153,14 @@ def dataset_version_create(
     inner_val_fraction: float = 0.2,
     description: str = "",
     licence: str = "Internal research use only",
+    pseudonymous_clip_ids: bool = True,
     enqueue: bool = True,
 ) -> DatasetVersion:
-    """Record a new version with its selection; the build runs in a worker."""
+    """Record a new version with its selection; the build runs in a worker.
+
+    ``pseudonymous_clip_ids``: the export names clips by per-version pseudonyms (the default),
+    or by the platform's clip ids (exports of two versions can then be joined clip by clip).
+    """
     if DatasetVersion.objects.filter(name=name).exists():
         raise DatasetError(f"a dataset version named {name!r} exists; versions are immutable")
     if not 2 <= n_folds <= 20:
@@ -181,6 +186,7 @@ def dataset_version_create(
             seed=seed,
             inner_val_fraction=inner_val_fraction,
             pseudonym_salt=secrets.token_hex(16),
+            pseudonymous_clip_ids=pseudonymous_clip_ids,
             created_by=created_by,
         )
         audit_record(action="dataset_build", user=created_by, obj=version, detail=filters)
@@ -210,9 +216,17 @@ def clips_selected(filters: dict[str, Any]) -> QuerySet[Clip]:
     return clips.select_related("video__patient").order_by("external_id")
 
 
-def _pseudonym(salt: str, kind: str, value: str) -> str:
+def _pseudonym(salt: str, kind: str, value: str, *, length: int = 10) -> str:
     digest = hmac.new(salt.encode(), f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
-    return f"{kind[0]}{digest[:10]}"
+    return f"{kind[0]}{digest[:length]}"
+
+
+def clip_export_id(version: DatasetVersion, clip_external_id: str) -> str:
+    """The id a version's export names a clip by: a per-version pseudonym (16 hex digits, so
+    that even a million clips do not collide), or the platform's id for versions without."""
+    if not version.pseudonymous_clip_ids:
+        return clip_external_id
+    return _pseudonym(version.pseudonym_salt, "clip", clip_external_id, length=16)
 
 
 def version_claim(*, version_id: int) -> bool:
@@ -384,6 +398,15 @@ def _datasheet(version: DatasetVersion, summary: dict[str, Any], folds: FoldAssi
             "inner_val_fraction": version.inner_val_fraction,
             "bootstrap_resamples": BOOTSTRAP_RESAMPLES,
             "grade_mode_ties": "nearest the mean score, then the better grade",
+            # Only where it applies: older versions' datasheets keep their bytes.
+            **(
+                {
+                    "clip_ids": "per-version pseudonyms (another version names the same clip "
+                    "differently); patients, raters and videos are pseudonymised per version too"
+                }
+                if version.pseudonymous_clip_ids
+                else {}
+            ),
         },
         licence=version.licence,
     )
@@ -397,13 +420,19 @@ def _write_export(
     progress: Progress | None = None,
     overwrite: bool = False,
 ) -> ExportResult:
-    clips = frozen["clips"]
+    # The tables hold the platform's clip ids; the export names clips by their export ids.
+    ids = {c: clip_export_id(version, c) for c in frozen["clips"]["clip_id"]}
+
+    def renamed(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame.assign(clip_id=frame["clip_id"].map(ids))
+
+    clips = renamed(frozen["clips"])
     files: dict[str, Path] = {}
     for video, item in zip(clips["video"], frozen["media"], strict=True):
         clip = item.clip
         files[video] = Path(clip.video.file.path)
-        files[f"crops/{clip.external_id}.mp4"] = Path(clip.crop_file.path)
-        files[f"frames/{clip.external_id}.npy"] = Path(clip.frames_file.path)
+        files[f"crops/{ids[clip.external_id]}.mp4"] = Path(clip.crop_file.path)
+        files[f"frames/{ids[clip.external_id]}.npy"] = Path(clip.frames_file.path)
 
     def on_file(done: int, total: int) -> None:
         if progress and (done % 25 == 0 or done == total):
@@ -412,10 +441,10 @@ def _write_export(
     return write_export(
         out_dir,
         clips=clips,
-        ratings=frozen["ratings"],
-        distributions=frozen["distributions"],
-        splits=frozen["folds"].splits_frame(),
-        inner_splits=frozen["folds"].inner_frame(),
+        ratings=renamed(frozen["ratings"]),
+        distributions=renamed(frozen["distributions"]),
+        splits=renamed(frozen["folds"].splits_frame()),
+        inner_splits=renamed(frozen["folds"].inner_frame()),
         files=files,
         datasheet_markdown=_datasheet(version, frozen["summary"], frozen["folds"]),
         progress=on_file,

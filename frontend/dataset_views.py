@@ -27,6 +27,12 @@ class DatasetVersionForm(forms.Form):
     exclude_cannot_judge_majority = forms.BooleanField(required=False, initial=True)
     n_folds = forms.IntegerField(min_value=2, max_value=20, initial=3)
     seed = forms.IntegerField(initial=0)
+    pseudonymous_clip_ids = forms.BooleanField(
+        required=False,
+        initial=True,
+        label="Pseudonymous clip ids",
+        help_text="the export names clips by per-version pseudonyms (unticked: the platform's ids)",
+    )
 
 
 @require_http_methods(["GET", "POST"])

@@ -1,11 +1,14 @@
 """Frozen versions on every path: SQLite triggers like PostgreSQL's (0002), and the builder's
-account protected.
+account protected; per-version clip pseudonyms in exports.
 
 On SQLite (the embedded default of `make demo`) the same rules as migration 0002: UPDATE or
 DELETE of a frozen version, and INSERT, UPDATE or DELETE of a frozen version's clips, votes and
 inner splits, abort. A version's own build still writes its rows, then marks it frozen.
 created_by becomes PROTECT: SET_NULL rewrote a frozen row when the account was deleted (a 500
-on PostgreSQL, where the trigger refuses it; silently on SQLite).
+on PostgreSQL, where the trigger refuses it; silently on SQLite). pseudonymous_clip_ids is
+False for the versions that exist (their exports name clips by the platform's ids, and must
+rebuild to their content hash) and True by default for new ones; adding a column updates no
+row, so the triggers have nothing to refuse.
 
 SQLite drops a table's triggers when Django rebuilds the table (an AlterField there copies it
 into a new one): a later migration that rebuilds one of these tables must create the triggers
@@ -85,6 +88,16 @@ class Migration(migrations.Migration):
                 on_delete=models.deletion.PROTECT,
                 to=settings.AUTH_USER_MODEL,
             ),
+        ),
+        migrations.AddField(
+            model_name="datasetversion",
+            name="pseudonymous_clip_ids",
+            field=models.BooleanField(default=False, editable=False),
+        ),
+        migrations.AlterField(
+            model_name="datasetversion",
+            name="pseudonymous_clip_ids",
+            field=models.BooleanField(default=True, editable=False),
         ),
         migrations.RunPython(forwards, backwards),
     ]
