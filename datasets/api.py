@@ -28,6 +28,7 @@ class DatasetVersionSerializer(serializers.ModelSerializer):
             "id", "name", "description", "licence", "filters", "n_folds", "seed",
             "inner_val_fraction", "status", "frozen", "progress", "progress_message", "error",
             "content_hash", "n_clips", "n_ratings", "n_patients", "summary", "fold_balance",
+            "pseudonymous_clip_ids",
             "created_at", "started_at", "finished_at",
         ]  # fmt: skip
         read_only_fields = fields
@@ -47,6 +48,11 @@ class DatasetVersionCreateSerializer(serializers.Serializer):
     exclude_cannot_judge_majority = serializers.BooleanField(required=False, default=True)
     n_folds = serializers.IntegerField(required=False, min_value=2, max_value=20, default=3)
     seed = serializers.IntegerField(required=False, default=0)
+    pseudonymous_clip_ids = serializers.BooleanField(
+        required=False,
+        default=True,
+        help_text="the export names clips by per-version pseudonyms (false: the platform's ids)",
+    )
 
 
 class DatasetVersionListCreateApi(generics.ListAPIView):
@@ -85,7 +91,7 @@ class DatasetVersionDownloadApi(APIView):
     @extend_schema(responses={(200, "application/x-tar"): OpenApiTypes.BINARY})
     def get(self, request: Request, name: str) -> StreamingHttpResponse:
         version = get_object_or_404(DatasetVersion, name=name, frozen=True)
-        response = services.export_download_response(version)
+        response = services.export_download_response(version, user=request.user, request=request)
         audit_record(action="export_download", user=request.user, obj=version, request=request)
         return response
 

@@ -14,6 +14,16 @@ The content hash of a version is the SHA-256 of MANIFEST.sha256; since the manif
 every other file (README.md included), it pins the whole export. ``sha256sum -c
 MANIFEST.sha256`` checks an export with standard tools.
 
+Serving: a download is checked before its first byte (``verify_export`` with the version's
+content hash: the manifest must hash to it and every file to its manifest line) and again
+while it streams (``stream_tar`` hashes every member it sends and cuts the archive at the first
+file that differs). The check before the first byte may reuse a file's hash from an earlier
+download of this process while the file's (device, inode, size, mtime_ns, ctime_ns) are
+unchanged: a rewrite that puts the old mtime back still moves ctime, which no system call
+sets back. What could slip past that key (a write to the raw disk, a clock set back) is caught
+while streaming, since every streamed byte is hashed: hashing (about 1.1 GB/s here) is
+faster than the network a download goes over, so the stream always hashes.
+
 Determinism: rows are sorted, CSV floats use Python's shortest round-trip repr, line endings
 are LF, Parquet files carry no pandas metadata and fixed compression. The bytes depend on the
 data and on the pyarrow version (Parquet files name their writer, e.g. "parquet-cpp-arrow
@@ -481,21 +491,61 @@ def _file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def verify_export(export_dir: Path) -> list[str]:
+# Hashes of served files by absolute path: (stat key, sha256); per process, bounded.
+_HASHES: dict[str, tuple[tuple[int, ...], str]] = {}
+_HASHES_MAX = 100_000
+
+
+def _stat_key(path: Path) -> tuple[int, ...]:
+    st = path.stat()
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _file_sha256_reused(path: Path) -> str:
+    """The file's SHA-256, reused from an earlier call while its stat key is unchanged."""
+    name = str(path.absolute())
+    before = _stat_key(path)
+    known = _HASHES.get(name)
+    if known is not None and known[0] == before:
+        return known[1]
+    digest = _file_sha256(path)
+    if _stat_key(path) == before:  # not changed while it was read
+        if len(_HASHES) >= _HASHES_MAX:
+            _HASHES.clear()
+        _HASHES[name] = (before, digest)
+    return digest
+
+
+def _hashes_forget(export_dir: Path) -> None:
+    prefix = str(Path(export_dir).absolute()) + os.sep
+    for name in [n for n in _HASHES if n.startswith(prefix)]:
+        del _HASHES[name]
+
+
+def verify_export(
+    export_dir: Path, *, content_hash: str | None = None, reuse_hashes: bool = False
+) -> list[str]:
     """Problems found in an export against its manifest; an empty list means intact.
 
-    Reports a missing or malformed manifest, and files that are missing, altered (different
-    SHA-256, or not a regular file) or extra (on disk but not in the manifest).
+    Reports a missing or malformed manifest, a manifest whose SHA-256 is not ``content_hash``
+    (when given: a version's), and files that are missing, altered (different SHA-256, or not
+    a regular file) or extra (on disk but not in the manifest). ``reuse_hashes``: reuse a
+    file's hash from an earlier check while its stat key is unchanged (see the module's
+    docstring); for serving, never for an audit of the disk.
     """
     export_dir = Path(export_dir)
     entries, problems = _read_manifest(export_dir)
+    file_hash = _file_sha256_reused if reuse_hashes else _file_sha256
+    manifest = export_dir / MANIFEST_NAME
+    if content_hash is not None and manifest.is_file() and file_hash(manifest) != content_hash:
+        problems.append(f"altered: {MANIFEST_NAME} (its SHA-256 is not the version's content hash)")
     for relative in sorted(entries):
         path = export_dir.joinpath(*relative.split("/"))
         if path.is_symlink() or (path.exists() and not path.is_file()):
             problems.append(f"altered: {relative} is not a regular file")
         elif not path.exists():
             problems.append(f"missing: {relative}")
-        elif _file_sha256(path) != entries[relative]:
+        elif file_hash(path) != entries[relative]:
             problems.append(f"altered: {relative} (SHA-256 differs from {MANIFEST_NAME})")
     on_disk = sorted(
         (Path(folder) / name).relative_to(export_dir).as_posix()
@@ -507,7 +557,17 @@ def verify_export(export_dir: Path) -> list[str]:
         for relative in on_disk
         if relative != MANIFEST_NAME and relative not in entries
     )
+    if problems:
+        _hashes_forget(export_dir)
     return problems
+
+
+class ExportChangedError(OSError):
+    """A file of an export differed from its manifest while it was being streamed."""
+
+    def __init__(self, relative: str) -> None:
+        self.relative = relative
+        super().__init__(f"{relative} no longer matches {MANIFEST_NAME}; the download was cut")
 
 
 _TAR_FILE_MODE = 0o644
@@ -518,10 +578,15 @@ class _TarMember:
     header: bytes
     path: Path
     size: int
+    relative: str
+    sha256: str | None  # what the streamed bytes must hash to; None: not checked
 
 
-def _tar_members(export_dir: Path, root: str | None) -> list[_TarMember]:
-    """The files of the manifest plus the manifest, sorted, each with its fixed tar header."""
+def _tar_members(
+    export_dir: Path, root: str | None, content_hash: str | None = None
+) -> list[_TarMember]:
+    """The files of the manifest plus the manifest, sorted, each with its fixed tar header and
+    the SHA-256 it must have (the manifest's own: ``content_hash``, when given)."""
     export_dir = Path(export_dir)
     entries, problems = _read_manifest(export_dir)
     if problems:
@@ -538,7 +603,10 @@ def _tar_members(export_dir: Path, root: str | None) -> list[_TarMember]:
         info.uid = info.gid = 0
         info.uname = info.gname = ""
         header = info.tobuf(format=tarfile.PAX_FORMAT, encoding="utf-8", errors="strict")
-        members.append(_TarMember(header=header, path=path, size=info.size))
+        expected = content_hash if relative == MANIFEST_NAME else entries[relative]
+        members.append(
+            _TarMember(header=header, path=path, size=info.size, relative=relative, sha256=expected)
+        )
     return members
 
 
@@ -560,7 +628,12 @@ def tar_size(export_dir: Path, *, root: str | None = None) -> int:
 
 
 def stream_tar(
-    export_dir: Path, *, root: str | None = None, chunk_size: int = COPY_CHUNK_BYTES
+    export_dir: Path,
+    *,
+    root: str | None = None,
+    chunk_size: int = COPY_CHUNK_BYTES,
+    content_hash: str | None = None,
+    on_changed: Callable[[str], None] | None = None,
 ) -> Iterator[bytes]:
     """An uncompressed tar of the export, as chunks of at most ``chunk_size`` bytes.
 
@@ -569,18 +642,30 @@ def stream_tar(
     0644: two calls give the same bytes. Files are read a chunk at a time, so memory stays
     bounded whatever the export's size (suits Django's StreamingHttpResponse). Media are
     already compressed, so the tar is not.
+
+    Every member is hashed as it is sent; one whose bytes differ from its manifest line (the
+    manifest from ``content_hash``, when given) ends the archive there: ``on_changed(path)``
+    is called, then ExportChangedError raised, so the client gets a short, unusable archive
+    instead of altered data.
     """
-    members = _tar_members(export_dir, root)
+    members = _tar_members(export_dir, root, content_hash)
     written = 0
     for member in members:
         yield member.header
         remaining = member.size
+        digest = hashlib.sha256()
         with member.path.open("rb") as f:
             while remaining:
                 chunk = f.read(min(chunk_size, remaining))
                 if not chunk:
                     raise OSError(f"{member.path} shrank while being archived.")
                 remaining -= len(chunk)
+                digest.update(chunk)
+                if not remaining and member.sha256 not in (None, digest.hexdigest()):
+                    _hashes_forget(Path(export_dir))
+                    if on_changed is not None:
+                        on_changed(member.relative)
+                    raise ExportChangedError(member.relative)
                 yield chunk
         padding = b"\0" * _padding(member.size)
         if padding:

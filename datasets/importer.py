@@ -9,11 +9,18 @@ Three phases, so that nothing is written unless everything is good:
 2. track and cut every new clip through the same pipeline as an upload, into a staging folder;
 3. one transaction writes patients, raters, videos, clips and ratings; the staged files move
    into place. Running the same import twice adds nothing the second time.
+
+An export of this platform's own dataset versions is recognised before anything else (its
+MANIFEST.sha256 hashes to a version's content hash, or its rater, patient or video ids are a
+version's per-version pseudonyms) and refused: its votes are here already, under their
+experts' accounts, and importing it would count each vote again under new pseudonymous raters.
+``other_platform=True`` (``--other-platform``) says the data comes from elsewhere after all.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import math
 import re
 import shutil
@@ -53,6 +60,10 @@ class ImportValidationError(Exception):
         shown = problems[:20]
         more = f"\n... and {len(problems) - 20} more" if len(problems) > 20 else ""
         super().__init__("the data set was not imported:\n" + "\n".join(shown) + more)
+
+
+class OwnExportError(ImportValidationError):
+    """The folder is an export of one of this platform's own dataset versions."""
 
 
 @dataclass
@@ -112,6 +123,57 @@ def _read_csv(path: Path, required: tuple[str, ...], problems: list[str]) -> lis
                 break
             rows.append({(k or "").strip(): (v or "").strip() for k, v in row.items()})
         return rows
+
+
+def _csv_column(path: Path, column: str) -> set[str]:
+    """The values of one column of a CSV file, leniently (bad files are validation's job)."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            return {
+                (row.get(column) or "").strip()
+                for _, row in zip(range(MAX_ROWS), csv.DictReader(handle), strict=False)
+            } - {""}
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return set()
+
+
+def own_export_origin(root: Path) -> str | None:
+    """Why ``root`` is an export of one of this platform's dataset versions, or None.
+
+    Recognised by its manifest (its SHA-256 is a version's content hash) or by its ids: the
+    rater ids of ratings.csv, the patient ids and video names of clips.csv are per-version
+    pseudonyms (HMACs with a secret salt per version), so ids of a version found here mean the
+    rows came out of that version, whatever was edited since.
+    """
+    from datasets.models import DatasetClip, DatasetRating, DatasetVersion
+
+    manifest = root / "MANIFEST.sha256"
+    if manifest.is_file():
+        digest = hashlib.sha256(manifest.read_bytes()).hexdigest()
+        version = DatasetVersion.objects.filter(content_hash=digest, frozen=True).first()
+        if version is not None:
+            return f"its MANIFEST.sha256 is the content hash of dataset version {version.name!r}"
+    raters = sorted(_csv_column(root / RATINGS_FILE, "rater_id"))
+    patients = sorted(_csv_column(root / CLIPS_FILE, "patient_id"))
+    videos = sorted(PurePosixPath(v).stem for v in _csv_column(root / CLIPS_FILE, "video"))
+    checks = (
+        ("rater ids of ratings.csv", raters, DatasetRating, "rater_pseudonym"),
+        ("patient ids of clips.csv", patients, DatasetClip, "patient_pseudonym"),
+        ("video names of clips.csv", videos, DatasetClip, "video_pseudonym"),
+    )
+    for what, ids, model, column in checks:
+        found: dict[str, set[str]] = {}
+        for start in range(0, len(ids), 1000):  # bounded IN lists
+            rows = model.objects.filter(**{f"{column}__in": ids[start : start + 1000]})
+            for name, value in rows.values_list("version__name", column):
+                found.setdefault(name, set()).add(value)
+        if found:
+            name, matched = max(found.items(), key=lambda item: len(item[1]))
+            return (
+                f"{len(matched)} of its {len(ids)} {what} are pseudonyms of dataset version "
+                f"{name!r}"
+            )
+    return None
 
 
 def _number(value: str, *, name: str, where: str, problems: list[str]) -> float:
@@ -278,18 +340,30 @@ def dataset_import(
     *,
     progress: Callable[[int, int, str], None] | None = None,
     skip_untrackable: bool = False,
+    other_platform: bool = False,
 ) -> ImportResult:
     """Validate, then track and cut every new clip, then write everything in one transaction.
 
-    A video whose target cannot be tracked (lost, unreadable past its header) stops the import
-    with nothing written, unless skip_untrackable: then its clips and their ratings are left
-    out and listed in the result.
+    An export of this platform's own versions is refused (OwnExportError) unless
+    ``other_platform`` says the data comes from elsewhere. A video whose target cannot be
+    tracked (lost, unreadable past its header) stops the import with nothing written, unless
+    skip_untrackable: then its clips and their ratings are left out and listed in the result.
     """
     from annotation.ingest import services
     from annotation.ingest.isolation import process_video_isolated
     from annotation.ingest.video_io import IngestError
 
     root = root.resolve()
+    origin = None if other_platform else own_export_origin(root)
+    if origin is not None:
+        raise OwnExportError(
+            [
+                f"{root} is an export of this platform: {origin}. Its votes are already here, "
+                "under their experts' accounts; importing it would count every vote again "
+                "under new pseudonymous raters, so nothing was imported. If the data really "
+                "comes from another platform, import it with --other-platform."
+            ]
+        )
     plan = dataset_validate(root)
     config = services.ingest_config()
     media_root = Path(settings.MEDIA_ROOT)

@@ -3,12 +3,16 @@
 A DatasetVersion is built once (a Celery task) and is then immutable: its rows, its frozen
 copies of each clip's distribution and kinematics (DatasetClip) and of the votes
 (DatasetRating), and its export, whose content hash identifies it. Later votes never touch it.
-Immutability is enforced here (save/delete/queryset updates refuse) and in the database
-(a trigger on PostgreSQL, see migration 0002).
+Immutability is enforced here (save/delete/queryset updates and bulk_create refuse) and in
+the database: triggers on PostgreSQL (migration 0002) and on SQLite (migration 0004) refuse
+UPDATE and DELETE of a frozen version's rows and INSERT into it, from any code path. Deleting
+the account that built a frozen version is refused too (created_by is PROTECT): it would
+rewrite the frozen row. Deactivate the account instead.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
@@ -23,7 +27,7 @@ class FrozenError(Exception):
 
 
 class _FrozenQuerySet(models.QuerySet):
-    """Bulk updates and deletes refuse rows of frozen versions."""
+    """Bulk updates, deletes and inserts refuse rows of frozen versions."""
 
     version_field = "version__frozen"
 
@@ -40,9 +44,20 @@ class _FrozenQuerySet(models.QuerySet):
             raise FrozenError("a frozen dataset version cannot be deleted")
         return super().delete()
 
+    def bulk_create(self, objs: Iterable[Any], *args: Any, **kwargs: Any) -> list[Any]:
+        objs = list(objs)
+        version_ids = {obj.version_id for obj in objs}
+        if DatasetVersion.objects.filter(pk__in=version_ids, frozen=True).exists():
+            raise FrozenError("rows cannot be added to a frozen dataset version")
+        return super().bulk_create(objs, *args, **kwargs)
+
 
 class _VersionQuerySet(_FrozenQuerySet):
     version_field = "frozen"
+
+    def bulk_create(self, objs: Iterable[Any], *args: Any, **kwargs: Any) -> list[Any]:
+        # New versions: nothing frozen is changed (a row's own `frozen` says what it will be).
+        return models.QuerySet.bulk_create(self, objs, *args, **kwargs)
 
 
 class DatasetVersion(models.Model):
@@ -61,8 +76,13 @@ class DatasetVersion(models.Model):
     n_folds = models.PositiveSmallIntegerField(default=3)
     seed = models.IntegerField(default=0)
     inner_val_fraction = models.FloatField(default=0.2)
-    # Secret salt of the per-version pseudonyms of patients, raters and videos.
+    # Secret salt of the per-version pseudonyms of patients, raters, videos and clips.
     pseudonym_salt = models.CharField(max_length=64, editable=False)
+    # The export names clips by per-version pseudonyms (HMAC with the salt), so two versions'
+    # exports cannot be joined clip by clip. Versions built before the option existed (and
+    # versions asked for so) keep the platform's clip ids: their content hash stays reproducible.
+    # The frozen rows always hold the platform's ids (diffs and trainees read those).
+    pseudonymous_clip_ids = models.BooleanField(default=True, editable=False)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     frozen = models.BooleanField(default=False, editable=False)
     progress = models.FloatField(default=0.0)
@@ -73,8 +93,13 @@ class DatasetVersion(models.Model):
     n_ratings = models.PositiveIntegerField(default=0)
     n_patients = models.PositiveIntegerField(default=0)
     summary = models.JSONField(default=dict, blank=True)  # counts, figure3, agreement, balance
+    # PROTECT: SET_NULL would rewrite a frozen row when its builder's account is deleted (the
+    # triggers refuse it); the admin names the versions instead. Deactivate the account.
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
     )
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)

@@ -17,7 +17,18 @@ def version_distributions(version: DatasetVersion) -> pd.DataFrame:
 
 
 def version_diff(a: DatasetVersion, b: DatasetVersion) -> VersionDiff:
+    """Compared by the platform's clip ids of the frozen rows, never by the exports' per-version
+    pseudonyms (which differ between versions on purpose)."""
     return diff_versions(version_distributions(a), version_distributions(b))
+
+
+def version_clip_pks_by_export_id(version: DatasetVersion) -> dict[str, int]:
+    """The export's clip id (a per-version pseudonym, or the platform's id) -> the Clip's pk:
+    how what was read from an export (predictions of a training run) finds its clips."""
+    from datasets.services import clip_export_id
+
+    rows = version.clips.values_list("clip_external_id", "clip_id")
+    return {clip_export_id(version, external_id): pk for external_id, pk in rows}
 
 
 def version_fold_balance(version: DatasetVersion) -> list[dict[str, Any]]:

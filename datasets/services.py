@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from django.conf import settings
-from django.contrib.auth.models import User
+from django.contrib.auth.models import AnonymousUser, User
 from django.db import transaction
 from django.db.models import Count, F, QuerySet
-from django.http import StreamingHttpResponse
+from django.http import HttpRequest, StreamingHttpResponse
 from django.utils import timezone
 
 from annotation.access.audit import audit_record
@@ -34,13 +34,13 @@ from annotation.aggregation.distributions import (
     grade_counts,
     rating_arrays,
 )
-from annotation.errors import ServiceError
+from annotation.errors import ConflictError, ServiceError
 from annotation.exchange import RATING_NAMES
 from annotation.grades import GRADES, PROB_COLUMNS
 from annotation.ingest.kinematics import KINEMATICS_KEYS
 from annotation.models import Clip, Rating, Video
 from datasets.datasheet import render_datasheet
-from datasets.export import ExportResult, stream_tar, tar_size, write_export
+from datasets.export import ExportResult, stream_tar, tar_size, verify_export, write_export
 from datasets.models import (
     DatasetClip,
     DatasetInnerSplit,
@@ -72,14 +72,67 @@ def export_dir_for(version: DatasetVersion) -> Path:
     return Path(settings.EXPORT_ROOT) / version.name
 
 
-def export_download_response(version: DatasetVersion) -> StreamingHttpResponse:
+class ExportAlteredError(ConflictError):
+    """The files of a version's export no longer match its frozen manifest: 409, with them."""
+
+    rolls_back = False  # the audit event of the failed check must commit
+
+    def __init__(self, version: DatasetVersion, problems: list[str]) -> None:
+        self.problems = problems
+        shown = "; ".join(problems[:5]) + (
+            f"; and {len(problems) - 5} more" if len(problems) > 5 else ""
+        )
+        super().__init__(
+            f"the export of {version.name!r} no longer matches its frozen manifest and content "
+            f"hash, so it is not served: {shown}. Rebuild the files with `python manage.py "
+            f"export_dataset {version.name} --out DIR` (it checks the hash) or restore them "
+            f"from a backup."
+        )
+
+    def response_body(self) -> dict[str, object]:
+        return {"detail": str(self), "files": self.problems}
+
+
+def export_problems(version: DatasetVersion) -> list[str]:
+    """What differs between a frozen version's export on disk and its frozen content hash and
+    manifest; empty when intact (hashes reused while files are untouched: datasets.export)."""
+    if not version.frozen:
+        return []
+    return verify_export(
+        export_dir_for(version), content_hash=version.content_hash, reuse_hashes=True
+    )
+
+
+def export_download_response(
+    version: DatasetVersion, *, user: User | AnonymousUser | None, request: HttpRequest | None
+) -> StreamingHttpResponse:
     """A built version's export as one uncompressed tar archive, streamed (memory stays
-    bounded); for the download page and the API alike."""
+    bounded); for the download page and the API alike, which record the download.
+
+    Served only when its files match the frozen manifest and content hash, checked before the
+    first byte and again while streaming; a mismatch is an `export_verify_failed` audit event
+    and, before the first byte, an ExportAlteredError naming the files.
+    """
     folder = export_dir_for(version)
+    problems = export_problems(version)
+    if problems:
+        audit_record(
+            action="export_verify_failed", user=user, obj=version, request=request,
+            detail={"problems": problems[:50], "when": "before the download"},
+        )  # fmt: skip
+        raise ExportAlteredError(version, problems)
+
+    def changed(relative: str) -> None:
+        audit_record(
+            action="export_verify_failed", user=user, obj=version, request=request,
+            detail={"problems": [f"altered: {relative}"], "when": "while streaming"},
+        )  # fmt: skip
+
     root = f"mersv-{version.name}"
     size = tar_size(folder, root=root)  # raises before the response starts if a file is missing
     response = StreamingHttpResponse(
-        stream_tar(folder, root=root), content_type="application/x-tar"
+        stream_tar(folder, root=root, content_hash=version.content_hash, on_changed=changed),
+        content_type="application/x-tar",
     )
     response["Content-Length"] = str(size)
     response["Content-Disposition"] = f'attachment; filename="{root}.tar"'
@@ -100,9 +153,14 @@ def dataset_version_create(
     inner_val_fraction: float = 0.2,
     description: str = "",
     licence: str = "Internal research use only",
+    pseudonymous_clip_ids: bool = True,
     enqueue: bool = True,
 ) -> DatasetVersion:
-    """Record a new version with its selection; the build runs in a worker."""
+    """Record a new version with its selection; the build runs in a worker.
+
+    ``pseudonymous_clip_ids``: the export names clips by per-version pseudonyms (the default),
+    or by the platform's clip ids (exports of two versions can then be joined clip by clip).
+    """
     if DatasetVersion.objects.filter(name=name).exists():
         raise DatasetError(f"a dataset version named {name!r} exists; versions are immutable")
     if not 2 <= n_folds <= 20:
@@ -128,6 +186,7 @@ def dataset_version_create(
             seed=seed,
             inner_val_fraction=inner_val_fraction,
             pseudonym_salt=secrets.token_hex(16),
+            pseudonymous_clip_ids=pseudonymous_clip_ids,
             created_by=created_by,
         )
         audit_record(action="dataset_build", user=created_by, obj=version, detail=filters)
@@ -157,9 +216,17 @@ def clips_selected(filters: dict[str, Any]) -> QuerySet[Clip]:
     return clips.select_related("video__patient").order_by("external_id")
 
 
-def _pseudonym(salt: str, kind: str, value: str) -> str:
+def _pseudonym(salt: str, kind: str, value: str, *, length: int = 10) -> str:
     digest = hmac.new(salt.encode(), f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
-    return f"{kind[0]}{digest[:10]}"
+    return f"{kind[0]}{digest[:length]}"
+
+
+def clip_export_id(version: DatasetVersion, clip_external_id: str) -> str:
+    """The id a version's export names a clip by: a per-version pseudonym (16 hex digits, so
+    that even a million clips do not collide), or the platform's id for versions without."""
+    if not version.pseudonymous_clip_ids:
+        return clip_external_id
+    return _pseudonym(version.pseudonym_salt, "clip", clip_external_id, length=16)
 
 
 def version_claim(*, version_id: int) -> bool:
@@ -331,6 +398,15 @@ def _datasheet(version: DatasetVersion, summary: dict[str, Any], folds: FoldAssi
             "inner_val_fraction": version.inner_val_fraction,
             "bootstrap_resamples": BOOTSTRAP_RESAMPLES,
             "grade_mode_ties": "nearest the mean score, then the better grade",
+            # Only where it applies: older versions' datasheets keep their bytes.
+            **(
+                {
+                    "clip_ids": "per-version pseudonyms (another version names the same clip "
+                    "differently); patients, raters and videos are pseudonymised per version too"
+                }
+                if version.pseudonymous_clip_ids
+                else {}
+            ),
         },
         licence=version.licence,
     )
@@ -344,13 +420,19 @@ def _write_export(
     progress: Progress | None = None,
     overwrite: bool = False,
 ) -> ExportResult:
-    clips = frozen["clips"]
+    # The tables hold the platform's clip ids; the export names clips by their export ids.
+    ids = {c: clip_export_id(version, c) for c in frozen["clips"]["clip_id"]}
+
+    def renamed(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame.assign(clip_id=frame["clip_id"].map(ids))
+
+    clips = renamed(frozen["clips"])
     files: dict[str, Path] = {}
     for video, item in zip(clips["video"], frozen["media"], strict=True):
         clip = item.clip
         files[video] = Path(clip.video.file.path)
-        files[f"crops/{clip.external_id}.mp4"] = Path(clip.crop_file.path)
-        files[f"frames/{clip.external_id}.npy"] = Path(clip.frames_file.path)
+        files[f"crops/{ids[clip.external_id]}.mp4"] = Path(clip.crop_file.path)
+        files[f"frames/{ids[clip.external_id]}.npy"] = Path(clip.frames_file.path)
 
     def on_file(done: int, total: int) -> None:
         if progress and (done % 25 == 0 or done == total):
@@ -359,10 +441,10 @@ def _write_export(
     return write_export(
         out_dir,
         clips=clips,
-        ratings=frozen["ratings"],
-        distributions=frozen["distributions"],
-        splits=frozen["folds"].splits_frame(),
-        inner_splits=frozen["folds"].inner_frame(),
+        ratings=renamed(frozen["ratings"]),
+        distributions=renamed(frozen["distributions"]),
+        splits=renamed(frozen["folds"].splits_frame()),
+        inner_splits=renamed(frozen["folds"].inner_frame()),
         files=files,
         datasheet_markdown=_datasheet(version, frozen["summary"], frozen["folds"]),
         progress=on_file,

@@ -27,6 +27,12 @@ class DatasetVersionForm(forms.Form):
     exclude_cannot_judge_majority = forms.BooleanField(required=False, initial=True)
     n_folds = forms.IntegerField(min_value=2, max_value=20, initial=3)
     seed = forms.IntegerField(initial=0)
+    pseudonymous_clip_ids = forms.BooleanField(
+        required=False,
+        initial=True,
+        label="Pseudonymous clip ids",
+        help_text="the export names clips by per-version pseudonyms (unticked: the platform's ids)",
+    )
 
 
 @require_http_methods(["GET", "POST"])
@@ -66,14 +72,20 @@ def dataset_detail(request: HttpRequest, name: str) -> HttpResponse:
             "mode_chart": bar_chart(figure3.get("mode_hist", {})),
             "others": others,
             "diff": diff,
+            "export_problems": services.export_problems(version),
         },
     )
 
 
 @require_GET
 @role_required(CURATOR)
-def dataset_download(request: HttpRequest, name: str) -> StreamingHttpResponse:
+def dataset_download(request: HttpRequest, name: str) -> HttpResponse | StreamingHttpResponse:
+    """The export, or back to the version page (which lists what differs) when its files no
+    longer match the frozen manifest."""
     version = get_object_or_404(DatasetVersion, name=name, frozen=True)
-    response = services.export_download_response(version)
+    with refusal_shown(request) as refused:
+        response = services.export_download_response(version, user=request.user, request=request)
+    if refused:
+        return redirect("dataset-detail", name=version.name)
     audit_record(action="export_download", user=request.user, obj=version, request=request)
     return response

@@ -14,7 +14,6 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils._os import safe_join
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from annotation.access.roles import (
@@ -191,23 +190,47 @@ def video_upload(request: HttpRequest) -> HttpResponse:
 _MEDIA_TYPES = {".mp4": "video/mp4", ".png": "image/png", ".avi": "video/x-msvideo"}
 
 
+# Characters no generated media name holds: refused before the path is looked at any further.
+_MEDIA_PATH_REFUSED = ("\\", "%", "\x00")
+
+
+def _media_file(path: str) -> tuple[Path, tuple[str, ...]]:
+    """The file a media path names, resolved, and its parts relative to MEDIA_ROOT; else 404.
+
+    Refused before anything is resolved: an absolute path, empty, ``.`` or ``..`` segments,
+    backslashes, NUL and other control characters, and ``%`` (the server has decoded the path
+    once; a ``%2e`` left in it was encoded twice). The access rule is then applied to the
+    resolved path (symlinks followed), never to the text asked for: ``videos/x`` may not be
+    reached as ``./videos/x`` or ``clips/../videos/x``.
+    """
+    if (
+        not path
+        or path.startswith("/")
+        or any(c in path for c in _MEDIA_PATH_REFUSED)
+        or any(ord(c) < 32 or ord(c) == 127 for c in path)
+        or any(part in ("", ".", "..") for part in path.split("/"))
+    ):
+        raise Http404("no such file")
+    root = Path(settings.MEDIA_ROOT).resolve()
+    try:
+        full = (root / path).resolve()
+        parts = full.relative_to(root).parts
+        found = full.is_file()
+    except (OSError, ValueError, RuntimeError):  # a name too long, a link out of the root or a loop
+        found = False
+    if not found:
+        raise Http404("no such file")
+    return full, parts
+
+
 @require_GET
 @login_required
 def media(request: HttpRequest, path: str) -> FileResponse:
     """Media for logged-in users. Frames and clips hold no votes, so any role may load them;
     full-field source videos are for curators."""
-    if path.startswith("videos/") and not user_has_role(request.user, CURATOR):
+    full, parts = _media_file(path)
+    if parts[0] == "videos" and not user_has_role(request.user, CURATOR):
         raise PermissionDenied("only curators may download source videos")
-    try:
-        full = Path(safe_join(settings.MEDIA_ROOT, path))
-    except Exception:
-        raise Http404("no such file") from None
-    try:
-        found = full.is_file()
-    except OSError:  # a name too long for the file system, for one
-        found = False
-    if not found:
-        raise Http404("no such file")
     content_type = _MEDIA_TYPES.get(full.suffix.lower())
     response = FileResponse(
         full.open("rb"),

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from annotation.grades import GRADES, PROB_COLUMNS
+from datasets.selectors import version_clip_pks_by_export_id
 from modeling.figures import (
     Curve,
     PcaPanel,
@@ -84,13 +85,22 @@ def run_logs(run: TrainingRun) -> dict[str, list[dict[str, Any]]]:
 
 def run_predictions_frame(run: TrainingRun) -> pd.DataFrame:
     """``clip_id, fold, p_A..p_E`` of every prediction of the run, by clip id; ``fold`` is
-    empty for clips predicted after the run (not in its version)."""
-    rows = (
-        Prediction.objects.filter(run=run)
-        .order_by("clip__external_id")
-        .values_list("clip__external_id", "fold", *P_FIELDS)
+    empty for clips predicted after the run (not in its version).
+
+    The version's clips are named as its export names them (per-version pseudonyms, unless
+    it was built with the platform's ids), so the table joins with the export the run trained
+    on (``evaluate_predictions EXPORT/distributions.csv``); clips predicted after the run are in
+    no export and keep the platform's ids.
+    """
+    export_ids = {pk: e for e, pk in version_clip_pks_by_export_id(run.version).items()}
+    rows = Prediction.objects.filter(run=run).values_list(
+        "clip_id", "clip__external_id", "fold", *P_FIELDS
     )
-    frame = pd.DataFrame(list(rows), columns=list(PREDICTION_COLUMNS))
+    frame = pd.DataFrame(
+        [(export_ids.get(pk, external_id), *rest) for pk, external_id, *rest in rows],
+        columns=list(PREDICTION_COLUMNS),
+    )
+    frame = frame.sort_values("clip_id", kind="stable", ignore_index=True)
     frame["fold"] = frame["fold"].astype("Int64")  # integers with gaps, not floats
     return frame
 

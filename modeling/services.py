@@ -50,6 +50,7 @@ from annotation.errors import ServiceError
 from annotation.grades import GRADES
 from annotation.models import Clip, Video
 from datasets.models import DatasetVersion
+from datasets.selectors import version_clip_pks_by_export_id
 from datasets.services import export_dir_for
 from modeling import selectors
 from modeling.ml.data import list_folds
@@ -320,7 +321,8 @@ class _RunReporter:
         self.config = config
         self.fold_position = {fold: i for i, fold in enumerate(folds)}
         self.n_folds = len(folds)
-        self.clip_pks = dict(run.version.clips.values_list("clip_external_id", "clip_id"))
+        # The export names clips by its own ids (per-version pseudonyms): back to the clips.
+        self.clip_pks = version_clip_pks_by_export_id(run.version)
         self.extra_stop = extra_stop
         self.pending: list[EpochRecord] = []
         self.progress = run.progress

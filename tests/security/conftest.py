@@ -28,24 +28,27 @@ class World:
         return None if role == "anonymous" else self.users[role]
 
 
+README_BYTES = b"# test export\n"
+MANIFEST_BYTES = f"{hashlib.sha256(README_BYTES).hexdigest()}  README.md\n".encode()
+
+
 def export_write(version: Any) -> None:
     """A minimal export folder (a README and its manifest), enough to stream a download."""
     from datasets.services import export_dir_for
 
     folder = export_dir_for(version)
     folder.mkdir(parents=True, exist_ok=True)
-    readme = b"# test export\n"
-    (folder / "README.md").write_bytes(readme)
-    digest = hashlib.sha256(readme).hexdigest()
-    (folder / "MANIFEST.sha256").write_text(f"{digest}  README.md\n")
+    (folder / "README.md").write_bytes(README_BYTES)
+    (folder / "MANIFEST.sha256").write_bytes(MANIFEST_BYTES)
 
 
 def version_make(name: str, owner: Any) -> Any:
+    """A frozen version whose content hash is its minimal export's (downloads are verified)."""
     from datasets.models import DatasetVersion
 
     version = DatasetVersion.objects.create(
         name=name, created_by=owner, status=DatasetVersion.Status.READY, frozen=True,
-        n_folds=3, pseudonym_salt="s", content_hash="0" * 64,
+        n_folds=3, pseudonym_salt="s", content_hash=hashlib.sha256(MANIFEST_BYTES).hexdigest(),
     )  # fmt: skip
     export_write(version)
     return version

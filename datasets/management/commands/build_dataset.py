@@ -23,6 +23,12 @@ class Command(BaseCommand):
         parser.add_argument("--licence", default="Internal research use only")
         parser.add_argument("--no-progress", action="store_true")
         parser.add_argument(
+            "--platform-clip-ids",
+            action="store_true",
+            help="name clips in the export by the platform's clip ids instead of per-version "
+            "pseudonyms (exports of two versions can then be joined clip by clip)",
+        )
+        parser.add_argument(
             "--if-missing", action="store_true", help="do nothing when the version exists"
         )
 
@@ -41,6 +47,7 @@ class Command(BaseCommand):
                 seed=int(options["seed"]),
                 retired_only=bool(options["retired_only"]),
                 licence=str(options["licence"]),
+                pseudonymous_clip_ids=not options["platform_clip_ids"],
                 enqueue=False,
             )
         except services.DatasetError as exc:

@@ -21,6 +21,12 @@ class Command(BaseCommand):
             action="store_true",
             help="leave out clips whose target cannot be tracked (listed) instead of stopping",
         )
+        parser.add_argument(
+            "--other-platform",
+            action="store_true",
+            help="import even though DIR looks like an export of this platform's own dataset "
+            "versions (refused by default: its votes would be counted twice)",
+        )
 
     def handle(self, *args: object, **options: object) -> None:
         root = Path(str(options["dir"]))
@@ -37,7 +43,10 @@ class Command(BaseCommand):
 
         try:
             result = dataset_import(
-                root, progress=progress, skip_untrackable=bool(options["skip_untrackable"])
+                root,
+                progress=progress,
+                skip_untrackable=bool(options["skip_untrackable"]),
+                other_platform=bool(options["other_platform"]),
             )
         except ImportValidationError as exc:
             raise CommandError(str(exc)) from exc
