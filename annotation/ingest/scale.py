@@ -111,8 +111,9 @@ def tracking_scale(
         # Half the head's length: at the reference scale 5 px, where the head itself touches
         # the edge and the 13 px template starts to match repeated border pixels.
         border_margin_px=max(math.ceil(length / 2), 1),
-        # A head's own match stays high along its length (the tail and halo lie there too).
-        footprint_px=length,
+        # A head's own match falls off within half its length: on clean synthetic tracks the
+        # best match half a head length away or more is the background's, 0.09 or more below.
+        footprint_px=length / 2,
         crop_size=max(round(REFERENCE_CROP_SIZE * factor), 16),
         morphometry_scale=factor,
     )

@@ -41,18 +41,20 @@ sperm swims head first). Then, per frame, the tracker
 is graded as if it were the target. It stops, with a ``Loss`` (a short code and a sentence a
 curator reads), at the first frame where
 
-- ``left_frame``: the head's box reaches the frame's border (its centre closer to the edge
-  than half a head length), predicted or matched: the head is leaving the field, and border
-  pixels repeated into the window would keep the score high while it swims off;
+- ``left_frame``: the head's match reaches the frame's border (its centre closer to the edge
+  than half a head length): the head is leaving the field, and border pixels repeated into
+  the window would keep the score high while it swims off (a prediction past the border is
+  searched for from inside it);
 - ``low_score``: the best score falls below ``loss_threshold`` (the head vanished or changed
   beyond recognition);
 - ``score_drop``: the score falls well below the target's own history (``BASELINE_SIGMAS``
   robust SDs under the median of its scores so far, or under ``BASELINE_FRACTION`` of that
   median): a head that matched at 0.9 and now matches at 0.6 is probably something else, even
   though 0.6 clears the fixed threshold;
-- ``ambiguous``: another peak, beyond the head's own footprint (one head length), scores
-  within ``AMBIGUITY_MARGIN`` of the best after the motion prior: two heads match alike and
-  the tracker cannot tell which is the target;
+- ``ambiguous``: another peak, beyond the head's own footprint (half a head length), scores
+  within ``AMBIGUITY_MARGIN`` of the best after the motion prior (two heads match alike), or
+  the match lands on a head that the previous frame's match saw beside the target (the
+  target ran into a neighbour: a still cell of a cluster it passes, a crossing sperm);
 - ``implausible_jump``: the step between two frames is faster than ``MAX_SPEED_UM_S`` or
   differs from the step before by more than ``MAX_STEP_CHANGE_UM`` (needs the pixel size and
   the frame rate; a jump no sperm makes is a jump to another cell);
@@ -120,6 +122,11 @@ BASELINE_SIGMA_FLOOR = 0.03
 BASELINE_FRACTION = 0.7
 # - ambiguity: a rival within 0.05 of the best (after the prior) is as likely as the target.
 AMBIGUITY_MARGIN = 0.05
+# - a neighbour: the (up to) 3 best other head-like peaks (scoring >= the loss threshold) of
+#   a frame, at least a head length from the target (nearer is its own midpiece or halo), are
+#   remembered; a match in the next frame within a footprint of one of them is the target
+#   running into that head.
+NEIGHBOUR_PEAKS = 3
 # - path: human sperm swim at up to about 250 µm/s (VCL of hyperactivated cells); 300 leaves
 #   room for tracking noise. A step that differs from the previous one by more than 12 µm
 #   (2.5 head lengths) is no beat (ALH is at most ~7 µm, a lateral offset of 2 x that).
@@ -362,6 +369,9 @@ class HeadTracker:
         self.loss: Loss | None = None
         self._edge_hits = 0
         self._frame_size = (0, 0)
+        # Other heads the last match saw beside the target (frame px): running into one of
+        # them is the moment the tracker may swap cells.
+        self._neighbours: list[np.ndarray] = []
         offsets = np.arange(-search_radius, search_radius + 1, dtype=np.float32)
         self._dx, self._dy = np.meshgrid(offsets, offsets)
         squared_distance = self._dx**2 + self._dy**2
@@ -428,10 +438,9 @@ class HeadTracker:
             return False
 
         radius = self.search_radius
-        predicted = np.round(self._predict())
-        if self._near_border(predicted):
-            self._stop(self._inside(predicted), 0.0, "left_frame", self._left_message(index))
-            return False
+        # A prediction past the border is searched for inside it: the head found near the
+        # border is leaving (the rule on the match below), one found further in turned back.
+        predicted = np.round(self._inside(self._predict(), self.scale.border_margin_px))
         window = _patch(image, predicted, self.template_size + 2 * radius)
         prior = self._prior if len(self.centres) > 1 else self._first_prior
         base = cv2.addWeighted(
@@ -462,6 +471,7 @@ class HeadTracker:
             self._stop(self._inside(centre), score, *loss)
             return False
 
+        self._neighbours = self._head_like_peaks(response, (peak_x, peak_y), predicted)
         if self.recentre:
             centre = self._recentred(image, centre)
         self.centres.append(centre)
@@ -511,7 +521,40 @@ class HeadTracker:
                 f"nearly as well ({rival[0]:.2f} against {value:.2f}): the tracker cannot "
                 "tell which one is the target"
             )
+        for other in self._neighbours:
+            if float(np.linalg.norm(centre - other)) <= self.scale.footprint_px:
+                return "ambiguous", (
+                    f"at frame {index} the head ran into another head that lay "
+                    f"{np.linalg.norm(other - self.centres[-1]):.0f} px from it in frame "
+                    f"{index - 1}: the tracker cannot tell which one is the target"
+                )
         return self._implausible(index, centre)
+
+    def _head_like_peaks(
+        self, response: np.ndarray, peak: tuple[int, int], origin: np.ndarray
+    ) -> list[np.ndarray]:
+        """Frame positions of up to ``NEIGHBOUR_PEAKS`` other peaks of ``response`` (beyond the
+        footprint of ``peak`` and of each other) that score like a head (>= loss_threshold);
+        ``origin`` is the frame position of the response's centre."""
+        found: list[np.ndarray] = []
+        taken = [peak]
+        masked = response.copy()
+        radius2 = self.scale.footprint_px**2
+        for _ in range(NEIGHBOUR_PEAKS):
+            for tx, ty in taken[-1:]:
+                near = (self._dx - (tx - self.search_radius)) ** 2 + (
+                    self._dy - (ty - self.search_radius)
+                ) ** 2 <= radius2
+                masked[near] = -np.inf
+            flat = int(np.argmax(masked))
+            ry, rx = divmod(flat, masked.shape[1])
+            if not masked[ry, rx] >= self.loss_threshold:
+                break
+            taken.append((rx, ry))
+            # Closer than a head length to the target is the target's own midpiece or halo.
+            if math.hypot(rx - peak[0], ry - peak[1]) >= self.scale.head_length_px:
+                found.append(origin + np.array([rx, ry], dtype=np.float64) - self.search_radius)
+        return found
 
     def _rival(self, adjusted: np.ndarray, peak: tuple[int, int]) -> tuple[float, float] | None:
         """(score less prior, distance px) of the best peak outside the head's footprint."""
@@ -553,12 +596,13 @@ class HeadTracker:
         x, y = float(centre[0]), float(centre[1])
         return not (margin <= x <= width - 1 - margin and margin <= y <= height - 1 - margin)
 
-    def _inside(self, centre: np.ndarray) -> np.ndarray:
+    def _inside(self, centre: np.ndarray, margin: float = 0.0) -> np.ndarray:
+        """``centre`` moved into the frame, at least ``margin`` px from its edges."""
         width, height = self._frame_size
         return np.array(
             [
-                min(max(float(centre[0]), 0.0), width - 1.0),
-                min(max(float(centre[1]), 0.0), height - 1.0),
+                min(max(float(centre[0]), margin), width - 1.0 - margin),
+                min(max(float(centre[1]), margin), height - 1.0 - margin),
             ]
         )
 
