@@ -124,9 +124,11 @@ BASELINE_FRACTION = 0.7
 AMBIGUITY_MARGIN = 0.05
 # - a neighbour: the (up to) 3 best other head-like peaks (scoring >= the loss threshold) of
 #   a frame, at least a head length from the target (nearer is its own midpiece or halo), are
-#   remembered; a match in the next frame within a footprint of one of them is the target
-#   running into that head.
+#   remembered for 3 frames (0.2 s at 15 fps: a still cell stays where it was, a swimming one
+#   has moved on); a match within a footprint of one of them is the target running into that
+#   head.
 NEIGHBOUR_PEAKS = 3
+NEIGHBOUR_MEMORY_FRAMES = 3
 # - path: human sperm swim at up to about 250 µm/s (VCL of hyperactivated cells); 300 leaves
 #   room for tracking noise. A step that differs from the previous one by more than 12 µm
 #   (2.5 head lengths) is no beat (ALH is at most ~7 µm, a lateral offset of 2 x that).
@@ -371,7 +373,7 @@ class HeadTracker:
         self._frame_size = (0, 0)
         # Other heads the last match saw beside the target (frame px): running into one of
         # them is the moment the tracker may swap cells.
-        self._neighbours: list[np.ndarray] = []
+        self._neighbours: list[tuple[int, np.ndarray]] = []  # (frame, position)
         offsets = np.arange(-search_radius, search_radius + 1, dtype=np.float32)
         self._dx, self._dy = np.meshgrid(offsets, offsets)
         squared_distance = self._dx**2 + self._dy**2
@@ -471,7 +473,13 @@ class HeadTracker:
             self._stop(self._inside(centre), score, *loss)
             return False
 
-        self._neighbours = self._head_like_peaks(response, (peak_x, peak_y), predicted)
+        self._neighbours = [
+            (seen, other)
+            for seen, other in self._neighbours
+            if seen > index - NEIGHBOUR_MEMORY_FRAMES
+        ] + [
+            (index, other) for other in self._head_like_peaks(response, (peak_x, peak_y), predicted)
+        ]
         if self.recentre:
             centre = self._recentred(image, centre)
         self.centres.append(centre)
@@ -521,12 +529,12 @@ class HeadTracker:
                 f"nearly as well ({rival[0]:.2f} against {value:.2f}): the tracker cannot "
                 "tell which one is the target"
             )
-        for other in self._neighbours:
+        for seen, other in self._neighbours:
             if float(np.linalg.norm(centre - other)) <= self.scale.footprint_px:
                 return "ambiguous", (
                     f"at frame {index} the head ran into another head that lay "
-                    f"{np.linalg.norm(other - self.centres[-1]):.0f} px from it in frame "
-                    f"{index - 1}: the tracker cannot tell which one is the target"
+                    f"{np.linalg.norm(other - self.centres[seen]):.0f} px from it in frame "
+                    f"{seen}: the tracker cannot tell which one is the target"
                 )
         return self._implausible(index, centre)
 
