@@ -105,7 +105,9 @@ def tracking_scale(
         template_size=template,
         search_radius=max(round(REFERENCE_SEARCH_RADIUS * factor), 2),
         recentre_half_size=max(round(REFERENCE_RECENTRE_HALF_SIZE * factor), 2),
-        recentre_guard_px=REFERENCE_RECENTRE_GUARD_PX * factor,
+        # The guard is about precision, not size: the centroid of a larger head is no less
+        # precise in px (more pixels average the noise), so it stays 1.5 px.
+        recentre_guard_px=REFERENCE_RECENTRE_GUARD_PX,
         recentre_max_shift_px=REFERENCE_RECENTRE_MAX_SHIFT_PX * factor,
         prior_scale_px=REFERENCE_PRIOR_SCALE_PX * factor,
         # Half the head's length: at the reference scale 5 px, where the head itself touches
