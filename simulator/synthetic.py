@@ -697,8 +697,8 @@ def _leaving_track(
     return simulate(cell, start, heading, _UNBOUNDED)
 
 
-def _still(cell: CellSpec, **changes: float) -> CellSpec:
-    """``cell`` made immotile (a still head, a still tail), with ``changes`` on top."""
+def _still(cell: CellSpec, *, contrast: float | None = None) -> CellSpec:
+    """``cell`` made immotile (a still head, a still tail), with another ``contrast``."""
     return replace(
         cell,
         motion_type="immotile",
@@ -708,7 +708,7 @@ def _still(cell: CellSpec, **changes: float) -> CellSpec:
         yaw_rad=0.0,
         beat_hz=0.0,
         tail_amplitude_um=0.0,
-        **changes,
+        contrast=cell.contrast if contrast is None else contrast,
     )
 
 
