@@ -76,7 +76,7 @@ def bench_sets() -> list[BenchSet]:
 
     # Shifted: a field the tracker never saw (dimmer, noisier, blurrier, more crowded, faster
     # and more vigorous cells).
-    shifted = {
+    shifted: dict[str, Any] = {
         "background_level": 120.0,
         "noise_sd": 7.0,
         "blur": 0.9,

@@ -393,7 +393,8 @@ def test_every_head_at_frame_0_is_known_targets_first(tmp_path: Path) -> None:
 
 def test_the_command_line_stages_a_failure_mode_at_a_magnification(tmp_path: Path) -> None:
     main([str(tmp_path), "--clips", "1", "--width", "320", "--height", "240", "--frames", "2",
-          "--experts", "3", "--pixel-size", "0.25", "--failure-mode", "bright_neighbour"])  # fmt: skip
+          "--experts", "3", "--pixel-size", "0.25",
+          "--failure-mode", "bright_neighbour"])  # fmt: skip
     record = json.loads((tmp_path / "truth_panel.json").read_text())["config"]
     assert record["failure_mode"] == "bright_neighbour" and record["pixel_size_um"] == 0.25
     with pytest.raises(SystemExit):
