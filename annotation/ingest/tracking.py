@@ -49,12 +49,16 @@ curator reads), at the first frame where
   beyond recognition);
 - ``score_drop``: the score falls well below the target's own history (``BASELINE_SIGMAS``
   robust SDs under the median of its scores so far, or under ``BASELINE_FRACTION`` of that
-  median): a head that matched at 0.9 and now matches at 0.6 is probably something else, even
-  though 0.6 clears the fixed threshold;
+  median) in two frames running: a head that matched at 0.9 and now matches at 0.6 is
+  probably something else, even though 0.6 clears the fixed threshold. One such frame alone,
+  matched where the head was expected (within a footprint of the prediction), is kept on
+  probation (a tail or another cell passing over the head for a frame), its score left out
+  of the history; the loss is reported at the first of the two;
 - ``ambiguous``: another peak, beyond the head's own footprint (half a head length), scores
-  within ``AMBIGUITY_MARGIN`` of the best after the motion prior (two heads match alike), or
-  the match lands on a head that the previous frame's match saw beside the target (the
-  target ran into a neighbour: a still cell of a cluster it passes, a crossing sperm);
+  within ``AMBIGUITY_MARGIN`` of the best after the motion prior (two heads match alike); or
+  the match lands where a swimming head was in the previous frame (a crossing); or it meets
+  a still head the last frames' matches saw beside the target and the track then stops
+  there (latched onto a cell of a cluster it passes, or a still cell beside it);
 - ``implausible_jump``: the step between two frames is faster than ``MAX_SPEED_UM_S`` or
   differs from the step before by more than ``MAX_STEP_CHANGE_UM`` (needs the pixel size and
   the frame rate; a jump no sperm makes is a jump to another cell);
@@ -124,11 +128,15 @@ BASELINE_FRACTION = 0.7
 AMBIGUITY_MARGIN = 0.05
 # - a neighbour: the (up to) 3 best other head-like peaks (scoring >= the loss threshold) of
 #   a frame, at least a head length from the target (nearer is its own midpiece or halo), are
-#   remembered for 3 frames (0.2 s at 15 fps: a still cell stays where it was, a swimming one
-#   has moved on); a match within a footprint of one of them is the target running into that
-#   head.
+#   remembered for 3 frames (0.2 s at 15 fps); one seen at the same place in two of them is a
+#   still cell, and a match within a footprint of it is the target running into that head.
 NEIGHBOUR_PEAKS = 3
 NEIGHBOUR_MEMORY_FRAMES = 3
+# Meeting a still head is a loss only when the track then stops there: its net displacement
+# per frame over the next 2 frames falls below a third of its mean step before (a swimming
+# target crosses a still cell and swims on; one latched onto the cell stands still with it).
+CONTACT_FRAMES = 2
+CONTACT_STOP_FRACTION = 1 / 3
 # - path: human sperm swim at up to about 250 µm/s (VCL of hyperactivated cells); 300 leaves
 #   room for tracking noise. A step that differs from the previous one by more than 12 µm
 #   (2.5 head lengths) is no beat (ALH is at most ~7 µm, a lateral offset of 2 x that).
@@ -374,6 +382,11 @@ class HeadTracker:
         # Other heads the last match saw beside the target (frame px): running into one of
         # them is the moment the tracker may swap cells.
         self._neighbours: list[tuple[int, np.ndarray]] = []  # (frame, position)
+        # The scores of the frames kept (not those on probation), and the frame on probation.
+        self._baseline: list[float] = []
+        self._dip_at: int | None = None
+        # (frame, mean step before, px) of the last meeting with a still neighbour.
+        self._contact: tuple[int, float, float] | None = None
         offsets = np.arange(-search_radius, search_radius + 1, dtype=np.float32)
         self._dx, self._dy = np.meshgrid(offsets, offsets)
         squared_distance = self._dx**2 + self._dy**2
@@ -468,11 +481,21 @@ class HeadTracker:
             offset[1] += _parabola_peak(*response[peak_y - 1 : peak_y + 2, peak_x])
         centre = predicted + offset
         self._edge_hits = self._edge_hits + 1 if on_edge else 0
+        dip_at = self._dip_at
         loss = self._judge(index, centre, score, value, response - prior, (peak_x, peak_y))
         if loss is not None:
+            if dip_at is not None and loss[0] == "score_drop":
+                # The match fell two frames running: the loss began at the first of them.
+                centre, score = self.centres.pop(), self.scores.pop()
+            if loss[0] == "ambiguous" and self._contact is not None:
+                # Latched: the loss began where the track met the still head.
+                while len(self.centres) > self._contact[0]:
+                    centre, score = self.centres.pop(), self.scores.pop()
             self._stop(self._inside(centre), score, *loss)
             return False
 
+        if self._dip_at is None:
+            self._baseline.append(score)
         self._neighbours = [
             (seen, other)
             for seen, other in self._neighbours
@@ -511,17 +534,36 @@ class HeadTracker:
             )
         if self._near_border(centre):
             return "left_frame", self._left_message(index)
-        history = self.scores[1:]
+        dipped = self._dip_at is not None
+        history = self._baseline
+        self._dip_at = None
         if len(history) >= BASELINE_MIN_FRAMES:
             median = float(np.median(history))
             sigma = max(1.4826 * float(np.median(np.abs(np.asarray(history) - median))), 0.0)
             sigma = max(sigma, BASELINE_SIGMA_FLOOR)
             if score < median - BASELINE_SIGMAS * sigma or score < BASELINE_FRACTION * median:
+                near_edge = self._near_border(centre, self.scale.head_length_px)
+                if not dipped and not near_edge:
+                    # One frame, away from the border (where a drop is the head leaving):
+                    # kept, on probation.
+                    self._dip_at = index
+                    return self._other_rules(index, centre, value, adjusted, peak)
                 return "score_drop", (
-                    f"the match fell to {score:.2f} at frame {index}, far below this head's "
-                    f"own {median:.2f} so far: it is probably hidden by, or confused with, "
-                    "something else"
+                    f"the match fell to {score:.2f} at frame {index} and stayed there, far "
+                    f"below this head's own {median:.2f} so far: it is probably hidden by, or "
+                    "confused with, something else"
                 )
+        return self._other_rules(index, centre, value, adjusted, peak)
+
+    def _other_rules(
+        self,
+        index: int,
+        centre: np.ndarray,
+        value: float,
+        adjusted: np.ndarray,
+        peak: tuple[int, int],
+    ) -> tuple[str, str] | None:
+        """The rules after the score's: ambiguity, a still neighbour, the path."""
         rival = self._rival(adjusted, peak)
         if rival is not None and rival[0] >= value - AMBIGUITY_MARGIN:
             return "ambiguous", (
@@ -529,14 +571,57 @@ class HeadTracker:
                 f"nearly as well ({rival[0]:.2f} against {value:.2f}): the tracker cannot "
                 "tell which one is the target"
             )
+        still = self._still_neighbours()
         for seen, other in self._neighbours:
-            if float(np.linalg.norm(centre - other)) <= self.scale.footprint_px:
+            moving = all(other is not place for _, place in still)
+            met = float(np.linalg.norm(centre - other)) <= self.scale.footprint_px
+            if moving and seen == index - 1 and met:
                 return "ambiguous", (
-                    f"at frame {index} the head ran into another head that lay "
-                    f"{np.linalg.norm(other - self.centres[seen]):.0f} px from it in frame "
-                    f"{seen}: the tracker cannot tell which one is the target"
+                    f"at frame {index} the match landed where another head was in frame "
+                    f"{seen}, {np.linalg.norm(other - self.centres[seen]):.0f} px from the "
+                    "target: the tracker cannot tell which one is the target"
                 )
+        latched = self._latched(index, centre, still)
+        if latched is not None:
+            return latched
         return self._implausible(index, centre)
+
+    def _latched(
+        self, index: int, centre: np.ndarray, still: list[tuple[int, np.ndarray]]
+    ) -> tuple[str, str] | None:
+        """The ``ambiguous`` loss of a track that met a still neighbour and stopped there."""
+        if self._contact is None:
+            for _, other in still:
+                if float(np.linalg.norm(centre - other)) <= self.scale.footprint_px:
+                    steps = np.diff(np.array(self.centres[-(VELOCITY_FRAMES + 1) :]), axis=0)
+                    before = float(np.linalg.norm(steps, axis=1).mean()) if len(steps) else 0.0
+                    self._contact = (index, before, float(np.linalg.norm(other - centre)))
+                    break
+            return None
+        met, before, _ = self._contact
+        # Net displacement per frame since the meeting: a still head's jitter cancels out.
+        moved = float(np.linalg.norm(centre - self.centres[met])) / (index - met)
+        if moved < CONTACT_STOP_FRACTION * before:
+            return "ambiguous", (
+                f"at frame {met} the head met a still head and the track stopped there: it "
+                "probably latched onto that cell; the tracker cannot tell which one is the target"
+            )
+        if index - met >= CONTACT_FRAMES:
+            self._contact = None  # it swam on
+        return None
+
+    def _still_neighbours(self) -> list[tuple[int, np.ndarray]]:
+        """The remembered neighbours seen at the same place (within a footprint) in two
+        different frames: still cells. A swimming one has moved on from where it was seen,
+        and the target passing there later is no confusion."""
+        still = []
+        for seen, other in self._neighbours:
+            for again, place in self._neighbours:
+                close = float(np.linalg.norm(place - other)) <= self.scale.footprint_px
+                if again != seen and close:
+                    still.append((seen, other))
+                    break
+        return still
 
     def _head_like_peaks(
         self, response: np.ndarray, peak: tuple[int, int], origin: np.ndarray
@@ -598,9 +683,9 @@ class HeadTracker:
                 )
         return None
 
-    def _near_border(self, centre: np.ndarray) -> bool:
+    def _near_border(self, centre: np.ndarray, extra: float = 0.0) -> bool:
         width, height = self._frame_size
-        margin = self.scale.border_margin_px
+        margin = self.scale.border_margin_px + extra
         x, y = float(centre[0]), float(centre[1])
         return not (margin <= x <= width - 1 - margin and margin <= y <= height - 1 - margin)
 
