@@ -31,6 +31,13 @@ Files written by `generate_dataset` (the exchange format plus the truth)::
     truth_experts.csv   rater_id, severity, noise
     truth_panel.json    {"thresholds": [...], "seed": ..., "config": {...}}
 
+``failure_mode`` stages a way tracking fails around each video's first target
+(``FAILURE_MODES``: it swims out of the frame, a static cluster lies beside its path, a
+brighter still copy of its head lies beside it at frame 0); ``pixel_size_um`` sets the
+magnification (``MAGNIFICATIONS_UM_PER_PX``: heads of about 9, 18 and 37 px). With the
+defaults every file is what it always was. ``heads_frame0(config)`` is the truth of every
+head in frame 0 of every video (for judging a head detector).
+
 Command line: ``python -m simulator.synthetic OUT_DIR --clips 30 --seed 0``.
 """
 

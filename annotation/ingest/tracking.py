@@ -74,6 +74,7 @@ sperm can do before their effect was measured (``benchmarks/tracking_failures.py
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -390,7 +391,10 @@ class HeadTracker:
         offsets = np.arange(-search_radius, search_radius + 1, dtype=np.float32)
         self._dx, self._dy = np.meshgrid(offsets, offsets)
         squared_distance = self._dx**2 + self._dy**2
-        self._distance2 = squared_distance
+        # The head's own footprint, a disc, as a mask (see _blank).
+        reach = math.floor(scale.footprint_px)
+        disc = np.arange(-reach, reach + 1) ** 2
+        self._disc = disc[None, :] + disc[:, None] <= scale.footprint_px**2
         self._prior = PRIOR_WEIGHT * squared_distance / scale.prior_scale_px**2
         # Frame 1 has no velocity yet: a fast head may be anywhere in the window.
         reach = max(float(search_radius), scale.prior_scale_px)
@@ -538,9 +542,10 @@ class HeadTracker:
         history = self._baseline
         self._dip_at = None
         if len(history) >= BASELINE_MIN_FRAMES:
-            median = float(np.median(history))
-            sigma = max(1.4826 * float(np.median(np.abs(np.asarray(history) - median))), 0.0)
-            sigma = max(sigma, BASELINE_SIGMA_FLOOR)
+            # statistics.median: a dozen floats, far cheaper than numpy's on tiny arrays.
+            median = statistics.median(history)
+            spread = statistics.median(abs(value - median) for value in history)
+            sigma = max(1.4826 * spread, BASELINE_SIGMA_FLOOR)
             if score < median - BASELINE_SIGMAS * sigma or score < BASELINE_FRACTION * median:
                 near_edge = self._near_border(centre, self.scale.head_length_px)
                 if not dipped and not near_edge:
@@ -571,16 +576,17 @@ class HeadTracker:
                 f"nearly as well ({rival[0]:.2f} against {value:.2f}): the tracker cannot "
                 "tell which one is the target"
             )
-        still = self._still_neighbours()
-        for seen, other in self._neighbours:
-            moving = all(other is not place for _, place in still)
-            met = float(np.linalg.norm(centre - other)) <= self.scale.footprint_px
-            if moving and seen == index - 1 and met:
+        is_still = self._still_mask()
+        reach = self.scale.footprint_px
+        for (seen, other), still in zip(self._neighbours, is_still, strict=True):
+            met = math.hypot(centre[0] - other[0], centre[1] - other[1]) <= reach
+            if not still and seen == index - 1 and met:
                 return "ambiguous", (
                     f"at frame {index} the match landed where another head was in frame "
                     f"{seen}, {np.linalg.norm(other - self.centres[seen]):.0f} px from the "
                     "target: the tracker cannot tell which one is the target"
                 )
+        still = [n for n, keep in zip(self._neighbours, is_still, strict=True) if keep]
         latched = self._latched(index, centre, still)
         if latched is not None:
             return latched
@@ -610,18 +616,25 @@ class HeadTracker:
             self._contact = None  # it swam on
         return None
 
-    def _still_neighbours(self) -> list[tuple[int, np.ndarray]]:
-        """The remembered neighbours seen at the same place (within a footprint) in two
-        different frames: still cells. A swimming one has moved on from where it was seen,
-        and the target passing there later is no confusion."""
-        still = []
-        for seen, other in self._neighbours:
-            for again, place in self._neighbours:
-                close = float(np.linalg.norm(place - other)) <= self.scale.footprint_px
-                if again != seen and close:
-                    still.append((seen, other))
-                    break
-        return still
+    def _still_mask(self) -> list[bool]:
+        """Per remembered neighbour, whether it was seen at the same place (within a
+        footprint) in another frame too: a still cell. A swimming one has moved on from where
+        it was seen, and the target passing there later is no confusion."""
+        if not self._neighbours:
+            return []
+        frames = np.array([seen for seen, _ in self._neighbours])
+        places = np.array([place for _, place in self._neighbours])
+        gaps = np.hypot(*(places[:, None, :] - places[None, :, :]).transpose(2, 0, 1))
+        close = (gaps <= self.scale.footprint_px) & (frames[:, None] != frames[None, :])
+        return [bool(row) for row in close.any(axis=1)]
+
+    def _blank(self, image: np.ndarray, x: int, y: int) -> None:
+        """Set the footprint (a disc) around pixel (x, y) of ``image`` to -inf, in place."""
+        r = self._disc.shape[0] // 2
+        height, width = image.shape
+        y0, y1, x0, x1 = max(y - r, 0), min(y + r + 1, height), max(x - r, 0), min(x + r + 1, width)
+        disc = self._disc[y0 - (y - r) : y1 - (y - r), x0 - (x - r) : x1 - (x - r)]
+        image[y0:y1, x0:x1][disc] = -np.inf
 
     def _head_like_peaks(
         self, response: np.ndarray, peak: tuple[int, int], origin: np.ndarray
@@ -630,37 +643,26 @@ class HeadTracker:
         footprint of ``peak`` and of each other) that score like a head (>= loss_threshold);
         ``origin`` is the frame position of the response's centre."""
         found: list[np.ndarray] = []
-        taken = [peak]
         masked = response.copy()
-        radius2 = self.scale.footprint_px**2
+        x, y = peak
         for _ in range(NEIGHBOUR_PEAKS):
-            for tx, ty in taken[-1:]:
-                near = (self._dx - (tx - self.search_radius)) ** 2 + (
-                    self._dy - (ty - self.search_radius)
-                ) ** 2 <= radius2
-                masked[near] = -np.inf
-            flat = int(np.argmax(masked))
-            ry, rx = divmod(flat, masked.shape[1])
-            if not masked[ry, rx] >= self.loss_threshold:
+            self._blank(masked, x, y)
+            _, value, _, (x, y) = cv2.minMaxLoc(masked)
+            if not value >= self.loss_threshold:
                 break
-            taken.append((rx, ry))
             # Closer than a head length to the target is the target's own midpiece or halo.
-            if math.hypot(rx - peak[0], ry - peak[1]) >= self.scale.head_length_px:
-                found.append(origin + np.array([rx, ry], dtype=np.float64) - self.search_radius)
+            if math.hypot(x - peak[0], y - peak[1]) >= self.scale.head_length_px:
+                found.append(origin + np.array([x, y], dtype=np.float64) - self.search_radius)
         return found
 
     def _rival(self, adjusted: np.ndarray, peak: tuple[int, int]) -> tuple[float, float] | None:
         """(score less prior, distance px) of the best peak outside the head's footprint."""
-        px, py = peak
-        away = (self._dx - (px - self.search_radius)) ** 2 + (
-            self._dy - (py - self.search_radius)
-        ) ** 2 > self.scale.footprint_px**2
-        if not away.any():
+        masked = np.array(adjusted, dtype=np.float32)
+        self._blank(masked, *peak)
+        _, value, _, (x, y) = cv2.minMaxLoc(masked)
+        if not math.isfinite(value):
             return None
-        masked = np.where(away, adjusted, -np.inf)
-        flat = int(np.argmax(masked))
-        ry, rx = divmod(flat, masked.shape[1])
-        return float(masked[ry, rx]), math.hypot(rx - px, ry - py)
+        return float(value), math.hypot(x - peak[0], y - peak[1])
 
     def _implausible(self, index: int, centre: np.ndarray) -> tuple[str, str] | None:
         step = (centre - self.centres[-1]) * self.pixel_size_um  # µm
