@@ -51,6 +51,13 @@ decode: 114 frames per CPU-second in-process and 52 through the worker's path (3
 video, measured on 10 of the default videos; the importer's probe started one more
 interpreter, 137 ms).
 
+With the tracker that reports its losses (issue 15), measured side by side against main on the
+same 20 videos (``--baseline-tree``, 2 rounds, machine loaded: load average about 10 on 2
+cores, so provisional): worker 96 against 97 frames per CPU-second, in-process 112 against
+112; the tracking stage alone 6.6-8.0 against 4.9-6.0 ms per 16-frame video. One target of
+the 20 is now reported lost (c0014, the right-angle turn above: its score stays at 0.66 after
+0.94, which the score-history rule takes for another object; the track was right).
+
     .venv/bin/python -m benchmarks.ingestion --videos 20 --seed 0
     .venv/bin/python -m benchmarks.ingestion --data var/bench/ingestion   # keep, reuse videos
     # this checkout against main, on the same videos, in turns (a detached worktree of main):
