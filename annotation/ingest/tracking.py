@@ -392,8 +392,8 @@ class HeadTracker:
         self._dx, self._dy = np.meshgrid(offsets, offsets)
         squared_distance = self._dx**2 + self._dy**2
         # The head's own footprint, a disc, as a mask (see _blank).
-        reach = math.floor(scale.footprint_px)
-        disc = np.arange(-reach, reach + 1) ** 2
+        half = math.floor(scale.footprint_px)
+        disc = np.arange(-half, half + 1) ** 2
         self._disc = disc[None, :] + disc[:, None] <= scale.footprint_px**2
         self._prior = PRIOR_WEIGHT * squared_distance / scale.prior_scale_px**2
         # Frame 1 has no velocity yet: a fast head may be anywhere in the window.
@@ -578,9 +578,9 @@ class HeadTracker:
             )
         is_still = self._still_mask()
         reach = self.scale.footprint_px
-        for (seen, other), still in zip(self._neighbours, is_still, strict=True):
+        for (seen, other), is_one in zip(self._neighbours, is_still, strict=True):
             met = math.hypot(centre[0] - other[0], centre[1] - other[1]) <= reach
-            if not still and seen == index - 1 and met:
+            if not is_one and seen == index - 1 and met:
                 return "ambiguous", (
                     f"at frame {index} the match landed where another head was in frame "
                     f"{seen}, {np.linalg.norm(other - self.centres[seen]):.0f} px from the "
