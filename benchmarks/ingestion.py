@@ -51,14 +51,28 @@ decode: 114 frames per CPU-second in-process and 52 through the worker's path (3
 video, measured on 10 of the default videos; the importer's probe started one more
 interpreter, 137 ms).
 
+With the tracker that reports its losses (issue 15), measured side by side against main on the
+same 20 videos (``--baseline-tree``, 2 rounds, machine loaded: load average about 10 on 2
+cores, so provisional): worker 96 against 97 frames per CPU-second, in-process 112 against
+112; the tracking stage alone 6.6-8.0 against 4.9-6.0 ms per 16-frame video. One target of
+the 20 is now reported lost (c0014, the right-angle turn above: its score stays at 0.66 after
+0.94, which the score-history rule takes for another object; the track was right).
+
     .venv/bin/python -m benchmarks.ingestion --videos 20 --seed 0
     .venv/bin/python -m benchmarks.ingestion --data var/bench/ingestion   # keep, reuse videos
+    # this checkout against main, on the same videos, in turns (a detached worktree of main):
+    git -C /work/main worktree add --detach /tmp/track-main main
+    .venv/bin/python -m benchmarks.ingestion --baseline-tree /tmp/track-main --rounds 2
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import resource
+import subprocess
+import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -108,14 +122,70 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--format", choices=["mp4", "avi"], default="mp4")
     parser.add_argument("--data", type=Path, help="dataset folder to reuse (made if missing)")
+    parser.add_argument(
+        "--baseline-tree",
+        type=Path,
+        help="another checkout (e.g. a worktree of main): run its benchmark and this one's on "
+        "the same videos, alternately, and print their figures side by side",
+    )
+    parser.add_argument("--rounds", type=int, default=2, help="with --baseline-tree")
     args = parser.parse_args()
     cv2.setNumThreads(1)  # one core, as one worker process uses it
 
     with tempfile.TemporaryDirectory(prefix="ingestion-bench-") as scratch:
         data_dir = args.data or Path(scratch) / "data"
         dataset_ready(data_dir, videos=args.videos, seed=args.seed, video_format=args.format)
+        if args.baseline_tree is not None:
+            compare_trees(data_dir.resolve(), args.baseline_tree.resolve(), rounds=args.rounds)
+            return
         for mode in ("worker", "in-process"):
             run(data_dir, Path(scratch) / mode, mode=mode)
+
+
+_FIGURES = re.compile(
+    r"== (?P<mode>worker|in-process):.*?centre error px: mean (?P<error>[\d.]+).*?"
+    r"lost targets: (?P<lost>\d+).*?CPU: (?P<fps>\d+) frames per CPU-second",
+    re.DOTALL,
+)
+
+
+def compare_trees(data_dir: Path, baseline: Path, *, rounds: int) -> None:
+    """Run this benchmark from ``baseline`` and from this checkout on ``data_dir``, in turns
+    (baseline first in odd rounds, this one first in even ones, so a load that changes meanwhile
+    hits both alike), and print frames per CPU-second, lost targets and mean error of each."""
+    here = Path(__file__).resolve().parents[1]
+    trees = {"baseline": baseline, "current": here}
+    figures: dict[tuple[str, str], list[dict[str, str]]] = defaultdict(list)
+    for round_index in range(rounds):
+        order = list(trees) if round_index % 2 == 0 else list(trees)[::-1]
+        for label in order:
+            tree = trees[label]
+            command = [sys.executable, "-m", "benchmarks.ingestion", "--data", str(data_dir)]
+            env = {**os.environ, "PYTHONPATH": str(tree)}
+            done = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise SystemExit(f"the benchmark of {tree} failed:\n{done.stderr[-2000:]}")
+            found = [match.groupdict() for match in _FIGURES.finditer(done.stdout)]
+            if not found:
+                raise SystemExit(f"no figures in the output of {tree}:\n{done.stdout[-2000:]}")
+            for item in found:
+                figures[(label, item["mode"])].append(item)
+            print(f"round {round_index + 1}, {label} ({tree}):")
+            for item in found:
+                print(
+                    f"  {item['mode']:10s} {item['fps']:>4s} frames per CPU-second, "
+                    f"lost {item['lost']}, mean error {item['error']} px"
+                )
+    print()
+    print("frames per CPU-second (median over rounds), side by side:")
+    for mode in ("worker", "in-process"):
+        cells = []
+        for label in trees:
+            values = [float(item["fps"]) for item in figures[(label, mode)]]
+            cells.append(
+                f"{label} {np.median(values):5.0f} ({', '.join(f'{v:.0f}' for v in values)})"
+            )
+        print(f"  {mode:10s} " + "   ".join(cells))
 
 
 def run(data_dir: Path, out_root: Path, *, mode: str) -> None:

@@ -237,6 +237,10 @@ FILE_UPLOAD_PERMISSIONS = 0o640
 INGEST_N_FRAMES = env_int("MERSV_INGEST_FRAMES", 16)
 INGEST_CROP_SIZE = env_int("MERSV_CROP_SIZE", 150)
 DEFAULT_PIXEL_SIZE_UM = env_float("MERSV_PIXEL_SIZE_UM", 0.5)
+# The expected sperm head in µm: the tracker's sizes follow it and the pixel size
+# (annotation/ingest/scale.py; human heads by default, about 8.5 x 4.5 for bull).
+INGEST_HEAD_LENGTH_UM = env_float("MERSV_HEAD_LENGTH_UM", 4.6)
+INGEST_HEAD_WIDTH_UM = env_float("MERSV_HEAD_WIDTH_UM", 3.0)
 
 # Grading. The panel's votes stay hidden after a vote unless the lab turns this on: a grade
 # changed after seeing the panel is kept apart and never counted (`annotation.grading.answers`),

@@ -31,6 +31,13 @@ Files written by `generate_dataset` (the exchange format plus the truth)::
     truth_experts.csv   rater_id, severity, noise
     truth_panel.json    {"thresholds": [...], "seed": ..., "config": {...}}
 
+``failure_mode`` stages a way tracking fails around each video's first target
+(``FAILURE_MODES``: it swims out of the frame, a static cluster lies beside its path, a
+brighter still copy of its head lies beside it at frame 0); ``pixel_size_um`` sets the
+magnification (``MAGNIFICATIONS_UM_PER_PX``: heads of about 9, 18 and 37 px). With the
+defaults every file is what it always was. ``heads_frame0(config)`` is the truth of every
+head in frame 0 of every video (for judging a head detector).
+
 Command line: ``python -m simulator.synthetic OUT_DIR --clips 30 --seed 0``.
 """
 
@@ -40,9 +47,9 @@ import argparse
 import json
 import math
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -60,6 +67,14 @@ MOTION_TYPES: tuple[str, ...] = ("immotile", "non_progressive", "sluggish", "pro
 MOTILITY_BANDS: tuple[float, ...] = (0.0, 0.2, 0.4, 0.55, 1.0)
 HEAD_SHAPES: tuple[str, ...] = ("normal", "tapered", "pear", "round", "amorphous")
 VIDEO_FORMATS: dict[str, str] = {"mp4": "mp4v", "avi": "MJPG"}
+# The ways a tracker fails on real fields, each staged around the first target of a video:
+# - "leaves_frame": it starts near a border and swims straight out of the field (its path is
+#   not reflected back in; its true track runs outside the frame);
+# - "static_cluster": a clump of immotile cells and debris sits beside its path, half way;
+# - "bright_neighbour": a still copy of its head, with more contrast, lies beside it at frame 0.
+FAILURE_MODES: tuple[str, ...] = ("none", "leaves_frame", "static_cluster", "bright_neighbour")
+# Three magnifications (µm per px): heads of about 9, 18 and 37 px.
+MAGNIFICATIONS_UM_PER_PX: tuple[float, ...] = (0.5, 0.25, 0.125)
 
 # Brightness offsets from the background (grey levels, before the per-cell contrast factor).
 HEAD_VALUE = -62
@@ -116,6 +131,9 @@ class SyntheticConfig:
     drift_um_s: float = 2.0  # largest speed of the whole field's drift
     min_separation_um: float = 10.0  # at frame 0 nothing else comes this close to a target's head
     target_margin_um: float = 6.0  # a target's head centre stays this far inside the frame
+    # A way tracking fails, staged around the first target of every video (FAILURE_MODES;
+    # "none" leaves the scene as it always was, byte for byte).
+    failure_mode: str = "none"
     # Optics.
     background_level: float = 150.0  # mean grey level of the field
     illumination_gradient: float = 0.08  # relative brightness change across the field
@@ -151,6 +169,8 @@ class SyntheticConfig:
             problems.append("votes_per_clip must lie between 1 and n_experts (or be None)")
         if self.fps <= 0 or self.pixel_size_um <= 0:
             problems.append("fps and pixel_size_um must be positive")
+        if self.failure_mode not in FAILURE_MODES:
+            problems.append(f"failure_mode must be one of {list(FAILURE_MODES)}")
         if self.video_format not in VIDEO_FORMATS:
             problems.append(f"video_format must be one of {sorted(VIDEO_FORMATS)}")
         if self.seed < 0:
@@ -657,6 +677,106 @@ def _frame0_clear(
     )
 
 
+Simulate = Callable[[CellSpec, np.ndarray, float, Bounds], tuple[CellTrack, np.ndarray]]
+_UNBOUNDED = Bounds(-1e9, 1e9, -1e9, 1e9)
+
+
+def _leaving_track(
+    cell: CellSpec, *, config: SyntheticConfig, simulate: Simulate, rng: np.random.Generator
+) -> tuple[CellTrack, np.ndarray]:
+    """A path from near a border straight out of the frame: it crosses the border about
+    half way through the clip (sooner or later by chance); a slow cell starts at the margin
+    and may not get out."""
+    width, height, px_per_um = config.width, config.height, config.px_per_um
+    margin = config.target_margin_um * px_per_um
+    step = max(cell.speed_um_s, 1.0) * px_per_um / config.fps  # px per frame
+    depth = max(step * config.n_frames * rng.uniform(0.3, 0.6), margin)
+    side = int(rng.integers(4))  # 0 left, 1 right, 2 top, 3 bottom
+    outward = ((-1.0, 0.0), (1.0, 0.0), (0.0, -1.0), (0.0, 1.0))[side]
+    along = rng.uniform(0.3, 0.7)
+    if side < 2:
+        x = depth if side == 0 else width - 1 - depth
+        start = np.array([min(max(x, margin), width - 1 - margin), along * (height - 1)])
+    else:
+        y = depth if side == 2 else height - 1 - depth
+        start = np.array([along * (width - 1), min(max(y, margin), height - 1 - margin)])
+    heading = math.atan2(outward[1], outward[0]) + rng.normal(0, 0.2)
+    return simulate(cell, start, heading, _UNBOUNDED)
+
+
+def _still(cell: CellSpec, *, contrast: float | None = None) -> CellSpec:
+    """``cell`` made immotile (a still head, a still tail), with another ``contrast``."""
+    return replace(
+        cell,
+        motion_type="immotile",
+        speed_um_s=0.0,
+        turn_rad_s=0.0,
+        lateral_um=0.0,
+        yaw_rad=0.0,
+        beat_hz=0.0,
+        tail_amplitude_um=0.0,
+        contrast=cell.contrast if contrast is None else contrast,
+    )
+
+
+def _static_cluster(
+    target: CellTrack,
+    *,
+    config: SyntheticConfig,
+    drift: np.ndarray,
+    simulate: Simulate,
+    rng: np.random.Generator,
+) -> tuple[list[CellSpec], list[CellTrack], list[Debris]]:
+    """3-5 immotile cells and 2 blobs of debris clumped within about 1.5 head lengths of a
+    point one head length beside where the target is half way through the clip."""
+    px_per_um = config.px_per_um
+    head_px = config.head_length_um * px_per_um
+    middle = config.n_frames // 2
+    path = target.centres
+    heading = path[min(middle + 1, len(path) - 1)] - path[max(middle - 1, 0)]
+    norm = float(np.linalg.norm(heading))
+    side = np.array([-heading[1], heading[0]]) / norm if norm > 1e-6 else np.array([1.0, 0.0])
+    centre = path[middle] + side * head_px * rng.choice([-1.0, 1.0])
+    if np.linalg.norm(centre - path[0]) < 2 * head_px:  # a slow target: ahead of it instead
+        centre = path[0] + 2.5 * head_px * side
+    cells, tracks = [], []
+    for _ in range(int(rng.integers(3, 6))):
+        (_,), (h,) = latents_sample(n=1, config=config, rng=rng)
+        cell = _still(cell_sample(motility=0.05, morphology=h, config=config, rng=rng))
+        angle = rng.uniform(0, 2 * np.pi)
+        start = centre + rng.uniform(0.3, 1.5) * head_px * np.array(
+            [math.cos(angle), math.sin(angle)]
+        )
+        track, _ = simulate(cell, start, rng.uniform(0, 2 * np.pi), _UNBOUNDED)
+        cells.append(cell)
+        tracks.append(track)
+    debris = []
+    for _ in range(2):
+        blob = debris_sample(config=config, drift=drift, avoid=[], rng=rng)
+        offset = centre + rng.normal(0, 0.8 * head_px, size=2) - blob.centres[0]
+        debris.append(replace(blob, centres=blob.centres[0] + offset + drift - drift[0]))
+    return cells, tracks, debris
+
+
+def _bright_neighbour(
+    cell: CellSpec,
+    target: CellTrack,
+    *,
+    px_per_um: float,
+    simulate: Simulate,
+    rng: np.random.Generator,
+) -> tuple[CellSpec, CellTrack]:
+    """A still copy of the target's head with 1.3-1.5 x its contrast, 1.6-2.4 head lengths
+    beside or behind it at frame 0 (inside the tracker's search window)."""
+    head_length = float(np.ptp(cell.head_outline_um[:, 0]))  # µm
+    angle = float(target.angles[0]) + rng.choice([-1.0, 1.0]) * rng.uniform(0.4, 0.85) * np.pi
+    distance = rng.uniform(1.6, 2.4) * head_length * px_per_um
+    start = target.centres[0] + distance * np.array([math.cos(angle), math.sin(angle)])
+    neighbour = _still(cell, contrast=cell.contrast * float(rng.uniform(1.3, 1.5)))
+    track, _ = simulate(neighbour, start, float(target.angles[0]), _UNBOUNDED)
+    return neighbour, track
+
+
 def scene_sample(
     *, targets: Sequence[CellSpec], config: SyntheticConfig, rng: np.random.Generator
 ) -> Scene:
@@ -713,7 +833,13 @@ def scene_sample(
     def clear_of_targets(centre: np.ndarray, points: np.ndarray) -> bool:
         return all(_frame0_clear(c, p, centre, points, separation) for c, p in frame0)
 
-    for target in targets:
+    for number, target in enumerate(targets):
+        if number == 0 and config.failure_mode == "leaves_frame":
+            track, points = _leaving_track(target, config=config, simulate=simulate, rng=rng)
+            cells.append(target)
+            tracks.append(track)
+            frame0.append((track.centres[0], points))
+            continue
         for _ in range(200):
             start = rng.uniform([inner.x_min, inner.y_min], [inner.x_max, inner.y_max])
             # Head towards a random point of the field, so a fast cell crosses it.
@@ -757,6 +883,19 @@ def scene_sample(
         debris_sample(config=config, drift=drift, avoid=avoid, rng=rng)
         for _ in range(config.n_debris)
     ]
+    if config.failure_mode == "static_cluster":
+        extra_cells, extra_tracks, extra_debris = _static_cluster(
+            tracks[0], config=config, drift=drift, simulate=simulate, rng=rng
+        )
+        cells += extra_cells
+        tracks += extra_tracks
+        debris += extra_debris
+    elif config.failure_mode == "bright_neighbour":
+        neighbour, track = _bright_neighbour(
+            cells[0], tracks[0], px_per_um=px_per_um, simulate=simulate, rng=rng
+        )
+        cells.append(neighbour)
+        tracks.append(track)
 
     return Scene(
         width=width,
@@ -1006,9 +1145,8 @@ def generate_dataset(out_dir: Path, config: SyntheticConfig, *, progress: bool =
 
         videos = tqdm(videos, desc="synthetic videos", unit="video")
     for video in videos:
-        rng = _rng(config.seed, _STREAM_SCENE, video)
         members = np.flatnonzero(labels.clip_videos == video)
-        scene = scene_sample(targets=[labels.cells[i] for i in members], config=config, rng=rng)
+        scene, rng = _video_scene(config, labels, video)
         background = background_sample(config=config, rng=rng)
         name = f"v{video + 1:04d}.{config.video_format}"
         frames = scene_render(scene, background=background, noise=noise, blur=config.blur, rng=rng)
@@ -1041,7 +1179,7 @@ def generate_dataset(out_dir: Path, config: SyntheticConfig, *, progress: bool =
     panel_info = {
         "thresholds": labels.panel.thresholds.tolist(),
         "seed": config.seed,
-        "config": asdict(config),
+        "config": _config_record(config),
     }
     with _written_whole(out_dir / "truth_panel.json") as partial:
         partial.write_text(json.dumps(panel_info, indent=2) + "\n")
@@ -1061,6 +1199,54 @@ def generate_dataset(out_dir: Path, config: SyntheticConfig, *, progress: bool =
     clip_columns = exchange.names(exchange.CLIP_REQUIRED + exchange.CLIP_OPTIONAL)
     _csv_write(clips[list(clip_columns)], out_dir / exchange.CLIPS_FILE)
     return out_dir
+
+
+def _config_record(config: SyntheticConfig) -> dict[str, object]:
+    """The config as truth_panel.json keeps it; knobs added later are left out while at their
+    default, so the files of a default dataset stay what they always were."""
+    record = asdict(config)
+    if config.failure_mode == "none":
+        del record["failure_mode"]
+    return record
+
+
+def _video_scene(
+    config: SyntheticConfig, labels: SyntheticLabels, video: int
+) -> tuple[Scene, np.random.Generator]:
+    """The scene of video ``video`` of a dataset, and its random stream (the background and
+    the noise draw from it next)."""
+    rng = _rng(config.seed, _STREAM_SCENE, video)
+    members = np.flatnonzero(labels.clip_videos == video)
+    scene = scene_sample(targets=[labels.cells[i] for i in members], config=config, rng=rng)
+    return scene, rng
+
+
+def scene_heads_frame0(scene: Scene) -> np.ndarray:
+    """(N, 2) head centres (x, y) px at frame 0 of every cell of ``scene`` whose head lies
+    inside the frame: targets first (in clip order), then the others (distractors, staged
+    cells). Debris is not a head."""
+    centres = np.array([track.centres[0] for track in scene.tracks]).reshape(-1, 2)
+    inside = (
+        (centres[:, 0] >= 0)
+        & (centres[:, 0] <= scene.width - 1)
+        & (centres[:, 1] >= 0)
+        & (centres[:, 1] <= scene.height - 1)
+    )
+    return centres[inside]
+
+
+def heads_frame0(config: SyntheticConfig) -> pd.DataFrame:
+    """The truth of every sperm head in frame 0 of every video ``generate_dataset(config)``
+    writes (recomputed, nothing rendered): video (its path in clips.csv), x, y (px), target
+    (True for the tagged targets). For judging a head detector."""
+    labels = sample_labels(config=config)
+    rows = []
+    for video in range(int(labels.clip_videos.max()) + 1):
+        scene, _ = _video_scene(config, labels, video)
+        name = f"{exchange.VIDEOS_DIR}/v{video + 1:04d}.{config.video_format}"
+        for index, (x, y) in enumerate(scene_heads_frame0(scene)):
+            rows.append((name, round(float(x), 3), round(float(y), 3), index < scene.n_targets))
+    return pd.DataFrame(rows, columns=["video", "x", "y", "target"])
 
 
 def load_truth(out_dir: Path) -> dict[str, pd.DataFrame]:
@@ -1094,6 +1280,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--videos-per-patient", type=int, default=defaults.videos_per_patient)
     parser.add_argument("--votes-per-clip", type=int, default=None)
     parser.add_argument("--format", choices=sorted(VIDEO_FORMATS), default=defaults.video_format)
+    parser.add_argument("--pixel-size", type=float, default=defaults.pixel_size_um, help="µm/px")
+    parser.add_argument("--failure-mode", choices=FAILURE_MODES, default=defaults.failure_mode)
     args = parser.parse_args(argv)
     try:
         config = SyntheticConfig(
@@ -1108,6 +1296,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             videos_per_patient=args.videos_per_patient,
             votes_per_clip=args.votes_per_clip,
             video_format=args.format,
+            pixel_size_um=args.pixel_size,
+            failure_mode=args.failure_mode,
         )
     except ValueError as error:
         parser.error(str(error))

@@ -103,6 +103,7 @@ PURE = {
     "annotation.errors",
     "annotation.ingest.video_io",
     "annotation.ingest.tracking",
+    "annotation.ingest.scale",
     "annotation.ingest.kinematics",
     "annotation.ingest.pipeline",
     "annotation.ingest.isolation",

@@ -39,6 +39,7 @@ import cv2
 import numpy as np
 
 from annotation.ingest.kinematics import Kinematics, kinematics
+from annotation.ingest.scale import HEAD_LENGTH_UM, HEAD_WIDTH_UM, TrackingScale, tracking_scale
 from annotation.ingest.tracking import CROP_FILL, HeadTracker, crop_centred
 from annotation.ingest.video_io import (
     H264Output,
@@ -66,14 +67,37 @@ Box = tuple[int, int, int, int]  # x, y, width, height
 @dataclass(frozen=True)
 class IngestConfig:
     """How clips are cut. The defaults are the paper's (16 frames = 1 s, 150 px crops) and
-    the tracker's tuned ones (see `annotation.ingest.tracking`)."""
+    the tracker's tuned ones (see `annotation.ingest.tracking`).
+
+    ``crop_size``, ``template_size`` and ``search_radius`` left at None are derived from the
+    video's pixel size and the expected head size in µm (`annotation.ingest.scale`): 150, 13
+    and 24 px at 0.5 µm/px with the default 4.6 x 3.0 µm head.
+
+    Every clip has ``n_frames`` frames: the model reads that many of each clip and a dataset
+    holds one clip length, so a target lost before the last frame gives no shorter clip; the
+    video gets the error that says why it was lost.
+    """
 
     n_frames: int = 16
-    crop_size: int = 150
-    template_size: int = 13
-    search_radius: int = 24
+    crop_size: int | None = None
+    template_size: int | None = None
+    search_radius: int | None = None
     preview_max_width: int = 640
     smoothing_window: int = 5
+    head_length_um: float = HEAD_LENGTH_UM
+    head_width_um: float = HEAD_WIDTH_UM
+
+    def scale(self, pixel_size_um: float) -> TrackingScale:
+        """The head-dependent sizes at this pixel size (`annotation.ingest.scale`)."""
+        return tracking_scale(
+            pixel_size_um, head_length_um=self.head_length_um, head_width_um=self.head_width_um
+        )
+
+    def crop_size_at(self, pixel_size_um: float) -> int:
+        """The side of the crops cut at this pixel size: ``crop_size``, or the derived one."""
+        if self.crop_size is not None:
+            return self.crop_size
+        return self.scale(pixel_size_um).crop_size
 
 
 @dataclass(frozen=True)
@@ -147,10 +171,11 @@ def _lost_error(target: tuple[float, float], tracker: HeadTracker) -> IngestErro
             f"there is no sperm head to follow at {_point_text(target)} in frame 0 "
             "(the image is flat there): click the centre of the head"
         )
+    reason = tracker.loss.message if tracker.loss is not None else "it could not be followed"
     return IngestError(
         f"the target at {_point_text(target)} was lost at frame {tracker.lost_at} "
-        f"(match score {tracker.scores[-1]:.2f}): choose a sperm that stays in view "
-        "and does not cross others during the first frames"
+        f"(match score {tracker.scores[-1]:.2f}): {reason}. Choose a sperm that stays in "
+        "view and does not cross others during the first frames, or move the target"
     )
 
 
@@ -257,6 +282,10 @@ def process_video(
                     target,
                     template_size=config.template_size,
                     search_radius=config.search_radius,
+                    pixel_size_um=pixel_size_um,
+                    fps=frame_rate,
+                    head_length_um=config.head_length_um,
+                    head_width_um=config.head_width_um,
                 )
                 for target in targets
             ]
@@ -266,7 +295,8 @@ def process_video(
 
         staging = stack.enter_context(_staging_folder(out_dir))
         preview_size = _preview_size(info.width, info.height, config.preview_max_width)
-        width, height, boxes = _layout(preview_size, config.crop_size, len(targets))
+        crop_size = config.crop_size_at(pixel_size_um)
+        width, height, boxes = _layout(preview_size, crop_size, len(targets))
         videos = [H264Output(staging / PREVIEW_NAME, boxes[0], PREVIEW_CRF, PREVIEW_PRESET)]
         videos += [
             H264Output(staging / clip_file_names(i)[1], box, CLIP_CRF, CLIP_PRESET)
@@ -286,9 +316,7 @@ def process_video(
                     # Frame 0 is where each tracker started: nothing to update.
                     if clip_crops and not tracker.update(frame):
                         raise _lost_error(target, tracker)
-                    crop = crop_centred(
-                        frame, tracker.centres[-1], config.crop_size, fill=crop_fill
-                    )
+                    crop = crop_centred(frame, tracker.centres[-1], crop_size, fill=crop_fill)
                     clip_crops.append(crop)
             with stopwatch("encode"):
                 # The encoder takes the frame's own levels; the files kept are grey.

@@ -219,7 +219,7 @@ def clips_create_from_output(*, video: Video, output: VideoOutput, config: Inges
             track=[[round(float(x), 3), round(float(y), 3)] for x, y in clip_out.track],
             match_scores=[round(float(s), 4) for s in clip_out.match_scores],
             n_frames=config.n_frames,
-            crop_size=config.crop_size,
+            crop_size=config.crop_size_at(video.pixel_size_um),
             frames_file=str(clip_out.frames_npy.relative_to(media_root)),
             crop_file=str(clip_out.crop_mp4.relative_to(media_root)),
             filmstrip_file=str(clip_out.filmstrip_png.relative_to(media_root)),
@@ -240,7 +240,12 @@ def clips_create_from_output(*, video: Video, output: VideoOutput, config: Inges
 def ingest_config() -> IngestConfig:
     from annotation.ingest.pipeline import IngestConfig
 
-    return IngestConfig(n_frames=settings.INGEST_N_FRAMES, crop_size=settings.INGEST_CROP_SIZE)
+    return IngestConfig(
+        n_frames=settings.INGEST_N_FRAMES,
+        crop_size=settings.INGEST_CROP_SIZE,
+        head_length_um=settings.INGEST_HEAD_LENGTH_UM,
+        head_width_um=settings.INGEST_HEAD_WIDTH_UM,
+    )
 
 
 def clip_vote_counts_recount(*, clip_ids: Sequence[int] | None = None) -> int:

@@ -97,9 +97,16 @@ _SPOT = _disc(SPOT_PX)
 _RIM = _disc(1.0)
 
 
-def frame_morphometry(frame: np.ndarray) -> dict[str, float] | None:
+def frame_morphometry(frame: np.ndarray, *, search_scale: float = 1.0) -> dict[str, float] | None:
     """The morphometry of the head at the centre of one grey ``frame`` (H, W), uint8 or float
-    in any range; None when no head stands out from the background near the centre."""
+    in any range; None when no head stands out from the background near the centre.
+
+    ``search_scale`` multiplies the windows the head is looked for in (``SEARCH_RADIUS_PX``,
+    ``NEAR_CENTRE_PX``, sized for a ~9 x 6 px head): the head's length in px over 9.2, i.e.
+    ``annotation.ingest.scale.tracking_scale(pixel_size_um).morphometry_scale``. At 1 every
+    measure is what it always was."""
+    if not (search_scale > 0 and math.isfinite(search_scale)):
+        raise ValueError(f"search_scale must be a positive number, not {search_scale}")
     image = np.asarray(frame, dtype=np.float32)
     if image.ndim != 2:
         raise ValueError(f"a frame must have shape (H, W), got {image.shape}")
@@ -107,16 +114,17 @@ def frame_morphometry(frame: np.ndarray) -> dict[str, float] | None:
     noise = 1.4826 * float(np.median(np.abs(image - level)))
     noise = max(noise, 1e-3 * max(abs(level), 1.0))  # a noiseless frame: no division by 0
     h, w = image.shape
-    r, cy, cx = SEARCH_RADIUS_PX, h // 2, w // 2
+    r, cy, cx = round(SEARCH_RADIUS_PX * search_scale), h // 2, w // 2
     window = image[max(cy - r, 0) : cy + r + 1, max(cx - r, 0) : cx + r + 1] - level
     wy, wx = cy - max(cy - r, 0), cx - max(cx - r, 0)  # the crop's centre in the window
-    centre = window[max(wy - 2, 0) : wy + 3, max(wx - 2, 0) : wx + 3]
+    c = max(round(2 * search_scale), 2)  # the centre's box: 5 x 5 px at scale 1
+    centre = window[max(wy - c, 0) : wy + c + 1, max(wx - c, 0) : wx + c + 1]
     window = window if centre.mean() >= 0 else -window  # contrast: positive inside the head
     u = UPSAMPLE
     contrast = cv2.resize(window, None, fx=u, fy=u, interpolation=cv2.INTER_CUBIC)
     contrast = cv2.GaussianBlur(contrast, (0, 0), 0.5 * u)  # half a pixel: noise, not shape
     uy, ux = wy * u + u // 2, wx * u + u // 2
-    n = NEAR_CENTRE_PX * u
+    n = round(NEAR_CENTRE_PX * search_scale) * u
     peak = float(contrast[max(uy - n, 0) : uy + n, max(ux - n, 0) : ux + n].max())
     if not peak > MIN_CONTRAST * noise:
         return None
@@ -177,13 +185,15 @@ def frame_morphometry(frame: np.ndarray) -> dict[str, float] | None:
     }
 
 
-def clip_morphometry(frames: np.ndarray) -> np.ndarray:
+def clip_morphometry(frames: np.ndarray, *, search_scale: float = 1.0) -> np.ndarray:
     """The morphometry of a clip's head, ``(len(MORPHOMETRY_FEATURES),)`` float32: each
-    feature's median over the frames (T, H, W) where a head was found (``NO_HEAD`` if none)."""
+    feature's median over the frames (T, H, W) where a head was found (``NO_HEAD`` if none).
+    ``search_scale``: see ``frame_morphometry``."""
     frames = np.asarray(frames)
     if frames.ndim != 3:
         raise ValueError(f"a clip's frames must have shape (T, H, W), got {frames.shape}")
-    measured = [m for m in map(frame_morphometry, frames) if m is not None]
+    found = (frame_morphometry(frame, search_scale=search_scale) for frame in frames)
+    measured = [m for m in found if m is not None]
     if not measured:
         return np.array([NO_HEAD[name] for name in MORPHOMETRY_FEATURES], dtype=np.float32)
     table = np.array([[m[name] for name in MORPHOMETRY_FEATURES] for m in measured])

@@ -17,11 +17,13 @@ from scipy.ndimage import map_coordinates
 
 from annotation.grades import GRADES, PROB_COLUMNS
 from simulator.synthetic import (
+    MAGNIFICATIONS_UM_PER_PX,
     Bounds,
     SyntheticConfig,
     cell_sample,
     cell_track_sample,
     generate_dataset,
+    heads_frame0,
     load_truth,
     main,
     render_target_frames,
@@ -297,3 +299,103 @@ def test_an_impossible_config_is_refused_with_a_message() -> None:
         SyntheticConfig(n_experts=5, votes_per_clip=6)
     with pytest.raises(ValueError, match="larger frame"):
         SyntheticConfig(width=20, height=20)
+
+
+def _staged(mode: str, seed: int = 0, motility: float = 0.9, **changes: object) -> object:
+    config = replace(SMALL, n_frames=16, failure_mode=mode, **changes)  # type: ignore[arg-type]
+    return render_target_frames(motility=motility, morphology=0.8, config=config, seed=seed)
+
+
+def test_the_default_scene_is_what_it_was_and_its_config_record_has_no_new_knob(
+    tmp_path: Path,
+) -> None:
+    plain = render_target_frames(motility=0.7, morphology=0.8, config=SMALL, seed=2)
+    named = render_target_frames(
+        motility=0.7, morphology=0.8, config=replace(SMALL, failure_mode="none"), seed=2
+    )
+    assert np.array_equal(plain.frames, named.frames)
+    generate_dataset(tmp_path, replace(SMALL, n_clips=1, n_frames=2))
+    assert "failure_mode" not in json.loads((tmp_path / "truth_panel.json").read_text())["config"]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_target_staged_to_leave_the_frame_swims_out_of_it(seed: int) -> None:
+    rendered = _staged("leaves_frame", seed)
+    x, y = rendered.track[:, 0], rendered.track[:, 1]  # type: ignore[attr-defined]
+    outside = (x < 0) | (x > SMALL.width - 1) | (y < 0) | (y > SMALL.height - 1)
+    assert not outside[0] and outside[-1]
+
+
+def test_a_static_cluster_lies_beside_the_target_s_path_half_way() -> None:
+    rendered = _staged("static_cluster", motility=0.5)
+    scene = rendered.scene  # type: ignore[attr-defined]
+    plain = _staged("none", motility=0.5).scene  # type: ignore[attr-defined]
+    added = scene.tracks[len(plain.tracks) :]
+    assert 3 <= len(added) <= 5 and len(scene.debris) == len(plain.debris) + 2
+    middle = rendered.track[SMALL.n_frames // 2]  # type: ignore[attr-defined]
+    head_px = SMALL.head_length_um / SMALL.pixel_size_um
+    for track in added:
+        assert np.linalg.norm(track.centres[0] - middle) < 3 * head_px  # beside the path
+        assert np.ptp(track.centres, axis=0).max() < head_px  # still (drift and jitter only)
+
+
+def test_a_bright_neighbour_is_a_still_copy_of_the_target_s_head_close_by() -> None:
+    rendered = _staged("bright_neighbour", motility=0.8)
+    scene = rendered.scene  # type: ignore[attr-defined]
+    target, neighbour = scene.cells[0], scene.cells[-1]
+    assert neighbour.motion_type == "immotile" and neighbour.speed_um_s == 0
+    assert np.array_equal(neighbour.head_outline_um, target.head_outline_um)
+    assert neighbour.contrast >= 1.3 * target.contrast
+    gap = np.linalg.norm(scene.tracks[-1].centres[0] - scene.tracks[0].centres[0])
+    head_px = SMALL.head_length_um / SMALL.pixel_size_um
+    assert 1.4 * head_px < gap < 2.6 * head_px
+
+
+def _core_extent(pixel_size_um: float) -> int:
+    """The longest side (px) of the darkest part of a still head drawn at this scale."""
+    config = replace(
+        SMALL,
+        pixel_size_um=pixel_size_um,
+        width=round(160 / pixel_size_um),
+        height=round(120 / pixel_size_um),
+        n_frames=2,
+        n_distractors=0,
+        n_debris=0,
+        noise_sd=0.0,
+    )
+    rendered = render_target_frames(motility=0.05, morphology=0.9, config=config, seed=1)
+    frame = rendered.frames[0].astype(np.float32)
+    rows, columns = np.nonzero(frame < np.median(frame) - 75)  # the core, not the midpiece
+    return int(max(np.ptp(rows), np.ptp(columns)) + 1)
+
+
+def test_the_three_magnifications_draw_heads_of_growing_size() -> None:
+    extents = [_core_extent(p) for p in MAGNIFICATIONS_UM_PER_PX]
+    assert MAGNIFICATIONS_UM_PER_PX == (0.5, 0.25, 0.125)
+    assert extents[0] < extents[1] < extents[2]
+    # Twice the px per µm, twice the head (the smallest is too blurred to compare).
+    assert extents[2] / extents[1] == pytest.approx(2, rel=0.25)
+
+
+def test_every_head_at_frame_0_is_known_targets_first(tmp_path: Path) -> None:
+    config = replace(SMALL, n_clips=4, targets_per_video=2, n_frames=2)
+    heads = heads_frame0(config)
+    clips = load_truth(generate_dataset(tmp_path, config))["clips"]
+    assert list(heads.columns) == ["video", "x", "y", "target"]
+    for video, group in heads.groupby("video"):
+        targets = group[group.target][["x", "y"]].to_numpy()
+        tagged = clips[clips.video == video][["x", "y"]].to_numpy()
+        np.testing.assert_allclose(targets, tagged, atol=1e-3)
+        assert (~group.target).sum() >= 1  # distractors are heads too
+        assert group.x.between(0, config.width - 1).all()
+        assert group.y.between(0, config.height - 1).all()
+
+
+def test_the_command_line_stages_a_failure_mode_at_a_magnification(tmp_path: Path) -> None:
+    main([str(tmp_path), "--clips", "1", "--width", "320", "--height", "240", "--frames", "2",
+          "--experts", "3", "--pixel-size", "0.25",
+          "--failure-mode", "bright_neighbour"])  # fmt: skip
+    record = json.loads((tmp_path / "truth_panel.json").read_text())["config"]
+    assert record["failure_mode"] == "bright_neighbour" and record["pixel_size_um"] == 0.25
+    with pytest.raises(SystemExit):
+        main([str(tmp_path), "--failure-mode", "teleport"])

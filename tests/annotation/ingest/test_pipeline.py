@@ -122,8 +122,10 @@ def test_several_targets_get_numbered_clips(tmp_path: Path) -> None:
     frames = np.minimum(frames, np.roll(frames, 90, axis=2))
     path = _write_avi(tmp_path / "two.avi", frames)
     second = (START[0] + 90, START[1])
+    # 0.5 µm/px: the drawn heads are the size of human heads at that scale, which the
+    # tracker's sizes follow (annotation.ingest.scale).
     output = process_video(
-        path, [START, second], out_dir=tmp_path / "out", pixel_size_um=1.0, config=CONFIG
+        path, [START, second], out_dir=tmp_path / "out", pixel_size_um=0.5, config=CONFIG
     )
     assert [c.frames_npy.name for c in output.clips] == ["clip_0.npy", "clip_1.npy"]
     np.testing.assert_allclose(

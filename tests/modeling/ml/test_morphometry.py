@@ -293,3 +293,27 @@ def test_morphometry_is_on_for_small_presets_and_off_for_the_paper_and_older_con
     assert stored["morphometry"] is True
     del stored["morphometry"]  # a run stored before the option existed
     assert TrainConfig.from_dict(stored).morphometry is False
+
+
+def test_a_head_four_times_larger_is_found_whole_with_the_search_scaled_to_it() -> None:
+    # A 4.6 x 3 µm head at 0.125 µm/px is about 37 x 24 px: the default window (12 px around
+    # the centre) cuts it, the window scaled by 4 (annotation.ingest.scale) holds it all.
+    frame = ellipse_frame(semi_major=18.4, semi_minor=12.0)
+    cut = frame_morphometry(frame)
+    whole = frame_morphometry(frame, search_scale=4.0)
+    assert whole is not None
+    assert whole["length"] == pytest.approx(36.8, rel=0.06)
+    assert whole["area"] == pytest.approx(math.pi * 18.4 * 12.0, rel=0.06)
+    assert cut is None or cut["length"] < 30
+    np.testing.assert_allclose(
+        clip_morphometry(np.stack([frame, frame]), search_scale=4.0)[
+            MORPHOMETRY_FEATURES.index("length")
+        ],
+        whole["length"],
+        rtol=1e-5,
+    )
+
+
+def test_a_search_scale_that_is_no_positive_number_is_refused() -> None:
+    with pytest.raises(ValueError, match="search_scale must be a positive number"):
+        frame_morphometry(ellipse_frame(semi_major=4.6, semi_minor=3.0), search_scale=0.0)
