@@ -155,6 +155,8 @@ class Command(BaseCommand):
                 created_by=None,
                 name=options["name"],
                 enqueue=False,
+                # An admin on this machine may name weights by path (--pretrained PATH).
+                local_paths=True,
             )
         self.stdout.write(f"training run {run.pk} ({run.name}) in {run.checkpoint_dir}")
         run_id = run.pk
