@@ -91,7 +91,8 @@ def test_many_reads_queue_one_refit_with_one_conditional_update(
     for _ in range(5):
         with CaptureQueriesContext(connection) as seen:
             client.get("/api/statistics/?bootstrap=0")
-        updates += [q["sql"] for q in seen.captured_queries if "annotation_ratermodelrefit" in q["sql"]]
+        sqls = [q["sql"] for q in seen.captured_queries]
+        updates += [sql for sql in sqls if "annotation_ratermodelrefit" in sql]
 
     assert RaterModelRefit.objects.get().queued_at == queued_at  # nobody queued a second
     assert updates and not [sql for sql in updates if sql.startswith("UPDATE")]
@@ -164,8 +165,10 @@ def test_concurrent_reads_after_a_vote_make_the_worker_fit_once(
     with ThreadPoolExecutor(max_workers=6) as pool:
         reads = list(pool.map(read, range(24)))
     wait_for(
-        lambda: not RaterModelRefit.objects.filter(queued_at__isnull=False).exists()
-        and _refits_done(log) > before,
+        lambda: (
+            not RaterModelRefit.objects.filter(queued_at__isnull=False).exists()
+            and _refits_done(log) > before
+        ),
         timeout=60,
         what="the worker's refit",
     )
