@@ -197,6 +197,7 @@ def test_the_dashboard_and_the_clip_page_render_in_chromium_without_csp_errors(
     graded, curator, live_server, browser_page
 ) -> None:
     clips, _ = graded
+    rater_model_refit()  # the worker's task (page views never fit)
     page = browser_page
     login(page, live_server, curator.username, PASSWORD)
 
