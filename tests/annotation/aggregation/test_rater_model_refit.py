@@ -75,6 +75,10 @@ def test_reads_after_a_vote_serve_the_stale_fit_with_its_age_and_never_fit(
     assert _age_line(dashboard) == f"fitted 7 minutes ago on {first.n_ratings} votes; refit queued"
     assert _age_line(clip_page) == _age_line(dashboard)
     assert detail["corrected"] is not None  # the stale fit's, meanwhile
+    # The fit, its age and the queue stay curator-only (blindness).
+    expert = client_for(raters[0])
+    for url in ("/api/statistics/?bootstrap=0", f"/clips/{clips[4].external_id}/", "/dashboard/"):
+        assert expert.get(url).status_code == 403
 
 
 def test_many_reads_queue_one_refit_with_one_conditional_update(
@@ -125,17 +129,6 @@ def test_before_the_first_fit_the_page_says_a_fit_is_queued(graded, client_for, 
     assert body["rater_model"] is None
     assert not RaterModelSnapshot.objects.exists()
     assert _age_line(clip_page) == "not fitted yet; fit queued"
-
-
-def test_the_rater_model_figures_stay_curator_only(graded, client_for) -> None:
-    clips, raters = graded
-    rater_model_refit()
-    expert = client_for(raters[0])
-
-    assert expert.get("/api/statistics/?bootstrap=0").status_code == 403
-    assert expert.get(f"/api/distributions/{clips[4].external_id}/").status_code == 403
-    assert expert.get(f"/clips/{clips[4].external_id}/").status_code == 403
-    assert expert.get("/dashboard/").status_code == 403
 
 
 def _refits_done(log: Path) -> int:
