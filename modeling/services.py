@@ -647,7 +647,7 @@ def predictions_for_new_clips(*, run: TrainingRun, clips: Sequence[Clip]) -> int
     device = config.device if config.device == "cpu" or torch.cuda.is_available() else "cpu"
     model_paths = sorted(Path(run.checkpoint_dir).glob("fold_*/model.pt"))
     if not model_paths:
-        raise TrainingError(f"run {run.pk} has no saved fold models in {run.checkpoint_dir}")
+        raise TrainingError(f"run {run.pk} has no saved fold models in its folder {run.run_folder}")
     models = [load_model(path, device=device)[0] for path in model_paths]
     _torch_threads()
     rows = []
