@@ -137,7 +137,7 @@ def _range_text(option: TrainOption, noun: str) -> str:
 
 def option_value_problem(option: TrainOption, value: Any) -> str | None:
     """Why ``value`` (as the surfaces spell it) is no valid value of ``option``: the wrong
-    kind, outside the option's bounds, not finite, not a choice or too long; None if valid.
+    kind, outside the option's bounds, not finite or too long; None if valid.
 
     The web form, the API serializer and the CLI flags check the same bounds themselves; this
     is the one check that a config from anywhere else (a grid's base config, a caller of the
@@ -148,10 +148,8 @@ def option_value_problem(option: TrainOption, value: Any) -> str | None:
         return None if option.nullable else f"{name} must be given"
     if option.kind is bool:
         return None if isinstance(value, bool) else f"{name} must be true or false, not {value!r}"
-    if option.spec.choices:
-        if value in option.spec.choices:
-            return None
-        return f"{name} must be one of {', '.join(option.spec.choices)}, not {value!r}"
+    if option.spec.choices:  # TrainConfig names the valid choices itself (get_preset, ...)
+        return None
     if option.kind is str:
         if not isinstance(value, str):
             return f"{name} must be text, not {value!r}"
