@@ -5,8 +5,11 @@ from typing import Any
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
+from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 
+from annotation.access.accounts import username_problem
 from annotation.access.audit import audit_actor, role_change_record
 from annotation.access.login_throttle import login_unlock
 from annotation.models import (
@@ -93,11 +96,37 @@ User = get_user_model()
 admin.site.unregister(User)
 
 
+def _clean_username(form: AdminUserCreationForm | UserChangeForm) -> str:
+    username = str(form.cleaned_data.get("username", ""))
+    problem = username_problem(username)
+    if problem:
+        raise ValidationError(problem)
+    return username
+
+
+class PseudonymousUserCreationForm(AdminUserCreationForm):
+    """The admin's "add user" form, with the user-name rule of `annotation.access.accounts`."""
+
+    def clean_username(self) -> str:
+        _clean_username(self)
+        return str(super().clean_username())
+
+
+class PseudonymousUserChangeForm(UserChangeForm):
+    """The admin's user form: a renamed user follows the same user-name rule."""
+
+    def clean_username(self) -> str:
+        return _clean_username(self)
+
+
 @admin.register(User)
 class AuditedUserAdmin(UserAdmin):
-    """Django's user admin, with the admin who changes a role named in the audit log, and an
-    action that clears the selected accounts' failed-login delays (audited)."""
+    """Django's user admin, with the admin who changes a role named in the audit log, user
+    names held to the pseudonymous-id rule, and an action that clears the selected accounts'
+    failed-login delays (audited)."""
 
+    add_form = PseudonymousUserCreationForm
+    form = PseudonymousUserChangeForm
     actions = ["login_unlock_action"]
 
     @admin.action(description="Clear failed-login delays (let them log in again at once)")

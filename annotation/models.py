@@ -332,6 +332,26 @@ class RaterModelSnapshot(models.Model):
         return f"rater model of {self.n_ratings} ratings ({self.created_at:%Y-%m-%d %H:%M})"
 
 
+class RaterModelRefit(models.Model):
+    """The rater model's one "refit queued" marker: a single row (id 1).
+
+    A curator read that finds the newest snapshot stale sets `queued_at` with a conditional
+    UPDATE (only while it is empty), and only the read whose UPDATE changed the row sends the
+    refit task; the task empties it when it is done. So any number of concurrent reads after
+    a vote queue one fit, and one fit runs at a time
+    (`annotation.aggregation.services.rater_model_refit_request`).
+    """
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    queued_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=Q(id=1), name="rater_model_refit_one_row")]
+
+    def __str__(self) -> str:
+        return f"refit queued at {self.queued_at}" if self.queued_at else "no refit queued"
+
+
 class AppendOnlyError(Exception):
     """An audit row was about to be changed or deleted: the log is append-only."""
 

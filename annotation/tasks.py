@@ -5,6 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
+from annotation.aggregation.rater_model_service import rater_model_refit
 from annotation.ingest import services
 
 # Decoding alone stops at MERSV_DECODE_WALL_S (180 s by default); the rest is tracking and
@@ -24,3 +25,11 @@ def ingest_video(video_id: int) -> None:
             error=f"ingestion took longer than {INGEST_SOFT_LIMIT_S} s and was stopped; "
             "upload a shorter or smaller video",
         )
+
+
+# A fit of the paper's scale takes about a second; the limit only stops a runaway.
+@shared_task(soft_time_limit=600, time_limit=660)
+def refit_rater_model() -> None:
+    """Fit the rater model to the current ratings (queued by a curator read that found the
+    newest fit stale: annotation.aggregation.services)."""
+    rater_model_refit()

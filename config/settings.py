@@ -108,6 +108,8 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Before anything reads a body: oversized requests are refused from their headers.
     "frontend.middleware.RequestSizeLimitMiddleware",
+    # Before sessions and views: NUL in a path, query, cookie or form is a 400 (input bounds).
+    "frontend.input_bounds.InputBoundsMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -308,11 +310,23 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
     # DRF's handler, plus an audit event for every 403.
     "EXCEPTION_HANDLER": "annotation.api_errors.api_exception_handler",
 }
+# --- request input bounds (frontend/input_bounds.py) -----------------------------------------
+# Every list API pages with ?limit= (1..API_MAX_PAGE_SIZE, default PAGE_SIZE) and ?offset=; a
+# value out of bounds is a 400 that says them. JSON bodies nest at most MAX_JSON_DEPTH levels
+# and carry no NUL, no whole number beyond 64 bits and no infinite number (400 with the reason).
+API_MAX_PAGE_SIZE = env_int("MERSV_API_MAX_PAGE_SIZE", 1000)
+MAX_JSON_DEPTH = 32
+REST_FRAMEWORK["DEFAULT_PAGINATION_CLASS"] = "frontend.input_bounds.BoundedLimitOffsetPagination"
+REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"] = [
+    "frontend.input_bounds.BoundedJSONParser",
+    "rest_framework.parsers.FormParser",
+    "rest_framework.parsers.MultiPartParser",
+]
+# --- end of request input bounds -------------------------------------------------------------
 SPECTACULAR_SETTINGS = {
     "TITLE": "MERSV platform API",
     "DESCRIPTION": "Multi-expert sperm video grading: videos, clips, ratings, distributions.",
@@ -332,6 +346,9 @@ SPECTACULAR_SETTINGS = {
 # MERSV_RUNS_ROOT/<run id>-<random>/; experiment-grid reports under
 # MERSV_RUNS_ROOT/grids/<grid id>/.
 TRAINING_RUNS_ROOT = Path(env_str("MERSV_RUNS_ROOT", str(VAR_DIR / "runs")))
+# Pretrained backbone weights (the training option `pretrained` names an entry of this folder;
+# curators give a name, never a path). The web process and the training workers read it.
+WEIGHTS_DIR = Path(env_str("MERSV_WEIGHTS_DIR", str(VAR_DIR / "weights")))
 # One training task (a run, or one run of a grid) may take this long before it is stopped and
 # marked failed; its checkpoints stay, so it can be resumed. The broker's visibility timeout
 # below is derived from it, so a long task is never redelivered while it still runs.

@@ -41,13 +41,14 @@ class DatasetVersionCreateSerializer(serializers.Serializer):
     name = serializers.SlugField(max_length=64)
     description = serializers.CharField(required=False, allow_blank=True, max_length=2000)
     licence = serializers.CharField(required=False, max_length=200)
-    min_votes = serializers.IntegerField(required=False, min_value=1, default=1)
+    min_votes = serializers.IntegerField(required=False, min_value=1, max_value=10**6, default=1)
     retired_only = serializers.BooleanField(required=False, default=False)
     created_from = serializers.DateTimeField(required=False, allow_null=True)
     created_to = serializers.DateTimeField(required=False, allow_null=True)
     exclude_cannot_judge_majority = serializers.BooleanField(required=False, default=True)
     n_folds = serializers.IntegerField(required=False, min_value=2, max_value=20, default=3)
-    seed = serializers.IntegerField(required=False, default=0)
+    # The version's seed column is a 32-bit integer; numpy takes no negative seed.
+    seed = serializers.IntegerField(required=False, default=0, min_value=0, max_value=2**31 - 1)
     pseudonymous_clip_ids = serializers.BooleanField(
         required=False,
         default=True,

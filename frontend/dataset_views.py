@@ -20,13 +20,13 @@ class DatasetVersionForm(forms.Form):
     name = forms.SlugField(max_length=64, help_text="Letters, digits, - and _; e.g. mersv-2026-11")
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
     licence = forms.CharField(max_length=200, initial="Internal research use only")
-    min_votes = forms.IntegerField(min_value=1, initial=1)
+    min_votes = forms.IntegerField(min_value=1, max_value=10**6, initial=1)
     retired_only = forms.BooleanField(required=False)
     created_from = forms.DateTimeField(required=False, help_text="clips ingested from (UTC)")
     created_to = forms.DateTimeField(required=False, help_text="clips ingested until (UTC)")
     exclude_cannot_judge_majority = forms.BooleanField(required=False, initial=True)
     n_folds = forms.IntegerField(min_value=2, max_value=20, initial=3)
-    seed = forms.IntegerField(initial=0)
+    seed = forms.IntegerField(initial=0, min_value=0, max_value=2**31 - 1)
     pseudonymous_clip_ids = forms.BooleanField(
         required=False,
         initial=True,

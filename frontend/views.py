@@ -101,14 +101,14 @@ def clip_list(request: HttpRequest) -> HttpResponse:
 def clip_detail(request: HttpRequest, clip_id: str) -> HttpResponse:
     clip = get_object_or_404(Clip.objects.select_related("video__patient"), external_id=clip_id)
     raw = selectors.clip_distribution(clip)
-    corrected = selectors.clip_distribution_corrected(
-        clip, snapshot=selectors.rater_model_current()
-    )
+    rater_model = selectors.rater_model_latest()  # never fitted here: a stale fit is queued
+    corrected = selectors.clip_distribution_corrected(clip, snapshot=rater_model.snapshot)
     context = {
         "clip": clip,
         "player": clip_player(clip),
         "distribution": raw,
         "corrected": corrected,
+        "rater_model": rater_model,
         "distribution_chart": distribution_bars(
             [("raw votes", raw.p), ("severity-corrected", corrected)]
         ),

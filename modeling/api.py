@@ -134,6 +134,10 @@ ExperimentGridCreateSerializer = training_request_serializer(
 
 class TrainingRunSerializer(serializers.ModelSerializer):
     dataset = serializers.CharField(source="version.name")
+    # The folder's name under MERSV_RUNS_ROOT, never the workers' absolute path.
+    run_folder = serializers.CharField(
+        read_only=True, help_text="the run's folder, relative to the runs root"
+    )
     created_by = serializers.CharField(source="created_by.username", default=None)
 
     class Meta:
@@ -142,7 +146,7 @@ class TrainingRunSerializer(serializers.ModelSerializer):
             "id", "name", "dataset", "grid", "config", "status", "cancel_requested",
             "progress", "progress_message", "n_folds", "folds_done", "metrics_mean",
             "metrics_std", "pooled_metrics", "fold_metrics", "fold_summaries", "duration_s",
-            "error", "checkpoint_dir", "model_version", "created_by", "created_at",
+            "error", "run_folder", "model_version", "created_by", "created_at",
             "started_at", "finished_at",
         ]  # fmt: skip
         read_only_fields = fields
@@ -177,13 +181,16 @@ class PredictionSerializer(serializers.ModelSerializer):
 
 class ExperimentGridSerializer(serializers.ModelSerializer):
     dataset = serializers.CharField(source="version.name")
+    report_folder = serializers.CharField(
+        read_only=True, help_text="the grid's report folder, relative to the runs root"
+    )
     runs = serializers.SerializerMethodField()
 
     class Meta:
         model = ExperimentGrid
         fields = [
             "id", "name", "dataset", "backbones", "losses", "preset", "epochs", "base_config",
-            "status", "cancel_requested", "error", "report_dir", "created_at", "started_at",
+            "status", "cancel_requested", "error", "report_folder", "created_at", "started_at",
             "finished_at", "runs",
         ]  # fmt: skip
         read_only_fields = fields

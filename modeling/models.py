@@ -12,6 +12,8 @@ rewriting a growing JSON document every few seconds.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from django.conf import settings
 from django.db import models
 
@@ -29,6 +31,18 @@ class JobStatus(models.TextChoices):
 
 ACTIVE_STATUSES = (JobStatus.PENDING, JobStatus.RUNNING)
 P_FIELDS: tuple[str, ...] = ("p_a", "p_b", "p_c", "p_d", "p_e")  # Prediction's A..E columns
+
+
+def runs_relative(folder: str) -> str:
+    """A folder under TRAINING_RUNS_ROOT as pages and APIs show it: relative to that root
+    (``12-9f3a0c1d``, ``grids/3``), so no page tells a curator where the workers keep it."""
+    if not folder:
+        return ""
+    path = Path(folder)
+    try:
+        return path.relative_to(Path(settings.TRAINING_RUNS_ROOT)).as_posix()
+    except ValueError:
+        return path.name
 
 
 class ExperimentGrid(models.Model):
@@ -59,6 +73,11 @@ class ExperimentGrid(models.Model):
 
     def __str__(self) -> str:
         return f"grid {self.pk} ({self.name})"
+
+    @property
+    def report_folder(self) -> str:
+        """The report's folder relative to MERSV_RUNS_ROOT (never the absolute path)."""
+        return runs_relative(self.report_dir)
 
 
 class TrainingRun(models.Model):
@@ -105,6 +124,11 @@ class TrainingRun(models.Model):
 
     def __str__(self) -> str:
         return f"run {self.pk} ({self.name})"
+
+    @property
+    def run_folder(self) -> str:
+        """The checkpoints' folder relative to MERSV_RUNS_ROOT (never the absolute path)."""
+        return runs_relative(self.checkpoint_dir)
 
     @property
     def is_active(self) -> bool:

@@ -25,6 +25,7 @@ and executing it again resumes where it stopped. Both keep every checkpoint.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import math
@@ -55,7 +56,7 @@ from datasets.services import export_dir_for
 from modeling import selectors
 from modeling.ml.data import list_folds
 from modeling.ml.metrics import grade_mode_index
-from modeling.ml.options import recipe_overrides
+from modeling.ml.options import options_problems, recipe_overrides, weights_name_problem
 from modeling.ml.train import (
     TRAIN_OPTIONS,
     CrossValidationResult,
@@ -139,13 +140,65 @@ def _file_hash(*paths: Path) -> str:
 # Starting, cancelling, resuming
 
 
-def training_config_check(config: Mapping[str, Any]) -> TrainConfig:
+def training_config_check(config: Mapping[str, Any], *, local_paths: bool = False) -> TrainConfig:
     """The TrainConfig of a new run's ``config`` (TrainConfig field names; unset ones take
-    the defaults), or a TrainingError naming the problem and the valid choices."""
+    the defaults), or a TrainingError naming the problem and the valid choices.
+
+    Every option lies within its bounds (modeling.ml.options), from whichever surface it
+    came. ``pretrained`` names weights in the weights folder (``pretrained_path``); with
+    ``local_paths`` (the ``train`` command, run by an admin on the machine) it may instead be
+    a path, made absolute here."""
+    values = dict(config)
+    problems = options_problems(values, TRAIN_OPTIONS)
+    if problems:
+        raise TrainingError(f"invalid training configuration: {'; '.join(problems)}")
+    pretrained = values.get("pretrained")
+    if pretrained:
+        if local_paths and weights_name_problem(str(pretrained)) is not None:
+            path = Path(str(pretrained)).expanduser().resolve()
+            if not path.exists():
+                raise TrainingError(f"pretrained weights not found: {path}")
+            values["pretrained"] = str(path)
+        else:
+            pretrained_path(str(pretrained))
     try:
-        return TrainConfig.from_options(dict(config))
+        return TrainConfig.from_options(values)
     except (TypeError, ValueError) as exc:
         raise TrainingError(f"invalid training configuration: {exc}") from exc
+
+
+def pretrained_path(name: str) -> Path:
+    """The weights file or folder called ``name`` in the weights folder (``WEIGHTS_DIR``).
+
+    A name, never a path: the answer for a name that is not there lists what is there and
+    says nothing about any other path of the machine."""
+    problem = weights_name_problem(name)
+    if problem:
+        raise TrainingError(problem)
+    folder = Path(settings.WEIGHTS_DIR)
+    path = folder / name
+    if path.exists():
+        return path
+    names = sorted(
+        entry.name
+        for entry in (folder.iterdir() if folder.is_dir() else ())
+        if weights_name_problem(entry.name) is None
+    )
+    there = (
+        f"the weights there: {', '.join(names[:20])}"
+        if names
+        else "the folder holds none yet (an admin puts weights files into MERSV_WEIGHTS_DIR)"
+    )
+    raise TrainingError(f"no pretrained weights named {name!r} in the weights folder; {there}")
+
+
+def _config_for_training(config: TrainConfig) -> TrainConfig:
+    """``config`` with its ``pretrained`` name replaced by the weights' path on this worker
+    (a path the ``train`` command stored stays as it is)."""
+    name = config.pretrained
+    if not name or weights_name_problem(name) is not None:
+        return config
+    return dataclasses.replace(config, pretrained=str(pretrained_path(name)))
 
 
 def _version_check(version: DatasetVersion) -> None:
@@ -170,11 +223,13 @@ def training_run_start(
     name: str | None = None,
     grid: ExperimentGrid | None = None,
     enqueue: bool = True,
+    local_paths: bool = False,
 ) -> TrainingRun:
     """Record a pending run of ``config`` (TrainConfig fields; unset ones take its defaults)
-    on ``version``; with ``enqueue`` its task is sent once the transaction commits."""
+    on ``version``; with ``enqueue`` its task is sent once the transaction commits.
+    ``local_paths``: see ``training_config_check`` (the ``train`` command only)."""
     _version_check(version)
-    train_config = training_config_check(config)
+    train_config = training_config_check(config, local_paths=local_paths)
     name = name or f"{train_config.backbone}-{train_config.preset}-{train_config.loss}"
     with transaction.atomic():
         run = TrainingRun.objects.create(
@@ -518,7 +573,7 @@ def training_run_execute(
         )
 
     try:
-        config = TrainConfig.from_dict(run.config)
+        config = _config_for_training(TrainConfig.from_dict(run.config))
         export_root = export_dir_for(run.version)
         folds = list_folds(export_root)
         reporter = _RunReporter(run, attempt, config, folds, should_stop)
@@ -555,7 +610,7 @@ def training_run_execute(
 def training_error_message(exc: BaseException) -> str:
     # Our own errors (bad data, a diverging loss, a checkpoint of another config) explain
     # themselves; anything else keeps its type for whoever debugs it.
-    if isinstance(exc, ValueError | FileNotFoundError | FloatingPointError):
+    if isinstance(exc, ServiceError | ValueError | FileNotFoundError | FloatingPointError):
         return str(exc)
     return f"{type(exc).__name__}: {exc}"
 
@@ -594,7 +649,7 @@ def predictions_for_new_clips(*, run: TrainingRun, clips: Sequence[Clip]) -> int
     device = config.device if config.device == "cpu" or torch.cuda.is_available() else "cpu"
     model_paths = sorted(Path(run.checkpoint_dir).glob("fold_*/model.pt"))
     if not model_paths:
-        raise TrainingError(f"run {run.pk} has no saved fold models in {run.checkpoint_dir}")
+        raise TrainingError(f"run {run.pk} has no saved fold models in its folder {run.run_folder}")
     models = [load_model(path, device=device)[0] for path in model_paths]
     _torch_threads()
     rows = []

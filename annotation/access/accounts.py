@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from contextlib import AbstractContextManager, nullcontext
 
 from django.contrib.auth import get_user_model
@@ -12,6 +13,23 @@ from django.db import transaction
 from annotation.access.audit import audit_actor
 from annotation.access.roles import ADMIN, role_check
 from annotation.errors import ServiceError
+
+# User names are pseudonymous ids: ASCII letters, digits and . _ -, starting with a letter or a
+# digit, at most 64 characters (the exchange format's rater ids, datasets.importer, fit it).
+# No spaces, no @ (nothing that reads like an e-mail address or a real name), nothing a shell,
+# a file name or a CSV cell would treat specially.
+USERNAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+USERNAME_RULE = (
+    "1 to 64 characters: letters A-Z a-z, digits, '.', '_' or '-', starting with a letter or "
+    "a digit (a pseudonymous id, not a name or an e-mail address)"
+)
+
+
+def username_problem(username: str) -> str | None:
+    """Why ``username`` is no valid user name (None if it is)."""
+    if USERNAME_PATTERN.fullmatch(username):
+        return None
+    return f"the user name {username[:70]!r} is not allowed: use {USERNAME_RULE}"
 
 
 def user_create(
@@ -26,6 +44,9 @@ def user_create(
     (raters imported from a dataset, who log in only once an admin sets one). `by`: as in
     `user_set_role`."""
     role_check(role)
+    problem = username_problem(username)
+    if problem:
+        raise ServiceError(problem)
     user_model = get_user_model()
     if user_model.objects.filter(username=username).exists():
         raise ServiceError(f"a user named {username!r} already exists")

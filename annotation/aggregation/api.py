@@ -64,7 +64,7 @@ class DistributionListApi(ListAPIView):
         # One page's distributions at once (vectorised), then the page's serializer.
         page = self.paginate_queryset(self.get_queryset())
         assert page is not None  # the API has a default paginator (settings.REST_FRAMEWORK)
-        rows = selectors.clip_distributions(page, snapshot=selectors.rater_model_current())
+        rows = selectors.clip_distributions(page, snapshot=selectors.rater_model_latest().snapshot)
         return self.get_paginated_response(DistributionOutputSerializer(rows, many=True).data)
 
 
@@ -75,7 +75,8 @@ class DistributionDetailApi(APIView):
     def get(self, request: Request, clip_id: str) -> Response:
         """One clip's grade distribution, raw and severity-corrected."""
         clip = get_object_or_404(Clip, external_id=clip_id)
-        row = selectors.clip_distributions([clip], snapshot=selectors.rater_model_current())[0]
+        snapshot = selectors.rater_model_latest().snapshot
+        row = selectors.clip_distributions([clip], snapshot=snapshot)[0]
         return Response(DistributionOutputSerializer(row).data)
 
 
@@ -195,8 +196,13 @@ class RaterModelOutputSerializer(serializers.Serializer):
     fitted_at = serializers.DateTimeField()
     fit_seconds = serializers.FloatField()
     converged = serializers.BooleanField()
-    n_ratings = serializers.IntegerField()
+    n_ratings = serializers.IntegerField(help_text="the expert ratings the fit saw")
     thresholds = serializers.ListField(child=serializers.FloatField())
+    age_s = serializers.FloatField(help_text="seconds since the fit")
+    stale = serializers.BooleanField(
+        help_text="ratings changed since the fit: it is served until the queued refit is done"
+    )
+    refit_queued = serializers.BooleanField(help_text="a refit is queued or running")
 
 
 class StatisticsOutputSerializer(serializers.Serializer):

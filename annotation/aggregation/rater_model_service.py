@@ -1,27 +1,27 @@
 """The rater model fit, cached in the database as a RaterModelSnapshot.
 
-A fit of the paper's scale (615 clips x 40 experts) takes about a second, too long for every
-page view. A snapshot is keyed by the ratings it saw (`rater_model_data_key`: their count, the
+A fit of the paper's scale (615 clips x 40 experts) takes about a second, too long for a page
+view. A snapshot is keyed by the ratings it saw (`rater_model_data_key`: their count, the
 newest id and the newest update time), so any new, changed or deleted rating makes it stale;
-`annotation.aggregation.selectors.rater_model_current` then fits again on the request that finds it
-stale and every later request reuses the row. A row in the database, not the process-local
-cache, so the web processes and the worker share one fit and it survives restarts.
+`annotation.aggregation.selectors.rater_model_latest` then serves the stale one and queues one
+refit (`annotation.aggregation.services`), which the worker runs (`rater_model_refit`). A row
+in the database, not the process-local cache, so the web processes and the worker share one
+fit and it survives restarts.
 """
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Max
+from django.utils import timezone
 
 from annotation.aggregation.rater_model import rater_model_fit
-from annotation.models import RaterModelSnapshot, Rating
-
-if TYPE_CHECKING:
-    from annotation.aggregation.ratings import RatingsFrame
+from annotation.aggregation.ratings import RatingsFrame, ratings_frame
+from annotation.models import RaterModelRefit, RaterModelSnapshot, Rating
 
 
 def rater_model_data_key() -> str:
@@ -38,12 +38,14 @@ def _rounded(values: np.ndarray) -> list[Any]:  # nested lists of floats, as dee
 
 def rater_model_snapshot_fit(*, data_key: str, frame: RatingsFrame) -> RaterModelSnapshot | None:
     """Fit the rater model to `frame` (loaded after `data_key` was read, so at least as new),
-    store it under `data_key` and drop older snapshots. None when there are no ratings.
+    store it under `data_key` and drop older snapshots. None (and no snapshot left) when
+    there are no ratings.
 
     Only clips with votes are fitted: a clip without votes would just get the population prior.
     Two requests that fit at once both succeed; the unique key keeps one of their rows.
     """
     if frame.clip_idx.size == 0:
+        RaterModelSnapshot.objects.all().delete()  # no ratings left: no fit stays current
         return None
     voted_clips, clip_idx = np.unique(frame.clip_idx, return_inverse=True)
     started = time.perf_counter()
@@ -76,4 +78,19 @@ def rater_model_snapshot_fit(*, data_key: str, frame: RatingsFrame) -> RaterMode
     return snapshot
 
 
-__all__ = ["rater_model_data_key", "rater_model_snapshot_fit"]
+def rater_model_refit() -> RaterModelSnapshot | None:
+    """Fit the rater model to the current ratings unless the newest snapshot is current (the
+    task's body); empties the marker when done, whatever happened. None without ratings."""
+    # A fit that runs long keeps its marker fresh from its start, not from when it was queued.
+    RaterModelRefit.objects.filter(pk=1, queued_at__isnull=False).update(queued_at=timezone.now())
+    try:
+        data_key = rater_model_data_key()  # before the ratings: the fit is at least this new
+        snapshot = RaterModelSnapshot.objects.filter(data_key=data_key).first()
+        if snapshot is None:
+            snapshot = rater_model_snapshot_fit(data_key=data_key, frame=ratings_frame())
+    finally:
+        RaterModelRefit.objects.filter(pk=1).update(queued_at=None)
+    return snapshot
+
+
+__all__ = ["rater_model_data_key", "rater_model_refit", "rater_model_snapshot_fit"]

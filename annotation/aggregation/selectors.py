@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from django.conf import settings
 from django.db.models import Count, Prefetch, Q, Sum
+from django.utils import timezone
 
 from annotation.aggregation.agreement import (
     expert_agreement,
@@ -33,11 +34,9 @@ from annotation.aggregation.distributions import (
     distribution_stats,
     figure3_stats,
 )
-from annotation.aggregation.rater_model_service import (
-    rater_model_data_key,
-    rater_model_snapshot_fit,
-)
+from annotation.aggregation.rater_model_service import rater_model_data_key
 from annotation.aggregation.ratings import RatingsFrame, ratings_frame
+from annotation.aggregation.services import rater_model_refit_queued, rater_model_refit_request
 from annotation.grades import GRADE_INDEX, GRADES, N_GRADES, PROB_COLUMNS, VOTE_FIELDS
 from annotation.models import (
     CannotJudge,
@@ -181,15 +180,32 @@ def _csv_chunk(chunk: list[tuple[Any, ...]]) -> Iterator[list[str]]:
 # --- the rater model -------------------------------------------------------------------------
 
 
-def rater_model_current() -> RaterModelSnapshot | None:
-    """The rater model fitted to the current ratings: the cached snapshot when it is current,
-    else a new fit (about 1 s at the paper's scale), stored for the next request. None
-    without ratings."""
-    data_key = rater_model_data_key()  # read before the ratings: the fit is at least this new
-    snapshot = RaterModelSnapshot.objects.filter(data_key=data_key).first()
-    if snapshot is not None:
-        return snapshot
-    return rater_model_snapshot_fit(data_key=data_key, frame=ratings_frame())
+@dataclass(frozen=True)
+class RaterModelLatest:
+    """The newest rater model fit and how it stands against the current ratings."""
+
+    snapshot: RaterModelSnapshot | None  # None: never fitted (or no ratings)
+    stale: bool  # ratings were added, changed or deleted since the fit
+    refit_queued: bool  # a refit is queued or running on the worker
+
+    @property
+    def age_s(self) -> float | None:
+        if self.snapshot is None:
+            return None
+        return max((timezone.now() - self.snapshot.created_at).total_seconds(), 0.0)
+
+
+def rater_model_latest() -> RaterModelLatest:
+    """The newest rater model fit, served as it is, never fitted in the request: when the
+    ratings changed since (or it was never fitted), one refit is queued for the worker
+    (`annotation.aggregation.services`) and the stale fit is served meanwhile, with its age.
+    Two or three queries; a write only for the read that queues the refit."""
+    data_key = rater_model_data_key()
+    snapshot = RaterModelSnapshot.objects.order_by("-pk").first()
+    has_ratings = not data_key.startswith("0:")
+    stale = snapshot.data_key != data_key if snapshot is not None else has_ratings
+    queued = rater_model_refit_request() if stale else rater_model_refit_queued()
+    return RaterModelLatest(snapshot=snapshot, stale=stale, refit_queued=queued)
 
 
 # --- grading time -----------------------------------------------------------------------------
@@ -275,6 +291,9 @@ class RaterModelInfo:
     converged: bool
     n_ratings: int
     thresholds: list[float]
+    age_s: float  # seconds since the fit
+    stale: bool  # ratings changed since: a refit is queued, this fit is served meanwhile
+    refit_queued: bool
 
 
 @dataclass(frozen=True)
@@ -341,11 +360,13 @@ def panel_statistics(*, bootstrap: int, seed: int = 0) -> PanelStatistics:
     """Figure 3, agreement, per-expert table, retirement progress and the rater model's info.
 
     bootstrap: resamples of the alpha confidence interval, 0..MAX_BOOTSTRAP (0 = no CI).
-    A constant number of queries; the rater model is fitted only when its snapshot is stale.
+    A constant number of queries; the rater model is never fitted here (a stale fit is
+    served, with its age, and a refit queued).
     """
     if not 0 <= bootstrap <= MAX_BOOTSTRAP:
         raise ValueError(f"bootstrap must lie in 0..{MAX_BOOTSTRAP}, got {bootstrap}")
-    snapshot = rater_model_current()  # before the frame: it may load its own when refitting
+    latest = rater_model_latest()  # never fits here: a stale fit queues a refit
+    snapshot = latest.snapshot
     frame = ratings_frame()
     arrays = (frame.clip_idx, frame.rater_idx, frame.grade_idx)
     counts = frame.counts()
@@ -420,6 +441,9 @@ def panel_statistics(*, bootstrap: int, seed: int = 0) -> PanelStatistics:
             converged=snapshot.converged,
             n_ratings=snapshot.n_ratings,
             thresholds=list(snapshot.thresholds),
+            age_s=latest.age_s or 0.0,
+            stale=latest.stale,
+            refit_queued=latest.refit_queued,
         ),
         fast_grade_ms=settings.FAST_GRADE_MS,
         fast_grade_fraction=settings.FAST_GRADE_FRACTION,
@@ -532,6 +556,7 @@ __all__ = [
     "ExpertRow",
     "PanelStatistics",
     "RaterModelInfo",
+    "RaterModelLatest",
     "RetirementProgress",
     "clip_distribution",
     "clip_distribution_corrected",
@@ -541,7 +566,7 @@ __all__ = [
     "distributions_csv_rows",
     "fast_grade_mask",
     "panel_statistics",
-    "rater_model_current",
+    "rater_model_latest",
     "retirement_progress",
     "snapshot_corrected_by_clip",
 ]

@@ -10,6 +10,8 @@ explicitly override the recipe (:func:`recipe_overrides`).
 
 from __future__ import annotations
 
+import math
+import re
 import types
 import typing
 from dataclasses import MISSING, Field, dataclass, field, fields
@@ -116,6 +118,82 @@ def _default(f: Field[Any]) -> Any:
     if f.default is MISSING:
         raise TypeError(f"training option {f.name} needs a default")
     return f.default
+
+
+def _bound(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def _range_text(option: TrainOption, noun: str) -> str:
+    low, high = option.spec.min, option.spec.max
+    if low is not None and high is not None:
+        return f"{noun} from {_bound(low)} to {_bound(high)}"
+    if low is not None:
+        return f"{noun} of at least {_bound(low)}"
+    if high is not None:
+        return f"{noun} of at most {_bound(high)}"
+    return noun
+
+
+def option_value_problem(option: TrainOption, value: Any) -> str | None:
+    """Why ``value`` (as the surfaces spell it) is no valid value of ``option``: the wrong
+    kind, outside the option's bounds, not finite or too long; None if valid.
+
+    The web form, the API serializer and the CLI flags check the same bounds themselves; this
+    is the one check that a config from anywhere else (a grid's base config, a caller of the
+    services) passes too, so no run starts with a batch of a million clips or a seed that
+    no column holds."""
+    name = option.name
+    if value is None or (option.spec.off is not None and value == option.spec.off):
+        return None if option.nullable else f"{name} must be given"
+    if option.kind is bool:
+        return None if isinstance(value, bool) else f"{name} must be true or false, not {value!r}"
+    if option.spec.choices:  # TrainConfig names the valid choices itself (get_preset, ...)
+        return None
+    if option.kind is str:
+        if not isinstance(value, str):
+            return f"{name} must be text, not {value!r}"
+        if option.spec.max_length is not None and len(value) > option.spec.max_length:
+            return f"{name} must be at most {option.spec.max_length} characters long"
+        return None
+    whole = option.kind is int
+    noun = "a whole number" if whole else "a finite number"
+    if isinstance(value, bool) or not isinstance(value, int if whole else int | float):
+        return f"{name} must be {_range_text(option, noun)}, not {value!r}"
+    number = float(value) if not whole else value
+    if not whole and not math.isfinite(number):
+        return f"{name} must be {_range_text(option, noun)}, not {value!r}"
+    low, high = option.spec.min, option.spec.max
+    if (low is not None and number < low) or (high is not None and number > high):
+        shown = value if len(str(value)) <= 24 else f"{str(value)[:12]}..."
+        return f"{name} must be {_range_text(option, noun)}, not {shown}"
+    return None
+
+
+def options_problems(values: dict[str, Any], options: tuple[TrainOption, ...]) -> list[str]:
+    """`option_value_problem` of every option in ``values`` (others are not options)."""
+    by_name = {option.name: option for option in options}
+    return [
+        problem
+        for name, value in values.items()
+        if name in by_name and (problem := option_value_problem(by_name[name], value))
+    ]
+
+
+# A pretrained weights file or folder is named, never given as a path: the name of an entry
+# of the training workers' weights folder (MERSV_WEIGHTS_DIR), so no curator can make a worker
+# open, or tell apart, an arbitrary path.
+WEIGHTS_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def weights_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name an entry of the weights folder (None if it can)."""
+    if WEIGHTS_NAME_PATTERN.fullmatch(name) and ".." not in name:
+        return None
+    return (
+        f"pretrained must be the name of weights in the weights folder (letters, digits, "
+        f"'.', '_', '-'; up to 128 characters, no folders), not {name[:40]!r}"
+    )
 
 
 # The paper's recipe (PAPER.md): SGD lr 1e-3, momentum 0.9, weight decay 5e-4, one learning

@@ -176,8 +176,9 @@ class TrainConfig:
     )
     pretrained: str | None = option(
         None,
-        "backbone weights: a local file or directory on the training workers (never "
-        "downloaded; see modeling.ml.model)",
+        "backbone weights: the name of a file or folder in the weights folder "
+        "(MERSV_WEIGHTS_DIR; never downloaded; see modeling.ml.model); the train command also "
+        "takes a path",
         max_length=500,
     )
     # The head also takes the clip's head morphometry (modeling.ml.morphometry), standardised

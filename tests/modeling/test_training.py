@@ -93,7 +93,7 @@ def test_a_second_worker_cannot_claim_a_run_whose_heartbeat_is_fresh(
         ({"backbone": "vgg"}, "Unknown backbone 'vgg'; choose one of resnet"),
         ({"loss": "kl"}, "kl"),
         ({"optimizer": "rmsprop"}, "optimizer must be one of sgd, adam, adamw"),
-        ({"epochs": 0}, "epochs and batch_size must be at least 1"),
+        ({"epochs": 0}, "epochs must be a whole number from 1 to 10000, not 0"),
         ({"learning_rate": 0.1}, "unknown TrainConfig field(s): learning_rate"),
     ],
 )

@@ -13,7 +13,7 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from annotation.access.accounts import user_create
-from modeling.models import EpochRecord, Prediction, TrainingRun
+from modeling.models import EpochRecord, ExperimentGrid, Prediction, TrainingRun
 from tests.conftest import PASSWORD, wait_for
 from tests.modeling.conftest import TINY_CONFIG, build_version
 
@@ -125,6 +125,8 @@ def test_a_grid_trains_its_settings_one_task_after_another_and_writes_its_report
     assert [(r["name"], r["status"]) for r in grid["runs"]] == [
         ("resnet-ce", "succeeded"), ("resnet-emd", "succeeded"),
     ]  # fmt: skip
-    report = (Path(grid["report_dir"]) / "report.md").read_text()
+    report_dir = ExperimentGrid.objects.get(pk=grid_id).report_dir  # the API shows no path
+    assert grid["report_folder"] == f"grids/{grid_id}"
+    report = (Path(report_dir) / "report.md").read_text()
     assert "| ResNet + CE |" in report and "| ResNet + EMD |" in report
-    shutil.rmtree(grid["report_dir"])
+    shutil.rmtree(report_dir)

@@ -8,6 +8,9 @@ Trains synchronously with the same service as the Celery task (a tqdm bar per fo
 prints where the run's results are; ``--predictions-out FILE`` writes the out-of-fold
 predictions (clip_id, fold, p_A..p_E). ``--resume RUN_ID`` continues an interrupted, failed or
 cancelled run from its checkpoints. Ctrl-C interrupts a run so that it can be resumed.
+
+``--pretrained`` takes the name of weights in MERSV_WEIGHTS_DIR, as the form and the API do,
+or, here only (an admin on the machine), a path to a local file or folder.
 """
 
 from __future__ import annotations
@@ -155,6 +158,8 @@ class Command(BaseCommand):
                 created_by=None,
                 name=options["name"],
                 enqueue=False,
+                # An admin on this machine may name weights by path (--pretrained PATH).
+                local_paths=True,
             )
         self.stdout.write(f"training run {run.pk} ({run.name}) in {run.checkpoint_dir}")
         run_id = run.pk

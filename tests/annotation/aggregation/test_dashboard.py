@@ -6,7 +6,8 @@ import re
 
 import pytest
 
-from annotation.aggregation.selectors import rater_model_current
+from annotation.aggregation.rater_model_service import rater_model_refit
+from annotation.aggregation.selectors import rater_model_latest
 from annotation.grading import answers as grading
 from annotation.models import RaterModelSnapshot, Rating
 from tests.browser_support import login, page_errors
@@ -106,6 +107,7 @@ def test_the_clip_page_shows_raw_and_corrected_distributions_and_every_vote(
     clip = clips[0]  # AABB
     rating = Rating.objects.get(clip=clip, rater=raters[3])
     grading.rating_change(expert=raters[3], rating=rating, grade="C")
+    rater_model_refit()  # the worker's task (page views never fit)
 
     html = client_for(curator).get(f"/clips/{clip.external_id}/").content.decode()
 
@@ -173,14 +175,16 @@ def test_the_rater_model_is_fitted_once_and_refitted_only_when_a_rating_changes(
 ) -> None:
     clips, raters = graded
 
-    first = rater_model_current()
-    assert first is not None and rater_model_current().pk == first.pk
+    first = rater_model_refit()
+    assert first is not None and rater_model_refit().pk == first.pk
+    assert rater_model_latest().snapshot.pk == first.pk and not rater_model_latest().stale
     client_for(curator).get("/dashboard/")
     assert RaterModelSnapshot.objects.get().pk == first.pk
 
     rating = Rating.objects.get(clip=clips[0], rater=raters[0])
     grading.rating_change(expert=raters[0], rating=rating, grade="E")
-    second = rater_model_current()
+    assert rater_model_latest().stale
+    second = rater_model_refit()
 
     assert second.pk != first.pk
     assert list(RaterModelSnapshot.objects.values_list("pk", flat=True)) == [second.pk]
@@ -193,6 +197,7 @@ def test_the_dashboard_and_the_clip_page_render_in_chromium_without_csp_errors(
     graded, curator, live_server, browser_page
 ) -> None:
     clips, _ = graded
+    rater_model_refit()  # the worker's task (page views never fit)
     page = browser_page
     login(page, live_server, curator.username, PASSWORD)
 

@@ -12,6 +12,7 @@ from django.test.utils import CaptureQueriesContext
 
 from annotation.aggregation import agreement
 from annotation.aggregation.distributions import grade_counts
+from annotation.aggregation.rater_model_service import rater_model_refit
 from annotation.grades import GRADE_INDEX
 
 
@@ -56,6 +57,7 @@ def test_the_detail_api_gives_the_raw_and_the_severity_corrected_distribution(
     raters = make_experts(5)
     for clip, grades in zip(clips, ["AABBC", "BBCCD", "CCDDE", "ABBCC"], strict=True):
         add_votes(clip, grades, raters)
+    rater_model_refit()  # the worker's task (reads never fit)
 
     body = client_for(curator).get(f"/api/distributions/{clips[0].external_id}/").json()
 
@@ -117,6 +119,7 @@ def test_the_statistics_agreement_equals_direct_calls_of_annotation_agreement(
     votes = ["AABBB", "BBBCC", "CCCDD", "DDEEE", "ABBBC", "BCCCD", "AAAAB", "C DDE"]
     for clip, grades in zip(clips, votes, strict=True):
         add_votes(clip, grades, raters)
+    rater_model_refit()  # the worker's task (reads never fit)
 
     body = client_for(curator).get("/api/statistics/?bootstrap=300").json()
 
