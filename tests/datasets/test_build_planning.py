@@ -14,11 +14,10 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from annotation.access.accounts import user_create
-from annotation.models import AuditEvent
 from annotation.aggregation.distributions import emd
 from annotation.aggregation.selectors import rater_model_current, snapshot_corrected_by_clip
 from annotation.grades import GRADES
-from annotation.models import Clip, Rating
+from annotation.models import AuditEvent, Clip, Rating
 from datasets import services
 from datasets.models import DatasetRating, DatasetVersion
 from datasets.services import export_dir_for
@@ -213,6 +212,6 @@ def test_a_curator_builds_with_the_new_filters_from_the_form(rated, export_root)
     assert version.filters["exclude_raters"] == [left_out]
     assert version.filters["exclude_fast_grades"] is True
     assert version.filters["max_rater_model_emd"] == 0.5
-    refused = client.post("/datasets/", {"name": "form-v2", "licence": "x", "min_votes": 1,
-                                         "n_folds": 2, "seed": 0, "exclude_raters": "ghost"})  # fmt: skip
+    form = {"name": "form-v2", "licence": "x", "min_votes": 1, "n_folds": 2, "seed": 0}
+    refused = client.post("/datasets/", {**form, "exclude_raters": "ghost"})
     assert "no expert has the id ghost" in refused.content.decode()
