@@ -53,7 +53,8 @@ class DatasetVersionForm(forms.Form):
 @require_http_methods(["GET", "POST"])
 @role_required(CURATOR)
 def dataset_list(request: HttpRequest) -> HttpResponse:
-    form = DatasetVersionForm(request.POST or None)
+    # ?name=... fills in the name (the link on a failed version's page: its name is free).
+    form = DatasetVersionForm(request.POST or None, initial={"name": request.GET.get("name", "")})
     if request.method == "POST" and form.is_valid():
         with refusal_shown(request, form=form) as refused:
             version = services.dataset_version_create(
