@@ -54,6 +54,9 @@ from datasets.splits import FoldAssignment, assign_folds
 log = logging.getLogger(__name__)
 Progress = Callable[[float, str], None]
 BOOTSTRAP_RESAMPLES = 1000
+# 2: the agreement table has one row per measure (versions built before keep format 1 on
+# re-export, byte for byte).
+DATASHEET_FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -364,6 +367,7 @@ def _freeze(
             "krippendorff_alpha_ordinal": asdict(alpha),
             "fleiss_kappa": fleiss_kappa(stats.counts),
         },
+        "datasheet_format": DATASHEET_FORMAT,
         "fold_balance": {
             str(k): {str(c): int(v) for c, v in row.items()}
             for k, row in folds.balance_table().iterrows()
@@ -393,13 +397,22 @@ def _json_safe(value: Any) -> Any:
 
 
 def _datasheet(version: DatasetVersion, summary: dict[str, Any], folds: FoldAssignment) -> str:
+    agreement = summary["agreement"]
+    note = ""
+    if summary.get("datasheet_format", 1) == 1:
+        # Built before format 2: its export's datasheet flattened alpha's fields into rows and
+        # carried a note; re-exports must repeat those bytes, or the content hash would differ.
+        agreement = agreement["krippendorff_alpha_ordinal"] | {
+            "fleiss_kappa": agreement["fleiss_kappa"]
+        }
+        note = "sha256 of MANIFEST.sha256 (shown on the version page and in the API)"
     return render_datasheet(
         name=version.name,
-        content_hash_note="",
+        content_hash_note=note,
         counts=summary["counts"],
         figure3=summary["figure3"],
         # One row per measure: alpha with its interval and details, Fleiss' kappa a number.
-        agreement=summary["agreement"],
+        agreement=agreement,
         fold_balance=folds.balance_table(),
         filters=_datasheet_filters(version.filters),
         generation={

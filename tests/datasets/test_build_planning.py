@@ -215,3 +215,19 @@ def test_a_curator_builds_with_the_new_filters_from_the_form(rated, export_root)
     form = {"name": "form-v2", "licence": "x", "min_votes": 1, "n_folds": 2, "seed": 0}
     refused = client.post("/datasets/", {**form, "exclude_raters": "ghost"})
     assert "no expert has the id ghost" in refused.content.decode()
+
+
+def test_a_version_built_before_the_fixed_datasheet_re_exports_its_own_bytes(
+    rated, export_root
+) -> None:
+    # Versions built before datasheet format 2 carry no "datasheet_format" in their summary:
+    # their re-export must repeat their datasheet (alpha's fields as rows, the note), or its
+    # content hash would no longer match the frozen one.
+    call_command("build_dataset", "old", "--no-progress")
+    version = DatasetVersion.objects.get(name="old")
+    folds = services.frozen_tables(version)["folds"]
+    legacy = {k: v for k, v in version.summary.items() if k != "datasheet_format"}
+    old_sheet = services._datasheet(version, legacy, folds)
+    assert "| ci high |" in old_sheet and "shown on the version page and in the API" in old_sheet
+    new_sheet = services._datasheet(version, version.summary, folds)
+    assert new_sheet == (export_dir_for(version) / "README.md").read_text()
