@@ -4,8 +4,9 @@ One worker takes the default queue (ingestion, dataset builds, exports), the oth
 `training` queue at idle CPU and I/O priority (SCHED_IDLE and nice 19, `ionice -c 3` where
 the command exists), as `docker/compose.yml` splits them: an upload or a build never waits
 behind a training run, and a training run only takes the CPU that nothing else wants. The
-workers' output goes to `var/logs/`; the demo logins are printed last, once the web server
-answers. Ctrl-C stops everything. Used by `make demo` (`make demo PORT=8001`).
+workers' output and the web server's own messages go to `var/logs/` (requests stay on the
+terminal); the demo logins are printed last, once the web server and the default worker
+answer. Ctrl-C stops everything. Used by `make demo` (`make demo PORT=8001`).
 """
 
 from __future__ import annotations
@@ -101,12 +102,14 @@ def demo_workers_start(
     return started
 
 
-def workers_ready(started: Started) -> bool:
-    """True once every worker logged "ready."; raises when one exited."""
+def workers_ready(started: Started, *, queues: tuple[str, ...] = ("celery", "training")) -> bool:
+    """True once the workers of `queues` logged "ready."; raises when any worker exited."""
     for worker, proc, path in started:
         if proc.poll() is not None:
             raise RuntimeError(f"the {worker.name} worker exited; see {path}")
-    return all("ready." in path.read_text(errors="replace") for _, _, path in started)
+    return all(
+        "ready." in path.read_text(errors="replace") for w, _, path in started if w.queue in queues
+    )
 
 
 def _port_answers(host: str, port: int) -> bool:
@@ -129,9 +132,10 @@ class Command(BaseCommand):
             sys.exit(1)
         log_dir = Path(settings.VAR_DIR) / "logs"
         workers = demo_workers_start(log_dir=log_dir)
-        web = subprocess.Popen(
+        web = subprocess.Popen(  # requests on the terminal, its own messages in web.log
             [sys.executable, "-m", "gunicorn", "config.wsgi", "--preload", "-b", f"{host}:{port}",
-             "-w", "2", "--threads", "4", "--access-logfile", "-"]
+             "-w", "2", "--threads", "4", "--access-logfile", "-",
+             "--error-logfile", str(log_dir / "web.log")]
         )  # fmt: skip
         procs = [web, *(proc for _, proc, _ in workers)]
         stopping = False
@@ -169,8 +173,9 @@ class Command(BaseCommand):
         deadline = time.monotonic() + READY_TIMEOUT_S
         while not stopping() and time.monotonic() < deadline:
             if web.poll() is not None:
-                raise RuntimeError("the web server exited; see the lines above")
-            if workers_ready(workers) and _port_answers(host, port):
+                raise RuntimeError("the web server exited; see web.log in the demo's logs")
+            # Not the training worker: in the idle class it starts only once the CPU is free.
+            if workers_ready(workers, queues=("celery",)) and _port_answers(host, port):
                 return
             time.sleep(0.3)
 
@@ -181,7 +186,7 @@ class Command(BaseCommand):
             demo_logins(),
             "workers: "
             + ", ".join(f"{w.name} ({w.queue} queue)" for w, _, _ in workers)
-            + f"; their logs in {log_dir}",
+            + f"; the training worker runs at idle priority; logs in {log_dir}",
             f"data in {settings.VAR_DIR}; Ctrl-C stops web and workers",
         ]
         self.stdout.write("\n".join(lines))
