@@ -9,14 +9,20 @@ TORCH_PIN := torch==2.13.0
 
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/mersv
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
+# The demo's web port: `make demo PORT=8001`.
+PORT ?= 8000
 
 .PHONY: demo test install lint format services chromium clean-demo bench audit
 
+# pip's output (warnings included) goes to $(PIP_LOG); its last lines are shown if it fails.
+PIP_LOG := var/logs/pip.log
+PIP := $(BIN)/pip install --quiet --disable-pip-version-check
+
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
-	$(BIN)/pip install --quiet "$(TORCH_PIN)"
-	$(BIN)/pip install --quiet -e ".[test]"
+	@mkdir -p $(dir $(PIP_LOG)) && echo "installing into $(VENV) (pip's output in $(PIP_LOG))"
+	@{ $(PIP) --upgrade pip setuptools wheel && $(PIP) "$(TORCH_PIN)" && $(PIP) -e ".[test]"; } \
+	  > $(PIP_LOG) 2>&1 || { tail -n 30 $(PIP_LOG); echo "pip failed: see $(PIP_LOG)"; exit 1; }
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -25,7 +31,7 @@ demo: $(STAMP)
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py collectstatic --noinput -v 0
 	$(BIN)/python manage.py seed_demo
-	$(BIN)/python manage.py run_demo --host 127.0.0.1 --port 8000
+	$(BIN)/python manage.py run_demo --host 127.0.0.1 --port $(PORT)
 
 services:
 	@bash .ci/services.sh

@@ -39,6 +39,11 @@ api_patterns = [
     path("statistics/", aggregation_api.StatisticsApi.as_view(), name="api-statistics"),
     path("datasets/", datasets_api.DatasetVersionListCreateApi.as_view(), name="api-datasets"),
     path(
+        "dataset-preview/",
+        datasets_api.DatasetSelectionPreviewApi.as_view(),
+        name="api-dataset-preview",
+    ),
+    path(
         "datasets/<slug:name>/", datasets_api.DatasetVersionDetailApi.as_view(), name="api-dataset"
     ),
     path(

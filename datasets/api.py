@@ -37,23 +37,62 @@ class DatasetVersionSerializer(serializers.ModelSerializer):
         return selectors.version_fold_balance(version)
 
 
-class DatasetVersionCreateSerializer(serializers.Serializer):
-    name = serializers.SlugField(max_length=64)
-    description = serializers.CharField(required=False, allow_blank=True, max_length=2000)
-    licence = serializers.CharField(required=False, max_length=200)
+class SelectionSerializer(serializers.Serializer):
+    """The filters and fold settings of a build (`datasets.selection`)."""
+
     min_votes = serializers.IntegerField(required=False, min_value=1, max_value=10**6, default=1)
     retired_only = serializers.BooleanField(required=False, default=False)
     created_from = serializers.DateTimeField(required=False, allow_null=True)
     created_to = serializers.DateTimeField(required=False, allow_null=True)
     exclude_cannot_judge_majority = serializers.BooleanField(required=False, default=True)
+    exclude_raters = serializers.ListField(
+        child=serializers.CharField(max_length=150), required=False, default=list, max_length=500
+    )
+    exclude_fast_grades = serializers.BooleanField(required=False, default=False)
+    max_rater_model_emd = serializers.FloatField(
+        required=False, allow_null=True, default=None, min_value=0.0, max_value=4.0
+    )
     n_folds = serializers.IntegerField(required=False, min_value=2, max_value=20, default=3)
     # The version's seed column is a 32-bit integer; numpy takes no negative seed.
     seed = serializers.IntegerField(required=False, default=0, min_value=0, max_value=2**31 - 1)
+
+
+class DatasetVersionCreateSerializer(SelectionSerializer):
+    name = serializers.SlugField(max_length=64)
+    description = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+    licence = serializers.CharField(required=False, max_length=200)
     pseudonymous_clip_ids = serializers.BooleanField(
         required=False,
         default=True,
         help_text="the export names clips by per-version pseudonyms (false: the platform's ids)",
     )
+
+
+class SelectionPreviewSerializer(serializers.Serializer):
+    clips = serializers.IntegerField()
+    votes = serializers.IntegerField()
+    patients = serializers.IntegerField()
+    raters = serializers.IntegerField()
+    modes = serializers.DictField(child=serializers.IntegerField())
+    left_out = serializers.DictField(child=serializers.IntegerField())
+    folds = serializers.ListField(child=serializers.DictField(child=serializers.IntegerField()))
+    folds_exact = serializers.BooleanField()
+    problem = serializers.CharField()
+    filters = serializers.DictField()
+
+
+class DatasetSelectionPreviewApi(APIView):
+    """What a build with these filters (query parameters, as for POST /api/datasets/; repeat
+    exclude_raters per id) would freeze now: clips, votes, patients, raters, grade modes, the
+    estimated balance per fold, and what each filter left out. Nothing is written."""
+
+    permission_classes = [IsCurator]
+
+    @extend_schema(parameters=[SelectionSerializer], responses=SelectionPreviewSerializer)
+    def get(self, request: Request) -> Response:
+        data = SelectionSerializer(data=request.query_params)
+        data.is_valid(raise_exception=True)
+        return Response(services.selection_preview(**data.validated_data))
 
 
 class DatasetVersionListCreateApi(generics.ListAPIView):

@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, User
-from django.db import transaction
-from django.db.models import Count, F, QuerySet
+from django.db import IntegrityError, transaction
+from django.db.models import ProtectedError
 from django.http import HttpRequest, StreamingHttpResponse
 from django.utils import timezone
 
@@ -38,7 +38,7 @@ from annotation.errors import ConflictError, ServiceError
 from annotation.exchange import RATING_NAMES
 from annotation.grades import GRADES, PROB_COLUMNS
 from annotation.ingest.kinematics import KINEMATICS_KEYS
-from annotation.models import Clip, Rating, Video
+from annotation.models import Clip
 from datasets.datasheet import render_datasheet
 from datasets.export import ExportResult, stream_tar, tar_size, verify_export, write_export
 from datasets.models import (
@@ -48,11 +48,15 @@ from datasets.models import (
     DatasetVersion,
     FrozenError,
 )
+from datasets.selection import SelectionError, filters_normalised, selection_read
 from datasets.splits import FoldAssignment, assign_folds
 
 log = logging.getLogger(__name__)
 Progress = Callable[[float, str], None]
 BOOTSTRAP_RESAMPLES = 1000
+# 2: the agreement table has one row per measure (versions built before keep format 1 on
+# re-export, byte for byte).
+DATASHEET_FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -148,6 +152,9 @@ def dataset_version_create(
     created_from: datetime | None = None,
     created_to: datetime | None = None,
     exclude_cannot_judge_majority: bool = True,
+    exclude_raters: list[str] | tuple[str, ...] = (),
+    exclude_fast_grades: bool = False,
+    max_rater_model_emd: float | None = None,
     n_folds: int = 3,
     seed: int = 0,
     inner_val_fraction: float = 0.2,
@@ -160,36 +167,41 @@ def dataset_version_create(
 
     ``pseudonymous_clip_ids``: the export names clips by per-version pseudonyms (the default),
     or by the platform's clip ids (exports of two versions can then be joined clip by clip).
+    The name of a version whose build failed is free again: the failed version (never frozen,
+    no rows) is deleted in the same transaction, under a row lock so that two retries cannot
+    both take it; the audit event of the new build names the one it replaces.
     """
-    if DatasetVersion.objects.filter(name=name).exists():
-        raise DatasetError(f"a dataset version named {name!r} exists; versions are immutable")
-    if not 2 <= n_folds <= 20:
-        raise DatasetError("the number of folds must lie between 2 and 20")
-    if min_votes < 1:
-        raise DatasetError("a clip needs at least one vote to have a distribution")
-    if not 0.05 <= inner_val_fraction <= 0.5:
-        raise DatasetError("the inner validation fraction must lie between 0.05 and 0.5")
-    filters = {
-        "min_votes": int(min_votes),
-        "retired_only": bool(retired_only),
-        "created_from": created_from.isoformat() if created_from else None,
-        "created_to": created_to.isoformat() if created_to else None,
-        "exclude_cannot_judge_majority": bool(exclude_cannot_judge_majority),
-    }
+    _check_build_settings(n_folds=n_folds, inner_val_fraction=inner_val_fraction)
+    filters = _filters(
+        min_votes=min_votes,
+        retired_only=retired_only,
+        created_from=created_from,
+        created_to=created_to,
+        exclude_cannot_judge_majority=exclude_cannot_judge_majority,
+        exclude_raters=exclude_raters,
+        exclude_fast_grades=exclude_fast_grades,
+        max_rater_model_emd=max_rater_model_emd,
+    )
     with transaction.atomic():
-        version = DatasetVersion.objects.create(
-            name=name,
-            description=description,
-            licence=licence,
-            filters=filters,
-            n_folds=n_folds,
-            seed=seed,
-            inner_val_fraction=inner_val_fraction,
-            pseudonym_salt=secrets.token_hex(16),
-            pseudonymous_clip_ids=pseudonymous_clip_ids,
-            created_by=created_by,
-        )
-        audit_record(action="dataset_build", user=created_by, obj=version, detail=filters)
+        replaced = _release_failed_name(name)
+        try:
+            with transaction.atomic():  # a savepoint: a concurrent create of the name loses here
+                version = DatasetVersion.objects.create(
+                    name=name,
+                    description=description,
+                    licence=licence,
+                    filters=filters,
+                    n_folds=n_folds,
+                    seed=seed,
+                    inner_val_fraction=inner_val_fraction,
+                    pseudonym_salt=secrets.token_hex(16),
+                    pseudonymous_clip_ids=pseudonymous_clip_ids,
+                    created_by=created_by,
+                )
+        except IntegrityError as exc:
+            raise DatasetError(_name_taken(name)) from exc
+        detail = filters | ({"replaces_failed_version": replaced} if replaced else {})
+        audit_record(action="dataset_build", user=created_by, obj=version, detail=detail)
         if enqueue:
             from datasets.tasks import build_dataset_version
 
@@ -197,23 +209,93 @@ def dataset_version_create(
     return version
 
 
-def clips_selected(filters: dict[str, Any]) -> QuerySet[Clip]:
-    """The clips a version's filters select: ready videos, enough votes, optional filters."""
-    clips = Clip.objects.filter(
-        video__status=Video.Status.READY, votes_total__gte=max(1, filters.get("min_votes", 1))
-    )
-    if filters.get("retired_only"):
-        clips = clips.filter(retired_at__isnull=False)
-    if filters.get("created_from"):
-        clips = clips.filter(created_at__gte=filters["created_from"])
-    if filters.get("created_to"):
-        clips = clips.filter(created_at__lte=filters["created_to"])
-    if filters.get("exclude_cannot_judge_majority"):
-        # "Cannot judge" dominates when more experts said so than graded the clip.
-        clips = clips.annotate(n_cannot=Count("cannot_judge")).exclude(
-            n_cannot__gt=F("votes_total")
+def _name_taken(name: str) -> str:
+    return f"a dataset version named {name!r} exists; versions are immutable, choose another name"
+
+
+def _check_build_settings(*, n_folds: int, inner_val_fraction: float) -> None:
+    if not 2 <= n_folds <= 20:
+        raise DatasetError("the number of folds must lie between 2 and 20")
+    if not 0.05 <= inner_val_fraction <= 0.5:
+        raise DatasetError("the inner validation fraction must lie between 0.05 and 0.5")
+
+
+def _filters(
+    *, created_from: datetime | None = None, created_to: datetime | None = None, **others: Any
+) -> dict[str, Any]:
+    try:
+        return filters_normalised(
+            created_from=created_from.isoformat() if created_from else None,
+            created_to=created_to.isoformat() if created_to else None,
+            **others,
         )
-    return clips.select_related("video__patient").order_by("external_id")
+    except SelectionError as exc:
+        raise DatasetError(str(exc)) from exc
+
+
+def _release_failed_name(name: str) -> int | None:
+    """Delete the failed version holding `name` (inside the caller's transaction); its pk, or
+    None when the name is free. A version of that name in any other state keeps it."""
+    previous = DatasetVersion.objects.select_for_update().filter(name=name).first()
+    if previous is None:
+        return None
+    if previous.frozen or previous.status != DatasetVersion.Status.FAILED:
+        raise DatasetError(_name_taken(name))
+    pk = previous.pk
+    try:
+        dataset_version_delete_unbuilt(version=previous)
+    except ProtectedError as exc:
+        raise DatasetError(f"the failed version {name!r} is still referenced: {exc}") from exc
+    return pk
+
+
+def selection_preview(
+    *, n_folds: int = 3, seed: int = 0, inner_val_fraction: float = 0.2, **filter_values: Any
+) -> dict[str, Any]:
+    """What a build with these filters would freeze now: clips, votes, patients, raters, the
+    grade-mode classes and their balance per fold, and what each filter left out.
+
+    The counts are exact (the build reads the same `selection_read`). The per-fold balance is
+    an estimate: the build groups patients by per-version pseudonyms drawn at creation, which
+    shuffles the folds differently; `folds_exact` says so to the page.
+    """
+    _check_build_settings(n_folds=n_folds, inner_val_fraction=inner_val_fraction)
+    filters = _filters(**filter_values)
+    with transaction.atomic():
+        selected = selection_read(filters)
+    modes = selected.modes()
+    preview: dict[str, Any] = {
+        "clips": len(selected.clips),
+        "votes": len(selected.ratings),
+        "patients": selected.patients,
+        "raters": selected.raters,
+        "modes": {g: modes.count(g) for g in GRADES},
+        "left_out": selected.left_out,
+        "folds": [],
+        "folds_exact": False,
+        "problem": "",
+        "filters": filters,
+    }
+    if not selected.clips:
+        preview["problem"] = "no clip matches the filters; lower the minimum votes or widen them"
+        return preview
+    try:
+        folds = assign_folds(
+            [c.external_id for c in selected.clips],
+            modes,
+            [str(c.video.patient_id) for c in selected.clips],
+            n_folds=n_folds,
+            seed=seed,
+            inner_val_fraction=inner_val_fraction,
+        )
+    except ValueError as exc:
+        preview["problem"] = f"the build would fail: {exc}"
+        return preview
+    preview["folds"] = [
+        {"fold": int(k), **{str(c): int(v) for c, v in row.items()}}
+        for k, row in folds.balance_table().iterrows()
+    ]
+    return preview
 
 
 def _pseudonym(salt: str, kind: str, value: str, *, length: int = 10) -> str:
@@ -259,12 +341,8 @@ def dataset_version_build(*, version_id: int, progress: Progress | None = None) 
     try:
         with transaction.atomic():
             # Read the clips and votes in one transaction: a consistent snapshot of both.
-            clips = list(clips_selected(version.filters))
-            ratings = list(
-                Rating.objects.filter(clip__in=[c.pk for c in clips]).values_list(
-                    "clip__external_id", "rater__username", "grade"
-                )
-            )
+            selected = selection_read(version.filters)
+        clips, ratings = selected.clips, selected.ratings
         if not clips:
             raise DatasetError("no clip matches the filters; lower the minimum votes or widen them")
         report(0.05, f"{len(clips)} clips, {len(ratings)} votes selected")
@@ -354,6 +432,7 @@ def _freeze(
             "krippendorff_alpha_ordinal": asdict(alpha),
             "fleiss_kappa": fleiss_kappa(stats.counts),
         },
+        "datasheet_format": DATASHEET_FORMAT,
         "fold_balance": {
             str(k): {str(c): int(v) for c, v in row.items()}
             for k, row in folds.balance_table().iterrows()
@@ -383,15 +462,24 @@ def _json_safe(value: Any) -> Any:
 
 
 def _datasheet(version: DatasetVersion, summary: dict[str, Any], folds: FoldAssignment) -> str:
+    agreement = summary["agreement"]
+    note = ""
+    if summary.get("datasheet_format", 1) == 1:
+        # Built before format 2: its export's datasheet flattened alpha's fields into rows and
+        # carried a note; re-exports must repeat those bytes, or the content hash would differ.
+        agreement = agreement["krippendorff_alpha_ordinal"] | {
+            "fleiss_kappa": agreement["fleiss_kappa"]
+        }
+        note = "sha256 of MANIFEST.sha256 (shown on the version page and in the API)"
     return render_datasheet(
         name=version.name,
-        content_hash_note="sha256 of MANIFEST.sha256 (shown on the version page and in the API)",
+        content_hash_note=note,
         counts=summary["counts"],
         figure3=summary["figure3"],
-        agreement=summary["agreement"]["krippendorff_alpha_ordinal"]
-        | {"fleiss_kappa": summary["agreement"]["fleiss_kappa"]},
+        # One row per measure: alpha with its interval and details, Fleiss' kappa a number.
+        agreement=agreement,
         fold_balance=folds.balance_table(),
-        filters=version.filters,
+        filters=_datasheet_filters(version.filters),
         generation={
             "n_folds": version.n_folds,
             "seed": version.seed,
@@ -410,6 +498,20 @@ def _datasheet(version: DatasetVersion, summary: dict[str, Any], folds: FoldAssi
         },
         licence=version.licence,
     )
+
+
+def _datasheet_filters(filters: dict[str, Any]) -> dict[str, Any]:
+    """The filters as the datasheet records them. Left-out raters appear as a count: the
+    export names raters by per-version pseudonyms, and their platform ids would undo that."""
+    shown = dict(filters)
+    if "exclude_raters" in shown:
+        raters = shown.pop("exclude_raters") or []
+        shown["exclude_raters"] = (
+            f"{len(raters)} experts' votes left out (their ids are on the version page only)"
+            if raters
+            else "none"
+        )
+    return shown
 
 
 def _write_export(

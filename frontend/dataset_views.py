@@ -9,9 +9,11 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from annotation.access.audit import audit_record
 from annotation.access.roles import CURATOR, signed_in
+from annotation.grades import GRADES
 from datasets import selectors, services
 from datasets.models import DatasetVersion
 from frontend.charts import bar_chart
+from frontend.markdown_html import markdown_html
 from frontend.refusals import refusal_shown
 from frontend.views import role_required
 
@@ -25,6 +27,22 @@ class DatasetVersionForm(forms.Form):
     created_from = forms.DateTimeField(required=False, help_text="clips ingested from (UTC)")
     created_to = forms.DateTimeField(required=False, help_text="clips ingested until (UTC)")
     exclude_cannot_judge_majority = forms.BooleanField(required=False, initial=True)
+    exclude_raters = forms.CharField(
+        required=False,
+        max_length=5000,
+        help_text="expert ids whose votes are left out, separated by commas or spaces",
+    )
+    exclude_fast_grades = forms.BooleanField(
+        required=False, help_text="leave out the grades the dashboard flags as very fast"
+    )
+    max_rater_model_emd = forms.FloatField(
+        required=False,
+        min_value=0.0,
+        max_value=4.0,
+        label="Max rater-model EMD",
+        help_text="leave out clips whose severity-corrected distribution lies further than this "
+        "(EMD, 0..4) from the raw one; empty: keep all",
+    )
     n_folds = forms.IntegerField(min_value=2, max_value=20, initial=3)
     seed = forms.IntegerField(initial=0, min_value=0, max_value=2**31 - 1)
     pseudonymous_clip_ids = forms.BooleanField(
@@ -34,11 +52,15 @@ class DatasetVersionForm(forms.Form):
         help_text="the export names clips by per-version pseudonyms (unticked: the platform's ids)",
     )
 
+    def clean_exclude_raters(self) -> list[str]:
+        return self.cleaned_data["exclude_raters"].replace(",", " ").split()
+
 
 @require_http_methods(["GET", "POST"])
 @role_required(CURATOR)
 def dataset_list(request: HttpRequest) -> HttpResponse:
-    form = DatasetVersionForm(request.POST or None)
+    # ?name=... fills in the name (the link on a failed version's page: its name is free).
+    form = DatasetVersionForm(request.POST or None, initial={"name": request.GET.get("name", "")})
     if request.method == "POST" and form.is_valid():
         with refusal_shown(request, form=form) as refused:
             version = services.dataset_version_create(
@@ -47,7 +69,11 @@ def dataset_list(request: HttpRequest) -> HttpResponse:
         if not refused:
             return redirect("dataset-detail", name=version.name)
     versions = DatasetVersion.objects.all()
-    return render(request, "frontend/dataset_list.html", {"versions": versions, "form": form})
+    return render(
+        request,
+        "frontend/dataset_list.html",
+        {"versions": versions, "form": form, "grades": GRADES},
+    )
 
 
 @require_GET
@@ -67,7 +93,8 @@ def dataset_detail(request: HttpRequest, name: str) -> HttpResponse:
         {
             "version": version,
             "balance": selectors.version_fold_balance(version),
-            "readme": selectors.version_readme(version),
+            "datasheet": markdown_html(selectors.version_readme(version)),
+            "filters": sorted(version.filters.items()),
             "mode_hist": figure3.get("mode_hist", {}),
             "mode_chart": bar_chart(figure3.get("mode_hist", {})),
             "others": others,

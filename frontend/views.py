@@ -33,6 +33,7 @@ from annotation.player import clip_player
 from frontend.charts import distribution_bars
 from frontend.forms import VideoUploadForm
 from frontend.refusals import refusal_shown
+from modeling.models import JobStatus, TrainingRun
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AnonymousUser, User
@@ -158,7 +159,24 @@ def video_list(request: HttpRequest) -> HttpResponse:
 def video_detail(request: HttpRequest, pk: int) -> HttpResponse:
     video = get_object_or_404(Video.objects.select_related("patient"), pk=pk)
     return render(
-        request, "frontend/video_detail.html", {"video": video, "clips": video.clips.all()}
+        request,
+        "frontend/video_detail.html",
+        {"video": video, "clips": video.clips.all(), "waiting_for": _video_waits_for(video)},
+    )
+
+
+def _video_waits_for(video: Video) -> str:
+    """What a pending video waits for, from the database: a running training run, which holds
+    the only worker where one worker serves both queues, or else a free worker."""
+    if video.status != Video.Status.PENDING:
+        return ""
+    run = TrainingRun.objects.filter(status=JobStatus.RUNNING).order_by("started_at").first()
+    if run is None:
+        return "Waiting for a worker to take the video."
+    since = f" since {run.started_at:%H:%M} UTC" if run.started_at else ""
+    return (
+        f"Queued behind a training run: {run.name} (run {run.pk}) is training{since}; "
+        "ingestion starts as soon as a worker of the default queue is free."
     )
 
 

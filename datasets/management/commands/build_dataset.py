@@ -1,4 +1,5 @@
-"""python manage.py build_dataset NAME [--min-votes N] [--folds K] [--seed S]"""
+"""python manage.py build_dataset NAME [--min-votes N] [--folds K] [--seed S]
+[--exclude-rater ID ...] [--exclude-fast-grades] [--max-rater-model-emd X]"""
 
 from __future__ import annotations
 
@@ -20,6 +21,26 @@ class Command(BaseCommand):
         parser.add_argument("--folds", type=int, default=3)
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--retired-only", action="store_true")
+        parser.add_argument(
+            "--exclude-rater",
+            action="append",
+            default=[],
+            metavar="ID",
+            help="leave out every vote of this expert (repeatable)",
+        )
+        parser.add_argument(
+            "--exclude-fast-grades",
+            action="store_true",
+            help="leave out the grades the dashboard flags as very fast",
+        )
+        parser.add_argument(
+            "--max-rater-model-emd",
+            type=float,
+            default=None,
+            metavar="X",
+            help="leave out clips whose severity-corrected distribution lies further than X "
+            "(EMD) from the raw one",
+        )
         parser.add_argument("--licence", default="Internal research use only")
         parser.add_argument("--no-progress", action="store_true")
         parser.add_argument(
@@ -46,6 +67,9 @@ class Command(BaseCommand):
                 n_folds=int(options["folds"]),
                 seed=int(options["seed"]),
                 retired_only=bool(options["retired_only"]),
+                exclude_raters=list(options["exclude_rater"]),
+                exclude_fast_grades=bool(options["exclude_fast_grades"]),
+                max_rater_model_emd=options["max_rater_model_emd"],
                 licence=str(options["licence"]),
                 pseudonymous_clip_ids=not options["platform_clip_ids"],
                 enqueue=False,

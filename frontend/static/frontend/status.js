@@ -9,6 +9,8 @@
     status.textContent = video.status;
     status.className = "status-" + video.status;
     document.getElementById("error-text").textContent = video.error || "";
+    const waiting = document.getElementById("waiting-for");
+    if (waiting && video.status !== "pending") waiting.remove();
     if (video.status === "ready") { window.location.reload(); return false; }
     return video.status !== "failed";
   });
