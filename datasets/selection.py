@@ -26,11 +26,8 @@ from django.contrib.auth.models import User
 from django.db.models import Count, F, QuerySet
 
 from annotation.aggregation.distributions import distribution_stats, emd
-from annotation.aggregation.selectors import (
-    fast_grade_mask,
-    rater_model_current,
-    snapshot_corrected_by_clip,
-)
+from annotation.aggregation.rater_model_service import rater_model_refit
+from annotation.aggregation.selectors import fast_grade_mask, snapshot_corrected_by_clip
 from annotation.errors import ServiceError
 from annotation.grades import GRADES, N_GRADES
 from annotation.models import Clip, Rating, Video
@@ -122,8 +119,12 @@ def _candidate_clips(filters: dict[str, Any]) -> QuerySet[Clip]:
 
 
 def _rater_model_outliers(clips: list[Clip], threshold: float) -> set[int]:
-    """Clips whose corrected distribution lies more than `threshold` (EMD) from the raw one."""
-    snapshot = rater_model_current()
+    """Clips whose corrected distribution lies more than `threshold` (EMD) from the raw one.
+
+    The fit must be that of the current ratings, so that the preview counts what the build then
+    freezes: unlike the pages (which serve a stale fit and queue a refit), this filter fits here
+    when the ratings changed since the newest fit. It runs only when a curator asks for it."""
+    snapshot = rater_model_refit()
     if snapshot is None or not clips:
         return set()
     corrected = snapshot_corrected_by_clip(snapshot)

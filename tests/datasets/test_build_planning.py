@@ -15,7 +15,8 @@ from rest_framework.test import APIClient
 
 from annotation.access.accounts import user_create
 from annotation.aggregation.distributions import emd
-from annotation.aggregation.selectors import rater_model_current, snapshot_corrected_by_clip
+from annotation.aggregation.rater_model_service import rater_model_refit
+from annotation.aggregation.selectors import snapshot_corrected_by_clip
 from annotation.grades import GRADES
 from annotation.models import AuditEvent, Clip, Rating
 from datasets import services
@@ -43,7 +44,7 @@ def _raters() -> list[str]:
 
 def _rater_model_emds() -> dict[str, float]:
     """Each clip's EMD between its raw and its severity-corrected distribution."""
-    corrected = snapshot_corrected_by_clip(rater_model_current())
+    corrected = snapshot_corrected_by_clip(rater_model_refit())
     out = {}
     for clip in Clip.objects.all():
         raw = np.array(clip.vote_counts, dtype=float) / clip.votes_total
