@@ -24,3 +24,13 @@ def ingest_video(video_id: int) -> None:
             error=f"ingestion took longer than {INGEST_SOFT_LIMIT_S} s and was stopped; "
             "upload a shorter or smaller video",
         )
+
+
+# Frame 0 only: decoding it takes well under a second, even for a large frame.
+FIRST_FRAME_SOFT_LIMIT_S = 300
+
+
+@shared_task(soft_time_limit=FIRST_FRAME_SOFT_LIMIT_S, time_limit=FIRST_FRAME_SOFT_LIMIT_S + 60)
+def make_first_frame(video_id: int) -> None:
+    """The first-frame preview and candidate heads of an uploaded video."""
+    services.video_first_frame_make(video_id=video_id)

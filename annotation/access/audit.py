@@ -34,7 +34,7 @@ ACTIONS = (
     "login_ok", "login_failed", "login_locked", "logout", "grade_submit", "grade_change",
     "cannot_judge", "permission_denied", "upload", "export_download", "dataset_build",
     "role_change", "training_start", "answer_refused", "grade_change_after_panel",
-    "reference_clip_add", "reference_clip_remove",
+    "reference_clip_add", "reference_clip_remove", "ingest_start",
 )  # fmt: skip
 
 

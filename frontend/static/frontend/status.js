@@ -1,15 +1,22 @@
-// Follows a video's ingestion status until it is ready or failed (poller.js).
+// Follows a video's status (poller.js): until its first frame is made, and while it is being
+// ingested; reloads the page when there is something new to show.
 "use strict";
 (function () {
   const box = document.getElementById("video-status");
-  if (!box || ["ready", "failed"].includes(box.dataset.status)) return;
+  if (!box) return;
+  const busy = (status) => ["pending", "processing"].includes(status);
+  // Videos imported in bulk have no first frame to wait for: only uploads do.
+  const waitingForFrame = () => !box.dataset.firstFrame && (busy(box.dataset.status) || box.dataset.status === "needs_targets");
+  if (!busy(box.dataset.status) && !waitingForFrame()) return;
   window.mersvPoll(box.dataset.url, (video) => {
-    box.dataset.status = video.status;
     const status = document.getElementById("status-text");
     status.textContent = video.status;
     status.className = "status-" + video.status;
     document.getElementById("error-text").textContent = video.error || "";
-    if (video.status === "ready") { window.location.reload(); return false; }
-    return video.status !== "failed";
+    const frameNew = waitingForFrame() && (video.first_frame_url || video.first_frame_error);
+    const finished = busy(box.dataset.status) && !busy(video.status);
+    if (frameNew || finished) { window.location.reload(); return false; }
+    box.dataset.status = video.status;
+    return true;
   });
 })();
