@@ -14,8 +14,11 @@
     status.className = "status-" + video.status;
     document.getElementById("error-text").textContent = video.error || "";
     const frameNew = waitingForFrame() && (video.first_frame_url || video.first_frame_error);
+    // Ready: the clips to show. Failed: the retry form, where there is a first frame to tag.
     const finished = busy(box.dataset.status) && !busy(video.status);
-    if (frameNew || finished) { window.location.reload(); return false; }
+    const newForm = finished && (video.status === "ready" || box.dataset.firstFrame);
+    if (frameNew || newForm) { window.location.reload(); return false; }
+    if (finished) return false;
     box.dataset.status = video.status;
     return true;
   });
