@@ -140,5 +140,5 @@ def detect_heads(
 
 def head_length_px_for(pixel_size_um: float, head_length_um: float = 4.5) -> float:
     """The expected head length in px at ``pixel_size_um`` um per px (9 px at 0.5 um/px)."""
-    # TODO(scale): replace with annotation.ingest.scale.head_size_px once that module lands.
+    # TODO(scale): the scale module's head_size_px (branch track) replaces this once merged.
     return head_length_um / pixel_size_um
