@@ -124,8 +124,13 @@ def video_create(
         if enqueue:
             video_first_frame_enqueue(video_id=video.pk)
         if targets:
+            # The upload's own event records it: no second event for the same request.
             video_ingest_start(
-                video_id=video.pk, targets=targets, requested_by=uploaded_by, enqueue=enqueue
+                video_id=video.pk,
+                targets=targets,
+                requested_by=uploaded_by,
+                enqueue=enqueue,
+                audit=False,
             )
             video.refresh_from_db()
     return video
@@ -163,6 +168,7 @@ def video_ingest_start(
     targets: Sequence[Target],
     requested_by: User | None,
     enqueue: bool = True,
+    audit: bool = True,
 ) -> VideoAttempt:
     """Queue an ingestion attempt of a stored video with these targets: the first one of a
     video uploaded without targets, or a retry of a failed one with new or moved targets, or
@@ -194,10 +200,11 @@ def video_ingest_start(
         attempt = VideoAttempt.objects.create(
             video=video, number=number, targets=new, requested_by=requested_by
         )
-        audit_record(
-            action="ingest_start", user=requested_by, obj=video,
-            detail={"attempt": number, "targets": len(new)},
-        )  # fmt: skip
+        if audit:
+            audit_record(
+                action="ingest_start", user=requested_by, obj=video,
+                detail={"attempt": number, "targets": len(new)},
+            )  # fmt: skip
         if enqueue:
             video_ingest_enqueue(video_id=video.pk)
     return attempt

@@ -170,6 +170,10 @@ def test_the_api_uploads_first_and_takes_targets_of_any_precision_later(
     assert started.json()["targets"][0]["x"] == 40.354
     assert started.json()["attempts"][0]["number"] == 1
     assert started.json()["attempts"][0]["requested_by"] == curator.username
+    from annotation.models import AuditEvent
+
+    event = AuditEvent.objects.get(action="ingest_start")
+    assert event.user == curator and event.detail == {"attempt": 1, "targets": 1}
     # Queued already: a second start is a conflict, not a second ingestion.
     again = api.post(
         f"/api/videos/{body['id']}/ingest/", {"targets": [{"x": 150, "y": 95}]}, format="json"
