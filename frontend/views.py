@@ -164,8 +164,9 @@ def _video_page(request: HttpRequest, video: Video, form: VideoTargetsForm) -> H
         "attempts": video.attempts.select_related("requested_by").order_by("-number"),
         "form": form,
         # Targets may be (re)tagged unless an ingestion is queued or running.
-        "taggable": video.status
-        in (Video.Status.NEEDS_TARGETS, Video.Status.FAILED, Video.Status.READY),
+        # (A ready video has a first frame only if it was uploaded without targets.)
+        "taggable": video.status in (Video.Status.NEEDS_TARGETS, Video.Status.FAILED)
+        or (video.status == Video.Status.READY and bool(video.first_frame)),
         "kept_targets": video.targets[: video.clips.count()],
         # A click snaps to a candidate head within about one head length.
         "snap_radius_px": round(head_length_px_for(video.pixel_size_um), 2),

@@ -121,7 +121,9 @@ def video_create(
             action="upload", user=uploaded_by, obj=video,
             detail={"original_name": video.original_name, "patient": patient.code},
         )  # fmt: skip
-        if enqueue:
+        # A video uploaded with its targets needs no first frame to be tagged on: it is made
+        # only if the ingestion fails (for the retry), so the one-step path costs no more.
+        if enqueue and not targets:
             video_first_frame_enqueue(video_id=video.pk)
         if targets:
             # The upload's own event records it: no second event for the same request.
@@ -497,3 +499,8 @@ def video_fail(*, video_id: int, error: str) -> None:
             video_id=video_id,
             status__in=[VideoAttempt.Status.QUEUED, VideoAttempt.Status.RUNNING],
         ).update(status=VideoAttempt.Status.FAILED, error=error[:2000], finished_at=now)
+        # The retry is tagged on the first frame: made now if it was not yet.
+        if Video.objects.filter(
+            pk=video_id, first_frame_made_at__isnull=True, first_frame_error=""
+        ).exists():
+            video_first_frame_enqueue(video_id=video_id)

@@ -6,7 +6,9 @@
   if (!box) return;
   const busy = (status) => ["pending", "processing"].includes(status);
   // Videos imported in bulk have no first frame to wait for: only uploads do.
-  const waitingForFrame = () => !box.dataset.firstFrame && (busy(box.dataset.status) || box.dataset.status === "needs_targets");
+  // A failed one-step upload gets its first frame after the failure (for the retry form).
+  const waitingForFrame = () => !box.dataset.firstFrame
+    && (busy(box.dataset.status) || ["needs_targets", "failed"].includes(box.dataset.status));
   if (!busy(box.dataset.status) && !waitingForFrame()) return;
   window.mersvPoll(box.dataset.url, (video) => {
     const status = document.getElementById("status-text");
@@ -18,8 +20,7 @@
     const finished = busy(box.dataset.status) && !busy(video.status);
     const newForm = finished && (video.status === "ready" || box.dataset.firstFrame);
     if (frameNew || newForm) { window.location.reload(); return false; }
-    if (finished) return false;
     box.dataset.status = video.status;
-    return true;
+    return !finished || waitingForFrame();
   });
 })();

@@ -133,3 +133,44 @@ def test_two_retries_at_the_same_moment_queue_one_attempt(make_user, tmp_path: P
         thread.join()
     assert sorted(outcomes) == ["conflict", "queued"]
     assert VideoAttempt.objects.filter(video=video).count() == 1
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_a_one_step_upload_that_fails_gets_its_first_frame_and_is_retried_through_the_api(
+    celery_worker_process, make_user, tmp_path: Path
+) -> None:
+    import json
+
+    from rest_framework.test import APIClient
+
+    from tests.conftest import wait_for
+
+    frames = heads_frames(width=480, height=200, heads=HEADS, n_frames=20)
+    source = write_video(frames, tmp_path / "field.avi", "mjpeg")
+    api = APIClient()
+    api.force_authenticate(make_user("curator"))
+    with source.open("rb") as handle:
+        body = {"file": handle, "patient_code": "P1", "pixel_size_um": "0.5"}
+        body["targets"] = json.dumps([{"x": FLAT.x, "y": FLAT.y}])
+        video_id = api.post("/api/videos/", body, format="multipart").json()["id"]
+    wait_for(
+        lambda: Video.objects.get(pk=video_id).first_frame_made_at is not None,
+        timeout=90,
+        what="the failure, then the first frame for the retry",
+    )
+    detail = api.get(f"/api/videos/{video_id}/").json()
+    assert detail["status"] == "failed" and "(400, 170)" in detail["error"]
+    head = detail["candidates"][0]
+    retried = api.post(
+        f"/api/videos/{video_id}/ingest/",
+        {"targets": [{"x": head["x"], "y": head["y"]}]},
+        format="json",
+    )
+    assert retried.status_code == 202, retried.content
+    wait_for(lambda: Video.objects.get(pk=video_id).status in ("ready", "failed"), timeout=90)
+    detail = api.get(f"/api/videos/{video_id}/").json()
+    assert detail["status"] == "ready", detail["error"]
+    assert [a["status"] for a in detail["attempts"]] == ["failed", "ready"]
+    assert "(400, 170)" in detail["attempts"][0]["error"]
+    assert detail["clip_ids"] == [f"v{video_id}-t0"]
