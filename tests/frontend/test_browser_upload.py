@@ -140,6 +140,12 @@ def test_typed_coordinates_of_any_precision_are_taken_and_a_refused_form_keeps_t
     page.wait_for_url(re.compile(r"/videos/\d+/$"))
     page.wait_for_selector("#first-frame", timeout=60_000)
 
+    # "Tag all" tags every detected head (one clip each); "Clear tags" undoes it.
+    page.click("#tag-all")
+    tagged = json.loads(page.input_value("input[name=targets]"))
+    assert len(tagged) == len(HEADS) == len(json.loads(page.text_content("#candidates-data")))
+    page.click("#tag-clear")
+    assert json.loads(page.input_value("input[name=targets]")) == []
     page.fill("#manual-x", "573.354")
     page.fill("#manual-y", "100.25")
     page.click("#manual-add")
