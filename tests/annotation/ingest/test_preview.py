@@ -217,3 +217,15 @@ def test_experts_and_trainees_cannot_reach_previews_candidates_or_the_ingest_rou
         assert client.post(f"/videos/{video.pk}/ingest/", {"targets": "[]"}).status_code == 403
     video.refresh_from_db()
     assert video.status == "needs_targets" and not video.attempts.exists()
+
+
+def test_the_detector_finds_most_heads_counted_by_eye_in_the_real_field() -> None:
+    from annotation.ingest.video_io import read_frames_gray
+    from benchmarks.candidates import REAL_FIELD_HEAD_PX, REAL_FIELD_HEADS, match
+    from tests.annotation.ingest.test_real_field import real_field_video
+
+    frame = read_frames_gray(real_field_video(), 1)[0]
+    found = detect_heads(frame, head_length_px=REAL_FIELD_HEAD_PX)
+    score = match(found, np.array(REAL_FIELD_HEADS, dtype=float), radius=REAL_FIELD_HEAD_PX / 2)
+    # benchmarks/candidates.py: recall 0.89, precision 0.75 when this test was written.
+    assert score.recall >= 0.8 and score.precision >= 0.65, score
