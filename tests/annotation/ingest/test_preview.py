@@ -229,3 +229,31 @@ def test_the_detector_finds_most_heads_counted_by_eye_in_the_real_field() -> Non
     score = match(found, np.array(REAL_FIELD_HEADS, dtype=float), radius=REAL_FIELD_HEAD_PX / 2)
     # benchmarks/candidates.py: recall 0.89, precision 0.75 when this test was written.
     assert score.recall >= 0.8 and score.precision >= 0.65, score
+
+
+@pytest.mark.django_db
+def test_starting_an_ingestion_with_a_session_needs_the_csrf_token(
+    make_user, tmp_path: Path
+) -> None:
+    from django.test import Client
+
+    from annotation.ingest import services
+    from tests.conftest import PASSWORD
+
+    curator = make_user("curator")
+    with _store(tmp_path).open("rb") as handle:
+        video = services.video_create(
+            fileobj=handle, original_name="field.avi", patient_code="P1", pixel_size_um=0.5,
+            uploaded_by=curator, enqueue=False,
+        )  # fmt: skip
+    client = Client(enforce_csrf_checks=True)
+    client.login(username=curator.username, password=PASSWORD)
+    targets = json.dumps([{"x": 40, "y": 40}])
+    assert client.post(f"/videos/{video.pk}/ingest/", {"targets": targets}).status_code == 403
+    posted = client.post(
+        f"/api/videos/{video.pk}/ingest/", json.dumps({"targets": [{"x": 40, "y": 40}]}),
+        content_type="application/json",
+    )  # fmt: skip
+    assert posted.status_code == 403
+    video.refresh_from_db()
+    assert video.status == "needs_targets" and not video.attempts.exists()
