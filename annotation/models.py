@@ -34,6 +34,9 @@ class Patient(models.Model):
 
 class Video(models.Model):
     class Status(models.TextChoices):
+        # Uploaded without targets: the worker makes the first-frame preview and candidates,
+        # the curator tags targets on the video's page and then starts ingestion.
+        NEEDS_TARGETS = "needs_targets", "Needs targets"
         PENDING = "pending", "Pending"
         PROCESSING = "processing", "Processing"
         READY = "ready", "Ready"
@@ -52,6 +55,14 @@ class Video(models.Model):
     # Targets tagged in frame 0: [{"x": float, "y": float, "external_id": str}, ...]
     targets = models.JSONField(default=list)
     preview = models.FileField(upload_to="previews/", max_length=255, blank=True)
+    # Frame 0 as the worker decoded it (annotation/ingest/preview.py): full resolution and a
+    # scaled-down overview, PNG, under previews/ (curators only: a source video's pixels).
+    first_frame = models.FileField(upload_to="previews/", max_length=255, blank=True)
+    first_frame_overview = models.FileField(upload_to="previews/", max_length=255, blank=True)
+    # Candidate heads in frame 0, best first: [{"x": float, "y": float, "score": float}, ...]
+    candidates = models.JSONField(default=list, blank=True)
+    first_frame_made_at = models.DateTimeField(null=True, blank=True)
+    first_frame_error = models.TextField(blank=True)
     uploaded_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
     )
@@ -66,6 +77,45 @@ class Video(models.Model):
 
     def __str__(self) -> str:
         return f"video {self.pk} ({self.original_name or self.file.name})"
+
+
+class VideoAttempt(models.Model):
+    """One ingestion of a video: the targets it was given, who asked, when, how it ended.
+
+    A failed video can get new or moved targets and be ingested again without a new upload;
+    each try is a row here, kept (never edited once finished), so the video's history shows
+    what failed and why. ``annotation.ingest.services.video_ingest_start`` creates it while
+    holding the video's row lock, so two retries cannot both start.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        READY = "ready", "Ready"
+        FAILED = "failed", "Failed"
+
+    video = models.ForeignKey(Video, on_delete=models.PROTECT, related_name="attempts")
+    number = models.PositiveIntegerField()
+    # The targets this attempt tracked (those without a clip from an earlier attempt).
+    targets = models.JSONField(default=list)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    error = models.TextField(blank=True)
+    clip_ids = models.JSONField(default=list, blank=True)
+    requested_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["video", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["video", "number"], name="one_attempt_number_per_video")
+        ]
+
+    def __str__(self) -> str:
+        return f"video {self.video_id} attempt {self.number} ({self.status})"
 
 
 class Clip(models.Model):

@@ -33,3 +33,13 @@ def refit_rater_model() -> None:
     """Fit the rater model to the current ratings (queued by a curator read that found the
     newest fit stale: annotation.aggregation.services)."""
     rater_model_refit()
+
+
+# Frame 0 only: decoding it takes well under a second, even for a large frame.
+FIRST_FRAME_SOFT_LIMIT_S = 300
+
+
+@shared_task(soft_time_limit=FIRST_FRAME_SOFT_LIMIT_S, time_limit=FIRST_FRAME_SOFT_LIMIT_S + 60)
+def make_first_frame(video_id: int) -> None:
+    """The first-frame preview and candidate heads of an uploaded video."""
+    services.video_first_frame_make(video_id=video_id)

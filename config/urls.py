@@ -23,6 +23,9 @@ api_patterns = [
     ),
     path("videos/", annotation_api.VideoListCreateApi.as_view(), name="api-videos"),
     path("videos/<int:pk>/", annotation_api.VideoDetailApi.as_view(), name="api-video"),
+    path(
+        "videos/<int:pk>/ingest/", annotation_api.VideoIngestApi.as_view(), name="api-video-ingest"
+    ),
     path("clips/", annotation_api.ClipListApi.as_view(), name="api-clips"),
     path("clips/<str:clip_id>/", annotation_api.ClipDetailApi.as_view(), name="api-clip"),
     path("distributions/", aggregation_api.DistributionListApi.as_view(), name="api-distributions"),

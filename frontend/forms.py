@@ -10,16 +10,15 @@ from annotation.access.login_throttle import locked_message
 
 
 class VideoUploadForm(forms.Form):
+    """Upload first: the targets are tagged afterwards on the server-made first frame, so a
+    large file is sent once, whatever the curator gets wrong while tagging."""
+
     file = forms.FileField(help_text="An MP4 or AVI full-field microscope video.")
     patient_code = forms.RegexField(
         regex=r"^[A-Za-z0-9_.-]{1,64}$",
         help_text="Pseudonymous patient code: letters, digits, _ . - (no names).",
     )
     pixel_size_um = forms.FloatField(min_value=0.001, max_value=100, initial=0.5)
-    targets = forms.CharField(
-        widget=forms.HiddenInput,
-        help_text="Click the target sperm on the first frame (several clicks tag several).",
-    )
 
     def clean_file(self):
         upload = self.cleaned_data["file"]
@@ -27,6 +26,15 @@ class VideoUploadForm(forms.Form):
         if upload.size > limit:
             raise forms.ValidationError(f"the file is larger than {settings.MAX_UPLOAD_MB} MB")
         return upload
+
+
+class VideoTargetsForm(forms.Form):
+    """The targets tagged on a video's first frame (a JSON list the page's canvas writes)."""
+
+    targets = forms.CharField(
+        widget=forms.HiddenInput,
+        help_text="Click the target sperm on the first frame (several clicks tag several).",
+    )
 
     def clean_targets(self) -> list[dict]:
         raw = self.cleaned_data["targets"]
@@ -36,16 +44,12 @@ class VideoUploadForm(forms.Form):
             raise forms.ValidationError("targets must be a JSON list of {x, y}") from None
         if not isinstance(items, list) or not items:
             raise forms.ValidationError("tag at least one target sperm on the first frame")
-        if len(items) > 50:
-            raise forms.ValidationError("at most 50 targets per video")
         targets = []
         for item in items:
             try:
                 x, y = float(item["x"]), float(item["y"])
             except (TypeError, KeyError, ValueError):
                 raise forms.ValidationError("each target needs numeric x and y") from None
-            if x < 0 or y < 0:
-                raise forms.ValidationError("target coordinates must not be negative")
             targets.append({"x": x, "y": y, "external_id": ""})
         return targets
 

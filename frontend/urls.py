@@ -36,6 +36,7 @@ urlpatterns = [
     path("videos/", views.video_list, name="video-list"),
     path("videos/upload/", views.video_upload, name="video-upload"),
     path("videos/<int:pk>/", views.video_detail, name="video-detail"),
+    path("videos/<int:pk>/ingest/", views.video_ingest, name="video-ingest"),
     path("media/<path:path>", views.media, name="media"),
     path("datasets/", dataset_views.dataset_list, name="dataset-list"),
     path("datasets/<slug:name>/", dataset_views.dataset_detail, name="dataset-detail"),

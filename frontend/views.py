@@ -12,8 +12,9 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from annotation.access.roles import (
@@ -31,7 +32,7 @@ from annotation.ingest import services
 from annotation.models import Clip, ReferenceClip, Video
 from annotation.player import clip_player
 from frontend.charts import distribution_bars
-from frontend.forms import VideoUploadForm
+from frontend.forms import VideoTargetsForm, VideoUploadForm
 from frontend.refusals import refusal_shown
 from modeling.models import JobStatus, TrainingRun
 
@@ -154,15 +155,58 @@ def video_list(request: HttpRequest) -> HttpResponse:
     return render(request, "frontend/video_list.html", {"page": page})
 
 
+def _video_page(request: HttpRequest, video: Video, form: VideoTargetsForm) -> HttpResponse:
+    from annotation.ingest.candidates import head_length_px_for
+
+    context = {
+        "video": video,
+        "clips": video.clips.all(),
+        "attempts": video.attempts.select_related("requested_by").order_by("-number"),
+        "form": form,
+        # Targets may be (re)tagged unless an ingestion is queued or running.
+        # (A ready video has a first frame only if it was uploaded without targets.)
+        "taggable": video.status in (Video.Status.NEEDS_TARGETS, Video.Status.FAILED)
+        or (video.status == Video.Status.READY and bool(video.first_frame)),
+        "kept_targets": video.targets[: video.clips.count()],
+        # A click snaps to a candidate head within about one head length.
+        "snap_radius_px": round(
+            head_length_px_for(video.pixel_size_um, head_length_um=settings.INGEST_HEAD_LENGTH_UM),
+            2,
+        ),
+        "waiting_for": _video_waits_for(video),
+    }
+    return render(request, "frontend/video_detail.html", context)
+
+
 @require_GET
 @role_required(CURATOR)
 def video_detail(request: HttpRequest, pk: int) -> HttpResponse:
     video = get_object_or_404(Video.objects.select_related("patient"), pk=pk)
-    return render(
-        request,
-        "frontend/video_detail.html",
-        {"video": video, "clips": video.clips.all(), "waiting_for": _video_waits_for(video)},
-    )
+    return _video_page(request, video, VideoTargetsForm())
+
+
+@require_POST
+@role_required(CURATOR)
+def video_ingest(request: HttpRequest, pk: int) -> HttpResponse:
+    """The video page's targets form: start (or retry) its ingestion with these targets."""
+    video = get_object_or_404(Video.objects.select_related("patient"), pk=pk)
+    form = VideoTargetsForm(request.POST)
+    if form.is_valid():
+        with refusal_shown(request, form=form) as refused:
+            attempt = services.video_ingest_start(
+                video_id=video.pk,
+                targets=[services.Target(**t) for t in form.cleaned_data["targets"]],
+                requested_by=signed_in(request),
+            )
+        if not refused:
+            messages.success(request, f"Attempt {attempt.number} is queued.")
+            return redirect("video-detail", pk=video.pk)
+    # The tagged targets stay in the bound form, so nothing has to be clicked again.
+    return _video_page(request, video, form)
+
+
+def _wants_json(request: HttpRequest) -> bool:
+    return request.headers.get("Accept", "").startswith("application/json")
 
 
 def _video_waits_for(video: Video) -> str:
@@ -183,6 +227,10 @@ def _video_waits_for(video: Video) -> str:
 @require_http_methods(["GET", "POST"])
 @role_required(CURATOR)
 def video_upload(request: HttpRequest) -> HttpResponse:
+    """Upload a video; its page then shows the server-made first frame to tag targets on.
+
+    The page's script sends the form itself and asks for JSON: a refused form then comes
+    back as errors shown beside the fields, and the chosen file stays chosen."""
     form = VideoUploadForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
         upload = form.cleaned_data["file"]
@@ -192,11 +240,14 @@ def video_upload(request: HttpRequest) -> HttpResponse:
                 original_name=upload.name,
                 patient_code=form.cleaned_data["patient_code"],
                 pixel_size_um=form.cleaned_data["pixel_size_um"],
-                targets=[services.Target(**t) for t in form.cleaned_data["targets"]],
                 uploaded_by=signed_in(request),
             )
         if not refused:
+            if _wants_json(request):
+                return JsonResponse({"redirect": reverse("video-detail", args=[video.pk])})
             return redirect("video-detail", pk=video.pk)
+    if request.method == "POST" and _wants_json(request):
+        return JsonResponse({"errors": form.errors.get_json_data()}, status=400)
     return render(
         request,
         "frontend/video_upload.html",
@@ -245,10 +296,10 @@ def _media_file(path: str) -> tuple[Path, tuple[str, ...]]:
 @login_required
 def media(request: HttpRequest, path: str) -> FileResponse:
     """Media for logged-in users. Frames and clips hold no votes, so any role may load them;
-    full-field source videos are for curators."""
+    full-field source videos and their first-frame previews are for curators."""
     full, parts = _media_file(path)
-    if parts[0] == "videos" and not user_has_role(request.user, CURATOR):
-        raise PermissionDenied("only curators may download source videos")
+    if parts[0] in ("videos", "previews") and not user_has_role(request.user, CURATOR):
+        raise PermissionDenied("only curators may download source videos and their previews")
     content_type = _MEDIA_TYPES.get(full.suffix.lower())
     response = FileResponse(
         full.open("rb"),

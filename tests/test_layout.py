@@ -107,6 +107,8 @@ PURE = {
     "annotation.ingest.kinematics",
     "annotation.ingest.pipeline",
     "annotation.ingest.isolation",
+    "annotation.ingest.candidates",
+    "annotation.ingest.preview",
     "annotation.aggregation.distributions",
     "annotation.aggregation.agreement",
     "annotation.aggregation.rater_model",
@@ -386,6 +388,7 @@ def test_the_celery_task_names_are_those_of_before_the_move() -> None:
     app.loader.import_default_modules()
     assert sorted(name for name in app.tasks if not name.startswith("celery.")) == [
         "annotation.tasks.ingest_video",
+        "annotation.tasks.make_first_frame",
         "annotation.tasks.refit_rater_model",
         "datasets.tasks.build_dataset_version",
         "modeling.tasks.predict_new_clips",

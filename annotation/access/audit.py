@@ -37,6 +37,7 @@ ACTIONS = (
     "cannot_judge", "permission_denied", "upload", "export_download", "dataset_build",
     "role_change", "training_start", "answer_refused", "grade_change_after_panel",
     "reference_clip_add", "reference_clip_remove", "export_verify_failed",
+    "ingest_start",
     # Accounts (annotation/access/tokens.py, login_throttle.py, frontend/account_views.py).
     "token_revoke", "password_change", "login_unlock",
 )  # fmt: skip

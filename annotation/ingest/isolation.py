@@ -41,8 +41,10 @@ from typing import Any
 
 import numpy as np
 
+from annotation.ingest.candidates import Candidate
 from annotation.ingest.kinematics import Kinematics
 from annotation.ingest.pipeline import ClipOutput, IngestConfig, VideoOutput
+from annotation.ingest.preview import FirstFrame
 from annotation.ingest.video_io import IngestError, VideoInfo
 
 # Seconds a decode server may take to start (import, warm up) or to fork a child.
@@ -382,6 +384,37 @@ def process_video_isolated(
     return _output_from_json(answer, out_dir)
 
 
+def first_frame_isolated(
+    path: Path, *, out_dir: Path, head_length_px: float, limits: DecodeLimits = DecodeLimits()
+) -> FirstFrame:
+    """``annotation.ingest.preview.first_frame_preview`` in a child process under ``limits``:
+    frame 0's PNGs written into ``out_dir`` and its candidate heads."""
+    out_dir = Path(out_dir)
+    request = {
+        "op": "first_frame",
+        "path": str(path),
+        "out_dir": str(out_dir),
+        "head_length_px": float(head_length_px),
+    }
+    answer = _answer(_run_child(request, limits, out_dir=None))
+    files = []
+    for key in ("frame_png", "overview_png"):
+        # The child is not trusted: the files it names must lie in the folder we gave it.
+        file = Path(answer[key])
+        if file.parent != out_dir:
+            raise IngestError("the decoding process answered with a file outside its folder")
+        files.append(file)
+    return FirstFrame(
+        info=VideoInfo(**answer["info"]),
+        frame_png=files[0],
+        overview_png=files[1],
+        candidates=[
+            Candidate(x=float(c["x"]), y=float(c["y"]), score=float(c["score"]))
+            for c in answer["candidates"]
+        ],
+    )
+
+
 def probe_video_isolated(path: Path, *, limits: DecodeLimits = DecodeLimits()) -> VideoInfo:
     """``annotation.ingest.video_io.probe_video`` in a child process under ``limits``."""
     answer = _answer(_run_child({"op": "probe", "path": str(path)}, limits, out_dir=None))
@@ -397,6 +430,22 @@ def _limit_self(limits: dict[str, Any]) -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a crash must not litter core files
 
 
+def _first_frame_answer(request: dict[str, Any]) -> dict[str, Any]:
+    from annotation.ingest.preview import first_frame_preview
+
+    made = first_frame_preview(
+        Path(request["path"]),
+        out_dir=Path(request["out_dir"]),
+        head_length_px=float(request["head_length_px"]),
+    )
+    return {
+        "info": asdict(made.info),
+        "frame_png": str(made.frame_png),
+        "overview_png": str(made.overview_png),
+        "candidates": [asdict(c) for c in made.candidates],
+    }
+
+
 def _child_main(request_path: Path, result_path: Path) -> None:
     request = json.loads(request_path.read_text())
     _limit_self(request["limits"])
@@ -408,6 +457,8 @@ def _child_main(request_path: Path, result_path: Path) -> None:
     try:
         if request["op"] == "probe":
             answer: dict[str, Any] = {"info": asdict(probe_video(Path(request["path"])))}
+        elif request["op"] == "first_frame":
+            answer = _first_frame_answer(request)
         else:
             output = process_video(
                 Path(request["path"]),

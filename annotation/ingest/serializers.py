@@ -5,7 +5,7 @@ import json
 from rest_framework import serializers
 
 from annotation.ingest.kinematics import KINEMATICS_KEYS
-from annotation.models import Clip, Video
+from annotation.models import Clip, Video, VideoAttempt
 
 
 class TargetSerializer(serializers.Serializer):
@@ -20,9 +20,15 @@ class VideoUploadSerializer(serializers.Serializer):
     file = serializers.FileField()
     patient_code = serializers.RegexField(r"^[A-Za-z0-9_.-]{1,64}$")
     pixel_size_um = serializers.FloatField(min_value=0.001, max_value=100)
-    targets = serializers.JSONField(help_text='[{"x": 100.5, "y": 80, "external_id": "c1"}]')
+    targets = serializers.JSONField(
+        required=False,
+        help_text='[{"x": 100.5, "y": 80, "external_id": "c1"}]; leave it out to upload first '
+        "and tag the targets on the server-made first frame (POST /api/videos/ID/ingest/)",
+    )
 
     def validate_targets(self, value: object) -> list[dict]:
+        if value in (None, "", []):
+            return []
         if isinstance(value, str):
             try:
                 value = json.loads(value)
@@ -65,6 +71,56 @@ class VideoSerializer(serializers.ModelSerializer):
 
     def get_clip_ids(self, video: Video) -> list[str]:
         return [c.external_id for c in video.clips.all()]
+
+
+class VideoAttemptSerializer(serializers.ModelSerializer):
+    requested_by = serializers.CharField(source="requested_by.username", default=None)
+
+    class Meta:
+        model = VideoAttempt
+        fields = [
+            "number",
+            "status",
+            "targets",
+            "error",
+            "clip_ids",
+            "requested_by",
+            "requested_at",
+            "started_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+
+class VideoDetailSerializer(VideoSerializer):
+    """One video with its first frame, candidate heads and attempt history (curators)."""
+
+    first_frame_url = serializers.SerializerMethodField()
+    first_frame_overview_url = serializers.SerializerMethodField()
+    attempts = VideoAttemptSerializer(many=True, read_only=True)
+
+    class Meta(VideoSerializer.Meta):
+        fields = [
+            *VideoSerializer.Meta.fields,
+            "first_frame_url",
+            "first_frame_overview_url",
+            "first_frame_error",
+            "candidates",
+            "attempts",
+        ]
+        read_only_fields = fields
+
+    def get_first_frame_url(self, video: Video) -> str | None:
+        return video.first_frame.url if video.first_frame else None
+
+    def get_first_frame_overview_url(self, video: Video) -> str | None:
+        return video.first_frame_overview.url if video.first_frame_overview else None
+
+
+class VideoIngestSerializer(serializers.Serializer):
+    """The targets to track (head centres in frame 0, px of the full frame; any precision)."""
+
+    targets = TargetSerializer(many=True, allow_empty=False)
 
 
 class KinematicsSerializer(serializers.Serializer):

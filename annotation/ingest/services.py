@@ -7,6 +7,7 @@ with `transaction.on_commit`, so a worker never sees a row that was rolled back.
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 import uuid
 from collections.abc import Sequence
@@ -18,11 +19,13 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.files import File
 from django.db import transaction
+from django.db.models import Max
 from django.utils import timezone
 
 from annotation.access.audit import audit_record
+from annotation.errors import ConflictError
 from annotation.errors import ServiceError as ServiceError  # raised here; importers keep this path
-from annotation.models import Clip, Patient, Rating, Video
+from annotation.models import Clip, Patient, Rating, Video, VideoAttempt
 
 if TYPE_CHECKING:
     from annotation.ingest.isolation import DecodeLimits
@@ -75,29 +78,32 @@ def video_sniff_format(fileobj: IO[bytes]) -> str:
     return container
 
 
+# The most targets one video may have, over all its attempts (one clip each).
+MAX_TARGETS_PER_VIDEO = 50
+
+
 def video_create(
     *,
     fileobj: IO[bytes],
     original_name: str,
     patient_code: str,
     pixel_size_um: float,
-    targets: Sequence[Target],
+    targets: Sequence[Target] = (),
     uploaded_by: User | None,
     enqueue: bool = True,
 ) -> Video:
-    """Store an uploaded video and queue its ingestion (decoding happens in the worker)."""
+    """Store an uploaded video; the worker makes its first-frame preview and candidates.
+
+    Without targets the video waits in the "needs targets" state until a curator tags them
+    on its page (``video_ingest_start``), so a large file is sent once. With targets (the
+    one-step upload of the API, the benchmarks) its ingestion is queued at once too.
+    """
     suffix = _video_suffix(original_name)
     video_sniff_format(fileobj)
-    if not targets:
-        raise ServiceError("tag at least one target sperm in the first frame")
     if not 0 < pixel_size_um <= 100:
         raise ServiceError("the pixel size must be a positive number of micrometres (<= 100)")
-    used_ids = [t.external_id for t in targets if t.external_id]
-    if len(set(used_ids)) != len(used_ids):
-        raise ServiceError("two targets share one clip id")
-    taken = set(Clip.objects.filter(external_id__in=used_ids).values_list("external_id", flat=True))
-    if taken:
-        raise ServiceError(f"clip id(s) already in use: {', '.join(sorted(taken))}")
+    if targets:
+        _targets_checked(Video(), 0, targets)  # before the file is stored
     with transaction.atomic():
         patient = patient_get_or_create(code=patient_code)
         video = Video(
@@ -105,8 +111,8 @@ def video_create(
             # Shown on pages only; control characters (NUL: PostgreSQL refuses it) dropped.
             original_name="".join(c for c in Path(original_name).name if c.isprintable())[:255],
             pixel_size_um=pixel_size_um,
-            targets=[{"x": t.x, "y": t.y, "external_id": t.external_id} for t in targets],
             uploaded_by=uploaded_by,
+            status=Video.Status.NEEDS_TARGETS,
         )
         # A generated name: nothing the user typed decides where the file is written.
         video.file.save(f"{uuid.uuid4().hex}{suffix}", File(fileobj), save=False)
@@ -115,15 +121,161 @@ def video_create(
             action="upload", user=uploaded_by, obj=video,
             detail={"original_name": video.original_name, "patient": patient.code},
         )  # fmt: skip
+        # A video uploaded with its targets needs no first frame to be tagged on: it is made
+        # only if the ingestion fails (for the retry), so the one-step path costs no more.
+        if enqueue and not targets:
+            video_first_frame_enqueue(video_id=video.pk)
+        if targets:
+            # The upload's own event records it: no second event for the same request.
+            video_ingest_start(
+                video_id=video.pk,
+                targets=targets,
+                requested_by=uploaded_by,
+                enqueue=enqueue,
+                audit=False,
+            )
+            video.refresh_from_db()
+    return video
+
+
+def _targets_checked(video: Video, kept: int, targets: Sequence[Target]) -> list[dict[str, object]]:
+    """The new targets as stored, after the checks a curator can fix: some given, not too
+    many, inside the frame (when its size is known), clip ids free."""
+    if not targets:
+        raise ServiceError("tag at least one target sperm in the first frame")
+    if kept + len(targets) > MAX_TARGETS_PER_VIDEO:
+        raise ServiceError(
+            f"at most {MAX_TARGETS_PER_VIDEO} targets per video "
+            f"({kept} have clips already, {len(targets)} given)"
+        )
+    for t in targets:
+        if not (math.isfinite(t.x) and math.isfinite(t.y) and t.x >= 0 and t.y >= 0):
+            raise ServiceError(f"target ({t.x}, {t.y}) needs two non-negative numbers")
+        if video.width and video.height and not (t.x < video.width and t.y < video.height):
+            raise ServiceError(
+                f"target ({t.x:g}, {t.y:g}) lies outside the {video.width}x{video.height} frame"
+            )
+    used_ids = [t.external_id for t in targets if t.external_id]
+    if len(set(used_ids)) != len(used_ids):
+        raise ServiceError("two targets share one clip id")
+    taken = set(Clip.objects.filter(external_id__in=used_ids).values_list("external_id", flat=True))
+    if taken:
+        raise ServiceError(f"clip id(s) already in use: {', '.join(sorted(taken))}")
+    return [{"x": t.x, "y": t.y, "external_id": t.external_id} for t in targets]
+
+
+def video_ingest_start(
+    *,
+    video_id: int,
+    targets: Sequence[Target],
+    requested_by: User | None,
+    enqueue: bool = True,
+    audit: bool = True,
+) -> VideoAttempt:
+    """Queue an ingestion attempt of a stored video with these targets: the first one of a
+    video uploaded without targets, or a retry of a failed one with new or moved targets, or
+    more targets for a video that has clips.
+
+    Clips of earlier attempts are kept, never replaced: they may have votes and may be in
+    frozen dataset versions. So a retry tracks only the targets without a clip: for a failed
+    video these replace the targets of the failed attempt (which stays in the history), for
+    a ready one they are added.
+
+    Takes the video's row lock (SELECT ... FOR UPDATE) for the check and the write: of two
+    requests at once, the second waits, sees the video pending and is refused (409).
+    """
+    with transaction.atomic():
+        video = Video.objects.select_for_update().get(pk=video_id)
+        if video.status in (Video.Status.PENDING, Video.Status.PROCESSING):
+            raise ConflictError(
+                f"video {video.pk} is being ingested already; wait until it is ready or failed"
+            )
+        # Attempts are all or nothing, so the targets with clips are the first ones.
+        kept = video.clips.count()
+        new = _targets_checked(video, kept, targets)
+        number = (video.attempts.aggregate(n=Max("number"))["n"] or 0) + 1
+        video.targets = [*video.targets[:kept], *new]
+        video.status = Video.Status.PENDING
+        video.error = ""
+        video.started_at = video.finished_at = None
+        video.save(update_fields=["targets", "status", "error", "started_at", "finished_at"])
+        attempt = VideoAttempt.objects.create(
+            video=video, number=number, targets=new, requested_by=requested_by
+        )
+        if audit:
+            audit_record(
+                action="ingest_start", user=requested_by, obj=video,
+                detail={"attempt": number, "targets": len(new)},
+            )  # fmt: skip
         if enqueue:
             video_ingest_enqueue(video_id=video.pk)
-    return video
+    return attempt
 
 
 def video_ingest_enqueue(*, video_id: int) -> None:
     from annotation.tasks import ingest_video
 
     transaction.on_commit(lambda: ingest_video.delay(video_id))
+
+
+def video_first_frame_enqueue(*, video_id: int) -> None:
+    from annotation.tasks import make_first_frame
+
+    transaction.on_commit(lambda: make_first_frame.delay(video_id))
+
+
+def _preview_folder_new(video: Video) -> Path:
+    return Path(settings.MEDIA_ROOT) / "previews" / f"v{video.pk}-{uuid.uuid4().hex[:8]}"
+
+
+def video_first_frame_make(*, video_id: int) -> Video:
+    """Decode frame 0 of a video in the decode sandbox, store its PNGs and candidate heads.
+
+    A file that cannot be decoded leaves the error on the video (and fails a video that was
+    waiting for targets: there is nothing to tag on). Done once: a redelivered task returns.
+    """
+    from annotation.ingest.candidates import head_length_px_for
+    from annotation.ingest.isolation import first_frame_isolated
+    from annotation.ingest.video_io import IngestError
+
+    video = Video.objects.get(pk=video_id)
+    if video.first_frame_made_at is not None:
+        return video
+    out_dir = _preview_folder_new(video)
+    try:
+        made = first_frame_isolated(
+            Path(video.file.path),
+            out_dir=out_dir,
+            head_length_px=head_length_px_for(
+                video.pixel_size_um, head_length_um=settings.INGEST_HEAD_LENGTH_UM
+            ),
+            limits=decode_limits(),
+        )
+    except IngestError as exc:
+        shutil.rmtree(out_dir, ignore_errors=True)
+        with transaction.atomic():
+            video = Video.objects.select_for_update().get(pk=video_id)
+            video.first_frame_error = str(exc)[:2000]
+            video.save(update_fields=["first_frame_error"])
+            if video.status == Video.Status.NEEDS_TARGETS:
+                video_fail(video_id=video_id, error=str(exc))
+        video.refresh_from_db()
+        return video
+    media_root = Path(settings.MEDIA_ROOT)
+    with transaction.atomic():
+        video = Video.objects.select_for_update().get(pk=video_id)
+        video.first_frame = str(made.frame_png.relative_to(media_root))
+        video.first_frame_overview = str(made.overview_png.relative_to(media_root))
+        video.candidates = [c.as_dict() for c in made.candidates]
+        video.first_frame_made_at = timezone.now()
+        video.first_frame_error = ""
+        fields = ["first_frame", "first_frame_overview", "candidates", "first_frame_made_at"]
+        if not video.width:  # ingestion fills these too; the page checks clicks against them
+            video.width, video.height = made.info.width, made.info.height
+            video.fps = made.info.fps or None
+            fields += ["width", "height", "fps"]
+        video.save(update_fields=[*fields, "first_frame_error"])
+    return video
 
 
 def clip_folder_new(video: Video) -> Path:
@@ -145,40 +297,71 @@ def decode_limits() -> DecodeLimits:
     )
 
 
+def _attempt_current(video_id: int) -> VideoAttempt | None:
+    return (
+        VideoAttempt.objects.filter(
+            video_id=video_id,
+            status__in=[VideoAttempt.Status.QUEUED, VideoAttempt.Status.RUNNING],
+        )
+        .order_by("-number")
+        .first()
+    )
+
+
 def video_claim(*, video_id: int) -> bool:
     """Claim a video for ingestion; False when another run finished or holds it.
 
-    A redelivered task (worker lost mid-task) finds the video still 'processing' with no
-    clips and claims it again; a finished video is never processed twice.
+    A redelivered task (worker lost mid-task) finds the video still 'processing' and claims
+    it again; a finished video is never processed twice.
     """
-    claimed = Video.objects.filter(
-        pk=video_id, status__in=[Video.Status.PENDING, Video.Status.PROCESSING]
-    ).update(status=Video.Status.PROCESSING, started_at=timezone.now(), error="")
+    now = timezone.now()
+    with transaction.atomic():
+        claimed = Video.objects.filter(
+            pk=video_id, status__in=[Video.Status.PENDING, Video.Status.PROCESSING]
+        ).update(status=Video.Status.PROCESSING, started_at=now, error="")
+        if claimed:
+            VideoAttempt.objects.filter(
+                video_id=video_id,
+                status__in=[VideoAttempt.Status.QUEUED, VideoAttempt.Status.RUNNING],
+            ).update(status=VideoAttempt.Status.RUNNING, started_at=now)
     return claimed == 1
 
 
-def video_ingest(*, video_id: int) -> Video:
-    """Decode, track, crop and encode every target of a video; create its clips.
+def _clip_folders_in_use(video: Video) -> set[Path]:
+    media_root = Path(settings.MEDIA_ROOT)
+    names = video.clips.values_list("frames_file", flat=True)
+    return {(media_root / name).parent for name in names}
 
-    On a bad file or a lost target the video gets a clear error and no clip is created.
+
+def video_ingest(*, video_id: int) -> Video:
+    """Decode, track, crop and encode the targets of a video that have no clip yet; create
+    their clips.
+
+    On a bad file or a lost target the video and its attempt get a clear error and no clip
+    is created (clips of earlier attempts stay).
     """
     from annotation.ingest.isolation import process_video_isolated
     from annotation.ingest.video_io import IngestError
 
     video = Video.objects.get(pk=video_id)
-    if video.clips.exists():  # done by an earlier delivery of the same task
-        Video.objects.filter(pk=video_id).update(status=Video.Status.READY)
+    done = set(video.clips.values_list("target_index", flat=True))
+    todo = [i for i in range(len(video.targets)) if i not in done]
+    if not todo:  # done by an earlier delivery of the same task
+        _video_ready(video_id=video_id, clip_ids=[])
+        video.refresh_from_db()
         return video
     config = ingest_config()
     clips_root = Path(settings.MEDIA_ROOT) / "clips"
+    in_use = _clip_folders_in_use(video)
     for leftover in clips_root.glob(f"v{video.pk}-*"):  # from a worker that died mid-task
-        shutil.rmtree(leftover, ignore_errors=True)
+        if leftover not in in_use:
+            shutil.rmtree(leftover, ignore_errors=True)
     out_dir = clip_folder_new(video)
     try:
         # In a child process with limits: a hostile file fails its video, not the worker.
         output = process_video_isolated(
             Path(video.file.path),
-            [(float(t["x"]), float(t["y"])) for t in video.targets],
+            [(float(video.targets[i]["x"]), float(video.targets[i]["y"])) for i in todo],
             out_dir=out_dir,
             pixel_size_um=video.pixel_size_um,
             config=config,
@@ -196,20 +379,51 @@ def video_ingest(*, video_id: int) -> Video:
     try:
         with transaction.atomic():
             video = Video.objects.select_for_update().get(pk=video_id)
-            clips_create_from_output(video=video, output=output, config=config)
+            clips_create_from_output(video=video, output=output, config=config, indices=todo)
+            _video_ready(
+                video_id=video_id,
+                clip_ids=list(
+                    video.clips.filter(target_index__in=todo).values_list("external_id", flat=True)
+                ),
+            )
     except Exception:
         shutil.rmtree(out_dir, ignore_errors=True)
         raise
+    video.refresh_from_db()
     return video
 
 
-def clips_create_from_output(*, video: Video, output: VideoOutput, config: IngestConfig) -> None:
+def _video_ready(*, video_id: int, clip_ids: list[str]) -> None:
+    """The video is ready; its current attempt, if any, ends as ready with these clips."""
+    now = timezone.now()
+    Video.objects.filter(pk=video_id).update(status=Video.Status.READY, error="")
+    attempt = _attempt_current(video_id)
+    if attempt is not None:
+        attempt.status = VideoAttempt.Status.READY
+        attempt.clip_ids = clip_ids
+        attempt.error = ""
+        attempt.finished_at = now
+        attempt.save(update_fields=["status", "clip_ids", "error", "finished_at"])
+
+
+def clips_create_from_output(
+    *,
+    video: Video,
+    output: VideoOutput,
+    config: IngestConfig,
+    indices: Sequence[int] | None = None,
+) -> None:
     """Create the video's clips from the pipeline's output and mark the video ready.
 
-    Call inside a transaction; the output's files must already lie under MEDIA_ROOT.
+    ``output.clips[k]`` belongs to target ``indices[k]`` of ``video.targets`` (all targets,
+    in order, when None). Call inside a transaction; the output's files must already lie
+    under MEDIA_ROOT.
     """
     media_root = Path(settings.MEDIA_ROOT)
-    for index, (target, clip_out) in enumerate(zip(video.targets, output.clips, strict=True)):
+    if indices is None:
+        indices = range(len(video.targets))
+    for index, clip_out in zip(indices, output.clips, strict=True):
+        target = video.targets[index]
         Clip.objects.create(
             video=video,
             external_id=target.get("external_id") or _default_clip_id(video, index),
@@ -281,7 +495,19 @@ def clip_vote_counts_recount(*, clip_ids: Sequence[int] | None = None) -> int:
 
 
 def video_fail(*, video_id: int, error: str) -> None:
-    """Mark a video failed with ``error`` (a bad file, or its task ran out of time)."""
-    Video.objects.filter(pk=video_id).update(
-        status=Video.Status.FAILED, error=error[:2000], finished_at=timezone.now()
-    )
+    """Mark a video failed with ``error`` (a bad file, or its task ran out of time), and its
+    current attempt with it: the attempt stays in the video's history."""
+    now = timezone.now()
+    with transaction.atomic():
+        Video.objects.filter(pk=video_id).update(
+            status=Video.Status.FAILED, error=error[:2000], finished_at=now
+        )
+        VideoAttempt.objects.filter(
+            video_id=video_id,
+            status__in=[VideoAttempt.Status.QUEUED, VideoAttempt.Status.RUNNING],
+        ).update(status=VideoAttempt.Status.FAILED, error=error[:2000], finished_at=now)
+        # The retry is tagged on the first frame: made now if it was not yet.
+        if Video.objects.filter(
+            pk=video_id, first_frame_made_at__isnull=True, first_frame_error=""
+        ).exists():
+            video_first_frame_enqueue(video_id=video_id)

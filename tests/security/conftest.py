@@ -77,6 +77,12 @@ def world(make_user, make_clip, settings, tmp_path) -> World:  # noqa: F811
         source = Path(settings.MEDIA_ROOT) / video.file.name
         source.parent.mkdir(parents=True, exist_ok=True)
         source.write_bytes(MP4_BYTES)
+        # Its first-frame preview (a source video's pixels: curators only).
+        video.first_frame = f"previews/v{video.pk}-sec/frame0.png"
+        frame = Path(settings.MEDIA_ROOT) / video.first_frame.name
+        frame.parent.mkdir(parents=True, exist_ok=True)
+        frame.write_bytes(b"\x89PNG\r\n\x1a\n")
+        video.save(update_fields=["first_frame"])
         w.objects[f"video_{owner}"] = video
     w.objects["rating_own"] = grade_offered(users["expert"], clips[0], "B")
     w.objects["rating_other"] = grade_offered(users["expert_other"], clips[1], "C")

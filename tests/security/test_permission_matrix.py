@@ -71,12 +71,16 @@ def _media(w: World, obj: str) -> dict[str, Any]:
         return {"path": media_path(w.objects["clip"])}
     if obj == "source-video":
         return {"path": str(w.objects["video_own"].file.name)}
+    if obj == "first-frame":
+        return {"path": str(w.objects["video_own"].first_frame.name)}
     return {"path": "clips/none/missing.png"}
 
 
 URL_KWARGS: dict[str, Callable[[World, str], dict[str, Any]]] = {
     "api-video": _pk("video"),
+    "api-video-ingest": _pk("video"),
     "video-detail": _pk("video"),
+    "video-ingest": _pk("video"),
     "api-clip": _clip_id,
     "clip-detail": _clip_id,
     "clip-reference": _clip_id,

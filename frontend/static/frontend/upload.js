@@ -1,57 +1,47 @@
-// Upload form: show the chosen file's first frame and tag targets by clicking on it.
+// Upload form: sends the form itself (with a progress bar) and asks for JSON, so a refused
+// form shows its errors in place and the chosen file stays chosen (a page reload would drop
+// it). Without this script the form posts as usual.
 "use strict";
 (function () {
-  const input = document.querySelector("#upload-form input[type=file]");
-  const canvas = document.getElementById("first-frame");
-  const hidden = document.querySelector("#upload-form input[name=targets]");
-  const list = document.getElementById("target-list");
-  const ctx = canvas.getContext("2d");
-  let targets = [];
-  let frame = null; // {video, width, height}
-  try { targets = JSON.parse(hidden.value || "[]"); } catch (e) { targets = []; }
+  const form = document.getElementById("upload-form");
+  const progress = document.getElementById("upload-progress");
+  const button = form.querySelector("button[type=submit]");
 
-  const render = () => {
-    hidden.value = JSON.stringify(targets);
-    list.textContent = targets.length ? targets.map((t, i) => `#${i + 1} (${t.x.toFixed(1)}, ${t.y.toFixed(1)})`).join(", ") : "none";
-    ctx.clearRect(0, 0, canvas.width, canvas.height);
-    if (frame) ctx.drawImage(frame.video, 0, 0, canvas.width, canvas.height);
-    const sx = frame ? canvas.width / frame.width : 1, sy = frame ? canvas.height / frame.height : 1;
-    ctx.strokeStyle = "#ffcc00"; ctx.lineWidth = 2;
-    targets.forEach((t, i) => {
-      ctx.beginPath(); ctx.arc(t.x * sx, t.y * sy, 8, 0, 2 * Math.PI); ctx.stroke();
-      ctx.fillStyle = "#ffcc00"; ctx.fillText(String(i + 1), t.x * sx + 10, t.y * sy - 10);
+  const showErrors = (errors) => {
+    form.querySelectorAll(".form-errors").forEach((box) => {
+      const list = errors[box.dataset.field] || [];
+      box.replaceChildren(...list.map((e) => {
+        const line = document.createElement("p");
+        line.className = "error";
+        line.textContent = e.message;
+        return line;
+      }));
     });
   };
 
-  input.addEventListener("change", () => {
-    const file = input.files[0];
-    if (!file) return;
-    const video = document.createElement("video");
-    video.muted = true; video.preload = "auto";
-    video.src = URL.createObjectURL(file);
-    video.addEventListener("loadeddata", () => {
-      frame = { video, width: video.videoWidth, height: video.videoHeight };
-      canvas.height = Math.round(canvas.width * video.videoHeight / video.videoWidth);
-      video.currentTime = 0;
-      render();
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const request = new XMLHttpRequest();
+    request.open("POST", form.action || window.location.href);
+    request.setRequestHeader("Accept", "application/json");
+    request.upload.addEventListener("progress", (e) => {
+      if (e.lengthComputable) { progress.hidden = false; progress.value = e.loaded / e.total; }
     });
-    video.addEventListener("seeked", render);
-    video.addEventListener("error", () => { frame = null; list.textContent = "this browser cannot show the file: type the coordinates below"; });
+    request.addEventListener("load", () => {
+      button.disabled = false;
+      progress.hidden = true;
+      let answer = null;
+      try { answer = JSON.parse(request.responseText); } catch (e) { answer = null; }
+      if (answer && answer.redirect) { window.location.assign(answer.redirect); return; }
+      if (answer && answer.errors) { showErrors(answer.errors); return; }
+      showErrors({ __all__: [{ message: `the upload failed (HTTP ${request.status}); try again` }] });
+    });
+    request.addEventListener("error", () => {
+      button.disabled = false;
+      progress.hidden = true;
+      showErrors({ __all__: [{ message: "the upload was interrupted; try again" }] });
+    });
+    button.disabled = true;
+    request.send(new FormData(form));
   });
-
-  canvas.addEventListener("click", (e) => {
-    if (!frame) return;
-    const rect = canvas.getBoundingClientRect();
-    const x = (e.clientX - rect.left) * frame.width / rect.width;
-    const y = (e.clientY - rect.top) * frame.height / rect.height;
-    const near = targets.findIndex((t) => Math.hypot(t.x - x, t.y - y) < 12 * frame.width / rect.width);
-    if (near >= 0) targets.splice(near, 1); else targets.push({ x, y });
-    render();
-  });
-  document.getElementById("manual-add").addEventListener("click", () => {
-    const x = Number(document.getElementById("manual-x").value);
-    const y = Number(document.getElementById("manual-y").value);
-    if (Number.isFinite(x) && Number.isFinite(y) && x >= 0 && y >= 0) { targets.push({ x, y }); render(); }
-  });
-  render();
 })();

@@ -1,0 +1,110 @@
+"""The real semen field (../shared/data/real-field/S_0001.mp4: MPEG-4 Part 2, heads about
+12 x 8 px) through the whole path in the real worker: uploaded without targets, its first
+frame and candidate heads made, several heads tagged and tracked, clips and kinematics
+stored, and a sample triage over them with a model trained in the worker."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from rest_framework.test import APIClient
+
+from annotation.models import Clip, Video
+from modeling.models import TrainingRun
+from tests.conftest import PASSWORD, ROOT, wait_for
+from tests.modeling.conftest import TINY_CONFIG, build_version
+
+# Heads about 12 px long in this field (measured by eye on frame 0); 4.5 um / 12 px.
+PIXEL_SIZE_UM = 0.375
+N_TARGETS = 8
+
+
+def real_field_video() -> Path:
+    """The shared real field; never copied into the repository. MERSV_SHARED_DATA overrides
+    where the shared data lie."""
+    shared = Path(os.environ.get("MERSV_SHARED_DATA") or ROOT.parent / "shared" / "data")
+    path = shared / "real-field" / "S_0001.mp4"
+    if not path.is_file():
+        pytest.fail(
+            f"the real field video is missing at {path}: put the shared data beside the "
+            "checkout (../shared/data/real-field/S_0001.mp4) or set MERSV_SHARED_DATA"
+        )
+    return path
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_the_real_field_is_previewed_tagged_tracked_and_triaged(
+    celery_worker_process, make_user, synthetic_small: Path
+) -> None:
+    api = APIClient()
+    assert api.login(username=make_user("curator").username, password=PASSWORD)
+    with real_field_video().open("rb") as handle:
+        response = api.post(
+            "/api/videos/",
+            {"file": handle, "patient_code": "P-real", "pixel_size_um": str(PIXEL_SIZE_UM)},
+            format="multipart",
+        )
+    assert response.status_code == 201, response.content
+    video_id = response.json()["id"]
+    wait_for(
+        lambda: Video.objects.get(pk=video_id).first_frame_made_at is not None,
+        timeout=60,
+        what="the worker to make the first frame",
+    )
+    detail = api.get(f"/api/videos/{video_id}/").json()
+    assert (detail["width"], detail["height"]) == (698, 528)
+    assert detail["status"] == "needs_targets"
+    candidates = detail["candidates"]
+    assert len(candidates) >= 20  # a dense field: dozens of heads (benchmarks/candidates.py)
+    assert api.get(detail["first_frame_url"]).status_code == 200
+
+    targets = [{"x": c["x"], "y": c["y"]} for c in candidates[:N_TARGETS]]
+    started = api.post(f"/api/videos/{video_id}/ingest/", {"targets": targets}, format="json")
+    assert started.status_code == 202, started.content
+    wait_for(
+        lambda: Video.objects.get(pk=video_id).status in ("ready", "failed"),
+        timeout=180,
+        what="the worker to ingest the tagged heads",
+    )
+    video = Video.objects.get(pk=video_id)
+    assert video.status == "ready", video.error
+    clips = list(Clip.objects.filter(video=video).order_by("target_index"))
+    assert len(clips) == N_TARGETS
+    for clip, target in zip(clips, targets, strict=True):
+        assert (clip.start_x, clip.start_y) == (target["x"], target["y"])
+        assert len(clip.track) == 16 and clip.vcl >= clip.vsl >= 0
+    assert len({c.vcl for c in clips}) > 1  # each head its own kinematics
+
+    # Sample triage over the video's heads: a tiny model trained in the worker ranks them.
+    version = build_version(synthetic_small, name="real-field-triage")
+    options = {**TINY_CONFIG, "early_stopping_patience": 0}
+    posted = api.post("/api/training-runs/", {"dataset": version.name, **options}, format="json")
+    assert posted.status_code == 201, posted.content
+    run = posted.json()
+    try:
+        wait_for(
+            lambda: TrainingRun.objects.get(pk=run["id"]).status not in ("pending", "running"),
+            timeout=300,
+            what="the worker to train the triage model",
+        )
+        assert TrainingRun.objects.get(pk=run["id"]).status == "succeeded"
+        first = api.get(f"/api/triage/{video_id}/", {"run": run["id"]}).json()
+        assert first["pending"] == N_TARGETS  # queued for the worker, never run in the view
+        wait_for(
+            lambda: api.get(f"/api/triage/{video_id}/", {"run": run["id"]}).json()["pending"] == 0,
+            timeout=120,
+            what="the worker to predict the real clips",
+        )
+        triage = api.get(f"/api/triage/{video_id}/", {"run": run["id"]}).json()
+        assert triage["error"] == ""
+        assert [row["rank"] for row in triage["clips"]] == list(range(1, N_TARGETS + 1))
+        assert {row["clip_id"] for row in triage["clips"]} == {c.external_id for c in clips}
+        goods = [row["p_good"] for row in triage["clips"]]
+        assert goods == sorted(goods, reverse=True)
+    finally:
+        for folder in TrainingRun.objects.values_list("checkpoint_dir", flat=True):
+            shutil.rmtree(folder, ignore_errors=True)

@@ -1,0 +1,176 @@
+"""Fix and retry: a failed video gets new or moved targets and is ingested again without a new
+upload; every attempt stays in its history; clips of earlier attempts are never touched."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+from annotation.errors import ConflictError, ServiceError
+from annotation.ingest import services
+from annotation.models import Clip, Video, VideoAttempt
+from tests.annotation.ingest.formats import heads_frames, write_video
+
+HEADS = [(60.0, 50.0), (200.0, 120.0)]
+FLAT = services.Target(x=400.0, y=170.0)  # nothing there in frame 0: the target is lost
+
+
+def _video(make_user, tmp_path: Path) -> Video:
+    frames = heads_frames(width=480, height=200, heads=HEADS, n_frames=20)
+    source = write_video(frames, tmp_path / "field.mp4", "mpeg4")
+    with source.open("rb") as handle:
+        return services.video_create(
+            fileobj=handle, original_name="field.mp4", patient_code="P1", pixel_size_um=0.5,
+            uploaded_by=make_user("curator"), enqueue=False,
+        )  # fmt: skip
+
+
+@pytest.mark.django_db
+def test_a_failed_video_gets_a_moved_target_and_is_ingested_again_keeping_its_history(
+    make_user, tmp_path: Path
+) -> None:
+    video = _video(make_user, tmp_path)
+    curator = make_user("curator")
+    services.video_ingest_start(
+        video_id=video.pk, targets=[FLAT], requested_by=curator, enqueue=False
+    )
+    video = services.video_ingest(video_id=video.pk)
+    assert video.status == "failed" and "(400, 170)" in video.error
+    moved = services.Target(x=HEADS[0][0] + 0.354, y=HEADS[0][1])
+    services.video_ingest_start(
+        video_id=video.pk, targets=[moved], requested_by=curator, enqueue=False
+    )
+    video = services.video_ingest(video_id=video.pk)
+    assert video.status == "ready", video.error
+    first, second = VideoAttempt.objects.filter(video=video).order_by("number")
+    assert (first.status, second.status) == ("failed", "ready")
+    assert "(400, 170)" in first.error and first.targets[0]["x"] == FLAT.x
+    assert first.finished_at and first.requested_by == curator
+    assert second.targets[0]["x"] == moved.x and second.clip_ids == [f"v{video.pk}-t0"]
+    clip = Clip.objects.get(video=video)
+    assert clip.start_x == moved.x and clip.target_index == 0
+
+
+@pytest.mark.django_db
+def test_a_ready_video_gets_more_targets_and_its_earlier_clips_stay_as_they_are(
+    make_user, tmp_path: Path, settings
+) -> None:
+    video = _video(make_user, tmp_path)
+    curator = make_user("curator")
+    first = services.Target(*HEADS[0])
+    services.video_ingest_start(
+        video_id=video.pk, targets=[first], requested_by=curator, enqueue=False
+    )
+    services.video_ingest(video_id=video.pk)
+    kept = Clip.objects.get(video=video)
+    kept_file = Path(settings.MEDIA_ROOT) / kept.frames_file.name
+    before = kept_file.read_bytes()
+    # The second attempt fails: the clip of the first one is untouched, files included.
+    services.video_ingest_start(
+        video_id=video.pk, targets=[FLAT], requested_by=curator, enqueue=False
+    )
+    assert services.video_ingest(video_id=video.pk).status == "failed"
+    services.video_ingest_start(
+        video_id=video.pk, targets=[services.Target(*HEADS[1])], requested_by=curator, enqueue=False
+    )
+    video = services.video_ingest(video_id=video.pk)
+    assert video.status == "ready", video.error
+    clips = list(Clip.objects.filter(video=video).order_by("target_index"))
+    assert [c.external_id for c in clips] == [f"v{video.pk}-t0", f"v{video.pk}-t1"]
+    assert clips[0].pk == kept.pk and clips[0].frames_file == kept.frames_file
+    assert kept_file.read_bytes() == before
+    assert [t["x"] for t in video.targets] == [HEADS[0][0], HEADS[1][0]]
+    assert list(video.attempts.values_list("status", flat=True)) == ["ready", "failed", "ready"]
+
+
+@pytest.mark.django_db
+def test_targets_outside_the_frame_or_too_many_are_refused_with_the_reason(
+    make_user, tmp_path: Path
+) -> None:
+    video = _video(make_user, tmp_path)
+    services.video_first_frame_make(video_id=video.pk)
+    with pytest.raises(ServiceError, match="outside the 480x200 frame"):
+        services.video_ingest_start(
+            video_id=video.pk, targets=[services.Target(480.0, 10.0)], requested_by=None
+        )
+    with pytest.raises(ServiceError, match="at most 50 targets"):
+        services.video_ingest_start(
+            video_id=video.pk, targets=[services.Target(1.0, 1.0)] * 51, requested_by=None
+        )
+    with pytest.raises(ServiceError, match="at least one target"):
+        services.video_ingest_start(video_id=video.pk, targets=[], requested_by=None)
+    video.refresh_from_db()
+    assert video.status == "needs_targets" and not video.attempts.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_retries_at_the_same_moment_queue_one_attempt(make_user, tmp_path: Path) -> None:
+    video = _video(make_user, tmp_path)
+    services.video_fail(video_id=video.pk, error="an earlier failure")
+    barrier = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def retry() -> None:
+        try:
+            barrier.wait()
+            services.video_ingest_start(
+                video_id=video.pk, targets=[services.Target(*HEADS[0])], requested_by=None,
+                enqueue=False,
+            )  # fmt: skip
+            outcomes.append("queued")
+        except ConflictError:
+            outcomes.append("conflict")
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=retry) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["conflict", "queued"]
+    assert VideoAttempt.objects.filter(video=video).count() == 1
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_a_one_step_upload_that_fails_gets_its_first_frame_and_is_retried_through_the_api(
+    celery_worker_process, make_user, tmp_path: Path
+) -> None:
+    import json
+
+    from rest_framework.test import APIClient
+
+    from tests.conftest import wait_for
+
+    frames = heads_frames(width=480, height=200, heads=HEADS, n_frames=20)
+    source = write_video(frames, tmp_path / "field.avi", "mjpeg")
+    api = APIClient()
+    api.force_authenticate(make_user("curator"))
+    with source.open("rb") as handle:
+        body = {"file": handle, "patient_code": "P1", "pixel_size_um": "0.5"}
+        body["targets"] = json.dumps([{"x": FLAT.x, "y": FLAT.y}])
+        video_id = api.post("/api/videos/", body, format="multipart").json()["id"]
+    wait_for(
+        lambda: Video.objects.get(pk=video_id).first_frame_made_at is not None,
+        timeout=90,
+        what="the failure, then the first frame for the retry",
+    )
+    detail = api.get(f"/api/videos/{video_id}/").json()
+    assert detail["status"] == "failed" and "(400, 170)" in detail["error"]
+    head = detail["candidates"][0]
+    retried = api.post(
+        f"/api/videos/{video_id}/ingest/",
+        {"targets": [{"x": head["x"], "y": head["y"]}]},
+        format="json",
+    )
+    assert retried.status_code == 202, retried.content
+    wait_for(lambda: Video.objects.get(pk=video_id).status in ("ready", "failed"), timeout=90)
+    detail = api.get(f"/api/videos/{video_id}/").json()
+    assert detail["status"] == "ready", detail["error"]
+    assert [a["status"] for a in detail["attempts"]] == ["failed", "ready"]
+    assert "(400, 170)" in detail["attempts"][0]["error"]
+    assert detail["clip_ids"] == [f"v{video_id}-t0"]
