@@ -28,6 +28,11 @@ from annotation.ingest.video_io import IngestError, VideoInfo, video_frames_gray
 FRAME_NAME = "frame0.png"
 OVERVIEW_NAME = "overview.png"
 OVERVIEW_MAX_WIDTH = 1024
+# Candidates closer to the frame's edge than this many head lengths are not offered: such a
+# head leaves the field within a frame or two, and the tracker reports it lost as soon as it
+# comes within half a head length of the edge (`annotation.ingest.scale`), so "tag all"
+# would only collect failures.
+EDGE_MARGIN_HEADS = 1.0
 
 
 @dataclass(frozen=True)
@@ -68,5 +73,21 @@ def first_frame_preview(path: Path, *, out_dir: Path, head_length_px: float) -> 
     frame_png, overview_png = out_dir / FRAME_NAME, out_dir / OVERVIEW_NAME
     _write_png(frame, frame_png)
     _write_png(overview(frame), overview_png)
-    candidates = detect_heads(frame, head_length_px=head_length_px)
+    candidates = away_from_edge(
+        detect_heads(frame, head_length_px=head_length_px),
+        width=frame.shape[1],
+        height=frame.shape[0],
+        margin_px=EDGE_MARGIN_HEADS * head_length_px,
+    )
     return FirstFrame(info, frame_png, overview_png, candidates)
+
+
+def away_from_edge(
+    candidates: list[Candidate], *, width: int, height: int, margin_px: float
+) -> list[Candidate]:
+    """The candidates whose centre lies at least ``margin_px`` inside a width x height frame."""
+    return [
+        c
+        for c in candidates
+        if margin_px <= c.x <= width - 1 - margin_px and margin_px <= c.y <= height - 1 - margin_px
+    ]

@@ -222,7 +222,7 @@ def test_experts_and_trainees_cannot_reach_previews_candidates_or_the_ingest_rou
 def test_the_detector_finds_most_heads_counted_by_eye_in_the_real_field() -> None:
     from annotation.ingest.video_io import read_frames_gray
     from benchmarks.candidates import REAL_FIELD_HEAD_PX, REAL_FIELD_HEADS, match
-    from tests.annotation.ingest.test_real_field import real_field_video
+    from tests.annotation.ingest.test_real_field_ingest import real_field_video
 
     frame = read_frames_gray(real_field_video(), 1)[0]
     found = detect_heads(frame, head_length_px=REAL_FIELD_HEAD_PX)
@@ -257,3 +257,12 @@ def test_starting_an_ingestion_with_a_session_needs_the_csrf_token(
     assert posted.status_code == 403
     video.refresh_from_db()
     assert video.status == "needs_targets" and not video.attempts.exists()
+
+
+def test_candidates_at_the_edge_of_the_frame_are_not_offered() -> None:
+    from annotation.ingest.candidates import Candidate
+    from annotation.ingest.preview import away_from_edge
+
+    found = [Candidate(1.3, 200.0, 9.0), Candidate(50.0, 60.0, 8.0), Candidate(95.5, 40.0, 7.0)]
+    kept = away_from_edge(found, width=100, height=100, margin_px=9.2)
+    assert [(c.x, c.y) for c in kept] == [(50.0, 60.0)]

@@ -6,6 +6,7 @@ stored, and a sample triage over them with a model trained in the worker."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from tests.modeling.conftest import TINY_CONFIG, build_version
 # Heads about 12 px long in this field (measured by eye on frame 0); 4.5 um / 12 px.
 PIXEL_SIZE_UM = 0.375
 N_TARGETS = 8
+MIN_TRACKED = 5
 
 
 def real_field_video() -> Path:
@@ -62,18 +64,34 @@ def test_the_real_field_is_previewed_tagged_tracked_and_triaged(
     assert len(candidates) >= 20  # a dense field: dozens of heads (benchmarks/candidates.py)
     assert api.get(detail["first_frame_url"]).status_code == 200
 
-    targets = [{"x": c["x"], "y": c["y"]} for c in candidates[:N_TARGETS]]
-    started = api.post(f"/api/videos/{video_id}/ingest/", {"targets": targets}, format="json")
-    assert started.status_code == 202, started.content
-    wait_for(
-        lambda: Video.objects.get(pk=video_id).status in ("ready", "failed"),
-        timeout=180,
-        what="the worker to ingest the tagged heads",
-    )
-    video = Video.objects.get(pk=video_id)
-    assert video.status == "ready", video.error
+    # As a curator would: heads well inside the field (a head swims up to ~4 px a frame here,
+    # 16 frames take it 60 px). One lost target fails the whole attempt, with the target and
+    # the reason in the error; the curator then drops that head and retries without a new
+    # upload, as here, until the video is ready.
+    inside = [c for c in candidates if 60 <= c["x"] <= 698 - 60 and 60 <= c["y"] <= 528 - 60]
+    targets = [{"x": c["x"], "y": c["y"]} for c in inside[:N_TARGETS]]
+    lost_reasons = []
+    for _attempt in range(N_TARGETS - MIN_TRACKED + 1):
+        started = api.post(f"/api/videos/{video_id}/ingest/", {"targets": targets}, format="json")
+        assert started.status_code == 202, started.content
+        wait_for(
+            lambda: Video.objects.get(pk=video_id).status in ("ready", "failed"),
+            timeout=180,
+            what="the worker to ingest the tagged heads",
+        )
+        video = Video.objects.get(pk=video_id)
+        if video.status == "ready":
+            break
+        lost = re.match(r"the target at \(([\d.]+), ([\d.]+)\) was lost at frame \d+", video.error)
+        assert lost, video.error  # a loss names its target and frame: never a silent failure
+        lost_reasons.append(video.error)
+        targets = [
+            t for t in targets if (str(t["x"]), str(t["y"])) != (lost.group(1), lost.group(2))
+        ]
+    assert video.status == "ready", lost_reasons
+    assert video.attempts.count() == len(lost_reasons) + 1  # every failed attempt kept
     clips = list(Clip.objects.filter(video=video).order_by("target_index"))
-    assert len(clips) == N_TARGETS
+    assert len(clips) == len(targets) >= MIN_TRACKED
     for clip, target in zip(clips, targets, strict=True):
         assert (clip.start_x, clip.start_y) == (target["x"], target["y"])
         assert len(clip.track) == 16 and clip.vcl >= clip.vsl >= 0
@@ -93,7 +111,7 @@ def test_the_real_field_is_previewed_tagged_tracked_and_triaged(
         )
         assert TrainingRun.objects.get(pk=run["id"]).status == "succeeded"
         first = api.get(f"/api/triage/{video_id}/", {"run": run["id"]}).json()
-        assert first["pending"] == N_TARGETS  # queued for the worker, never run in the view
+        assert first["pending"] == len(targets)  # queued for the worker, never run in the view
         wait_for(
             lambda: api.get(f"/api/triage/{video_id}/", {"run": run["id"]}).json()["pending"] == 0,
             timeout=120,
@@ -101,7 +119,7 @@ def test_the_real_field_is_previewed_tagged_tracked_and_triaged(
         )
         triage = api.get(f"/api/triage/{video_id}/", {"run": run["id"]}).json()
         assert triage["error"] == ""
-        assert [row["rank"] for row in triage["clips"]] == list(range(1, N_TARGETS + 1))
+        assert [row["rank"] for row in triage["clips"]] == list(range(1, len(targets) + 1))
         assert {row["clip_id"] for row in triage["clips"]} == {c.external_id for c in clips}
         goods = [row["p_good"] for row in triage["clips"]]
         assert goods == sorted(goods, reverse=True)
