@@ -15,10 +15,16 @@ other clients behind the same address, never slow the real user down at a place 
 address is the real client's (`annotation.access.client_address`): behind a trusted proxy
 each client has its own counters.
 
-Before a password is checked, `login_attempt_reserve` counts the attempt as a failure under
-row locks (select_for_update on the keys, taken in sorted order so two requests never
-deadlock); a successful login gives the slot back. So however many requests race, at most
-MERSV_LOGIN_MAX_FAILURES passwords are checked for one (account, address) before the delay.
+Before a password is checked, `login_attempt_reserve` checks every counter's delay and counts
+the attempt as a failure of the (account, address) counter under row locks (select_for_update
+on the keys, taken in sorted order so two requests never deadlock); a successful login gives
+the slot back. So however many requests race, at most MERSV_LOGIN_MAX_FAILURES passwords are
+checked for one (account, address) before the delay. The account and address counters count a
+failure only once the password proved wrong (`login_attempt_failed`): counted in advance, the
+right logins in flight at once from one address (a lab of 40 behind one NAT, logging in at the
+start of a session) would fill the address counter and make the last of them wait. A burst of
+guesses against many accounts may therefore pass the address limit by the requests in flight
+at that moment (the web server's threads), no more.
 `login_unlock` (the `login_unlock` command) clears an account's counters, audited.
 """
 
@@ -48,8 +54,9 @@ from annotation.models import KnownLoginAddress, LoginThrottle
 
 @dataclass(frozen=True)
 class Reservation:
-    keys: tuple[str, ...]
+    keys: tuple[str, ...]  # counted in advance: the (account, address) counter
     locked_for_s: int  # 0: the attempt may go ahead
+    counted_if_wrong: tuple[str, ...] = ()  # the account and address counters
 
 
 def _limit(key: str) -> int:
@@ -103,7 +110,8 @@ def _session_of(request: HttpRequest | None, username: str) -> bool:
 
 
 def login_attempt_reserve(*, username: str, ip: str | None, known: bool = False) -> Reservation:
-    """Count one attempt against every key, or refuse it while a key makes it wait. `known`:
+    """Check every counter and count the attempt against the (account, address) one, or refuse
+    it while a counter makes it wait. `known`:
     the client is known to the account (its address, or its session), so only the
     (account, address) counter can make it wait.
 
@@ -118,31 +126,44 @@ def login_attempt_reserve(*, username: str, ip: str | None, known: bool = False)
         )
         rows = list(LoginThrottle.objects.select_for_update().filter(key__in=keys).order_by("key"))
         wait = 0.0
+        started_over = set()
         for row in rows:
-            if _quiet(row, now):
+            if _quiet(row, now) and row.failures:
                 row.failures = 0
+                started_over.add(row.key)
             if known and not row.key.startswith("pair:"):
                 continue
-            allowed_at = row.last_failure_at + timedelta(
-                seconds=login_delay_s(row.failures, _limit(row.key))
-            )
-            wait = max(wait, (allowed_at - now).total_seconds())
+            delay = login_delay_s(row.failures, _limit(row.key))
+            if delay > 0:  # (a row another request made a moment later is no reason to wait)
+                allowed_at = row.last_failure_at + timedelta(seconds=delay)
+                wait = max(wait, (allowed_at - now).total_seconds())
         if wait > 0:
             return Reservation(keys=(), locked_for_s=max(1, math.ceil(wait)))
         for row in rows:
-            row.failures += 1
-            row.last_failure_at = now
-            row.save(update_fields=["last_failure_at", "failures"])
-    return Reservation(keys=tuple(keys), locked_for_s=0)
+            if row.key.startswith("pair:"):
+                row.failures += 1
+                row.last_failure_at = now
+                row.save(update_fields=["last_failure_at", "failures"])
+            elif row.key in started_over:
+                row.save(update_fields=["failures"])
+    pair = tuple(k for k in keys if k.startswith("pair:"))
+    others = tuple(k for k in keys if not k.startswith("pair:"))
+    return Reservation(keys=pair, locked_for_s=0, counted_if_wrong=others)
+
+
+def login_attempt_failed(*, reservation: Reservation) -> None:
+    """A wrong password: count it against the account and the address as well (the
+    (account, address) counter counted it when the attempt was reserved)."""
+    if reservation.counted_if_wrong:
+        LoginThrottle.objects.filter(key__in=reservation.counted_if_wrong).update(
+            failures=F("failures") + 1, last_failure_at=timezone.now()
+        )
 
 
 def login_attempt_succeeded(*, reservation: Reservation, user: User, ip: str | None) -> None:
-    """A right password: forget this address's failures against the account, give the
-    account and address counters their slot back, and remember the address as known."""
-    pair = [k for k in reservation.keys if k.startswith("pair:")]
-    LoginThrottle.objects.filter(key__in=pair).update(failures=0)
-    others = [k for k in reservation.keys if not k.startswith("pair:")]
-    LoginThrottle.objects.filter(key__in=others, failures__gt=0).update(failures=F("failures") - 1)
+    """A right password: forget this address's failures against the account and remember the
+    address as known."""
+    LoginThrottle.objects.filter(key__in=reservation.keys).update(failures=0)
     if ip:
         KnownLoginAddress.objects.bulk_create(
             [KnownLoginAddress(user=user, address=ip, last_login_at=timezone.now())],
@@ -224,6 +245,8 @@ class ThrottledModelBackend(ModelBackend):
         user = super().authenticate(request, username=username, password=password, **kwargs)
         if user is not None:
             login_attempt_succeeded(reservation=reservation, user=user, ip=ip)
+        else:
+            login_attempt_failed(reservation=reservation)
         return user
 
     def get_user(self, user_id: int) -> User | None:

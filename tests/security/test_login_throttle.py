@@ -253,3 +253,39 @@ def test_fifty_concurrent_wrong_passwords_get_at_most_five_checks(
     )
     # The account's user, elsewhere, is not stopped by them.
     assert _status("victim", PASSWORD, ip="10.0.0.8") == 302
+
+
+@pytest.mark.django_db(transaction=True)
+def test_forty_first_logins_at_once_from_one_address_all_get_in(make_user, settings) -> None:
+    # A lab behind one NAT (or an untrusted proxy) at the start of a session: right passwords
+    # in flight together must not fill the address counter and make the last of them wait.
+    n = 40
+    names = [make_user("expert", username=f"lab{i:02d}").username for i in range(n)]
+    start = threading.Barrier(n)
+
+    def attempt(name: str) -> int:
+        try:
+            client = Client(REMOTE_ADDR="10.0.0.9")
+            start.wait()
+            response = client.post(reverse("login"), {"username": name, "password": PASSWORD})
+            if response.status_code != 302:
+                errors.append(response.content.decode()[-3000:])
+            return response.status_code
+        finally:
+            connections.close_all()
+
+    errors: list[str] = []
+    with ThreadPoolExecutor(max_workers=n) as pool:
+        codes = list(pool.map(attempt, names))
+    refused = [
+        (e.username, e.action)
+        for e in AuditEvent.objects.exclude(action__in=["login_ok", "role_change"]).order_by("pk")
+    ]
+    assert codes == [302] * n, (refused, errors[:1])
+    assert not AuditEvent.objects.filter(action="login_locked").exists()
+    # Wrong passwords from that address still count against it.
+    for i in range(settings.LOGIN_MAX_FAILURES_PER_IP):
+        _login(f"guess{i}", WRONG, ip="10.0.0.9")
+    assert (
+        LoginThrottle.objects.get(key="ip:10.0.0.9").failures == settings.LOGIN_MAX_FAILURES_PER_IP
+    )
