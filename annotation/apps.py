@@ -12,8 +12,10 @@ class AnnotationConfig(AppConfig):
 
         from annotation.access.audit import receivers_connect
         from annotation.access.roles import role_groups_ensure
+        from annotation.ingest.sandbox_check import register as sandbox_check_register
 
         receivers_connect()
+        sandbox_check_register()  # `check --deploy` warns when decoding cannot be isolated
 
         # Groups and their permissions exist on every database after migrate.
         post_migrate.connect(lambda sender, **kwargs: role_groups_ensure(), sender=self)

@@ -106,6 +106,7 @@ PURE = {
     "annotation.ingest.kinematics",
     "annotation.ingest.pipeline",
     "annotation.ingest.isolation",
+    "annotation.ingest.sandbox",
     "annotation.aggregation.distributions",
     "annotation.aggregation.agreement",
     "annotation.aggregation.rater_model",
