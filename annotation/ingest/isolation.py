@@ -566,6 +566,8 @@ def _serve() -> None:
 
     cv2.setNumThreads(1)
     _warm_up()
+    sandbox.readable_roots()  # worked out once here, not in every child
+    sandbox.landlock_abi()
     # What the warm-up left is shared with every child: out of the collector's sight, so that
     # collections in a child do not write to (and so copy) the server's pages.
     gc.freeze()

@@ -34,6 +34,7 @@ import functools
 import os
 import platform
 import shutil
+import stat
 import subprocess
 import sys
 from collections.abc import Iterable
@@ -176,9 +177,13 @@ def network_namespace_prefix() -> tuple[str, ...]:
     return ()
 
 
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
 def _syscall(number: int, *args: object) -> int:
-    libc = ctypes.CDLL(None, use_errno=True)
-    result = int(libc.syscall(ctypes.c_long(number), *args))
+    result = int(_libc().syscall(ctypes.c_long(number), *args))
     if result < 0:
         raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
     return result
@@ -234,10 +239,12 @@ def _handled_fs(abi: int) -> int:
     return rights
 
 
-def readable_roots() -> list[Path]:
-    """What a decoding child may read besides its video and its folder: the Python
-    installation, the project's packages (not the project folder: ``var/`` holds the data and
-    the secret key in the embedded default) and the system's libraries."""
+@functools.cache
+def readable_roots() -> tuple[Path, ...]:
+    """What a decoding child may read besides its video, its folder and its own /proc entry:
+    the Python installation, the project's packages (not the project folder: ``var/`` holds
+    the data and the secret key in the embedded default) and the system's libraries. Worked
+    out once, in the decode server; each child only opens them."""
     roots = {Path(p) for p in (sys.prefix, sys.exec_prefix, sys.base_prefix, sys.base_exec_prefix)}
     for entry in sys.path:
         path = Path(entry or ".").resolve()
@@ -245,8 +252,7 @@ def readable_roots() -> list[Path]:
             roots.add(path)
     roots.update(p for p in PROJECT_ROOT.iterdir() if (p / "__init__.py").is_file())
     roots.update(Path(p) for p in _SYSTEM_READABLE)
-    roots.add(Path(f"/proc/{os.getpid()}"))
-    return sorted(roots)
+    return tuple(sorted(p for p in roots if p.exists()))
 
 
 def _landlock(*, read: Iterable[Path], write: Iterable[Path], abi: int) -> None:
@@ -271,7 +277,7 @@ def _landlock(*, read: Iterable[Path], write: Iterable[Path], abi: int) -> None:
             except OSError:
                 continue  # a system folder this machine does not have
             try:
-                if not os.path.isdir(path):
+                if not stat.S_ISDIR(os.fstat(fd).st_mode):
                     rights &= _FILE_RIGHTS
                 rule = _PathBeneathAttr(allowed_access=rights & handled, parent_fd=fd)
                 _syscall(
@@ -325,8 +331,7 @@ def _no_sockets() -> None:
     program = _socket_filter_program()
     filters = (_SockFilter * len(program))(*(_SockFilter(*step) for step in program))
     prog = _SockFprog(len(program), filters)
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0) != 0:
+    if _libc().prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0) != 0:
         number = ctypes.get_errno()
         raise SandboxError(number, f"seccomp refused the socket filter: {os.strerror(number)}")
 
@@ -336,11 +341,11 @@ def confine(*, readable: Iterable[Path], writable: Path) -> None:
     privileges, no sockets, and with Landlock reads only from ``readable`` (plus the
     installation, see ``readable_roots``) and writes only inside ``writable``. Raises
     SandboxError when a layer the kernel offers cannot be set up."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+    if _libc().prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
         raise SandboxError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS) failed")
     if socket_filter_available():
         _no_sockets()
     abi = landlock_abi()
     if abi:
-        _landlock(read=[*readable_roots(), *readable], write=[writable], abi=abi)
+        own = Path(f"/proc/{os.getpid()}")
+        _landlock(read=[*readable_roots(), own, *readable], write=[writable], abi=abi)
