@@ -9,7 +9,7 @@ and a busy process leaves new connections to the others.
 Why not sync workers (one request per process)? They were faster for grading under load (40
 experts, benchmarks/grading_load.py on the 2-core machine: 5 sync workers p95 44 ms against
 56-59 ms for 3-4 processes x 4 threads, since threads of one process take turns on the
-interpreter lock), but a sync worker is held for the whole of a request: 5 clients that send
+interpreter lock), but a sync worker is held for the whole of a request: ten clients that send
 headers and then trickle their body stopped the site (issue 16). With threads, 30 such
 clients leave normal requests answering (tests/security/test_slow_body.py);
 `MERSV_WEB_THREADS=1` gives sync workers back where nginx (docker/nginx.conf.template, which buffers
