@@ -52,11 +52,14 @@ class BodyTimedOut(OSError):
 
 
 class _Guard:
-    """The idle limit on the socket and the timer of the total limit, for one request."""
+    """The idle limit on the socket and the timer of the total limit, for one request's
+    body: armed until the body has been read whole (or the request ends)."""
 
     def __init__(self, sock: socket.socket, *, idle_s: float, total_s: float) -> None:
         self.sock = sock
-        self.expired = False
+        self.expired = False  # the body did not arrive in time
+        self._lock = threading.Lock()
+        self._stopped = False
         self._prior_timeout = sock.gettimeout()
         sock.settimeout(idle_s)
         self._timer = threading.Timer(total_s, self.expire)
@@ -64,11 +67,19 @@ class _Guard:
         self._timer.start()
 
     def expire(self) -> None:
-        self.expired = True
+        with self._lock:
+            if self._stopped:  # the body was read in time: the application is working on it
+                return
+            self.expired = True
         with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RD)  # a blocked read returns now, empty
 
     def stop(self) -> None:
+        """The body is read (or the request is over): no limit applies any more."""
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
         self._timer.cancel()
         if not self.expired:
             with contextlib.suppress(OSError):
@@ -76,11 +87,13 @@ class _Guard:
 
 
 class _GuardedInput:
-    """``wsgi.input`` whose reads fail with BodyTimedOut once the guard has expired."""
+    """``wsgi.input`` whose reads fail with BodyTimedOut once the guard has expired, and
+    which stops the guard once ``length`` bytes (the whole body) have been read."""
 
-    def __init__(self, stream: Any, guard: _Guard) -> None:
+    def __init__(self, stream: Any, guard: _Guard, length: int) -> None:
         self._stream = stream
         self._guard = guard
+        self._left = length
 
     def _call(self, method: str, *args: Any) -> Any:
         if self._guard.expired:
@@ -92,6 +105,10 @@ class _GuardedInput:
             raise BodyTimedOut("the request body did not arrive in time") from None
         if self._guard.expired:  # the timer won the race with a short read
             raise BodyTimedOut("the request body did not arrive in time")
+        read = sum(map(len, result)) if method == "readlines" else len(result)
+        self._left -= read
+        if self._left <= 0 or (not read and args != (0,)):  # all of it, or its end
+            self._guard.stop()
         return result
 
     def read(self, size: int | None = None) -> bytes:
@@ -141,7 +158,7 @@ class BodyTimeout:
             idle_s=self.timeout_s,
             total_s=self.timeout_s + length / self.min_rate_bytes_s,
         )
-        environ["wsgi.input"] = _GuardedInput(environ["wsgi.input"], guard)
+        environ["wsgi.input"] = _GuardedInput(environ["wsgi.input"], guard, length)
         answered_408 = False
 
         def guarded_start_response(

@@ -185,3 +185,46 @@ def test_gunicorns_own_error_answers_carry_the_security_headers(gunicorn_port: i
             b"content-security-policy: default-src 'none'",
         ):
             assert header in head, (status, header, head)
+
+
+def test_a_body_read_in_time_is_answered_normally_however_long_the_view_then_works() -> None:
+    from config.body_timeout import BodyTimeout
+
+    server_side, client_side = socket.socketpair()
+    client_side.sendall(b"0123456789")
+    stream = server_side.makefile("rb")
+
+    def slow_view(environ, start_response):  # reads its body, then works past the limit
+        body = environ["wsgi.input"].read(10)
+        time.sleep(1.5)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [body]
+
+    app = BodyTimeout(slow_view, timeout_s=1, min_rate_bytes_s=1024 * 1024)
+    statuses: list[str] = []
+    environ = {"CONTENT_LENGTH": "10", "wsgi.input": stream, "gunicorn.socket": server_side}
+    answer = app(environ, lambda status, headers, exc_info=None: statuses.append(status))
+    assert statuses == ["200 OK"] and list(answer) == [b"0123456789"]
+
+    # The same view whose client sends 4 of its 10 bytes: 408 once the limit has passed.
+    server_side, client_side = socket.socketpair()
+    client_side.sendall(b"0123")
+    environ = {
+        "CONTENT_LENGTH": "10",
+        "wsgi.input": server_side.makefile("rb"),
+        "gunicorn.socket": server_side,
+    }
+    statuses.clear()
+
+    def reading_view(environ, start_response):
+        with contextlib.suppress(OSError):
+            environ["wsgi.input"].read(10)
+        start_response("400 Bad Request", [])
+        return [b""]
+
+    started = time.monotonic()
+    answer = BodyTimeout(reading_view, timeout_s=1, min_rate_bytes_s=1024 * 1024)(
+        environ, lambda status, headers, exc_info=None: statuses.append(status)
+    )
+    assert statuses == ["408 Request Timeout"] and b"did not arrive" in b"".join(answer)
+    assert 0.9 < time.monotonic() - started < 3
