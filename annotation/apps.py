@@ -13,9 +13,11 @@ class AnnotationConfig(AppConfig):
         from annotation.access.audit import receivers_connect
         from annotation.access.roles import role_groups_ensure
         from annotation.access.tokens import receivers_connect as token_receivers_connect
+        from annotation.ingest.sandbox_check import register as sandbox_check_register
 
         receivers_connect()
         token_receivers_connect()  # a password change or deactivation revokes the API tokens
+        sandbox_check_register()  # `check --deploy` warns when decoding cannot be isolated
 
         # Groups and their permissions exist on every database after migrate.
         post_migrate.connect(lambda sender, **kwargs: role_groups_ensure(), sender=self)

@@ -109,6 +109,7 @@ PURE = {
     "annotation.ingest.isolation",
     "annotation.ingest.candidates",
     "annotation.ingest.preview",
+    "annotation.ingest.sandbox",
     "annotation.aggregation.distributions",
     "annotation.aggregation.agreement",
     "annotation.aggregation.rater_model",

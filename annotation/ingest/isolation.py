@@ -16,13 +16,21 @@ limits, and exits. A child that crashes or is killed leaves the server as it was
 that dies (or a request interrupted half-way) is replaced by a new one for the next request.
 
 The child answers in JSON, never pickle: a decoder exploited by the file could otherwise hand
-the worker a pickle that runs code when loaded.
+the worker a pickle that runs code when loaded. And it holds nothing worth stealing
+(``annotation.ingest.sandbox``): the server starts with an empty environment, in its own
+network namespace where the machine allows one, and each child, before it opens the file,
+limits its file sizes and open files, refuses itself sockets and (Landlock) confines itself
+to reading the installation and its one video and to writing in its own scratch folder. That
+folder lies beside the requested output folder; the trusted caller checks the answer and
+moves the output into place. A layer this machine lacks is logged once as a warning, and
+``manage.py check --deploy`` reports it (``annotation.ingest.sandbox_check``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import resource
 import selectors
@@ -34,13 +42,14 @@ import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from annotation.ingest import sandbox
 from annotation.ingest.candidates import Candidate
 from annotation.ingest.kinematics import Kinematics
 from annotation.ingest.pipeline import ClipOutput, IngestConfig, VideoOutput
@@ -51,15 +60,22 @@ from annotation.ingest.video_io import IngestError, VideoInfo
 SERVER_START_S = 60.0
 # Exit code of a child that answered (with a result or an error) in its result file.
 _ANSWERED = 0
+# The name of the folder, inside the child's scratch folder, that it writes its output in.
+_PRODUCED = "out"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class DecodeLimits:
-    """Limits of one decoding child: address space (MB), CPU seconds, wall seconds."""
+    """Limits of one decoding child: address space (MB), CPU seconds, wall seconds, the
+    largest file it may write (MB) and how many files it may hold open."""
 
     mem_mb: int = 2048
     cpu_s: int = 120
     wall_s: float = 180
+    file_mb: int = 1024
+    open_files: int = 256
 
 
 _DEFAULT_CONFIG = IngestConfig()  # frozen: one shared default is safe
@@ -85,13 +101,19 @@ def _json_output(output: VideoOutput) -> dict[str, Any]:
     }
 
 
-def _output_from_json(data: dict[str, Any], out_dir: Path) -> VideoOutput:
+def _output_from_json(
+    data: dict[str, Any], out_dir: Path, *, produced_in: Path | None = None
+) -> VideoOutput:
+    """The child's answer as a VideoOutput in ``out_dir``; the child wrote its files in
+    ``produced_in`` (``out_dir`` itself when None), and each path it names must lie there."""
+    folder = out_dir if produced_in is None else produced_in
+
     def inside(name: str) -> Path:
         # The child is not trusted: every path it names must lie in the folder we gave it.
         path = Path(name)
-        if path.parent != out_dir:
+        if path.parent != folder:
             raise IngestError("the decoding process answered with a file outside its folder")
-        return path
+        return out_dir / path.name
 
     return VideoOutput(
         info=VideoInfo(**data["info"]),
@@ -117,6 +139,8 @@ def _failure_message(returncode: int, limits: DecodeLimits, stderr_tail: str) ->
         number = -returncode
         if number == signal.SIGXCPU:
             return f"decoding used more than {limits.cpu_s} s of CPU time; the file may be damaged"
+        if number == signal.SIGXFSZ:
+            return f"decoding wrote a file over {limits.file_mb} MB; the file may be damaged"
         return f"the decoder crashed (signal {number}) while reading this file"
     detail = f": {stderr_tail}" if stderr_tail else ""
     return f"the decoder stopped (exit status {returncode}) while reading this file{detail}"
@@ -128,20 +152,19 @@ def _remove_staging(out_dir: Path) -> None:
         shutil.rmtree(leftover, ignore_errors=True)
 
 
-def _child_environment() -> dict[str, str]:
-    env = dict(os.environ)
-    # One thread each: less address space reserved per thread, and the worker's cores stay
-    # shared between the ingestions it runs side by side. (Threads must not exist when the
-    # server forks, either.)
-    env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", OPENCV_FFMPEG_THREADS="1")
-    # Each child is a fresh process whose frame and encoder buffers (tens of MB) all start as
-    # page faults; transparent huge pages for malloc's memory make those 512 times fewer (a
-    # fifth of a child's CPU time on 1392 x 976 video). glibc 2.35+; others ignore it.
-    tunables = [env["GLIBC_TUNABLES"]] if env.get("GLIBC_TUNABLES") else []
-    env["GLIBC_TUNABLES"] = ":".join([*tunables, "glibc.malloc.hugetlb=1"])
-    project_root = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [project_root, env.get("PYTHONPATH")]))
-    return env
+def _report_sandbox() -> None:
+    """Log once per process which sandbox layers decoding gets, and warn about each gap."""
+    global _sandbox_reported
+    if _sandbox_reported:
+        return
+    _sandbox_reported = True
+    status = sandbox.sandbox_status()
+    log.info("decode sandbox: %s", "; ".join(status.layers()))
+    for gap in status.missing().values():
+        log.warning("decode sandbox incomplete: %s", gap)
+
+
+_sandbox_reported = False
 
 
 class _ServerGone(Exception):
@@ -165,12 +188,19 @@ class _DecodeServer:
         self._errors = tempfile.TemporaryFile()  # noqa: SIM115
         self._closed = False
         self.ready = False  # True once it said so, after importing and warming up
+        _report_sandbox()
         self.process = subprocess.Popen(
-            [self.executable, "-m", "annotation.ingest.isolation", "--serve"],
+            [
+                *sandbox.network_namespace_prefix(),
+                self.executable,
+                "-m",
+                "annotation.ingest.isolation",
+                "--serve",
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._errors,
-            env=_child_environment(),
+            env=sandbox.decode_environment(),  # nothing of the caller's: no secrets
             start_new_session=True,  # killed as a group, apart from the caller's
         )
         self._selector = selectors.DefaultSelector()
@@ -316,13 +346,43 @@ def stop_decode_server() -> float:
     return server.cpu_seconds
 
 
+def _install(produced: Path, out_dir: Path) -> None:
+    """Move the folder a child wrote into place as ``out_dir`` (an earlier one is replaced)."""
+    if out_dir.exists():
+        # Move the earlier run aside first: a rename cannot replace a non-empty folder.
+        retired = out_dir.with_name(f".{out_dir.name}.{os.getpid()}.retired")
+        out_dir.rename(retired)
+        produced.rename(out_dir)
+        shutil.rmtree(retired)
+    else:
+        produced.rename(out_dir)
+
+
 def _run_child(
-    request: dict[str, Any], limits: DecodeLimits, *, out_dir: Path | None
+    request: dict[str, Any],
+    limits: DecodeLimits,
+    *,
+    out_dir: Path | None,
+    check: Callable[[dict[str, Any], Path], object] | None = None,
 ) -> dict[str, Any]:
-    """Run one request in a child; its JSON answer, or IngestError saying how it died."""
-    with tempfile.TemporaryDirectory(prefix="mersv-decode-") as work:
+    """Run one request in a child; its JSON answer, or IngestError saying how it died.
+
+    The child may write only in its scratch folder: a request that makes files names
+    ``out_dir`` and gets ``request["out_dir"]`` set to a folder inside the scratch one, which
+    becomes ``out_dir`` once ``check(answer, that folder)`` has accepted the answer (it raises
+    IngestError otherwise, and nothing moves). The scratch folder lies beside ``out_dir`` (one
+    file system: a rename, not a copy), hidden, and goes in any case."""
+    scratch_parent = None
+    if out_dir is not None:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        scratch_parent = out_dir.parent
+    prefix = f".{out_dir.name}." if out_dir is not None else "mersv-decode-"
+    with tempfile.TemporaryDirectory(prefix=prefix, dir=scratch_parent) as work:
         request_path, result_path = Path(work) / "request.json", Path(work) / "result.json"
         stderr_path = Path(work) / "stderr.txt"
+        produced = Path(work) / _PRODUCED
+        if out_dir is not None:
+            request = {**request, "out_dir": str(produced)}
         request_path.write_text(json.dumps({**request, "limits": asdict(limits)}))
         job = {"request": str(request_path), "result": str(result_path), "stderr": str(stderr_path)}
         server = _server()
@@ -343,7 +403,14 @@ def _run_child(
                 raise IngestError(f"decoding took longer than {limits.wall_s} s")
             last_line = stderr_tail.splitlines()[-1] if stderr_tail else ""
             raise IngestError(_failure_message(returncode, limits, last_line))
-        return json.loads(result_path.read_text())
+        answer: dict[str, Any] = json.loads(result_path.read_text())
+        if check is not None:
+            check(answer, produced)
+        if out_dir is not None and "error" not in answer and "unexpected" not in answer:
+            if not produced.is_dir():
+                raise IngestError("the decoding process answered without writing its files")
+            _install(produced, out_dir)
+        return answer
 
 
 def _answer(answer: dict[str, Any]) -> dict[str, Any]:
@@ -375,13 +442,18 @@ def process_video_isolated(
         "op": "process",
         "path": str(path),
         "targets": [[float(x), float(y)] for x, y in targets],
-        "out_dir": str(out_dir),
         "pixel_size_um": float(pixel_size_um),
         "config": asdict(config),
         "fps": fps,
     }
-    answer = _answer(_run_child(request, limits, out_dir=out_dir))
-    return _output_from_json(answer, out_dir)
+    outputs: list[VideoOutput] = []
+
+    def check(answer: dict[str, Any], produced: Path) -> None:
+        # Each file it names must lie where the child wrote; named where it will be.
+        outputs.append(_output_from_json(_answer(answer), out_dir, produced_in=produced))
+
+    _run_child(request, limits, out_dir=out_dir, check=check)
+    return outputs[0]
 
 
 def first_frame_isolated(
@@ -390,29 +462,32 @@ def first_frame_isolated(
     """``annotation.ingest.preview.first_frame_preview`` in a child process under ``limits``:
     frame 0's PNGs written into ``out_dir`` and its candidate heads."""
     out_dir = Path(out_dir)
-    request = {
-        "op": "first_frame",
-        "path": str(path),
-        "out_dir": str(out_dir),
-        "head_length_px": float(head_length_px),
-    }
-    answer = _answer(_run_child(request, limits, out_dir=None))
-    files = []
-    for key in ("frame_png", "overview_png"):
-        # The child is not trusted: the files it names must lie in the folder we gave it.
-        file = Path(answer[key])
-        if file.parent != out_dir:
-            raise IngestError("the decoding process answered with a file outside its folder")
-        files.append(file)
-    return FirstFrame(
-        info=VideoInfo(**answer["info"]),
-        frame_png=files[0],
-        overview_png=files[1],
-        candidates=[
-            Candidate(x=float(c["x"]), y=float(c["y"]), score=float(c["score"]))
-            for c in answer["candidates"]
-        ],
-    )
+    request = {"op": "first_frame", "path": str(path), "head_length_px": float(head_length_px)}
+    made: list[FirstFrame] = []
+
+    def check(answer: dict[str, Any], produced: Path) -> None:
+        answer = _answer(answer)
+        files = []
+        for key in ("frame_png", "overview_png"):
+            # The child is not trusted: the files it names must lie in the folder it was given.
+            file = Path(answer[key])
+            if file.parent != produced:
+                raise IngestError("the decoding process answered with a file outside its folder")
+            files.append(out_dir / file.name)
+        made.append(
+            FirstFrame(
+                info=VideoInfo(**answer["info"]),
+                frame_png=files[0],
+                overview_png=files[1],
+                candidates=[
+                    Candidate(x=float(c["x"]), y=float(c["y"]), score=float(c["score"]))
+                    for c in answer["candidates"]
+                ],
+            )
+        )
+
+    _run_child(request, limits, out_dir=out_dir, check=check)
+    return made[0]
 
 
 def probe_video_isolated(path: Path, *, limits: DecodeLimits = DecodeLimits()) -> VideoInfo:
@@ -428,9 +503,36 @@ def _limit_self(limits: dict[str, Any]) -> None:
     # SIGXCPU at the soft limit (reported as such); SIGKILL shortly after if it is ignored.
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a crash must not litter core files
+    size = int(limits["file_mb"]) * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+    # Python ignores SIGXFSZ (a write past the limit then fails with EFBIG somewhere deep in
+    # a library); its default action ends the child, which the parent reports as such.
+    signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+    files = int(limits["open_files"])
+    resource.setrlimit(resource.RLIMIT_NOFILE, (files, files))
 
 
-def _first_frame_answer(request: dict[str, Any]) -> dict[str, Any]:
+def _probe(request: dict[str, Any]) -> dict[str, Any]:
+    from annotation.ingest.video_io import probe_video
+
+    return {"info": asdict(probe_video(Path(request["path"])))}
+
+
+def _process(request: dict[str, Any]) -> dict[str, Any]:
+    from annotation.ingest.pipeline import process_video
+
+    output = process_video(
+        Path(request["path"]),
+        [(x, y) for x, y in request["targets"]],
+        out_dir=Path(request["out_dir"]),
+        pixel_size_um=request["pixel_size_um"],
+        config=IngestConfig(**request["config"]),
+        fps=request["fps"],
+    )
+    return _json_output(output)
+
+
+def _first_frame(request: dict[str, Any]) -> dict[str, Any]:
     from annotation.ingest.preview import first_frame_preview
 
     made = first_frame_preview(
@@ -446,29 +548,28 @@ def _first_frame_answer(request: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# What a child can be asked to do: the request's "op", and the function that answers it (in
+# the child, confined, after the limits are set). Each reads only request["path"] and writes
+# only inside the child's scratch folder.
+_OPERATIONS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "probe": _probe,
+    "process": _process,
+    "first_frame": _first_frame,
+}
+
+
 def _child_main(request_path: Path, result_path: Path) -> None:
     request = json.loads(request_path.read_text())
     _limit_self(request["limits"])
+    scratch = request_path.parent
+    # From here on the child reads the installation and its one video, writes only in its
+    # scratch folder, and opens no socket (annotation.ingest.sandbox).
+    sandbox.confine(readable=[Path(request["path"])], writable=scratch)
+    tempfile.tempdir = str(scratch)
     import cv2
 
-    from annotation.ingest.pipeline import process_video
-    from annotation.ingest.video_io import probe_video
-
     try:
-        if request["op"] == "probe":
-            answer: dict[str, Any] = {"info": asdict(probe_video(Path(request["path"])))}
-        elif request["op"] == "first_frame":
-            answer = _first_frame_answer(request)
-        else:
-            output = process_video(
-                Path(request["path"]),
-                [(x, y) for x, y in request["targets"]],
-                out_dir=Path(request["out_dir"]),
-                pixel_size_um=request["pixel_size_um"],
-                config=IngestConfig(**request["config"]),
-                fps=request["fps"],
-            )
-            answer = _json_output(output)
+        answer = _OPERATIONS[request["op"]](request)
     except IngestError as exc:
         answer = {"error": str(exc)}
     except MemoryError:
@@ -518,6 +619,8 @@ def _serve() -> None:
 
     cv2.setNumThreads(1)
     _warm_up()
+    sandbox.readable_roots()  # worked out once here, not in every child
+    sandbox.landlock_abi()
     # What the warm-up left is shared with every child: out of the collector's sight, so that
     # collections in a child do not write to (and so copy) the server's pages.
     gc.freeze()

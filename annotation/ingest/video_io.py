@@ -4,7 +4,9 @@ Plain numpy/OpenCV and PyAV (FFmpeg's libraries, in this process), no Django.
 
 Reading opens MP4 and AVI files only (the container is recognised from the file's first
 bytes, never from its name, and FFmpeg is told which demuxer to use, so a playlist or any
-other format FFmpeg knows cannot slip through) and decodes every codec FFmpeg has. Frames
+other format FFmpeg knows cannot slip through) and decodes only the codecs microscope cameras
+and our own tools write (``DECODERS``): every other decoder FFmpeg has is attack surface a
+crafted file could pick. Frames
 come out grey: for the YUV formats cameras and encoders write, the luma plane is read as it
 is (limited-range luma stretched to 0-255 by a table), which saves the colour conversion a
 BGR decode pays on every frame; other formats are converted by swscale.
@@ -38,6 +40,10 @@ H264_PRESET = "veryfast"
 
 # The FFmpeg demuxer for each container we accept (see sniff_video_container).
 _DEMUXERS = {"MP4": "mov", "AVI": "avi"}
+# The decoders a video may need, by FFmpeg's name: H.264 (cameras, our own clips), MPEG-4
+# Part 2 (OpenCV's mp4v, the simulator's MP4s, older capture software), Motion JPEG (AVI
+# cameras, the simulator's AVIs) and uncompressed frames.
+DECODERS = frozenset({"h264", "mpeg4", "mjpeg", "rawvideo"})
 # Pixel formats whose first plane is the luma (Y) plane, 8 bits per sample.
 _LUMA_FIRST = frozenset(
     f"{prefix}{layout}"
@@ -108,6 +114,13 @@ def _video_stream(path: Path) -> Iterator[tuple[av.container.InputContainer, av.
         stream = container.streams.video[0]
         if stream.codec_context is None:
             raise IngestError("the file is not a readable video (no decoder for its codec)")
+        codec = stream.codec_context.name
+        if codec not in DECODERS:
+            accepted = ", ".join(sorted(DECODERS))
+            raise IngestError(
+                f"the video's codec ({codec}) is not one we decode; convert it to H.264 or "
+                f"use one of: {accepted}"
+            )
         # One decoding thread: a worker runs several ingestions side by side.
         stream.codec_context.thread_count = 1
         yield container, stream

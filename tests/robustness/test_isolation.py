@@ -123,6 +123,48 @@ def test_each_thread_has_its_own_decode_server_which_outlives_a_killed_child(
     assert server.process.poll() is not None
 
 
+def test_the_child_writes_only_its_scratch_folder_which_becomes_the_out_dir(
+    synthetic_small: Path, tmp_path: Path
+) -> None:
+    video, target = _first_clip(synthetic_small)
+    out_dir = tmp_path / "clips" / "v1"
+    out_dir.mkdir(parents=True)
+    (out_dir / "from-an-earlier-run").write_text("x")
+    output = process_video_isolated(video, [target], out_dir=out_dir, pixel_size_um=0.5)
+    assert [p.name for p in out_dir.parent.iterdir()] == ["v1"]  # no scratch folder left
+    assert output.preview_mp4 == out_dir / "preview.mp4" and output.preview_mp4.is_file()
+    assert not (out_dir / "from-an-earlier-run").exists()
+
+    # A file larger than the limit stops the child (RLIMIT_FSIZE), and out_dir stays.
+    with pytest.raises(IngestError, match="wrote a file over 0 MB"):
+        process_video_isolated(
+            video, [target], out_dir=out_dir, pixel_size_um=0.5, limits=DecodeLimits(file_mb=0)
+        )
+    assert [p.name for p in out_dir.parent.iterdir()] == ["v1"]
+    assert output.clips[0].frames_npy.is_file()
+
+
+@pytest.mark.parametrize("codec", ["ffv1", "png"])
+def test_a_video_in_a_codec_microscopes_do_not_write_is_refused_before_decoding(
+    tmp_path: Path, codec: str
+) -> None:
+    import av
+
+    path = tmp_path / f"{codec}.avi"
+    with av.open(str(path), "w", format="avi") as container:
+        stream = container.add_stream(codec, rate=15)
+        stream.width, stream.height = 32, 24
+        stream.pix_fmt = "gray" if codec == "ffv1" else "rgb24"
+        for _ in range(3):
+            frame = av.VideoFrame.from_ndarray(np.zeros((24, 32), np.uint8), format="gray")
+            for packet in stream.encode(frame.reformat(format=stream.pix_fmt)):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    with pytest.raises(IngestError, match=rf"codec \({codec}\) is not one we decode"):
+        probe_video_isolated(path)
+
+
 def test_an_answer_naming_files_outside_the_out_dir_is_refused(tmp_path: Path) -> None:
     answer = {
         "info": {"fps": 15.0, "width": 4, "height": 4, "frame_count": 16},
