@@ -6,12 +6,8 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
 import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,7 +22,8 @@ from annotation.ingest import services
 from annotation.models import Video
 from datasets.export import validate_export_path, verify_export
 from datasets.importer import ImportValidationError, dataset_validate
-from tests.conftest import ROOT, _test_database_url, copy_dataset
+from tests.conftest import copy_dataset
+from tests.web_server_support import gunicorn_running
 
 pytestmark = pytest.mark.django_db
 
@@ -72,28 +69,8 @@ def _create(data: bytes, name: str = "upload.mp4") -> Video:
 @pytest.fixture
 def gunicorn_url(transactional_db) -> Iterator[tuple[str, int]]:
     """The production server (gunicorn, as in docker/) on a free loopback port."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    # The shipped settings (config/gunicorn.py: sync workers), one process for the test.
-    env = {**os.environ, "DATABASE_URL": _test_database_url(), "WEB_CONCURRENCY": "1"}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.py", "config.wsgi",
-         "-b", f"127.0.0.1:{port}", "--timeout", "30"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        # Wait until a page answers: the first request also imports every view module.
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError):
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/login/", timeout=30).close()
-                break
-            time.sleep(0.3)
-        yield "127.0.0.1", port
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
+    with gunicorn_running() as address:
+        yield address
 
 
 def test_a_huge_content_length_is_refused_with_413_before_the_body_is_read(gunicorn_url) -> None:

@@ -9,13 +9,7 @@ a path before the view sees it, with raw HTTP bytes against a live server.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,8 +17,8 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
-from tests.conftest import ROOT, _test_database_url
 from tests.security.conftest import MP4_BYTES
+from tests.web_server_support import gunicorn_running
 
 # Spellings of videos/<name> that leave or detour through another folder.
 DETOURS = (
@@ -87,31 +81,8 @@ def gunicorn_media(transactional_db, settings, source_video) -> Iterator[tuple[s
 
     Not Django's live server: it answers MEDIA_URL itself, without the media view.
     """
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = {
-        **os.environ,
-        "DATABASE_URL": _test_database_url(),
-        "MERSV_MEDIA_ROOT": str(settings.MEDIA_ROOT),
-        "WEB_CONCURRENCY": "1",
-    }
-    server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.py", "config.wsgi",
-         "-b", f"127.0.0.1:{port}", "--timeout", "30"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError):
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/login/", timeout=30).close()
-                break
-            time.sleep(0.3)
-        yield "127.0.0.1", port
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
+    with gunicorn_running(MERSV_MEDIA_ROOT=str(settings.MEDIA_ROOT)) as address:
+        yield address
 
 
 def _raw_get(address: tuple[str, int], path: str, session: str) -> tuple[int, bytes]:
