@@ -1,7 +1,7 @@
 """MHSMA (real unstained human sperm heads, expert labels) in the ``labels.csv`` layout.
 
-The layout a head directory has for the head encoder's commands (``pretrain_head``,
-``probe_head``) and ``benchmarks/morphology.py``::
+The layout that the head encoder's commands (``pretrain_head``, ``probe_head``) and the
+morphology benchmark read::
 
     OUT/labels.csv   image, head, vacuole, acrosome, tail   (one row per image; 0 normal,
                      1 abnormal; ``image`` is the row's file name under images/)

@@ -134,15 +134,18 @@ def mhsma(source: Path, methods: dict[str, Measure]) -> None:
     print(f"pixel size {mhsma_labels.pixel_size_um():.4f} µm/px (4.6 µm head over 27 px)\n")
     header = f"{'method':12s} {'found train':>11s} {'found valid':>11s} {'ms/image':>9s}"
     print(header)
-    measured = {}
+    measured, times = {}, {}
     for name, measure in methods.items():
         train, found_train, seconds = measure_all(measure, train_x)
         valid, found_valid, _ = measure_all(measure, valid_x)
-        measured[name] = (train, valid)
+        measured[name], times[name] = (train, valid), seconds
         print(
             f"{name:12s} {100 * found_train.mean():10.1f}% {100 * found_valid.mean():10.1f}% "
             f"{1000 * seconds:9.2f}"
         )
+    first = next(iter(times))
+    for name in list(times)[1:]:
+        print(f"time per image {first} / {name}: {times[first] / times[name]:.2f}x")
     print()
     print(
         f"{'label':9s} {'method':12s} {'accuracy':>8s} {'balanced':>8s} {'AUC':>6s} "
