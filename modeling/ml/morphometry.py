@@ -57,6 +57,11 @@ measures how far a spot departs from the head's surrounding texture; a spot coun
 dips by more than ``SPOT_FLOOR`` noise SDs and by more than ``SPOT_TEXTURE`` robust SDs above
 the head's typical dip (the rest is the head's own texture, not a vacuole).
 
+Known limits (seen on MHSMA and on drawn heads): a head whose faint half stays below
+``GROW_LEVEL`` of the peak is still measured by its strong half (a few in a hundred MHSMA
+images, by eye); on a relief head the valley between its dark and bright halves can score as
+a spot.
+
 A clip's feature is the median over its frames, which ignores the odd frame where the head
 touches another cell. A frame without a head (a flat patch) gives nothing; a clip without any
 gives ``NO_HEAD``: finite values, never NaN.
