@@ -25,8 +25,10 @@ def _dashboard_charts(stats: selectors.PanelStatistics) -> dict[str, object]:
         "mean_std": heatmap_chart(
             figure["mean_std_hist"], x_edges=figure["mean_edges"], y_edges=figure["std_edges"]
         ),
-        "modes": bar_chart(figure["mode_hist"], unit="clips", x_label="grade mode"),
-        "votes_per_grade": bar_chart(figure["votes_per_grade"], unit="votes", x_label="grade"),
+        "modes": bar_chart(figure["mode_hist"], width=400, unit="clips", x_label="grade mode"),
+        "votes_per_grade": bar_chart(
+            figure["votes_per_grade"], width=400, unit="votes", x_label="grade"
+        ),
         "ratings_per_clip": histogram_chart(
             [str(k) for k in range(len(per_clip))], per_clip, unit="clips", x_label="votes"
         ),
