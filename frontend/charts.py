@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 
 # Marks get tabindex="0" (keyboard focus) up to this many per chart; beyond that the page
 # offers a table of the same numbers instead of a long tab trail.
-MAX_FOCUSABLE_MARKS = 40
+MAX_FOCUSABLE_MARKS = 60
 
 
 def axis_ticks(low: float, high: float, *, count: int = 5, integer: bool = False) -> list[float]:

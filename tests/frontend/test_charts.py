@@ -88,6 +88,7 @@ def test_a_histogram_of_many_experts_labels_some_and_leaves_the_rest_to_its_tabl
     assert 1 < len(ticked) <= 8
     assert not chart["show_values"]  # too narrow to write 40 numbers
     assert chart["focusable"]  # 40 marks still fit the keyboard
+    assert not histogram_chart(labels * 2, list(range(80)))["focusable"]  # 80: the table serves
 
 
 def test_histogram_labels_and_values_must_pair_up() -> None:
