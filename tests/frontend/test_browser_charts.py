@@ -8,6 +8,7 @@ person to look at."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -278,4 +279,36 @@ def test_a_trainees_one_session_progress_chart_reads_as_labelled_values(
     assert "session" in (chart.locator(".axis-x").text_content() or "")
     assert "weighted kappa, session 1" in _tab_until(page, "weighted kappa")
     _screenshot(page, "practice_progress")
+    assert page_errors(page) == []
+
+
+def test_a_40_expert_dashboard_reads_at_1366_with_every_expert_in_the_table(
+    make_clips, make_experts, add_votes, live_server, browser_page
+) -> None:
+    clips = make_clips(30)
+    raters = make_experts(40)
+    for k, clip in enumerate(clips):
+        # Expert j skips clip k when (j + k) % 4 == 0: votes per expert differ.
+        grades = "".join(
+            " " if (j + k) % 4 == 0 else "ABCDE"[(j // 8 + k) % 5] for j in range(len(raters))
+        )
+        add_votes(clip, grades, raters)
+    user_create(username="cura-40", role="curator", password=PASSWORD)
+    page = _sized(browser_page)
+    login(page, live_server, "cura-40", PASSWORD)
+    page.goto(f"{live_server.url}/dashboard/")
+
+    _assert_charts_read_well(page, at_least=7)
+    chart = page.locator("#ratings-per-expert figure.chart-figure")
+    assert chart.locator("rect.bar").count() == 40
+    # The sparse expert labels under the bars never overlap one another.
+    boxes = [t.bounding_box() for t in chart.locator(".axis-x text.tick").all()]
+    assert len(boxes) >= 5
+    for left, right in itertools.pairwise(sorted(boxes, key=lambda b: b["x"])):
+        assert left["x"] + left["width"] <= right["x"], "expert labels overlap"
+    # Every expert's name is in the table beside it (scrolling), and Tab reaches each bar.
+    assert sorted(_column(page, "#expert-votes", 1)) == sorted(r.username for r in raters)
+    assert page.locator("#ratings-per-expert rect.bar[tabindex='0']").count() == 40
+    page.evaluate("() => document.getElementById('ratings-per-expert').scrollIntoView()")
+    _screenshot(page, "dashboard_40_experts")
     assert page_errors(page) == []
