@@ -22,6 +22,7 @@ from html import escape
 import numpy as np
 
 from annotation.grades import GRADES
+from modeling.ml.data import fold_label
 
 GRADE_COLOURS: dict[str, str] = {
     "A": "#1a9850",
@@ -229,7 +230,7 @@ def learning_curves_svg(curves: Sequence[Curve], *, loss_name: str = "loss") -> 
         pad = 0.05 * (high - low or abs(high) or 1.0)
         last = max(curve.epochs, default=1)
         axes = _Axes(ox, oy, (1.0, float(max(last, 2))), (max(0.0, low - pad), high + pad))
-        parts += axes.frame(title=f"fold {curve.fold}", x_label="epoch", y_label=loss_name)
+        parts += axes.frame(title=fold_label(curve.fold), x_label="epoch", y_label=loss_name)
         for series, colour, dash in (
             (curve.train_loss, TRAIN_COLOUR, ""),
             (curve.val_loss, VAL_COLOUR, "4 3"),

@@ -45,7 +45,7 @@ def test_a_run_interrupted_after_epoch_one_resumes_from_its_checkpoint(
     services.training_run_execute(run_id=run.pk, should_stop=after_first_epoch)
     run.refresh_from_db()
     assert run.status == "pending"
-    assert run.progress_message.startswith("interrupted after epoch 1 of fold 0")
+    assert run.progress_message.startswith("interrupted after epoch 1 of fold 1")
     assert _epochs(run, 0) == [1]
     first_epoch = EpochRecord.objects.get(run=run, fold=0, epoch=1)
     assert (Path(run.checkpoint_dir) / "fold_0" / "last.pt").is_file()
