@@ -21,6 +21,7 @@ dropped at the end unless --keep is given.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import time
@@ -99,8 +100,8 @@ def run_timings(*, n_folds: int, runs: int, seed: int) -> bool:
         page = client.get(page_url)
         assert live.status_code == 200 and page.status_code == 200
         assert live.json()["active"] is True
-        live_s = _median_s(lambda url=live_url: client.get(url), runs)
-        page_s = _median_s(lambda url=page_url: client.get(url), runs)
+        live_s = _median_s(functools.partial(client.get, live_url), runs)
+        page_s = _median_s(functools.partial(client.get, page_url), runs)
         records = n_folds * epochs - (epochs - epochs // 2)
         print(f"{epochs:>11} {records:>8} {1000 * live_s:>8.1f} {len(live.content) / 1024:>9.1f} "
               f"{1000 * page_s:>8.1f} {len(page.content) / 1024:>9.1f} "
