@@ -184,6 +184,7 @@ def duration_text(seconds: float) -> str:
 # page includes each once; the live endpoint redraws them for training_live.js.
 RUN_REGIONS: dict[str, str] = {
     "run-progress": "frontend/_run_progress.html",
+    "run-actions": "frontend/_run_actions.html",
     "run-folds-box": "frontend/_run_folds.html",
     "run-results": "frontend/_run_results.html",
 }

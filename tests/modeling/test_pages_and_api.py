@@ -175,7 +175,7 @@ def test_the_live_endpoints_redraw_the_run_and_grid_pages_for_curators_and_admin
     assert answer.status_code == 200 and answer["Cache-Control"] == "no-store"
     live = answer.json()
     assert live["active"] is False and live["status"] == "succeeded"
-    assert set(live["regions"]) == {"run-progress", "run-folds-box", "run-results"}
+    assert set(live["regions"]) == {"run-progress", "run-actions", "run-folds-box", "run-results"}
     assert 'id="learning-curves"' in live["regions"]["run-results"]
     assert ">fold 1<" in live["regions"]["run-folds-box"]
     assert "<script" not in "".join(live["regions"].values())

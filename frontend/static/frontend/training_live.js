@@ -1,8 +1,8 @@
 // Live run and grid pages: while the job is active, poll the page's live endpoint (poller.js)
 // and swap in each region the server redrew (progress, folds, metrics and learning curves of a
 // run; the runs table and the paper's tables of a grid). Only regions whose HTML changed are
-// replaced, so a focused button keeps its focus while the curves grow. No reload: the last
-// answer (active false) draws the final state and the polling stops.
+// replaced, and not the one holding the focus, so a focused button keeps it while the curves
+// grow. No reload: the last answer (active false) draws the final state and polling stops.
 "use strict";
 (function () {
   const live = document.querySelector(".live-regions");
@@ -14,6 +14,9 @@
     for (const [id, html] of Object.entries(answer.regions)) {
       const region = document.getElementById(id);
       if (!region || drawn.get(id) === html) continue;
+      // A region holding the keyboard focus (the cancel button) waits while the job runs:
+      // its forms carry a fresh CSRF token in every answer, and redrawing would drop the focus.
+      if (answer.active && region.contains(document.activeElement)) continue;
       region.innerHTML = html; // markup from the server's templates, every text escaped there
       drawn.set(id, html);
     }
