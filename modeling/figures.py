@@ -22,6 +22,7 @@ from html import escape
 import numpy as np
 
 from annotation.grades import GRADES
+from modeling.ml.data import fold_label
 
 GRADE_COLOURS: dict[str, str] = {
     "A": "#1a9850",
@@ -95,6 +96,20 @@ class _Axes:
         lo, hi = self.y_range
         fraction = (value - lo) / (hi - lo) if hi > lo else 0.5
         return self.bottom - (self.bottom - self.top) * fraction
+
+    def points(self, xs: Sequence[float], ys: Sequence[float]) -> list[tuple[float, float]]:
+        """Pixel positions of the finite (x, y) pairs, in one numpy pass: a live run page
+        redraws thousands of epochs every poll."""
+        x = np.asarray(xs, dtype=float)
+        y = np.asarray(ys, dtype=float)
+        keep = np.isfinite(x) & np.isfinite(y)
+        (x_lo, x_hi), (y_lo, y_hi) = self.x_range, self.y_range
+        px = (x[keep] - x_lo) / (x_hi - x_lo) if x_hi > x_lo else np.full(keep.sum(), 0.5)
+        py = (y[keep] - y_lo) / (y_hi - y_lo) if y_hi > y_lo else np.full(keep.sum(), 0.5)
+        left, bottom = self.left, self.bottom
+        px = left + (self.right - left) * px
+        py = bottom - (bottom - self.top) * py
+        return list(zip(px.tolist(), py.tolist(), strict=True))
 
     def frame(
         self,
@@ -239,16 +254,12 @@ def learning_curves_svg(curves: Sequence[Curve], *, loss_name: str = "loss") -> 
         pad = 0.05 * (high - low or abs(high) or 1.0)
         last = max(curve.epochs, default=1)
         axes = _Axes(ox, oy, (1.0, float(max(last, 2))), (max(0.0, low - pad), high + pad))
-        parts += axes.frame(title=f"fold {curve.fold}", x_label="epoch", y_label=loss_name)
+        parts += axes.frame(title=fold_label(curve.fold), x_label="epoch", y_label=loss_name)
         for series, colour, dash in (
             (curve.train_loss, TRAIN_COLOUR, ""),
             (curve.val_loss, VAL_COLOUR, "4 3"),
         ):
-            points = [
-                (axes.x(e), axes.y(v))
-                for e, v in zip(curve.epochs, series, strict=True)
-                if math.isfinite(v)
-            ]
+            points = axes.points(curve.epochs, series)
             if len(points) == 1:
                 x, y = points[0]
                 parts.append(f'<circle cx="{_f(x)}" cy="{_f(y)}" r="2.5" fill="{colour}"/>')
