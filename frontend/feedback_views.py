@@ -28,7 +28,7 @@ def grade_compare(request: HttpRequest) -> HttpResponse:
     # The frame-exact player of the grading page replays any clip of the page: every row is a
     # clip this expert answered (expert_comparison), and the payload is the blind one anyway.
     players = [_replay_payload(row.clip) for row in page.object_list]
-    context = {"page": page, "items": items, "players": players}
+    context: dict[str, object] = {"page": page, "items": items, "players": players}
     if players:
         context["player"] = players[0]
     return render(request, "frontend/grade_compare.html", context)

@@ -176,7 +176,9 @@ def _vote_bar(clip: Clip) -> list[dict[str, object]]:
         if not count or not total:
             continue
         width = _VOTE_BAR_WIDTH * count / total
-        segments.append({"grade": grade, "count": count, "x": round(x, 2), "width": round(width, 2)})
+        segments.append(
+            {"grade": grade, "count": count, "x": round(x, 2), "width": round(width, 2)}
+        )
         x += width
     return segments
 

@@ -71,9 +71,9 @@ class DistributionListApi(ListAPIView):
 
     def get_queryset(self) -> QuerySet[Clip]:
         params = {
-            k: v
-            for k, v in self.request.query_params.items()
-            if k not in _PAGER_PARAMETERS and k != "page"
+            key: str(value)  # the last value of a repeated parameter, as on the page
+            for key, value in self.request.query_params.items()
+            if key not in _PAGER_PARAMETERS and key != "page"
         }
         # A ClipListQueryError is a ServiceError: the API's handler answers 400 with it.
         return clip_list.clip_list_queryset(clip_list.clip_list_query_parse(params))

@@ -185,7 +185,8 @@ def clip_list_query_parse(params: Mapping[str, str]) -> ClipListQuery:
     unknown = sorted(set(params) - set(PARAMETERS))
     if unknown:
         problems.append(
-            f"unknown parameter(s) {', '.join(unknown)}: the clip list takes {', '.join(PARAMETERS)}"
+            f"unknown parameter(s) {', '.join(unknown)}: "
+            f"the clip list takes {', '.join(PARAMETERS)}"
         )
     q = params.get("q", "").strip()
     if len(q) > MAX_SEARCH_LENGTH:
@@ -262,17 +263,14 @@ def clips_with_distribution_columns() -> QuerySet[Clip]:
         for other in GRADES[k + 1 :]:
             later &= Q(**{f"mode_key_{grade.lower()}__lte": F(f"mode_key_{other.lower()}")})
         mode_cases.append(When(later, then=Value(grade)))
-    return (
-        Clip.objects.alias(**aliases)
-        .annotate(
-            mean_grade=ExpressionWrapper(
-                Cast(score_sum, FloatField()) / NullIf(n, 0), output_field=FloatField()
-            ),
-            agreement=ExpressionWrapper(
-                Cast(pairs_same, FloatField()) / NullIf(n * (n - 1), 0), output_field=FloatField()
-            ),
-            mode_grade=Case(*mode_cases, default=Value(GRADES[-1]), output_field=CharField()),
-        )
+    return Clip.objects.alias(**aliases).annotate(
+        mean_grade=ExpressionWrapper(
+            Cast(score_sum, FloatField()) / NullIf(n, 0), output_field=FloatField()
+        ),
+        agreement=ExpressionWrapper(
+            Cast(pairs_same, FloatField()) / NullIf(n * (n - 1), 0), output_field=FloatField()
+        ),
+        mode_grade=Case(*mode_cases, default=Value(GRADES[-1]), output_field=CharField()),
     )
 
 
@@ -292,15 +290,16 @@ def clip_list_queryset(query: ClipListQuery) -> QuerySet[Clip]:
         clips = clips.filter(votes_total__gte=query.votes_min)
     if query.votes_max is not None:
         clips = clips.filter(votes_total__lte=query.votes_max)
+    # Lookups on the annotations go through Q: the type checker knows only the model's fields.
     if query.mode:
         if query.mode == "none":
-            clips = clips.filter(mode_grade__isnull=True)
+            clips = clips.filter(Q(mode_grade__isnull=True))
         else:
-            clips = clips.filter(mode_grade=query.mode)
+            clips = clips.filter(Q(mode_grade=query.mode))
     if query.agreement_min is not None:
-        clips = clips.filter(agreement__gte=query.agreement_min)
+        clips = clips.filter(Q(agreement__gte=query.agreement_min))
     if query.agreement_max is not None:
-        clips = clips.filter(agreement__lte=query.agreement_max)
+        clips = clips.filter(Q(agreement__lte=query.agreement_max))
     if query.patient:
         clips = clips.filter(video__patient__code=query.patient)
     column = F(SORT_KEYS[query.sort_key])

@@ -14,11 +14,11 @@ from django.conf import settings
 
 from annotation.aggregation.clip_list import ClipListQuery, clip_list_queryset
 from annotation.models import Clip, Video
-from tests.annotation.grading.conftest import cast_votes, frame_level, make_clip  # noqa: F401
+from tests.annotation.grading.conftest import frame_level
 from tests.browser_support import login, page_errors
 from tests.clip_list_support import panel_clips_bulk
 from tests.conftest import PASSWORD
-from tests.datasets.practice.conftest import practice_clips, run_with_predictions  # noqa: F401
+from tests.datasets.practice.conftest import run_with_predictions
 from tests.grading_support import grade_offered
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -41,7 +41,10 @@ def _column(page, name: str) -> list[str]:
 
 
 def _ids_shown(page) -> list[str]:
-    return [row.get_attribute("data-clip") for row in page.query_selector_all("#clip-table tr[data-clip]")]
+    return [
+        row.get_attribute("data-clip")
+        for row in page.query_selector_all("#clip-table tr[data-clip]")
+    ]
 
 
 def test_the_clip_list_sorts_filters_searches_and_pages_615_clips(
@@ -64,7 +67,9 @@ def test_the_clip_list_sorts_filters_searches_and_pages_615_clips(
     page.click("th[data-sort=mean] a")
     page.wait_for_url("**/clips/?sort=-mean")
     assert page.get_attribute("th[data-sort=mean]", "aria-sort") == "descending"
-    want = list(clip_list_queryset(ClipListQuery(sort="-mean")).values_list("external_id", flat=True))
+    want = list(
+        clip_list_queryset(ClipListQuery(sort="-mean")).values_list("external_id", flat=True)
+    )
     assert _ids_shown(page) == want[:50]
     page.screenshot(path=str(_shots() / "clip-list-sorted.png"))
 
@@ -115,7 +120,12 @@ def test_the_clip_list_sorts_filters_searches_and_pages_615_clips(
 
 
 def test_the_compare_page_replays_a_graded_clip_frame_by_frame(
-    live_server, browser_page, make_user, make_clip, cast_votes, settings  # noqa: F811
+    live_server,
+    browser_page,
+    make_user,
+    make_clip,
+    cast_votes,
+    settings,
 ) -> None:
     settings.SHOW_PANEL_AFTER_VOTE = True
     expert = make_user("expert")
@@ -168,11 +178,17 @@ def test_the_compare_page_replays_a_graded_clip_frame_by_frame(
 
 
 def test_triage_cards_show_the_first_frame_and_kinematics_with_units(
-    live_server, browser_page, make_user, make_clip, practice_clips  # noqa: F811
+    live_server,
+    browser_page,
+    make_user,
+    make_clip,
+    practice_clips,
 ) -> None:
     practice_set = practice_clips("AB")
     first, second = make_clip(n_frames=5), make_clip(n_frames=5)
-    Clip.objects.filter(pk=second.pk).update(video=first.video, target_index=1, vcl=87.25, speed=87.25)
+    Clip.objects.filter(pk=second.pk).update(
+        video=first.video, target_index=1, vcl=87.25, speed=87.25
+    )
     run = run_with_predictions(
         practice_set.version,
         {first.pk: [0.1, 0.1, 0.3, 0.3, 0.2], second.pk: [0.6, 0.2, 0.1, 0.05, 0.05]},
@@ -196,7 +212,9 @@ def test_triage_cards_show_the_first_frame_and_kinematics_with_units(
         names = [th.text_content().strip() for th in card.query_selector_all(".kin th")]
         assert names == ["VCL", "VSL", "VAP", "LIN", "STR", "WOB", "ALH", "BCF"]  # no SPEED
         units = {
-            row.query_selector("th").text_content().strip(): row.query_selector(".unit").text_content()
+            row.query_selector("th").text_content().strip(): row.query_selector(
+                ".unit"
+            ).text_content()
             for row in card.query_selector_all(".kin tr")
         }
         assert units == {

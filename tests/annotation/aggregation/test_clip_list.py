@@ -52,9 +52,7 @@ def test_the_sql_mean_mode_and_agreement_equal_the_numpy_definitions_ties_includ
     for clip, counts in zip(clips, tables, strict=True):
         values = dict(zip(VOTE_FIELDS, counts, strict=True))
         Clip.objects.filter(pk=clip.pk).update(**values, votes_total=sum(counts))
-    rows = {
-        c.pk: c for c in clips_with_distribution_columns().filter(pk__in=[c.pk for c in clips])
-    }
+    rows = {c.pk: c for c in clips_with_distribution_columns().filter(pk__in=[c.pk for c in clips])}
     stats = distribution_stats(np.array(tables))
     for i, clip in enumerate(clips):
         row, counts = rows[clip.pk], np.array(tables[i])
@@ -69,7 +67,9 @@ def test_the_sql_mean_mode_and_agreement_equal_the_numpy_definitions_ties_includ
             assert row.agreement == pytest.approx(_pairwise_agreement(counts)), tables[i]
     # The mean of the per-clip agreements is fleiss_kappa's P_bar: kappa rebuilt from them.
     table = np.array([t for t in tables if sum(t) >= 2])
-    p_bar = np.mean([rows[c.pk].agreement for c, t in zip(clips, tables, strict=True) if sum(t) >= 2])
+    p_bar = np.mean(
+        [rows[c.pk].agreement for c, t in zip(clips, tables, strict=True) if sum(t) >= 2]
+    )
     shares = table.sum(axis=0) / table.sum()
     chance = float((shares**2).sum())
     assert (p_bar - chance) / (1 - chance) == pytest.approx(fleiss_kappa(table))
@@ -137,7 +137,9 @@ def test_sorts_and_filters_at_the_papers_scale_agree_with_python_on_the_same_row
 
     # Descending mean, clips without votes last, ties by clip id.
     got = _ids(ClipListQuery(sort="-mean"))
-    want = sorted(by_id, key=lambda i: (by_id[i].mean_grade is None, -(by_id[i].mean_grade or 0), i))
+    want = sorted(
+        by_id, key=lambda i: (by_id[i].mean_grade is None, -(by_id[i].mean_grade or 0), i)
+    )
     assert got == want
     got = _ids(ClipListQuery(sort="agreement"))
     assert got == sorted(by_id, key=lambda i: (*last(by_id[i].agreement), i))
@@ -152,7 +154,9 @@ def test_sorts_and_filters_at_the_papers_scale_agree_with_python_on_the_same_row
         and c.agreement is not None and c.agreement >= 0.3
     }  # fmt: skip
     assert got == want_set and got
-    assert set(_ids(ClipListQuery(mode="none"))) == {i for i, c in by_id.items() if not c.votes_total}
+    assert set(_ids(ClipListQuery(mode="none"))) == {
+        i for i, c in by_id.items() if not c.votes_total
+    }
     assert set(_ids(ClipListQuery(status="failed"))) == {
         i for i, c in by_id.items() if c.video.status == "failed"
     }
