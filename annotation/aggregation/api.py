@@ -18,7 +18,12 @@ from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
 from rest_framework import serializers
 from rest_framework.generics import ListAPIView
 from rest_framework.renderers import BaseRenderer, JSONRenderer
@@ -60,6 +65,15 @@ class DistributionOutputSerializer(serializers.Serializer):
 _PAGER_PARAMETERS = ("limit", "offset", "format")
 
 
+@extend_schema_view(
+    get=extend_schema(
+        parameters=[
+            OpenApiParameter(name, str, description=text)
+            for name, text in clip_list.PARAMETER_HELP.items()
+            if name != "page"  # the API pages with limit and offset
+        ]
+    )
+)
 class DistributionListApi(ListAPIView):
     """Every clip's grade distribution, raw and severity-corrected; sorted (default: by clip id)
     and filtered with the clips page's parameters: q, status, retired, votes_min, votes_max,

@@ -48,7 +48,7 @@ from django.db.models import (
     When,
 )
 from django.db.models.expressions import Combinable
-from django.db.models.functions import Abs, Cast, Greatest, NullIf
+from django.db.models.functions import Abs, Cast, Greatest, Least, Mod, NullIf, Substr
 
 from annotation.errors import ServiceError
 from annotation.grades import GRADES, VOTE_FIELDS
@@ -73,19 +73,21 @@ SORT_KEYS: dict[str, str] = {
 }
 STATUSES: tuple[str, ...] = tuple(Video.Status.values)
 MODES: tuple[str, ...] = (*GRADES, "none")
-PARAMETERS: tuple[str, ...] = (
-    "q",
-    "status",
-    "retired",
-    "votes_min",
-    "votes_max",
-    "mode",
-    "agreement_min",
-    "agreement_max",
-    "patient",
-    "sort",
-    "page",
-)
+# The query string's parameters and what each means (the API schema's descriptions too).
+PARAMETER_HELP: dict[str, str] = {
+    "q": "search: clip id or patient code contains this text (case-insensitive)",
+    "status": f"the video's status: {', '.join(STATUSES)}",
+    "retired": "yes: only clips out of the rating queue; no: only open clips",
+    "votes_min": "at least this many expert votes",
+    "votes_max": "at most this many expert votes",
+    "mode": "the mode grade, A..E, or none for clips without votes",
+    "agreement_min": "agreement (share of pairs of votes naming the same grade) at least, 0..1",
+    "agreement_max": "agreement at most, 0..1",
+    "patient": "one patient's clips (exact code)",
+    "sort": f"{', '.join(SORT_KEYS)}; a leading '-' sorts descending (default: clip)",
+    "page": "page number, from 1",
+}
+PARAMETERS: tuple[str, ...] = tuple(PARAMETER_HELP)
 MAX_SEARCH_LENGTH = 100
 # A whole number as the URL may carry it: ASCII digits only (str.isdigit takes "²"), at most
 # nine of them, so int() never meets an unbounded text.
@@ -243,34 +245,35 @@ def clips_with_distribution_columns() -> QuerySet[Clip]:
         score_sum = score_sum + vote * k
         pairs_same = pairs_same + vote * (vote - 1)
     top = Greatest(*votes)
-    # The tie rule of grade_mode_index in exact integers: a top grade's distance to the mean
-    # times n is |score * n - score_sum|; other grades never win (a key above any distance).
-    never = Value(1 << 30)
-    keys = {
-        grade: Case(
-            When(**{f"{VOTE_FIELDS[k]}": top}, then=Abs(n * (k + 1) - score_sum)),
+    # The tie rule of grade_mode_index in exact integers, as one key per grade: a top grade's
+    # distance to the mean times n is |score * n - score_sum|, other grades sit above every
+    # distance; the key is that times 8 plus the grade's index (0=A .. 4=E). The smallest key
+    # is the nearest top grade, the better one on a tie, and its low bits name it.
+    never = Value(1 << 24)
+    keys = [
+        Case(
+            When(**{VOTE_FIELDS[k]: top}, then=Abs(n * (k + 1) - score_sum)),
             default=never,
             output_field=IntegerField(),
         )
-        for k, grade in enumerate(GRADES)
-    }
-    aliases = {f"mode_key_{grade.lower()}": key for grade, key in keys.items()}
-    # The first grade whose key is at most every later key (and, being reached, below every
-    # earlier one) is the first minimum: the better grade wins a tie, as numpy's argmin does.
-    mode_cases = [When(votes_total=0, then=Value(None))]
-    for k, grade in enumerate(GRADES[:-1]):
-        later = Q()
-        for other in GRADES[k + 1 :]:
-            later &= Q(**{f"mode_key_{grade.lower()}__lte": F(f"mode_key_{other.lower()}")})
-        mode_cases.append(When(later, then=Value(grade)))
-    return Clip.objects.alias(**aliases).annotate(
+        * 8
+        + k
+        for k in range(len(GRADES))
+    ]
+    mode_index = Mod(Least(*keys), 8)
+    mode_grade = Case(
+        When(votes_total=0, then=Value(None)),
+        default=Substr(Value("".join(GRADES)), mode_index + 1, 1),
+        output_field=CharField(),
+    )
+    return Clip.objects.annotate(
         mean_grade=ExpressionWrapper(
             Cast(score_sum, FloatField()) / NullIf(n, 0), output_field=FloatField()
         ),
         agreement=ExpressionWrapper(
             Cast(pairs_same, FloatField()) / NullIf(n * (n - 1), 0), output_field=FloatField()
         ),
-        mode_grade=Case(*mode_cases, default=Value(GRADES[-1]), output_field=CharField()),
+        mode_grade=mode_grade,
     )
 
 
