@@ -100,10 +100,10 @@ def clip_list(request: HttpRequest) -> HttpResponse:
         "statuses": Video.Status.choices,
         "modes": clip_listing.MODES,
     }
-    try:
+    with refusal_shown(request) as refused:  # the message names every wrong parameter
         query = clip_listing.clip_list_query_parse(request.GET)
-    except clip_listing.ClipListQueryError as exc:
-        context |= {"error": str(exc), "query": clip_listing.ClipListQuery(), "form": request.GET}
+    if refused:
+        context |= {"error": True, "query": clip_listing.ClipListQuery(), "form": request.GET}
         return render(request, "frontend/clip_list.html", context, status=400)
     if any(value == "" for value in request.GET.values()):
         # The filter form sends every field; the bookmarkable address keeps only those set.
@@ -113,12 +113,11 @@ def clip_list(request: HttpRequest) -> HttpResponse:
     try:
         page = paginator.page(query.page)
     except EmptyPage:
-        context |= {
-            "error": f"page {query.page} does not exist: this list has "
-            f"{paginator.num_pages} page(s).",
-            "query": query,
-            "form": query.as_params(),
-        }
+        messages.error(
+            request,
+            f"page {query.page} does not exist: this list has {paginator.num_pages} page(s).",
+        )
+        context |= {"error": True, "query": query, "form": query.as_params()}
         return render(request, "frontend/clip_list.html", context, status=400)
     context |= {
         "page": page,

@@ -112,7 +112,8 @@ def test_the_clip_list_sorts_filters_searches_and_pages_615_clips(
     # A bad parameter: a 400 page that says what was wrong, no server error.
     answer = page.goto(f"{live_server.url}/clips/?sort=colour&votes_min=many")
     assert answer is not None and answer.status == 400
-    message = page.text_content("#clip-list-error")
+    assert page.is_visible("#clip-list-error a:text-is('Show all clips')")
+    message = page.text_content("ul.messages li.error")
     assert "sort must be one of clip, patient" in message
     assert "votes_min must be a whole number of 0 or more, not 'many'" in message
     page.screenshot(path=str(_shots() / "clip-list-bad-parameter.png"))
