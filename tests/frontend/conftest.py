@@ -1,5 +1,6 @@
-"""Fixtures of the page tests: the clip factories of the grading tests and the practice sets
-(graded, frozen clips with a training run's predictions) of the trainee tests."""
+"""Fixtures the chart tests share with the aggregation and practice tests (re-exported)."""
 
-from tests.annotation.grading.conftest import cast_votes, make_clip  # noqa: F401  (fixtures)
-from tests.datasets.practice.conftest import practice_clips  # noqa: F401  (a fixture)
+from __future__ import annotations
+
+from tests.annotation.aggregation.conftest import add_votes, make_clips, make_experts  # noqa: F401
+from tests.datasets.practice.conftest import cast_votes, make_clip, practice_clips  # noqa: F401
