@@ -175,6 +175,10 @@ class AgreementOutputSerializer(serializers.Serializer):
     n_resamples = serializers.IntegerField(help_text="bootstrap resamples (0 = no interval)")
     n_clips_pairable = serializers.IntegerField(help_text="clips with at least two votes")
     fleiss_kappa = serializers.FloatField(allow_null=True)
+    fleiss_kappa_ci_low = serializers.FloatField(
+        allow_null=True, help_text="percentile bootstrap over clips, as alpha's"
+    )
+    fleiss_kappa_ci_high = serializers.FloatField(allow_null=True)
 
 
 class ConsistencyOutputSerializer(serializers.Serializer):
