@@ -232,12 +232,15 @@ def run(data_dir: Path, out_root: Path, *, mode: str) -> None:
         total_seconds += time.perf_counter() - started
         for stage, seconds in output.stage_seconds.items():
             stage_seconds[stage] += seconds
-        truth = truth_tracks[row.clip_id]
-        track_error = np.linalg.norm(output.clips[0].track - truth, axis=1)
+        (clip,) = output.clips
+        if clip.cut_short is not None:  # lost near the end: a shorter clip was kept
+            lost.append(f"{row.clip_id} ({motion_types[row.clip_id]}): {clip.cut_short.message}")
+        truth = truth_tracks[row.clip_id][: clip.n_frames]
+        track_error = np.linalg.norm(clip.track - truth, axis=1)
         errors.append(track_error)
         errors_by_motion[motion_types[row.clip_id]].append(float(track_error.mean()))
         true_speed = kinematics(truth, fps=row.fps, pixel_size_um=row.pixel_size_um).vcl
-        speed_errors.append(output.clips[0].kinematics.vcl - true_speed)
+        speed_errors.append(clip.kinematics.vcl - true_speed)
 
     stop_decode_server()  # its CPU time, and its children's, count once it has ended
     cpu = cpu_seconds() - cpu_before

@@ -476,7 +476,7 @@ def process_video_isolated(
         # Each file it names must lie where the child wrote; named where it will be.
         outputs.append(
             _output_from_json(
-                _answer(answer), out_dir, n_targets=len(request["targets"]), produced_in=produced
+                _answer(answer), out_dir, n_targets=len(targets), produced_in=produced
             )
         )
 

@@ -369,7 +369,12 @@ def process_video(
         # them into the staging folder (this runs after the writer's exit, before the rename
         # of the staging folder: nothing of theirs reaches out_dir).
         dropped: list[Path] = []
-        stack.callback(lambda: [p.unlink(missing_ok=True) for p in dropped])
+
+        def drop_files() -> None:
+            for dropped_path in dropped:
+                dropped_path.unlink(missing_ok=True)
+
+        stack.callback(drop_files)
         writer = stack.enter_context(H264Writer(videos, width=width, height=height, fps=frame_rate))
         canvas = np.zeros((height, width), dtype=np.uint8)
         crops: list[list[np.ndarray]] = [[] for _ in followed]

@@ -376,3 +376,17 @@ def test_a_file_in_another_container_is_refused_by_its_content(tmp_path: Path) -
     path.write_bytes(png.tobytes())
     with pytest.raises(IngestError, match="neither an MP4 nor an AVI file"):
         probe_video(path)
+
+
+def test_the_shortest_clip_kept_has_the_frames_every_backbone_samples_and_no_fewer() -> None:
+    from annotation.ingest.pipeline import MIN_CLIP_FRAMES
+    from modeling.ml.backbones import PRESETS
+
+    sampled = {
+        preset.inputs.frames
+        for presets in PRESETS.values()
+        for preset in presets.values()
+        if preset.inputs.frames is not None
+    }
+    assert sampled and max(sampled) == MIN_CLIP_FRAMES
+    assert IngestConfig().min_frames == MIN_CLIP_FRAMES <= IngestConfig().n_frames
