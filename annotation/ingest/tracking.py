@@ -652,10 +652,22 @@ class HeadTracker:
         the target: a still one, or (unless ``still_only``) one the last frame's match saw
         swimming beside it; None when no head is that close."""
         reach = CROWD_HEADS * self.scale.head_length_px
+        footprint = self.scale.footprint_px
+        # How far each remembered head lay from the target in the frame it was seen: one seen
+        # as far in an earlier frame too keeps beside the target (its own midpiece and tail,
+        # whose side changes with the beat) instead of coming closer.
+        gaps = [
+            (seen, float(np.linalg.norm(other - self.centres[seen])))
+            for seen, other in self._neighbours
+        ]
         nearest: float | None = None
         for (seen, other), is_still in zip(self._neighbours, self._still_mask(), strict=True):
             if not (is_still or (seen == index - 1 and not still_only)):
                 continue
+            gap = float(np.linalg.norm(other - self.centres[seen]))
+            if any(when < seen and abs(gap - earlier) <= footprint for when, earlier in gaps):
+                continue  # it kept beside the target: the target's own midpiece
+
             # A moving head is judged by where it was against where the target was then.
             place = centre if is_still else self.centres[-1]
             distance = float(np.linalg.norm(other - place))

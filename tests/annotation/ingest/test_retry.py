@@ -222,6 +222,17 @@ def test_one_lost_target_of_three_leaves_two_clips_and_is_reported_then_retried_
     assert [r["result"] for r in detail["target_results"]] == ["clip", "clip", "lost"]
     assert "lost at frame 3" in detail["target_results"][2]["error"]
     kept = {c.pk: c.frames_file.name for c in video.clips.all()}
+    # The video's page says so, lists every target's result, and offers the retry.
+    from django.test import Client
+    from django.urls import reverse
+
+    services.video_first_frame_make(video_id=video.pk)
+    page = Client()
+    page.force_login(curator)
+    html = page.get(reverse("video-detail", args=[video.pk])).content.decode()
+    assert "Ready, partly failed" in html and "Move the lost targets and retry" in html
+    assert html.count('class="target-clip"') == 2 and html.count('class="target-lost"') == 1
+    assert "lost at frame 3" in html and '"index": 2' in html  # the lost one, drawn in red
 
     # The curator moves the lost target onto a head that stays: only it is tracked again.
     moved = services.Target(x=THREE[0][0] + 0.25, y=THREE[0][1] + 0.5)
@@ -275,3 +286,17 @@ def test_a_target_that_swims_out_late_keeps_a_shorter_clip_that_dataset_builds_l
     Clip.objects.filter(pk=clip.pk).update(votes_a=2, votes_total=2)
     chosen = selection_read(filters_normalised())
     assert chosen.clips == [] and chosen.left_out["clips_short"] == 1
+
+
+def test_new_targets_take_the_places_of_lost_ones_and_a_lost_one_left_over_is_dropped() -> None:
+    a, b, c, d = ({"x": float(i), "y": 1.0, "external_id": ""} for i in range(4))
+    new = [{"x": 9.0, "y": 9.0, "external_id": ""}]
+    # Targets 1 and 3 were lost; 0 and 2 have clips: the new one takes 1's place, 3 goes.
+    placed, indices = services._targets_placed([a, b, c, d], {0, 2}, new)
+    assert placed == [a, new[0], c] and indices == [1]
+    # With 3 kept too, the lost one in the middle that gets no new target is marked dropped.
+    placed, indices = services._targets_placed([a, b, c, d], {0, 2, 3}, [])
+    assert placed == [a, {**b, "dropped": True}, c, d] and indices == []
+    # More new targets than lost places: the rest are added at the end.
+    placed, indices = services._targets_placed([a, b], {0}, [new[0], d])
+    assert placed == [a, new[0], d] and indices == [1, 2]
