@@ -92,12 +92,19 @@ class VideoAttempt(models.Model):
         QUEUED = "queued", "Queued"
         RUNNING = "running", "Running"
         READY = "ready", "Ready"
+        # Some targets gave clips, others were lost (see target_results); the video is ready
+        # with the clips it has, and the lost targets can be moved and retried.
+        PARTLY_FAILED = "partly_failed", "Partly failed"
         FAILED = "failed", "Failed"
 
     video = models.ForeignKey(Video, on_delete=models.PROTECT, related_name="attempts")
     number = models.PositiveIntegerField()
     # The targets this attempt tracked (those without a clip from an earlier attempt).
     targets = models.JSONField(default=list)
+    # Per target of ``targets``, once finished: {"index": its index in the video's targets,
+    # "result": "clip" | "short_clip" | "lost", "clip_id", "n_frames", "loss" (the tracker's
+    # code), "lost_at" (frame), "error" (the sentence a curator reads)}.
+    target_results = models.JSONField(default=list, blank=True)
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
     )

@@ -237,6 +237,9 @@ FILE_UPLOAD_PERMISSIONS = 0o640
 
 # Ingestion defaults (see annotation/ingest/pipeline.py).
 INGEST_N_FRAMES = env_int("MERSV_INGEST_FRAMES", 16)
+# A target lost at frame k >= this keeps a clip of its k frames (the fewest a model can use:
+# the video backbones sample 8); dataset builds leave clips shorter than INGEST_N_FRAMES out.
+INGEST_MIN_FRAMES = env_int("MERSV_INGEST_MIN_FRAMES", 8)
 INGEST_CROP_SIZE = env_int("MERSV_CROP_SIZE", 150)
 DEFAULT_PIXEL_SIZE_UM = env_float("MERSV_PIXEL_SIZE_UM", 0.5)
 # The expected sperm head in µm: the tracker's sizes follow it and the pixel size

@@ -356,6 +356,7 @@ def dataset_import(
     """
     from annotation.ingest import services
     from annotation.ingest.isolation import process_video_isolated
+    from annotation.ingest.pipeline import lost_targets_error
     from annotation.ingest.video_io import IngestError
 
     root = root.resolve()
@@ -382,18 +383,18 @@ def dataset_import(
                 progress(done, total, video)
             out_dir = staging / f"{done:06d}"
             try:
-                outputs[video] = (
-                    process_video_isolated(
-                        root / video,
-                        [(r.x, r.y) for r in rows],
-                        out_dir=out_dir,
-                        pixel_size_um=rows[0].pixel_size_um,
-                        config=config,
-                        fps=rows[0].fps,  # clips.csv's rate wins over the file's header
-                        limits=services.decode_limits(),
-                    ),
-                    out_dir,
+                output = process_video_isolated(
+                    root / video,
+                    [(r.x, r.y) for r in rows],
+                    out_dir=out_dir,
+                    pixel_size_um=rows[0].pixel_size_um,
+                    config=config,
+                    fps=rows[0].fps,  # clips.csv's rate wins over the file's header
+                    limits=services.decode_limits(),
                 )
+                if output.lost:  # an import keeps all of a video's clips or none
+                    raise lost_targets_error(output.lost)
+                outputs[video] = (output, out_dir)
             except IngestError as exc:
                 ids = ", ".join(r.clip_id for r in rows)
                 problem = f"clips.csv line {rows[0].line}: video {video!r} (clips {ids}): {exc}"

@@ -4,9 +4,11 @@ The build and the build form's live preview call the same `selection_read`, so t
 curator sees before building are the counts the build then freezes. Filters act at two
 levels:
 
-- clips: ready video, retired only, ingestion dates, "cannot judge" majority, and clips where
-  the rater model's severity-corrected distribution lies further than a threshold (EMD) from
-  the raw one (the panel disagrees with itself once severities are accounted for);
+- clips: ready video, full length (a clip cut short by a lost target has fewer frames than
+  training reads: left out, counted as ``clips_short``), retired only, ingestion dates,
+  "cannot judge" majority, and clips where the rater model's severity-corrected distribution
+  lies further than a threshold (EMD) from the raw one (the panel disagrees with itself once
+  severities are accounted for);
 - votes: every vote of chosen raters (pseudonymous expert ids) and grades the dashboard flags
   as very fast (`annotation.aggregation.selectors.fast_grade_mask`) are left out; the minimum
   number of votes then applies to the votes that remain, and a clip left with none is dropped.
@@ -22,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.db.models import Count, F, QuerySet
 
@@ -157,6 +160,11 @@ def selection_read(filters: dict[str, Any]) -> Selection:
     """The clips and votes `filters` select now (call inside a transaction for a snapshot)."""
     clips = list(_candidate_clips(filters))
     left_out: Counter[str] = Counter()
+    # Training reads the first INGEST_N_FRAMES frames of every clip: a shorter one (its target
+    # lost near the end) cannot be used, and padding would invent frames.
+    full = [c for c in clips if c.n_frames >= settings.INGEST_N_FRAMES]
+    left_out["clips_short"] = len(clips) - len(full)
+    clips = full
     threshold = filters.get("max_rater_model_emd")
     if threshold is not None:
         outliers = _rater_model_outliers(clips, float(threshold))

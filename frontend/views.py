@@ -241,17 +241,27 @@ def video_list(request: HttpRequest) -> HttpResponse:
 
 def _video_page(request: HttpRequest, video: Video, form: VideoTargetsForm) -> HttpResponse:
     from annotation.ingest.candidates import head_length_px_for
+    from annotation.ingest.selectors import video_target_results
 
+    results = video_target_results(video)
+    partly_failed = video.status == Video.Status.READY and any(
+        r["result"] == "lost" for r in results
+    )
     context = {
         "video": video,
         "clips": video.clips.all(),
+        "target_results": results,
+        "partly_failed": partly_failed,
         "attempts": video.attempts.select_related("requested_by").order_by("-number"),
         "form": form,
         # Targets may be (re)tagged unless an ingestion is queued or running.
         # (A ready video has a first frame only if it was uploaded without targets.)
         "taggable": video.status in (Video.Status.NEEDS_TARGETS, Video.Status.FAILED)
-        or (video.status == Video.Status.READY and bool(video.first_frame)),
-        "kept_targets": video.targets[: video.clips.count()],
+        or (video.status == Video.Status.READY and bool(video.first_frame))
+        or partly_failed,
+        # Targets with clips stay; the lost ones are replaced by the targets tagged now.
+        "kept_targets": [r for r in results if r["result"] in ("clip", "short_clip")],
+        "lost_targets": [r for r in results if r["result"] == "lost"],
         # A click snaps to a candidate head within about one head length.
         "snap_radius_px": round(
             head_length_px_for(video.pixel_size_um, head_length_um=settings.INGEST_HEAD_LENGTH_UM),

@@ -157,10 +157,14 @@ def triage_predictions_ensure(*, run: TrainingRun, clips: Sequence[Clip]) -> tup
     """Queue the prediction of the sample's clips the run has not predicted, in the worker
     (a page view never runs inference or writes predictions). Returns (clips left pending,
     error message or "")."""
+    from modeling.ml.train import TrainConfig
     from modeling.services import TrainingError, predictions_new_clips_enqueue
 
     have = set(Prediction.objects.filter(run=run, clip__in=clips).values_list("clip_id", flat=True))
-    missing = [c for c in clips if c.pk not in have]
+    # A clip cut short (its target lost near the end) has fewer frames than the model reads:
+    # never predicted, it stays unranked.
+    frames = TrainConfig.from_dict(run.config).frames
+    missing = [c for c in clips if c.pk not in have and c.n_frames >= frames]
     if not missing:
         return 0, ""
     try:

@@ -711,7 +711,10 @@ def predictions_new_clips_enqueue(*, run: TrainingRun) -> int:
     if run.status != JobStatus.SUCCEEDED:
         raise TrainingError(f"run {run.pk} has not succeeded: only finished runs predict clips")
     clip_ids = list(
-        Clip.objects.filter(video__status=Video.Status.READY)
+        # A clip cut short (its target lost near the end) has fewer frames than the model reads.
+        Clip.objects.filter(
+            video__status=Video.Status.READY, n_frames__gte=TrainConfig.from_dict(run.config).frames
+        )
         .exclude(dataset_clips__version=run.version)
         .exclude(predictions__run=run)
         .values_list("pk", flat=True)

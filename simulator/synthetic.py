@@ -32,7 +32,8 @@ Files written by `generate_dataset` (the exchange format plus the truth)::
     truth_panel.json    {"thresholds": [...], "seed": ..., "config": {...}}
 
 ``failure_mode`` stages a way tracking fails around each video's first target
-(``FAILURE_MODES``: it swims out of the frame, a static cluster lies beside its path, a
+(``FAILURE_MODES``: it swims out of the frame about half way through the clip, or late, in
+its last quarter, a static cluster lies beside its path, a
 brighter still copy of its head lies beside it at frame 0); ``pixel_size_um`` sets the
 magnification (``MAGNIFICATIONS_UM_PER_PX``: heads of about 9, 18 and 37 px). With the
 defaults every file is what it always was. ``heads_frame0(config)`` is the truth of every
@@ -72,7 +73,13 @@ VIDEO_FORMATS: dict[str, str] = {"mp4": "mp4v", "avi": "MJPG"}
 #   not reflected back in; its true track runs outside the frame);
 # - "static_cluster": a clump of immotile cells and debris sits beside its path, half way;
 # - "bright_neighbour": a still copy of its head, with more contrast, lies beside it at frame 0.
-FAILURE_MODES: tuple[str, ...] = ("none", "leaves_frame", "static_cluster", "bright_neighbour")
+FAILURE_MODES: tuple[str, ...] = (
+    "none",
+    "leaves_frame",
+    "leaves_frame_late",
+    "static_cluster",
+    "bright_neighbour",
+)
 # Three magnifications (µm per px): heads of about 9, 18 and 37 px.
 MAGNIFICATIONS_UM_PER_PX: tuple[float, ...] = (0.5, 0.25, 0.125)
 
@@ -682,15 +689,21 @@ _UNBOUNDED = Bounds(-1e9, 1e9, -1e9, 1e9)
 
 
 def _leaving_track(
-    cell: CellSpec, *, config: SyntheticConfig, simulate: Simulate, rng: np.random.Generator
+    cell: CellSpec,
+    *,
+    config: SyntheticConfig,
+    simulate: Simulate,
+    rng: np.random.Generator,
+    late: bool = False,
 ) -> tuple[CellTrack, np.ndarray]:
     """A path from near a border straight out of the frame: it crosses the border about
-    half way through the clip (sooner or later by chance); a slow cell starts at the margin
-    and may not get out."""
+    half way through the clip (sooner or later by chance), or with ``late`` in the clip's
+    last quarter; a slow cell starts at the margin and may not get out."""
     width, height, px_per_um = config.width, config.height, config.px_per_um
     margin = config.target_margin_um * px_per_um
     step = max(cell.speed_um_s, 1.0) * px_per_um / config.fps  # px per frame
-    depth = max(step * config.n_frames * rng.uniform(0.3, 0.6), margin)
+    share = rng.uniform(0.75, 0.9) if late else rng.uniform(0.3, 0.6)
+    depth = max(step * config.n_frames * share, margin)
     side = int(rng.integers(4))  # 0 left, 1 right, 2 top, 3 bottom
     outward = ((-1.0, 0.0), (1.0, 0.0), (0.0, -1.0), (0.0, 1.0))[side]
     along = rng.uniform(0.3, 0.7)
@@ -834,8 +847,11 @@ def scene_sample(
         return all(_frame0_clear(c, p, centre, points, separation) for c, p in frame0)
 
     for number, target in enumerate(targets):
-        if number == 0 and config.failure_mode == "leaves_frame":
-            track, points = _leaving_track(target, config=config, simulate=simulate, rng=rng)
+        if number == 0 and config.failure_mode in ("leaves_frame", "leaves_frame_late"):
+            late = config.failure_mode == "leaves_frame_late"
+            track, points = _leaving_track(
+                target, config=config, simulate=simulate, rng=rng, late=late
+            )
             cells.append(target)
             tracks.append(track)
             frame0.append((track.centres[0], points))

@@ -52,7 +52,7 @@ import numpy as np
 from annotation.ingest import sandbox
 from annotation.ingest.candidates import Candidate
 from annotation.ingest.kinematics import Kinematics
-from annotation.ingest.pipeline import ClipOutput, IngestConfig, VideoOutput
+from annotation.ingest.pipeline import ClipOutput, IngestConfig, TargetLost, VideoOutput
 from annotation.ingest.preview import FirstFrame
 from annotation.ingest.video_io import IngestError, VideoInfo
 
@@ -95,14 +95,33 @@ def _json_output(output: VideoOutput) -> dict[str, Any]:
                 "crop_mp4": str(c.crop_mp4),
                 "filmstrip_png": str(c.filmstrip_png),
                 "match_scores": [float(s) for s in c.match_scores],
+                "target": c.target,
+                "cut_short": None if c.cut_short is None else asdict(c.cut_short),
             }
             for c in output.clips
         ],
+        "lost": [asdict(t) for t in output.lost],
     }
 
 
+def _target_index(value: object, n_targets: int) -> int:
+    target = int(value)  # type: ignore[call-overload]
+    if not 0 <= target < n_targets:
+        raise IngestError("the decoding process answered for a target it was not given")
+    return target
+
+
+def _target_lost_from_json(data: dict[str, Any], n_targets: int) -> TargetLost:
+    return TargetLost(
+        target=_target_index(data["target"], n_targets),
+        code=str(data["code"]),
+        lost_at=int(data["lost_at"]),
+        message=str(data["message"]),
+    )
+
+
 def _output_from_json(
-    data: dict[str, Any], out_dir: Path, *, produced_in: Path | None = None
+    data: dict[str, Any], out_dir: Path, *, n_targets: int, produced_in: Path | None = None
 ) -> VideoOutput:
     """The child's answer as a VideoOutput in ``out_dir``; the child wrote its files in
     ``produced_in`` (``out_dir`` itself when None), and each path it names must lie there."""
@@ -127,9 +146,14 @@ def _output_from_json(
                 crop_mp4=inside(c["crop_mp4"]),
                 filmstrip_png=inside(c["filmstrip_png"]),
                 match_scores=[float(s) for s in c["match_scores"]],
+                target=_target_index(c["target"], n_targets),
+                cut_short=None
+                if c["cut_short"] is None
+                else _target_lost_from_json(c["cut_short"], n_targets),
             )
             for c in data["clips"]
         ],
+        lost=[_target_lost_from_json(t, n_targets) for t in data["lost"]],
         stage_seconds={str(k): float(v) for k, v in data["stage_seconds"].items()},
     )
 
@@ -450,7 +474,11 @@ def process_video_isolated(
 
     def check(answer: dict[str, Any], produced: Path) -> None:
         # Each file it names must lie where the child wrote; named where it will be.
-        outputs.append(_output_from_json(_answer(answer), out_dir, produced_in=produced))
+        outputs.append(
+            _output_from_json(
+                _answer(answer), out_dir, n_targets=len(targets), produced_in=produced
+            )
+        )
 
     _run_child(request, limits, out_dir=out_dir, check=check)
     return outputs[0]

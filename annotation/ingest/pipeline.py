@@ -63,6 +63,9 @@ CLIP_PRESET = "ultrafast"
 
 Box = tuple[int, int, int, int]  # x, y, width, height
 
+# The fewest frames of a clip a model can use (the video backbones sample 8 frames of it).
+MIN_CLIP_FRAMES = 8
+
 
 @dataclass(frozen=True)
 class IngestConfig:
@@ -73,12 +76,17 @@ class IngestConfig:
     video's pixel size and the expected head size in µm (`annotation.ingest.scale`): 150, 13
     and 24 px at 0.5 µm/px with the default 4.6 x 3.0 µm head.
 
-    Every clip has ``n_frames`` frames: the model reads that many of each clip and a dataset
-    holds one clip length, so a target lost before the last frame gives no shorter clip; the
-    video gets the error that says why it was lost.
+    A clip has ``n_frames`` frames, or fewer when its target was lost near the end: a target
+    lost at frame k >= ``min_frames`` keeps the k frames before (a shorter clip, its
+    ``cut_short`` saying why); one lost earlier gets no clip and the error that says why
+    (``VideoOutput.lost``), while the other targets' clips are kept. ``min_frames`` is the
+    fewest frames a model can use: the video backbones sample 8 frames of a clip
+    (`modeling.ml.backbones`, a test ties the two). Training reads the first ``n_frames`` of
+    every clip, so dataset builds leave the shorter clips out (`datasets.selection`).
     """
 
     n_frames: int = 16
+    min_frames: int = MIN_CLIP_FRAMES
     crop_size: int | None = None
     template_size: int | None = None
     search_radius: int | None = None
@@ -101,25 +109,45 @@ class IngestConfig:
 
 
 @dataclass(frozen=True)
+class TargetLost:
+    """Why target ``target`` (its index in the targets given) was lost at frame ``lost_at``:
+    the tracker's loss ``code`` and the sentence a curator reads."""
+
+    target: int
+    code: str
+    lost_at: int
+    message: str
+
+
+@dataclass(frozen=True)
 class ClipOutput:
     """One tracked target: its track, kinematics and the files written for it."""
 
-    track: np.ndarray  # (n_frames, 2) float64, head centre (x, y) in px of the full frame
+    track: np.ndarray  # (T, 2) float64, head centre (x, y) in px of the full frame
     kinematics: Kinematics
-    frames_npy: Path  # (n_frames, crop_size, crop_size) uint8
+    frames_npy: Path  # (T, crop_size, crop_size) uint8
     crop_mp4: Path
     filmstrip_png: Path
     match_scores: list[float]  # per frame, TM_CCOEFF_NORMED; frame 0 is 1
+    target: int = 0  # its index in the targets given
+    # Set when the target was lost near the end: T = cut_short.lost_at < n_frames.
+    cut_short: TargetLost | None = None
+
+    @property
+    def n_frames(self) -> int:
+        return len(self.track)
 
 
 @dataclass(frozen=True)
 class VideoOutput:
-    """What ``process_video`` made of one video; ``clips[i]`` belongs to ``targets[i]``."""
+    """What ``process_video`` made of one video: a clip per target kept (``clips[k].target``
+    is its index in the targets given, in order) and why each other target was lost."""
 
     info: VideoInfo
     sha256: str  # of the source file's bytes
     preview_mp4: Path
     clips: list[ClipOutput]
+    lost: list[TargetLost] = field(default_factory=list)
     # Wall time per stage (decode, track, encode, hash), for logs and the benchmark. The
     # encoder works in its own process meanwhile: "encode" counts only the waits for it.
     stage_seconds: dict[str, float] = field(default_factory=dict)
@@ -165,17 +193,41 @@ def _check_targets(targets: Sequence[tuple[float, float]], info: VideoInfo) -> N
             )
 
 
-def _lost_error(target: tuple[float, float], tracker: HeadTracker) -> IngestError:
-    if tracker.lost_at == 0:
-        return IngestError(
+def _target_lost(
+    index: int, target: tuple[float, float], tracker: HeadTracker, *, kept: bool
+) -> TargetLost:
+    """The loss of ``tracker``'s target as a curator reads it; ``kept``: its frames before the
+    loss make a shorter clip."""
+    lost_at = tracker.lost_at or 0
+    code = tracker.loss.code if tracker.loss is not None else "no_head"
+    if lost_at == 0:
+        message = (
             f"there is no sperm head to follow at {_point_text(target)} in frame 0 "
             "(the image is flat there): click the centre of the head"
         )
+        return TargetLost(index, code, 0, message)
     reason = tracker.loss.message if tracker.loss is not None else "it could not be followed"
+    message = (
+        f"the target at {_point_text(target)} was lost at frame {lost_at} "
+        f"(match score {tracker.scores[-1]:.2f}): {reason}. "
+    )
+    if kept:
+        message += f"Its clip keeps the {lost_at} frames before"
+    else:
+        message += (
+            "Choose a sperm that stays in view and does not cross others during the first "
+            "frames, or move the target"
+        )
+    return TargetLost(index, code, lost_at, message)
+
+
+def lost_targets_error(lost: Sequence[TargetLost]) -> IngestError:
+    """The error of a video none of whose targets gave a clip."""
+    if len(lost) == 1:
+        return IngestError(lost[0].message)
     return IngestError(
-        f"the target at {_point_text(target)} was lost at frame {tracker.lost_at} "
-        f"(match score {tracker.scores[-1]:.2f}): {reason}. Choose a sperm that stays in "
-        "view and does not cross others during the first frames, or move the target"
+        f"all {len(lost)} targets were lost: "
+        + "; ".join(f"target {t.target + 1}: {t.message}" for t in lost)
     )
 
 
@@ -257,12 +309,17 @@ def process_video(
     ``pixel_size_um`` is the microscope's µm per pixel; ``fps`` overrides the frame rate the
     file declares (clips.csv states one). Decodes only the first ``config.n_frames`` frames.
     Raises IngestError, leaving nothing in ``out_dir``, when the file is not a video, is too
-    short, declares no frame rate and none is given, a target lies outside the frame, or a
-    target is lost.
+    short, declares no frame rate and none is given, a target lies outside the frame, or
+    every target is lost too early for a clip. Otherwise the targets lost too early are in
+    ``lost``, with no files, and the others have their clips (see ``IngestConfig``).
     """
     path, out_dir = Path(path), Path(out_dir)
     if not (pixel_size_um > 0 and math.isfinite(pixel_size_um)):
         raise IngestError(f"the pixel size must be a positive number of µm, not {pixel_size_um}")
+    if config.min_frames < 1:
+        raise ValueError(f"min_frames must be at least 1, not {config.min_frames}")
+    # Clips of fewer than n_frames frames exist only for n_frames above min_frames.
+    min_frames = min(config.min_frames, config.n_frames)
     stopwatch = _Stopwatch()
 
     with ExitStack() as stack:
@@ -289,22 +346,41 @@ def process_video(
                 )
                 for target in targets
             ]
-        for target, tracker in zip(targets, trackers, strict=True):
-            if tracker.lost:
-                raise _lost_error(target, tracker)
+        lost = [
+            _target_lost(i, t, tr, kept=False)
+            for i, (t, tr) in enumerate(zip(targets, trackers, strict=True))
+            if tr.lost
+        ]
+        # The targets followed past frame 0, by their index in ``targets``.
+        followed = [i for i, tracker in enumerate(trackers) if not tracker.lost]
+        if not followed:
+            raise lost_targets_error(lost)
 
         staging = stack.enter_context(_staging_folder(out_dir))
         preview_size = _preview_size(info.width, info.height, config.preview_max_width)
         crop_size = config.crop_size_at(pixel_size_um)
-        width, height, boxes = _layout(preview_size, crop_size, len(targets))
+        width, height, boxes = _layout(preview_size, crop_size, len(followed))
         videos = [H264Output(staging / PREVIEW_NAME, boxes[0], PREVIEW_CRF, PREVIEW_PRESET)]
         videos += [
             H264Output(staging / clip_file_names(i)[1], box, CLIP_CRF, CLIP_PRESET)
-            for i, box in enumerate(boxes[1:])
+            for i, box in zip(followed, boxes[1:], strict=True)
         ]
+        # The MP4s of targets lost too early for a clip, removed once the encoder has renamed
+        # them into the staging folder (this runs after the writer's exit, before the rename
+        # of the staging folder: nothing of theirs reaches out_dir).
+        dropped: list[Path] = []
+
+        def drop_files() -> None:
+            for dropped_path in dropped:
+                dropped_path.unlink(missing_ok=True)
+
+        stack.callback(drop_files)
         writer = stack.enter_context(H264Writer(videos, width=width, height=height, fps=frame_rate))
         canvas = np.zeros((height, width), dtype=np.uint8)
-        crops: list[list[np.ndarray]] = [[] for _ in targets]
+        crops: list[list[np.ndarray]] = [[] for _ in followed]
+        # Per output of the writer (the preview first), whether it still takes frames.
+        active = [True] * (1 + len(followed))
+        cut_short: dict[int, TargetLost] = {}
 
         # The fill past the frame's edge in the frame's own levels: it becomes CROP_FILL when
         # the crops are stretched to full range (limited-range luma spans 16-235).
@@ -312,38 +388,62 @@ def process_video(
         frame: np.ndarray | None = first
         while frame is not None:
             with stopwatch("track"):
-                for target, tracker, clip_crops in zip(targets, trackers, crops, strict=True):
+                for slot, index in enumerate(followed):
+                    if not active[slot + 1]:
+                        continue
+                    tracker, clip_crops = trackers[index], crops[slot]
                     # Frame 0 is where each tracker started: nothing to update.
                     if clip_crops and not tracker.update(frame):
-                        raise _lost_error(target, tracker)
+                        # Lost: its crops so far make a shorter clip when they are enough.
+                        active[slot + 1] = False
+                        keep = len(clip_crops) >= min_frames
+                        loss = _target_lost(index, targets[index], tracker, kept=keep)
+                        if keep:
+                            cut_short[index] = loss
+                        else:
+                            lost.append(loss)
+                            dropped.append(staging / clip_file_names(index)[1])
+                        continue
                     crop = crop_centred(frame, tracker.centres[-1], crop_size, fill=crop_fill)
                     clip_crops.append(crop)
+            if len(dropped) == len(followed):  # every target lost, none with a clip
+                raise lost_targets_error(sorted(lost, key=lambda t: t.target))
             with stopwatch("encode"):
                 # The encoder takes the frame's own levels; the files kept are grey.
                 _place(canvas, _shrink(frame, preview_size), boxes[0])
-                for clip_crops, box in zip(crops, boxes[1:], strict=True):
-                    _place(canvas, clip_crops[-1], box)
-                    if limited:
-                        clip_crops[-1] = stretch_to_full_range(clip_crops[-1])
-                writer.write(canvas, limited_range=limited)
+                for slot, box in enumerate(boxes[1:]):
+                    if active[slot + 1]:
+                        _place(canvas, crops[slot][-1], box)
+                        if limited:
+                            crops[slot][-1] = stretch_to_full_range(crops[slot][-1])
+                writer.write(canvas, limited_range=limited, active=active)
             with stopwatch("decode"):
                 frame = next(frames, None)
 
-        tracks = [tracker.result() for tracker in trackers]
-        measures = [
-            kinematics(
-                track.centres,
+        kept = [
+            (slot, i)
+            for slot, i in enumerate(followed)
+            if staging / clip_file_names(i)[1] not in dropped
+        ]
+        tracks = {}
+        for slot, index in kept:
+            track = trackers[index].result()
+            frames_kept = len(crops[slot])  # the frames before a loss
+            tracks[index] = (track.centres[:frames_kept], track.scores[:frames_kept])
+        measures = {
+            index: kinematics(
+                centres,
                 fps=frame_rate,
                 pixel_size_um=pixel_size_um,
                 smoothing_window=config.smoothing_window,
             )
-            for track in tracks
-        ]
+            for index, (centres, _) in tracks.items()
+        }
         with stopwatch("encode"):
-            for index, clip_crops in enumerate(crops):
+            for slot, index in kept:
                 npy_name, _, png_name = clip_file_names(index)
-                np.save(staging / npy_name, np.stack(clip_crops))
-                write_filmstrip_png(np.stack(clip_crops), staging / png_name)
+                np.save(staging / npy_name, np.stack(crops[slot]))
+                write_filmstrip_png(np.stack(crops[slot]), staging / png_name)
         with stopwatch("hash"):
             sha256 = file_sha256(path)
         with stopwatch("encode"):
@@ -351,16 +451,19 @@ def process_video(
             stack.close()
 
     clips = []
-    for index, (track, measured) in enumerate(zip(tracks, measures, strict=True)):
+    for _, index in kept:
         npy_name, mp4_name, png_name = clip_file_names(index)
+        centres, scores = tracks[index]
         clips.append(
             ClipOutput(
-                track=track.centres,
-                kinematics=measured,
+                track=centres,
+                kinematics=measures[index],
                 frames_npy=out_dir / npy_name,
                 crop_mp4=out_dir / mp4_name,
                 filmstrip_png=out_dir / png_name,
-                match_scores=[float(s) for s in track.scores],
+                match_scores=[float(s) for s in scores],
+                target=index,
+                cut_short=cut_short.get(index),
             )
         )
     return VideoOutput(
@@ -368,5 +471,6 @@ def process_video(
         sha256=sha256,
         preview_mp4=out_dir / PREVIEW_NAME,
         clips=clips,
+        lost=sorted(lost, key=lambda t: t.target),
         stage_seconds=stopwatch.seconds,
     )

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from rest_framework import serializers
 
 from annotation.ingest.kinematics import KINEMATICS_KEYS
+from annotation.ingest.selectors import video_partly_failed, video_target_results
 from annotation.models import Clip, Video, VideoAttempt
 
 
@@ -82,6 +84,7 @@ class VideoAttemptSerializer(serializers.ModelSerializer):
             "number",
             "status",
             "targets",
+            "target_results",
             "error",
             "clip_ids",
             "requested_by",
@@ -98,6 +101,12 @@ class VideoDetailSerializer(VideoSerializer):
     first_frame_url = serializers.SerializerMethodField()
     first_frame_overview_url = serializers.SerializerMethodField()
     attempts = VideoAttemptSerializer(many=True, read_only=True)
+    partly_failed = serializers.SerializerMethodField(
+        help_text="Ready with the clips it has, but some targets were lost (target_results)"
+    )
+    target_results = serializers.SerializerMethodField(
+        help_text="Per target: result clip, short_clip, lost (error says why), dropped or queued"
+    )
 
     class Meta(VideoSerializer.Meta):
         fields = [
@@ -107,8 +116,16 @@ class VideoDetailSerializer(VideoSerializer):
             "first_frame_error",
             "candidates",
             "attempts",
+            "partly_failed",
+            "target_results",
         ]
         read_only_fields = fields
+
+    def get_target_results(self, video: Video) -> list[dict[str, Any]]:
+        return video_target_results(video)
+
+    def get_partly_failed(self, video: Video) -> bool:
+        return video_partly_failed(video)
 
     def get_first_frame_url(self, video: Video) -> str | None:
         return video.first_frame.url if video.first_frame else None

@@ -164,6 +164,34 @@ def _targets_checked(video: Video, kept: int, targets: Sequence[Target]) -> list
     return [{"x": t.x, "y": t.y, "external_id": t.external_id} for t in targets]
 
 
+def _targets_placed(
+    targets: list[dict[str, object]], with_clips: set[int], new: list[dict[str, object]]
+) -> tuple[list[dict[str, object]], list[int]]:
+    """The video's targets once ``new`` ones are given, and the index each new one gets.
+
+    A target keeps its index for good once it has a clip (the clip is known by it). The
+    places of targets without a clip (lost or failed) are taken by the new targets in order,
+    so a lost target moved by the curator keeps its place; the rest go at the end. A lost
+    target given no new one is marked dropped (the attempt that lost it keeps it), or left
+    out when nothing with a clip follows it.
+    """
+    placed = list(targets)
+    free = [i for i in range(len(placed)) if i not in with_clips]
+    indices = []
+    for position, target in enumerate(new):
+        index = free[position] if position < len(free) else len(placed)
+        if index == len(placed):
+            placed.append(target)
+        else:
+            placed[index] = target
+        indices.append(index)
+    for index in free[len(new) :]:
+        placed[index] = {**placed[index], "dropped": True}
+    while placed and placed[-1].get("dropped"):
+        placed.pop()
+    return placed, indices
+
+
 def video_ingest_start(
     *,
     video_id: int,
@@ -177,9 +205,9 @@ def video_ingest_start(
     more targets for a video that has clips.
 
     Clips of earlier attempts are kept, never replaced: they may have votes and may be in
-    frozen dataset versions. So a retry tracks only the targets without a clip: for a failed
-    video these replace the targets of the failed attempt (which stays in the history), for
-    a ready one they are added.
+    frozen dataset versions. So a retry tracks only the new targets: they take the places of
+    the targets without a clip (those a failed or partly failed attempt lost, which stay in
+    its history), in order, and the rest are added (see ``_targets_placed``).
 
     Takes the video's row lock (SELECT ... FOR UPDATE) for the check and the write: of two
     requests at once, the second waits, sees the video pending and is refused (409).
@@ -190,17 +218,19 @@ def video_ingest_start(
             raise ConflictError(
                 f"video {video.pk} is being ingested already; wait until it is ready or failed"
             )
-        # Attempts are all or nothing, so the targets with clips are the first ones.
-        kept = video.clips.count()
-        new = _targets_checked(video, kept, targets)
+        with_clips = set(video.clips.values_list("target_index", flat=True))
+        new = _targets_checked(video, len(with_clips), targets)
         number = (video.attempts.aggregate(n=Max("number"))["n"] or 0) + 1
-        video.targets = [*video.targets[:kept], *new]
+        video.targets, indices = _targets_placed(video.targets, with_clips, new)
         video.status = Video.Status.PENDING
         video.error = ""
         video.started_at = video.finished_at = None
         video.save(update_fields=["targets", "status", "error", "started_at", "finished_at"])
         attempt = VideoAttempt.objects.create(
-            video=video, number=number, targets=new, requested_by=requested_by
+            video=video,
+            number=number,
+            targets=[{**t, "index": i} for t, i in zip(new, indices, strict=True)],
+            requested_by=requested_by,
         )
         if audit:
             audit_record(
@@ -345,9 +375,9 @@ def video_ingest(*, video_id: int) -> Video:
 
     video = Video.objects.get(pk=video_id)
     done = set(video.clips.values_list("target_index", flat=True))
-    todo = [i for i in range(len(video.targets)) if i not in done]
+    todo = [i for i, t in enumerate(video.targets) if i not in done and not t.get("dropped")]
     if not todo:  # done by an earlier delivery of the same task
-        _video_ready(video_id=video_id, clip_ids=[])
+        _video_ready(video_id=video_id, results=[])
         video.refresh_from_db()
         return video
     config = ingest_config()
@@ -380,12 +410,7 @@ def video_ingest(*, video_id: int) -> Video:
         with transaction.atomic():
             video = Video.objects.select_for_update().get(pk=video_id)
             clips_create_from_output(video=video, output=output, config=config, indices=todo)
-            _video_ready(
-                video_id=video_id,
-                clip_ids=list(
-                    video.clips.filter(target_index__in=todo).values_list("external_id", flat=True)
-                ),
-            )
+            _video_ready(video_id=video_id, results=_target_results(video, output, todo))
     except Exception:
         shutil.rmtree(out_dir, ignore_errors=True)
         raise
@@ -393,17 +418,68 @@ def video_ingest(*, video_id: int) -> Video:
     return video
 
 
-def _video_ready(*, video_id: int, clip_ids: list[str]) -> None:
-    """The video is ready; its current attempt, if any, ends as ready with these clips."""
+def _target_results(video: Video, output: VideoOutput, todo: list[int]) -> list[dict[str, object]]:
+    """Per target tracked (``todo``: their indices in the video's targets), what became of
+    it: the ``VideoAttempt.target_results`` rows."""
+    clip_ids = dict(
+        video.clips.filter(target_index__in=todo).values_list("target_index", "external_id")
+    )
+    results: dict[int, dict[str, object]] = {}
+    for clip in output.clips:
+        index = todo[clip.target]
+        short = clip.cut_short
+        results[index] = {
+            "index": index,
+            "result": "clip" if short is None else "short_clip",
+            "clip_id": clip_ids[index],
+            "n_frames": clip.n_frames,
+            "loss": "" if short is None else short.code,
+            "lost_at": None if short is None else short.lost_at,
+            "error": "" if short is None else short.message,
+        }
+    for lost in output.lost:
+        index = todo[lost.target]
+        results[index] = {
+            "index": index, "result": "lost", "clip_id": "", "n_frames": 0,
+            "loss": lost.code, "lost_at": lost.lost_at, "error": lost.message,
+        }  # fmt: skip
+    return [results[i] for i in todo]
+
+
+def _lost_summary(results: list[dict[str, object]]) -> str:
+    """The video's error when some targets were lost and others gave clips."""
+    lost = [r for r in results if r["result"] == "lost"]
+    if not lost:
+        return ""
+    return (
+        f"partly failed: {len(lost)} of {len(results)} targets lost, no clip for them; "
+        + "; ".join(f"target {int(r['index']) + 1}: {r['error']}" for r in lost)  # type: ignore[call-overload]
+        + ". Move them on the first frame and retry"
+    )
+
+
+def _video_ready(*, video_id: int, results: list[dict[str, object]]) -> None:
+    """The video is ready (with the clips it has); its current attempt, if any, ends as ready,
+    or as partly failed when some of its targets were lost (``results``: per target)."""
     now = timezone.now()
-    Video.objects.filter(pk=video_id).update(status=Video.Status.READY, error="")
+    error = _lost_summary(results)
+    Video.objects.filter(pk=video_id).update(status=Video.Status.READY, error=error[:2000])
     attempt = _attempt_current(video_id)
     if attempt is not None:
-        attempt.status = VideoAttempt.Status.READY
-        attempt.clip_ids = clip_ids
-        attempt.error = ""
+        attempt.status = VideoAttempt.Status.PARTLY_FAILED if error else VideoAttempt.Status.READY
+        attempt.clip_ids = [r["clip_id"] for r in results if r["clip_id"]]
+        attempt.target_results = results
+        attempt.error = error[:2000]
         attempt.finished_at = now
-        attempt.save(update_fields=["status", "clip_ids", "error", "finished_at"])
+        attempt.save(update_fields=["status", "clip_ids", "target_results", "error", "finished_at"])
+    # The lost targets are moved on the first frame: made now if it was not yet.
+    if (
+        error
+        and Video.objects.filter(
+            pk=video_id, first_frame_made_at__isnull=True, first_frame_error=""
+        ).exists()
+    ):
+        video_first_frame_enqueue(video_id=video_id)
 
 
 def clips_create_from_output(
@@ -415,14 +491,16 @@ def clips_create_from_output(
 ) -> None:
     """Create the video's clips from the pipeline's output and mark the video ready.
 
-    ``output.clips[k]`` belongs to target ``indices[k]`` of ``video.targets`` (all targets,
-    in order, when None). Call inside a transaction; the output's files must already lie
-    under MEDIA_ROOT.
+    ``output.clips[k]`` belongs to target ``indices[output.clips[k].target]`` of
+    ``video.targets`` (``indices``: all targets, in order, when None); a target the output
+    lost gets no clip. Call inside a transaction; the output's files must already lie under
+    MEDIA_ROOT.
     """
     media_root = Path(settings.MEDIA_ROOT)
     if indices is None:
         indices = range(len(video.targets))
-    for index, clip_out in zip(indices, output.clips, strict=True):
+    for clip_out in output.clips:
+        index = indices[clip_out.target]
         target = video.targets[index]
         Clip.objects.create(
             video=video,
@@ -432,7 +510,7 @@ def clips_create_from_output(
             start_y=float(target["y"]),
             track=[[round(float(x), 3), round(float(y), 3)] for x, y in clip_out.track],
             match_scores=[round(float(s), 4) for s in clip_out.match_scores],
-            n_frames=config.n_frames,
+            n_frames=clip_out.n_frames,
             crop_size=config.crop_size_at(video.pixel_size_um),
             frames_file=str(clip_out.frames_npy.relative_to(media_root)),
             crop_file=str(clip_out.crop_mp4.relative_to(media_root)),
@@ -456,6 +534,7 @@ def ingest_config() -> IngestConfig:
 
     return IngestConfig(
         n_frames=settings.INGEST_N_FRAMES,
+        min_frames=settings.INGEST_MIN_FRAMES,
         crop_size=settings.INGEST_CROP_SIZE,
         head_length_um=settings.INGEST_HEAD_LENGTH_UM,
         head_width_um=settings.INGEST_HEAD_WIDTH_UM,

@@ -58,7 +58,10 @@ curator reads), at the first frame where
   within ``AMBIGUITY_MARGIN`` of the best after the motion prior (two heads match alike); or
   the match lands where a swimming head was in the previous frame (a crossing); or it meets
   a still head the last frames' matches saw beside the target and the track then stops
-  there (latched onto a cell of a cluster it passes, or a still cell beside it);
+  there (latched onto a cell of a cluster it passes, or a still cell beside it); or the match
+  dips below the head's history (``SOFT_SIGMAS`` robust SDs) with a still head within
+  ``CROWD_HEADS`` head lengths, or drops by the ``score_drop`` rule with any other head that
+  close (one swimming over the target): the match may be of the other head;
 - ``implausible_jump``: the step between two frames is faster than ``MAX_SPEED_UM_S`` or
   differs from the step before by more than ``MAX_STEP_CHANGE_UM`` (needs the pixel size and
   the frame rate; a jump no sperm makes is a jump to another cell);
@@ -66,9 +69,11 @@ curator reads), at the first frame where
   further than the window reaches) in ``MAX_EDGE_HITS`` frames running;
 - ``unreadable_frame`` (empty, wrong shape), or ``no_head`` in frame 0 (a flat box).
 
-Tracking stops there; none of these raises. The settings were tuned on `simulator.synthetic`
-videos (see ``benchmarks/ingestion.py``); the loss rules' constants were chosen from what a
-sperm can do before their effect was measured (``benchmarks/tracking_failures.py``).
+Frames just before a loss whose match already dipped below the history are taken as the
+loss's beginning (its frame is the first of them). Tracking stops there; none of these
+raises. The settings were tuned on `simulator.synthetic` videos (see
+``benchmarks/ingestion.py``); the loss rules' constants were chosen from what a sperm can do
+before their effect was measured (``benchmarks/tracking_failures.py``).
 """
 
 from __future__ import annotations
@@ -125,6 +130,14 @@ BASELINE_MIN_FRAMES = 4
 BASELINE_SIGMAS = 6.0
 BASELINE_SIGMA_FLOOR = 0.03
 BASELINE_FRACTION = 0.7
+# - crowding: a score below the history by half the score-drop rule's SDs (3) is no loss on
+#   its own, but with a still head within 1.5 head lengths (the scale of the frame-1
+#   orientation rule; a beat moves a head well under one) the match may be of that head: the
+#   target is lost there. A drop by the full rule (which alone is kept on probation for a
+#   frame) is a loss beside a swimming head too: one crossing over the target. Frames of a
+#   slight dip just before any loss are taken as its beginning.
+SOFT_SIGMAS = 3.0
+CROWD_HEADS = 1.5
 # - ambiguity: a rival within 0.05 of the best (after the prior) is as likely as the target.
 AMBIGUITY_MARGIN = 0.05
 # - a neighbour: the (up to) 3 best other head-like peaks (scoring >= the loss threshold) of
@@ -386,6 +399,8 @@ class HeadTracker:
         # The scores of the frames kept (not those on probation), and the frame on probation.
         self._baseline: list[float] = []
         self._dip_at: int | None = None
+        # Frames kept whose score lay below the history's usual band (see SOFT_SIGMAS).
+        self._soft_dips: set[int] = set()
         # (frame, mean step before, px) of the last meeting with a still neighbour.
         self._contact: tuple[int, float, float] | None = None
         offsets = np.arange(-search_radius, search_radius + 1, dtype=np.float32)
@@ -495,6 +510,9 @@ class HeadTracker:
                 # Latched: the loss began where the track met the still head.
                 while len(self.centres) > self._contact[0]:
                     centre, score = self.centres.pop(), self.scores.pop()
+            # Frames just before, already matched worse than usual, were the loss beginning.
+            while len(self.centres) > 1 and len(self.centres) - 1 in self._soft_dips:
+                centre, score = self.centres.pop(), self.scores.pop()
             self._stop(self._inside(centre), score, *loss)
             return False
 
@@ -546,7 +564,20 @@ class HeadTracker:
             median = statistics.median(history)
             spread = statistics.median(abs(value - median) for value in history)
             sigma = max(1.4826 * spread, BASELINE_SIGMA_FLOOR)
-            if score < median - BASELINE_SIGMAS * sigma or score < BASELINE_FRACTION * median:
+            soft = score < median - SOFT_SIGMAS * sigma
+            hard = score < median - BASELINE_SIGMAS * sigma or score < BASELINE_FRACTION * median
+            if soft:
+                # A slight dip counts only beside a still head (a cell of a cluster the track
+                # may slip onto); a deep one beside a head swimming in too.
+                crowd = self._crowded(index, centre, still_only=not hard)
+                if crowd is not None:
+                    return "ambiguous", (
+                        f"at frame {index} the match fell to {score:.2f} (this head's own "
+                        f"{median:.2f} so far) with another head {crowd:.0f} px away: the "
+                        "tracker cannot tell which one is the target"
+                    )
+                self._soft_dips.add(index)
+            if hard:
                 near_edge = self._near_border(centre, self.scale.head_length_px)
                 if not dipped and not near_edge:
                     # One frame, away from the border (where a drop is the head leaving):
@@ -615,6 +646,34 @@ class HeadTracker:
         if index - met >= CONTACT_FRAMES:
             self._contact = None  # it swam on
         return None
+
+    def _crowded(self, index: int, centre: np.ndarray, *, still_only: bool) -> float | None:
+        """The distance (px) of the nearest other head within ``CROWD_HEADS`` head lengths of
+        the target: a still one, or (unless ``still_only``) one the last frame's match saw
+        swimming beside it; None when no head is that close."""
+        reach = CROWD_HEADS * self.scale.head_length_px
+        footprint = self.scale.footprint_px
+        # How far each remembered head lay from the target in the frame it was seen: one seen
+        # as far in an earlier frame too keeps beside the target (its own midpiece and tail,
+        # whose side changes with the beat) instead of coming closer.
+        gaps = [
+            (seen, float(np.linalg.norm(other - self.centres[seen])))
+            for seen, other in self._neighbours
+        ]
+        nearest: float | None = None
+        for (seen, other), is_still in zip(self._neighbours, self._still_mask(), strict=True):
+            if not (is_still or (seen == index - 1 and not still_only)):
+                continue
+            gap = float(np.linalg.norm(other - self.centres[seen]))
+            if any(when < seen and abs(gap - earlier) <= footprint for when, earlier in gaps):
+                continue  # it kept beside the target: the target's own midpiece
+
+            # A moving head is judged by where it was against where the target was then.
+            place = centre if is_still else self.centres[-1]
+            distance = float(np.linalg.norm(other - place))
+            if distance <= reach and (nearest is None or distance < nearest):
+                nearest = distance
+        return nearest
 
     def _still_mask(self) -> list[bool]:
         """Per remembered neighbour, whether it was seen at the same place (within a

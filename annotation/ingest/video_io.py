@@ -389,19 +389,28 @@ class H264Writer:
             raise self._failure(error) from None
         return self
 
-    def write(self, frame: np.ndarray, *, limited_range: bool = False) -> None:
+    def write(
+        self,
+        frame: np.ndarray,
+        *,
+        limited_range: bool = False,
+        active: Sequence[bool] | None = None,
+    ) -> None:
         """Encode the next frame; its shape must be the writer's. A grey frame is full-range
         grey, or limited-range luma (16-235) with ``limited_range``, which is what H.264
-        stores: it goes in unchanged."""
+        stores: it goes in unchanged. ``active`` (one per output) leaves the outputs marked
+        False out of this frame: a file that ended early (a clip cut short)."""
         frame = np.asarray(frame, dtype=np.uint8)
         if frame.shape != self.shape:
             raise ValueError(f"frame shape {frame.shape} is not the writer's {self.shape}")
         if frame.ndim == 2 and not limited_range:
             frame = cv2.LUT(frame, _FULL_TO_LIMITED)
         try:
-            for output, (container, stream), yuv in zip(
-                self.outputs, self._files, self._yuv, strict=True
+            for number, (output, (container, stream), yuv) in enumerate(
+                zip(self.outputs, self._files, self._yuv, strict=True)
             ):
+                if active is not None and not active[number]:
+                    continue
                 x, y, w, h = output.box
                 if frame.ndim == 2:
                     yuv[:h] = frame[y : y + h, x : x + w]

@@ -172,9 +172,10 @@ def test_an_answer_naming_files_outside_the_out_dir_is_refused(tmp_path: Path) -
         "preview_mp4": "/etc/passwd",
         "stage_seconds": {},
         "clips": [],
+        "lost": [],
     }
     with pytest.raises(IngestError, match="outside its folder"):
-        isolation._output_from_json(answer, tmp_path / "out")
+        isolation._output_from_json(answer, tmp_path / "out", n_targets=1)
 
 
 @pytest.mark.worker

@@ -10,6 +10,7 @@
     "exclude_cannot_judge_majority", "exclude_fast_grades", "max_rater_model_emd",
     "n_folds", "seed"];
   const LEFT_OUT = {
+    clips_short: "clips cut short by a lost target (fewer frames than training reads)",
     clips_rater_model: "clips left out by the rater-model threshold",
     votes_excluded_raters: "votes of the left-out experts",
     votes_fast: "very fast grades",

@@ -16,6 +16,9 @@
   const snapRadius = Number(box.dataset.snapRadius);
   const candidates = JSON.parse(document.getElementById("candidates-data").textContent);
   const kept = JSON.parse(document.getElementById("kept-targets-data").textContent);
+  // Targets an earlier attempt lost: the targets tagged now take their places.
+  const lostData = document.getElementById("lost-targets-data");
+  const lost = lostData ? JSON.parse(lostData.textContent) : [];
   const MAX_TARGETS = 50;
   let targets = [];
   try { targets = JSON.parse(hidden.value || "[]"); } catch (e) { targets = []; }
@@ -77,7 +80,8 @@
     ctx.lineWidth = 1.5;
     const headRadius = Math.max(snapRadius * view.scale / 2, 4);
     candidates.forEach((c) => ring(c, headRadius, "#33ddff", ""));
-    kept.forEach((t, i) => ring(t, headRadius + 3, "#88ff88", String(i + 1)));
+    kept.forEach((t, i) => ring(t, headRadius + 3, "#88ff88", String((t.index ?? i) + 1)));
+    lost.forEach((t) => ring(t, headRadius + 3, "#ff5555", `${t.index + 1} lost`));
     ctx.lineWidth = 2;
     targets.forEach((t, i) => ring(t, headRadius + 3, "#ffcc00", String(kept.length + i + 1)));
   };

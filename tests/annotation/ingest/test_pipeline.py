@@ -271,12 +271,56 @@ def test_a_target_outside_the_frame_is_refused_naming_point_and_frame(
     assert _leftovers(out_dir) == []
 
 
-def test_a_lost_target_is_refused_naming_the_frame(tmp_path: Path) -> None:
-    path = _write_video(tmp_path / "vanish.mp4", visible=np.arange(18) < 9)
+def test_a_target_lost_before_the_shortest_clip_is_refused_naming_the_frame(
+    tmp_path: Path,
+) -> None:
+    path = _write_video(tmp_path / "vanish.mp4", visible=np.arange(18) < 5)
     out_dir = tmp_path / "out"
-    with pytest.raises(IngestError, match=r"was lost at frame 9 \(match score 0\.\d\d\)"):
+    with pytest.raises(IngestError, match=r"was lost at frame 5 \(match score 0\.\d\d\)"):
         process_video(path, [START], out_dir=out_dir, pixel_size_um=0.5, config=CONFIG)
     assert _leftovers(out_dir) == []
+
+
+def test_a_target_lost_near_the_end_keeps_a_shorter_clip_of_the_frames_before(
+    tmp_path: Path,
+) -> None:
+    path = _write_video(tmp_path / "vanish.mp4", visible=np.arange(18) < 11)
+    output = process_video(
+        path, [START], out_dir=tmp_path / "out", pixel_size_um=0.5, config=CONFIG
+    )
+    (clip,) = output.clips
+    assert output.lost == [] and clip.n_frames == 11
+    assert clip.cut_short is not None and clip.cut_short.lost_at == 11
+    assert "lost at frame 11" in clip.cut_short.message
+    assert "keeps the 11 frames before" in clip.cut_short.message
+    assert np.load(clip.frames_npy).shape == (11, 48, 48)
+    assert probe_video(clip.crop_mp4).frame_count == 11
+    assert cv2.imread(str(clip.filmstrip_png), cv2.IMREAD_GRAYSCALE).shape == (11 * 48, 48)
+    # The preview still shows the whole first second.
+    assert probe_video(output.preview_mp4).frame_count == 16
+
+
+def test_a_target_lost_early_gets_its_reason_and_no_files_while_the_other_keeps_its_clip(
+    tmp_path: Path,
+) -> None:
+    # A second head that vanishes at frame 4, far from the first one.
+    first = head_path("straight", 18, start=START)
+    second = head_path("straight", 18, start=(120.2, 40.4))
+    one = render_frames(first, width=WIDTH, height=HEIGHT).astype(np.int16)
+    other = render_frames(second, width=WIDTH, height=HEIGHT, visible=np.arange(18) < 4, seed=1)
+    frames = np.clip(one + other - 120, 0, 255).astype(np.uint8)
+    path = _write_avi(tmp_path / "two.avi", frames)
+    out_dir = tmp_path / "out"
+    output = process_video(
+        path, [START, (120.2, 40.4)], out_dir=out_dir, pixel_size_um=0.5, config=CONFIG
+    )
+    (clip,) = output.clips
+    (lost,) = output.lost
+    assert clip.target == 0 and clip.n_frames == 16 and clip.cut_short is None
+    assert lost.target == 1 and lost.lost_at == 4 and "move the target" in lost.message
+    assert sorted(p.name for p in out_dir.iterdir()) == [
+        "clip_0.mp4", "clip_0.npy", "clip_0.png", "preview.mp4",
+    ]  # fmt: skip
 
 
 def test_a_click_on_empty_background_is_refused(tmp_path: Path) -> None:
@@ -332,3 +376,17 @@ def test_a_file_in_another_container_is_refused_by_its_content(tmp_path: Path) -
     path.write_bytes(png.tobytes())
     with pytest.raises(IngestError, match="neither an MP4 nor an AVI file"):
         probe_video(path)
+
+
+def test_the_shortest_clip_kept_has_the_frames_every_backbone_samples_and_no_fewer() -> None:
+    from annotation.ingest.pipeline import MIN_CLIP_FRAMES
+    from modeling.ml.backbones import PRESETS
+
+    sampled = {
+        preset.inputs.frames
+        for presets in PRESETS.values()
+        for preset in presets.values()
+        if preset.inputs.frames is not None
+    }
+    assert sampled and max(sampled) == MIN_CLIP_FRAMES
+    assert IngestConfig().min_frames == MIN_CLIP_FRAMES <= IngestConfig().n_frames

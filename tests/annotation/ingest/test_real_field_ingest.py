@@ -65,13 +65,14 @@ def test_the_real_field_is_previewed_tagged_tracked_and_triaged(
     assert api.get(detail["first_frame_url"]).status_code == 200
 
     # As a curator would: heads well inside the field (a head swims up to ~4 px a frame here,
-    # 16 frames take it 60 px). One lost target fails the whole attempt, with the target and
-    # the reason in the error; the curator then drops that head and retries without a new
-    # upload, as here, until the video is ready.
+    # 16 frames take it 60 px). A lost target fails only itself (a shorter clip when lost at
+    # frame 8 or later), its reason on record; the curator moves each lost one onto another
+    # head and retries only those, without a new upload, until none is lost.
     inside = [c for c in candidates if 60 <= c["x"] <= 698 - 60 and 60 <= c["y"] <= 528 - 60]
     targets = [{"x": c["x"], "y": c["y"]} for c in inside[:N_TARGETS]]
+    spare = iter(inside[N_TARGETS:])
     lost_reasons = []
-    for _attempt in range(N_TARGETS - MIN_TRACKED + 1):
+    for _attempt in range(4):
         started = api.post(f"/api/videos/{video_id}/ingest/", {"targets": targets}, format="json")
         assert started.status_code == 202, started.content
         wait_for(
@@ -79,22 +80,27 @@ def test_the_real_field_is_previewed_tagged_tracked_and_triaged(
             timeout=180,
             what="the worker to ingest the tagged heads",
         )
-        video = Video.objects.get(pk=video_id)
-        if video.status == "ready":
+        detail = api.get(f"/api/videos/{video_id}/").json()
+        lost = [r for r in detail["target_results"] if r["result"] == "lost"]
+        for row in lost:  # a loss names its target and frame: never a silent failure
+            assert re.match(r"the target at \([\d.]+, [\d.]+\) was lost at frame \d+", row["error"])
+        lost_reasons += [row["error"] for row in lost]
+        if not lost:
             break
-        lost = re.match(r"the target at \(([\d.]+), ([\d.]+)\) was lost at frame \d+", video.error)
-        assert lost, video.error  # a loss names its target and frame: never a silent failure
-        lost_reasons.append(video.error)
-        targets = [
-            t for t in targets if (str(t["x"]), str(t["y"])) != (lost.group(1), lost.group(2))
-        ]
-    assert video.status == "ready", lost_reasons
-    assert video.attempts.count() == len(lost_reasons) + 1  # every failed attempt kept
+        # Ready with the clips it has (partly failed), or failed when every head tried in
+        # this attempt was lost: the clips of earlier attempts stay either way.
+        assert detail["partly_failed"] or detail["status"] == "failed", detail["error"]
+        targets = [{"x": c["x"], "y": c["y"]} for _, c in zip(lost, spare, strict=False)]
+    video = Video.objects.get(pk=video_id)
+    assert video.status == "ready" and not detail["partly_failed"], lost_reasons
     clips = list(Clip.objects.filter(video=video).order_by("target_index"))
-    assert len(clips) == len(targets) >= MIN_TRACKED
-    for clip, target in zip(clips, targets, strict=True):
-        assert (clip.start_x, clip.start_y) == (target["x"], target["y"])
-        assert len(clip.track) == 16 and clip.vcl >= clip.vsl >= 0
+    assert len(clips) == N_TARGETS
+    for clip, row in zip(clips, detail["target_results"], strict=True):
+        assert (clip.start_x, clip.start_y) == (row["x"], row["y"])
+        assert len(clip.track) == clip.n_frames and 8 <= clip.n_frames <= 16
+        assert clip.vcl >= clip.vsl >= 0
+    full = [c for c in clips if c.n_frames == 16]
+    assert len(full) >= MIN_TRACKED
     assert len({c.vcl for c in clips}) > 1  # each head its own kinematics
 
     # Sample triage over the video's heads: a tiny model trained in the worker ranks them.
@@ -111,7 +117,8 @@ def test_the_real_field_is_previewed_tagged_tracked_and_triaged(
         )
         assert TrainingRun.objects.get(pk=run["id"]).status == "succeeded"
         first = api.get(f"/api/triage/{video_id}/", {"run": run["id"]}).json()
-        assert first["pending"] == len(targets)  # queued for the worker, never run in the view
+        # Queued for the worker, never run in the view; a shorter clip is never predicted.
+        assert first["pending"] == len(full)
         wait_for(
             lambda: api.get(f"/api/triage/{video_id}/", {"run": run["id"]}).json()["pending"] == 0,
             timeout=120,
@@ -119,9 +126,10 @@ def test_the_real_field_is_previewed_tagged_tracked_and_triaged(
         )
         triage = api.get(f"/api/triage/{video_id}/", {"run": run["id"]}).json()
         assert triage["error"] == ""
-        assert [row["rank"] for row in triage["clips"]] == list(range(1, len(targets) + 1))
+        ranks = [row["rank"] for row in triage["clips"]]
+        assert ranks == [*range(1, len(full) + 1), *[None] * (len(clips) - len(full))]
         assert {row["clip_id"] for row in triage["clips"]} == {c.external_id for c in clips}
-        goods = [row["p_good"] for row in triage["clips"]]
+        goods = [row["p_good"] for row in triage["clips"] if row["rank"] is not None]
         assert goods == sorted(goods, reverse=True)
     finally:
         for folder in TrainingRun.objects.values_list("checkpoint_dir", flat=True):

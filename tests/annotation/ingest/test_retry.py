@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 from django.db import connection
 
@@ -174,3 +175,128 @@ def test_a_one_step_upload_that_fails_gets_its_first_frame_and_is_retried_throug
     assert [a["status"] for a in detail["attempts"]] == ["failed", "ready"]
     assert "(400, 170)" in detail["attempts"][0]["error"]
     assert detail["clip_ids"] == [f"v{video_id}-t0"]
+
+
+THREE = [(60.0, 50.0), (200.0, 120.0), (330.0, 60.0)]
+
+
+def _three_heads_one_vanishing(make_user, tmp_path: Path, *, vanishes_at: int) -> Video:
+    """Three heads; the third one vanishes at frame ``vanishes_at`` (out of focus)."""
+    frames = heads_frames(width=480, height=200, heads=THREE, n_frames=20)
+    without = heads_frames(width=480, height=200, heads=THREE[:2], n_frames=20)
+    frames = np.concatenate([frames[:vanishes_at], without[vanishes_at:]])
+    source = write_video(frames, tmp_path / "three.mp4", "mpeg4")
+    with source.open("rb") as handle:
+        return services.video_create(
+            fileobj=handle, original_name="three.mp4", patient_code="P1", pixel_size_um=0.5,
+            uploaded_by=make_user("curator"), enqueue=False,
+        )  # fmt: skip
+
+
+@pytest.mark.django_db
+def test_one_lost_target_of_three_leaves_two_clips_and_is_reported_then_retried_alone(
+    make_user, tmp_path: Path
+) -> None:
+    from rest_framework.test import APIClient
+
+    video = _three_heads_one_vanishing(make_user, tmp_path, vanishes_at=3)
+    curator = make_user("curator")
+    services.video_ingest_start(
+        video_id=video.pk, targets=[services.Target(*h) for h in THREE], requested_by=curator,
+        enqueue=False,
+    )  # fmt: skip
+    video = services.video_ingest(video_id=video.pk)
+    # The video is ready with the two clips it has; the third target's loss is on record.
+    assert video.status == "ready"
+    assert sorted(video.clips.values_list("target_index", flat=True)) == [0, 1]
+    assert "partly failed: 1 of 3 targets lost" in video.error and "(330, 60)" in video.error
+    attempt = VideoAttempt.objects.get(video=video)
+    assert attempt.status == "partly_failed"
+    assert [r["result"] for r in attempt.target_results] == ["clip", "clip", "lost"]
+    assert attempt.target_results[2]["lost_at"] == 3
+    assert attempt.clip_ids == [f"v{video.pk}-t0", f"v{video.pk}-t1"]
+    api = APIClient()
+    api.force_authenticate(curator)
+    detail = api.get(f"/api/videos/{video.pk}/").json()
+    assert detail["partly_failed"] is True and detail["status"] == "ready"
+    assert [r["result"] for r in detail["target_results"]] == ["clip", "clip", "lost"]
+    assert "lost at frame 3" in detail["target_results"][2]["error"]
+    kept = {c.pk: c.frames_file.name for c in video.clips.all()}
+    # The video's page says so, lists every target's result, and offers the retry.
+    from django.test import Client
+    from django.urls import reverse
+
+    services.video_first_frame_make(video_id=video.pk)
+    page = Client()
+    page.force_login(curator)
+    html = page.get(reverse("video-detail", args=[video.pk])).content.decode()
+    assert "Ready, partly failed" in html and "Move the lost targets and retry" in html
+    assert html.count('class="target-clip"') == 2 and html.count('class="target-lost"') == 1
+    assert "lost at frame 3" in html and '"index": 2' in html  # the lost one, drawn in red
+
+    # The curator moves the lost target onto a head that stays: only it is tracked again.
+    moved = services.Target(x=THREE[0][0] + 0.25, y=THREE[0][1] + 0.5)
+    retry = services.video_ingest_start(
+        video_id=video.pk, targets=[moved], requested_by=curator, enqueue=False
+    )
+    assert retry.targets == [{"x": moved.x, "y": moved.y, "external_id": "", "index": 2}]
+    video = services.video_ingest(video_id=video.pk)
+    assert video.status == "ready" and video.error == ""
+    clips = {c.target_index: c for c in video.clips.all()}
+    assert sorted(clips) == [0, 1, 2] and clips[2].start_x == moved.x
+    assert {c.pk: c.frames_file.name for c in clips.values() if c.target_index < 2} == kept
+    assert list(video.attempts.values_list("status", flat=True)) == ["partly_failed", "ready"]
+    detail = api.get(f"/api/videos/{video.pk}/").json()
+    assert detail["partly_failed"] is False
+    assert [r["result"] for r in detail["target_results"]] == ["clip", "clip", "clip"]
+
+
+@pytest.mark.django_db
+def test_a_target_that_swims_out_late_keeps_a_shorter_clip_that_dataset_builds_leave_out(
+    make_user, tmp_path: Path
+) -> None:
+    from datasets.selection import filters_normalised, selection_read
+    from simulator.synthetic import SyntheticConfig, render_target_frames
+
+    config = SyntheticConfig(
+        width=640, height=480, n_frames=16, fps=15.0, failure_mode="leaves_frame_late"
+    )
+    rendered = render_target_frames(motility=0.8, morphology=0.5, config=config, seed=4)
+    source = write_video(rendered.frames, tmp_path / "late.mp4", "mpeg4")
+    with source.open("rb") as handle:
+        video = services.video_create(
+            fileobj=handle, original_name="late.mp4", patient_code="P1", pixel_size_um=0.5,
+            uploaded_by=None, enqueue=False,
+            targets=[services.Target(float(rendered.track[0, 0]), float(rendered.track[0, 1]))],
+        )  # fmt: skip
+    video = services.video_ingest(video_id=video.pk)
+    assert video.status == "ready", video.error
+    clip = Clip.objects.get(video=video)
+    attempt = VideoAttempt.objects.get(video=video)
+    (result,) = attempt.target_results
+    assert attempt.status == "ready" and result["result"] == "short_clip"
+    assert result["loss"] == "left_frame" and "keeps the" in result["error"]
+    assert 8 <= clip.n_frames < 16 and clip.n_frames == result["lost_at"]
+    assert len(clip.track) == clip.n_frames
+    assert np.load(Path(clip.frames_file.path)).shape[0] == clip.n_frames
+    # Every kept frame is before the head reached the edge: the track lies inside the image.
+    track = np.array(clip.track)
+    assert (track >= 0).all() and (track[:, 0] < 640).all() and (track[:, 1] < 480).all()
+    # Graded like any clip, but training reads 16 frames: a build leaves it out, and says so.
+    Clip.objects.filter(pk=clip.pk).update(votes_a=2, votes_total=2)
+    chosen = selection_read(filters_normalised())
+    assert chosen.clips == [] and chosen.left_out["clips_short"] == 1
+
+
+def test_new_targets_take_the_places_of_lost_ones_and_a_lost_one_left_over_is_dropped() -> None:
+    a, b, c, d = ({"x": float(i), "y": 1.0, "external_id": ""} for i in range(4))
+    new = [{"x": 9.0, "y": 9.0, "external_id": ""}]
+    # Targets 1 and 3 were lost; 0 and 2 have clips: the new one takes 1's place, 3 goes.
+    placed, indices = services._targets_placed([a, b, c, d], {0, 2}, new)
+    assert placed == [a, new[0], c] and indices == [1]
+    # With 3 kept too, the lost one in the middle that gets no new target is marked dropped.
+    placed, indices = services._targets_placed([a, b, c, d], {0, 2, 3}, [])
+    assert placed == [a, {**b, "dropped": True}, c, d] and indices == []
+    # More new targets than lost places: the rest are added at the end.
+    placed, indices = services._targets_placed([a, b], {0}, [new[0], d])
+    assert placed == [a, new[0], d] and indices == [1, 2]
