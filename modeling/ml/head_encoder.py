@@ -236,7 +236,8 @@ def _read_images(root: Path, references: list[str], *, size: int | None) -> np.n
     for row, reference in enumerate(references, start=2):
         where = f"{root / LABELS_FILE} row {row} ({reference!r})"
         name, _, index_text = reference.strip().partition(":")
-        path = (root / name).resolve()
+        # Inside the directory (a link in it may point elsewhere: data kept read-only).
+        path = Path(os.path.normpath(root.resolve() / name))
         if resolved_root not in path.parents:
             raise ValueError(f"{where}: images must lie inside {root}")
         if not path.is_file():
@@ -349,6 +350,16 @@ class PretrainResult:
     encoder: HeadEncoder
     record: dict[str, Any]  # what the file records (see pretrain_encoder)
     val_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    classifier: nn.Module | None = None  # the encoder with its per-label linear layers
+
+    @torch.no_grad()
+    def predict_scores(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        """Class logits of every label, (N, k) each, for heads (N, H, W) in [0, 1]."""
+        assert self.classifier is not None
+        self.classifier.eval()
+        x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).unsqueeze(1)
+        parts = [self.classifier(x[i : i + 256]) for i in range(0, len(x), 256)]
+        return {name: torch.cat([p[name] for p in parts]).numpy() for name in parts[0]}
 
 
 class _HeadClassifier(nn.Module):
@@ -504,7 +515,9 @@ def pretrain_encoder(
         "config": {**asdict(config), "widths": list(config.widths)},
         "code_version": CODE_VERSION,
     }
-    return PretrainResult(encoder=encoder, record=record, val_metrics=val_metrics)
+    return PretrainResult(
+        encoder=encoder, record=record, val_metrics=val_metrics, classifier=model
+    )
 
 
 # --------------------------------------------------------------------------------------------
