@@ -184,10 +184,10 @@ def main() -> None:
     )
     print("\nMHSMA valid split: accuracy / balanced accuracy / AUC")
     print(f"{'':<38}" + "".join(f" {label:>22}" for label in LABELS))
-    for name, scores in rows.items():
+    for name, row in rows.items():
         cells = [
             f"{s['accuracy']:.3f} / {s['balanced_accuracy']:.3f} / {s['auc']:.3f}"
-            for s in (scores[label] for label in LABELS)
+            for s in (row[label] for label in LABELS)
         ]
         print(f"{name:<38}" + "".join(f" {c:>22}" for c in cells))
     print(

@@ -456,13 +456,13 @@ def combinations(
             "--morphometry", "--head-encoder", "--pretrained", str(encoder),
         ],
     }  # fmt: skip
-    results = {}
+    results: dict[str, dict[str, float]] = {}
     for name, flags in rows.items():
         print(f"\n=== {name}")
         if str(encoder) in flags and not encoder.exists():
-            sys.path.insert(0, str(ROOT / "benchmarks"))
             import torch
-            from morphology import pretrained_mhsma_encoder
+
+            from benchmarks.morphology import pretrained_mhsma_encoder
 
             torch.set_num_threads(args.threads or os.cpu_count() or 1)  # as the runs have it
             t0 = time.perf_counter()

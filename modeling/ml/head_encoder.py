@@ -515,9 +515,7 @@ def pretrain_encoder(
         "config": {**asdict(config), "widths": list(config.widths)},
         "code_version": CODE_VERSION,
     }
-    return PretrainResult(
-        encoder=encoder, record=record, val_metrics=val_metrics, classifier=model
-    )
+    return PretrainResult(encoder=encoder, record=record, val_metrics=val_metrics, classifier=model)
 
 
 # --------------------------------------------------------------------------------------------

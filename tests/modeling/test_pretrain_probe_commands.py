@@ -92,7 +92,7 @@ def test_the_commands_refuse_bad_input_with_a_message_that_says_what_is_wrong(
     head_dir: Path, encoder_file: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "never.pt"
-    with pytest.raises(CommandError, match="labels.csv is missing"):
+    with pytest.raises(CommandError, match=r"labels\.csv is missing"):
         call_command("pretrain_head", str(tmp_path), "--out", str(out))
     one_class = _write(
         tmp_path / "one", [{"image": "../lab.png", "y": "a"}, {"image": "b.png", "y": "a"}]

@@ -56,7 +56,7 @@ class Command(BaseCommand):
             morphometry, missed = head_morphometry(
                 heads.images, search_scale=options["search_scale"]
             )
-            table = {
+            table: dict[str, dict[str, Any]] = {
                 name: {
                     "encoder": probe_scores(
                         encoded, y, folds=options["folds"], seed=options["seed"]

@@ -126,10 +126,10 @@ def test_a_bad_head_directory_is_refused_with_a_message_that_says_what_is_wrong(
 
 
 def test_a_directory_without_labels_csv_or_with_mixed_sizes_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="labels.csv is missing"):
+    with pytest.raises(FileNotFoundError, match=r"labels\.csv is missing"):
         read_head_dir(tmp_path)
-    (tmp_path / "a.png").write_bytes(cv2.imencode(".png", np.zeros((16, 16), np.uint8))[1])
-    (tmp_path / "b.png").write_bytes(cv2.imencode(".png", np.zeros((20, 20), np.uint8))[1])
+    for name, size in (("a.png", 16), ("b.png", 20)):
+        cv2.imwrite(str(tmp_path / name), np.zeros((size, size), np.uint8))
     pd.DataFrame({"image": ["a.png", "b.png"], "y": ["0", "1"]}).to_csv(
         tmp_path / "labels.csv", index=False
     )
