@@ -264,6 +264,23 @@ def knn_predictions(
     return out
 
 
+def truth_by_export_id(export: Path, data_truth: Path) -> pd.DataFrame:
+    """The generator's truth_clips.csv indexed by the export's clip ids. An export names clips
+    by pseudonyms, not by the generator's ids: a clip is found again by its head's position in
+    frame 0 (x, y in clips.csv, the same in both)."""
+    truth = pd.read_csv(data_truth, dtype={"clip_id": str}).set_index("clip_id")
+    source = pd.read_csv(data_truth.parent / "clips.csv", dtype={"clip_id": str})
+    exported = pd.read_csv(export / "clips.csv", dtype={"clip_id": str})
+    for table in (source, exported):
+        table["at"] = table["x"].round(2).astype(str) + "," + table["y"].round(2).astype(str)
+    if source["at"].duplicated().any():
+        raise SystemExit("two generated clips start at the same position: cannot match them")
+    ids = exported.merge(source, on="at", suffixes=("", "_source"), validate="one_to_one")
+    if len(ids) != len(exported):
+        raise SystemExit(f"only {len(ids)} of {len(exported)} exported clips match the truth")
+    return truth.loc[ids["clip_id_source"]].set_axis(ids["clip_id"].to_list())
+
+
 def baseline_predictions(targets: np.ndarray, folds: np.ndarray) -> np.ndarray:
     out = np.zeros_like(targets)
     for fold in np.unique(folds):
@@ -287,7 +304,7 @@ def evaluate(
         .to_numpy()
     )
     model = pd.read_csv(predictions, dtype={"clip_id": str}).set_index("clip_id")
-    truth = pd.read_csv(data_truth, dtype={"clip_id": str}).set_index("clip_id")
+    truth = truth_by_export_id(export, data_truth)
     rows = {"baseline (training mean)": baseline_predictions(p_obs, folds)}
     if kinematics:
         clips = pd.read_csv(export / "clips.csv", dtype={"clip_id": str}).set_index("clip_id")
@@ -345,6 +362,12 @@ def main() -> None:
     )
     parser.add_argument("--pretrained", type=Path, help="weights file (e.g. a head encoder)")
     parser.add_argument("--shift", action="store_true", help="the shifted generator (SHIFTED)")
+    parser.add_argument(
+        "--rows",
+        nargs="+",
+        choices=("a", "b", "c", "d1", "d2"),
+        help="with --combinations: only these rows (d1: (b) pretrained, d2: (c) pretrained)",
+    )
     parser.add_argument(
         "--combinations", action="store_true",
         help="rows (a)-(d): morphometry / head encoder / both / pretrained on MHSMA",
@@ -456,6 +479,9 @@ def combinations(
             "--morphometry", "--head-encoder", "--pretrained", str(encoder),
         ],
     }  # fmt: skip
+    letters = dict(zip(("a", "b", "c", "d1", "d2"), rows, strict=True))
+    if args.rows:
+        rows = {letters[letter]: rows[letters[letter]] for letter in args.rows}
     results: dict[str, dict[str, float]] = {}
     for name, flags in rows.items():
         print(f"\n=== {name}")
@@ -470,7 +496,8 @@ def combinations(
             minutes = (time.perf_counter() - t0) / 60
             print(f"head encoder pretrained on MHSMA: {minutes:.1f} min")
         shift = "-shifted" if args.shift else ""
-        predictions = ROOT / "var" / "bench" / f"training-oof{shift}-{len(results)}.csv"
+        letter = next(k for k, v in letters.items() if v == name)
+        predictions = ROOT / "var" / "bench" / f"training-oof{shift}-{letter}.csv"
         t_train = manage(
             ["train", "--dataset", VERSION, "--backbone", "timesformer", "--loss", "emd",
              "--preset", "small", "--epochs", str(args.epochs), "--no-progress",
