@@ -42,6 +42,8 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
+from modeling.ml.morphometry import MORPHOMETRY_FEATURES, NO_HEAD, frame_morphometry
+
 HEAD_ENCODER_FORMAT = "mersv-head-encoder/1"
 LABELS_FILE = "labels.csv"
 # Bump when the encoder's layout or its training changes what a file means.
@@ -599,8 +601,6 @@ def head_morphometry(images: np.ndarray, *, search_scale: float = 1.0) -> tuple[
     """The morphometry (:func:`modeling.ml.morphometry.frame_morphometry`) of every head
     (N, H, W) as (N, K + 1) features (the last: 1 where a head was found; ``NO_HEAD`` values
     where none), and the number of images where none was found."""
-    from modeling.ml.morphometry import MORPHOMETRY_FEATURES, NO_HEAD, frame_morphometry
-
     rows, missed = [], 0
     for image in images:
         measured = frame_morphometry(image, search_scale=search_scale)
