@@ -158,6 +158,30 @@ field, another motion mix (more immotile and sluggish cells) and more weight on 
 morphology in the quality. The generator's vacuole look (VACUOLE_VALUE) and its head-shape
 families are module constants, not SyntheticConfig knobs, so the shift leaves them alone.
 
+Measured 2026-12-04 on this project's machine (2 CPU cores shared by 8 jobs, load 12-20; so
+small settings: 120 clips generated, 109 (default) and 111 (shifted) tracked, 3 folds, at most
+8 epochs, patience 4, seed 0, otherwise today's defaults; each row 11-15 min), with
+`benchmarks/training.py --combinations [--shift] --clips 120 --epochs 8 --patience 4`
+(rows run apart with `--rows`). Gap closed, pooled out of fold (HI / EMD / mode accuracy in
+the logs):
+
+    row                                  default   shifted   default - shifted
+    (a) morphometry only (today)          53.2 %    46.4 %    6.8
+    (b) head encoder only                 36.6 %    32.9 %    3.7
+    (c) morphometry + head encoder        49.7 %    50.7 %   -1.0
+    (d) (b), encoder pretrained on MHSMA  43.5 %    33.7 %    9.8
+    (d) (c), encoder pretrained on MHSMA  57.5 %    51.1 %    6.4
+    kinematics only (kNN, k=15)           49.8 %    36.8 %
+
+(baseline HI 0.619 / 0.596, ceiling 0.913 / 0.919). At this size one run's score moves by
+about 5 points with the folds (see above), so only the larger differences say something:
+without the morphometry the head view alone does not learn the head's shape from ~70
+training clips (b), pretraining on MHSMA helps it (b -> d: +7 points on the default
+generator, +1 on the shifted one), and with morphometry and the pretrained encoder (d, c) the
+model is ahead of today's (a) on both configurations (+4.3 and +4.7 points). The default
+stays as it was (head encoder off) until a run at the documented size (300-600 clips, 40
+epochs) confirms it.
+
 Run: .venv/bin/python benchmarks/training.py [--kinematics] [--reuse-db] [--no-morphometry]
          [--head-hidden N] [--seed N]
      .venv/bin/python benchmarks/training.py --grid --grid-epochs 2   (the 4 x 4 grid)
@@ -497,7 +521,7 @@ def combinations(
             print(f"head encoder pretrained on MHSMA: {minutes:.1f} min")
         shift = "-shifted" if args.shift else ""
         letter = next(k for k, v in letters.items() if v == name)
-        predictions = ROOT / "var" / "bench" / f"training-oof{shift}-{letter}.csv"
+        predictions = ROOT / "var" / "bench" / f"training-oof{shift}-{letter}-seed{args.seed}.csv"
         t_train = manage(
             ["train", "--dataset", VERSION, "--backbone", "timesformer", "--loss", "emd",
              "--preset", "small", "--epochs", str(args.epochs), "--no-progress",
