@@ -249,7 +249,7 @@ def prepare(args: argparse.Namespace, env: dict[str, str], var_dir: Path) -> Pat
         print(f"generating {args.clips} synthetic videos into {data} (cached for next runs)")
         config = SyntheticConfig(
             n_clips=args.clips, seed=21, width=args.width, height=args.height, n_frames=16,
-            **(SHIFTED if args.shift else {}),  # type: ignore[arg-type]
+            **(SHIFTED if getattr(args, "shift", False) else {}),  # type: ignore[arg-type]
         )  # fmt: skip
         generate_dataset(data, config, progress=True)
     export = var_dir / "exports" / VERSION
@@ -271,8 +271,9 @@ def prepare(args: argparse.Namespace, env: dict[str, str], var_dir: Path) -> Pat
 
 
 def data_dir(args: argparse.Namespace) -> Path:
-    """The generated videos' folder (one per size and configuration)."""
-    shift = "-shifted" if args.shift else ""
+    """The generated videos' folder (one per size and configuration; benchmarks/
+    train_default.py passes arguments without ``shift``)."""
+    shift = "-shifted" if getattr(args, "shift", False) else ""
     return (
         ROOT / "var" / "bench" / f"synthetic-train-{args.clips}-{args.width}x{args.height}{shift}"
     )
