@@ -4,7 +4,7 @@ The layout that the head encoder's commands (``pretrain_head``, ``probe_head``) 
 morphology benchmark read::
 
     OUT/labels.csv   image, head, vacuole, acrosome, tail   (one row per image; 0 normal,
-                     1 abnormal; ``image`` is the row's file name under images/)
+                     1 abnormal; ``image`` is the row's PNG, images/NAME, relative to OUT)
     OUT/images/      one grey PNG per image, at its native size (64 x 64 px)
 
 MHSMA itself (``../shared/data/mhsma/``, see its PROVENANCE.md) is one ``.npy`` stack per
@@ -104,7 +104,7 @@ def convert(source_dir: Path, split: str, out_dir: Path) -> Path:
             writer = csv.writer(handle)
             writer.writerow(["image", *LABELS])
             for i, name in enumerate(names):
-                writer.writerow([name, *(int(labels[label][i]) for label in LABELS)])
+                writer.writerow([f"images/{name}", *(int(labels[label][i]) for label in LABELS)])
         if out_dir.exists():
             out_dir.rmdir()  # empty (checked above)
         staging.rename(out_dir)
@@ -124,9 +124,9 @@ def read_labels(directory: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     columns = [c for c in rows[0] if c != "image"]
     images = []
     for row in rows:
-        image = cv2.imread(str(directory / "images" / row["image"]), cv2.IMREAD_UNCHANGED)
+        image = cv2.imread(str(directory / row["image"]), cv2.IMREAD_UNCHANGED)
         if image is None:
-            raise ValueError(f"{directory / 'images' / row['image']} cannot be read")
+            raise ValueError(f"{directory / row['image']} cannot be read")
         images.append(image)
     return np.stack(images), {c: np.array([int(r[c]) for r in rows]) for c in columns}
 

@@ -145,9 +145,52 @@ TimeSformer 3.72; per loss: CE 2.06, JSD 2.19, EMD 2.25, MSE 3.50. After 2 epoch
 is still mostly its kinematics path (the CNNs a little ahead); these ranks are not the paper's
 and say little about longer training.
 
+The head view's combinations (issue 18): ``--combinations`` trains the small model once per
+row on the same version and prints the gap closed by each: (a) morphometry only (the head view
+through the backbone trunk, today's default), (b) the learned head encoder only (no
+morphometry), (c) both, (d) (b) and (c) with the encoder pretrained on MHSMA's train split
+(``benchmarks.morphology.pretrained_mhsma_encoder``; the 64 px crops resized to 22 px so
+that their ~27 px heads are about as long as the generator's ~9 px ones: 64 * 9.2 / 27 = 22,
+chosen before any run). ``--shift`` generates the videos from a shifted configuration of the
+generator instead (``SHIFTED``, chosen before any run and kept fixed; no constant of the model
+was tuned on it): heads 20 % longer and 15 % wider, more sensor noise and blur, a darker
+field, another motion mix (more immotile and sluggish cells) and more weight on the
+morphology in the quality. The generator's vacuole look (VACUOLE_VALUE) and its head-shape
+families are module constants, not SyntheticConfig knobs, so the shift leaves them alone.
+
+Measured 2026-12-04 on this project's machine (2 CPU cores shared by 8 jobs, load 12-20; so
+small settings: 120 clips generated, 109 (default) and 111 (shifted) tracked, 3 folds, at most
+8 epochs, patience 4, seeds 0 and 1, otherwise today's defaults; each row 8-15 min), with
+`benchmarks/training.py --combinations [--shift] --clips 120 --epochs 8 --patience 4
+[--seed 1]` (rows run apart with `--rows`). Gap closed, pooled out of fold (HI / EMD / mode
+accuracy in the logs); seed 0, seed 1, their mean:
+
+    row                                  default               shifted               default
+                                         s0    s1    mean      s0    s1    mean      - shifted
+    (a) morphometry only (today)         53.2  52.6  52.9      46.4  53.2  49.8       3.1
+    (b) head encoder only                36.6   -     -        32.9   -     -         3.7 (s0)
+    (c) morphometry + head encoder       49.7  48.6  49.2      50.7  52.7  51.7      -2.5
+    (d) (b), encoder pretrained on MHSMA 43.5   -     -        33.7   -     -         9.8 (s0)
+    (d) (c), encoder pretrained on MHSMA 57.5  54.4  56.0      51.1  49.4  50.3       5.7
+    kinematics only (kNN, k=15)          49.8                  36.8
+
+(baseline HI 0.619 / 0.596, ceiling 0.913 / 0.919). One run's score moves by up to 7 points
+with the seed here ((a) shifted: 46.4 and 53.2), so only the larger differences say
+something: without the morphometry the head view alone does not learn the head's shape from
+~70 training clips (b, 33-37 %, below the kinematics kNN on the default generator), and
+pretraining on MHSMA helps it on the default generator (b -> d: +7 points) but not on the
+shifted one (+1). With the morphometry, the pretrained encoder is ahead of today's model on
+the default generator (56.0 against 52.9, mean of two seeds) and level with it on the shifted
+one (50.3 against 49.8), so the gap between the configurations grew (5.7 against 3.1); the
+encoder trained from scratch beside the morphometry (c) is the one whose gap shrank (-2.5:
+it did better on the shifted generator), at 3.7 points less on the default one. None of
+these differences is larger than the seed-to-seed spread: the default stays as it was (head
+encoder off) until runs at the documented size (300-600 clips, 40 epochs) decide.
+
 Run: .venv/bin/python benchmarks/training.py [--kinematics] [--reuse-db] [--no-morphometry]
          [--head-hidden N] [--seed N]
      .venv/bin/python benchmarks/training.py --grid --grid-epochs 2   (the 4 x 4 grid)
+     .venv/bin/python benchmarks/training.py --combinations [--shift] [--clips N] [--epochs N]
 Needs PostgreSQL on 127.0.0.1:5432 (trust auth, user postgres), like `make test`.
 """
 
@@ -171,6 +214,19 @@ from modeling.ml.metrics import evaluate_distributions  # noqa: E402
 from modeling.ml.model import DEFAULT_KINEMATICS_FEATURES  # noqa: E402
 
 VERSION = "bench-train"
+# The shifted generator (--shift): chosen before any run, kept fixed (see the docstring).
+SHIFTED: dict[str, object] = {
+    "head_length_um": 5.5,
+    "head_width_um": 3.45,
+    "noise_sd": 6.0,
+    "blur": 0.8,
+    "background_level": 135.0,
+    "motility_beta": (1.6, 1.5),
+    "morphology_beta": (1.8, 1.3),
+    "motility_weight": 0.45,
+}
+# The MHSMA crops' size for the pretrained head encoder of row (d) (see the docstring).
+MHSMA_ENCODER_SIZE = 22
 
 
 def manage(args: list[str], env: dict[str, str], *, quiet: bool = False) -> float:
@@ -188,12 +244,13 @@ def prepare(args: argparse.Namespace, env: dict[str, str], var_dir: Path) -> Pat
     returns the version's export folder."""
     from simulator.synthetic import SyntheticConfig, generate_dataset
 
-    data = ROOT / "var" / "bench" / f"synthetic-train-{args.clips}-{args.width}x{args.height}"
+    data = data_dir(args)
     if not (data / "clips.csv").exists():
         print(f"generating {args.clips} synthetic videos into {data} (cached for next runs)")
         config = SyntheticConfig(
-            n_clips=args.clips, seed=21, width=args.width, height=args.height, n_frames=16
-        )
+            n_clips=args.clips, seed=21, width=args.width, height=args.height, n_frames=16,
+            **(SHIFTED if getattr(args, "shift", False) else {}),  # type: ignore[arg-type]
+        )  # fmt: skip
         generate_dataset(data, config, progress=True)
     export = var_dir / "exports" / VERSION
     if args.reuse_db and (export / "splits.csv").exists():
@@ -213,6 +270,15 @@ def prepare(args: argparse.Namespace, env: dict[str, str], var_dir: Path) -> Pat
     return export
 
 
+def data_dir(args: argparse.Namespace) -> Path:
+    """The generated videos' folder (one per size and configuration; benchmarks/
+    train_default.py passes arguments without ``shift``)."""
+    shift = "-shifted" if getattr(args, "shift", False) else ""
+    return (
+        ROOT / "var" / "bench" / f"synthetic-train-{args.clips}-{args.width}x{args.height}{shift}"
+    )
+
+
 def knn_predictions(
     features: np.ndarray, targets: np.ndarray, folds: np.ndarray, *, k: int = 15
 ) -> np.ndarray:
@@ -228,6 +294,23 @@ def knn_predictions(
     return out
 
 
+def truth_by_export_id(export: Path, data_truth: Path) -> pd.DataFrame:
+    """The generator's truth_clips.csv indexed by the export's clip ids. An export names clips
+    by pseudonyms, not by the generator's ids: a clip is found again by its head's position in
+    frame 0 (x, y in clips.csv, the same in both)."""
+    truth = pd.read_csv(data_truth, dtype={"clip_id": str}).set_index("clip_id")
+    source = pd.read_csv(data_truth.parent / "clips.csv", dtype={"clip_id": str})
+    exported = pd.read_csv(export / "clips.csv", dtype={"clip_id": str})
+    for table in (source, exported):
+        table["at"] = table["x"].round(2).astype(str) + "," + table["y"].round(2).astype(str)
+    if source["at"].duplicated().any():
+        raise SystemExit("two generated clips start at the same position: cannot match them")
+    ids = exported.merge(source, on="at", suffixes=("", "_source"), validate="one_to_one")
+    if len(ids) != len(exported):
+        raise SystemExit(f"only {len(ids)} of {len(exported)} exported clips match the truth")
+    return truth.loc[ids["clip_id_source"]].set_axis(ids["clip_id"].to_list())
+
+
 def baseline_predictions(targets: np.ndarray, folds: np.ndarray) -> np.ndarray:
     out = np.zeros_like(targets)
     for fold in np.unique(folds):
@@ -235,7 +318,10 @@ def baseline_predictions(targets: np.ndarray, folds: np.ndarray) -> np.ndarray:
     return out
 
 
-def evaluate(export: Path, data_truth: Path, predictions: Path, *, kinematics: bool) -> None:
+def evaluate(
+    export: Path, data_truth: Path, predictions: Path, *, kinematics: bool
+) -> dict[str, float]:
+    """Print the scores table; the model's scores and gap closed."""
     observed = pd.read_csv(export / "distributions.csv", dtype={"clip_id": str}).set_index(
         "clip_id"
     )
@@ -248,7 +334,7 @@ def evaluate(export: Path, data_truth: Path, predictions: Path, *, kinematics: b
         .to_numpy()
     )
     model = pd.read_csv(predictions, dtype={"clip_id": str}).set_index("clip_id")
-    truth = pd.read_csv(data_truth, dtype={"clip_id": str}).set_index("clip_id")
+    truth = truth_by_export_id(export, data_truth)
     rows = {"baseline (training mean)": baseline_predictions(p_obs, folds)}
     if kinematics:
         clips = pd.read_csv(export / "clips.csv", dtype={"clip_id": str}).set_index("clip_id")
@@ -269,6 +355,13 @@ def evaluate(export: Path, data_truth: Path, predictions: Path, *, kinematics: b
             f"{name:<30} {s['hi']:>7.4f} {s['emd']:>7.4f} {s['macro_hi']:>9.4f} "
             f"{s['mode_accuracy']:>9.3f} {100 * gap:>10.1f}%"
         )
+    model_scores = scores["model (out-of-fold)"]
+    return {
+        "hi": float(model_scores["hi"]),
+        "emd": float(model_scores["emd"]),
+        "mode_accuracy": float(model_scores["mode_accuracy"]),
+        "gap": float((model_scores["hi"] - base) / (ceiling - base)),
+    }
 
 
 def main() -> None:
@@ -294,6 +387,21 @@ def main() -> None:
         "--head-hidden", type=int, help="the head's hidden width (0: linear; default: preset's)"
     )
     parser.add_argument("--seed", type=int, default=0, help="the training seed")
+    parser.add_argument(
+        "--head-encoder", action="store_true", help="the head view through the head encoder"
+    )
+    parser.add_argument("--pretrained", type=Path, help="weights file (e.g. a head encoder)")
+    parser.add_argument("--shift", action="store_true", help="the shifted generator (SHIFTED)")
+    parser.add_argument(
+        "--rows",
+        nargs="+",
+        choices=("a", "b", "c", "d1", "d2"),
+        help="with --combinations: only these rows (d1: (b) pretrained, d2: (c) pretrained)",
+    )
+    parser.add_argument(
+        "--combinations", action="store_true",
+        help="rows (a)-(d): morphometry / head encoder / both / pretrained on MHSMA",
+    )  # fmt: skip
     # One thread: on 2 shared cores two threads ran a training step 3-5x slower than one.
     parser.add_argument("--threads", type=int, default=1, help="torch threads (0: all cores)")
     parser.add_argument("--kinematics", action="store_true", help="add the kNN kinematics row")
@@ -309,14 +417,14 @@ def main() -> None:
     args.reuse_db = args.reuse_db or args.evaluate_only
 
     started = time.perf_counter()
-    var_dir = ROOT / "var" / "bench" / "training-var"
+    var_dir = ROOT / "var" / "bench" / ("training-var-shifted" if args.shift else "training-var")
     env = dict(os.environ)
     env.update(
         DATABASE_URL=f"postgres://postgres@127.0.0.1:5432/{args.database}",
         MERSV_VAR_DIR=str(var_dir),
     )
     export = prepare(args, env, var_dir)
-    data = ROOT / "var" / "bench" / f"synthetic-train-{args.clips}-{args.width}x{args.height}"
+    data = data_dir(args)
     common = [
         *("--optimizer", args.optimizer, "--lr", str(args.lr), "--patience", str(args.patience)),
         *("--head-lr-scale", str(args.head_lr_scale), "--weight-decay", str(args.weight_decay)),
@@ -325,8 +433,12 @@ def main() -> None:
         common += ["--batch-size", str(args.batch_size)]
     if not args.fair_sampling:
         common.append("--no-fair-sampling")
-    if args.no_morphometry:
+    if args.no_morphometry and not args.combinations:
         common.append("--no-morphometry")
+    if args.head_encoder and not args.combinations:
+        common.append("--head-encoder")
+    if args.pretrained and not args.combinations:
+        common += ["--pretrained", str(args.pretrained.resolve())]
     if args.head_hidden is not None:
         common += ["--head-hidden", str(args.head_hidden)]
     common += ["--seed", str(args.seed)]
@@ -346,6 +458,10 @@ def main() -> None:
         report = (out / "report.md").read_text()
         print(report.split("### Table 4")[0])
         print(f"grid wall time: {t_grid / 60:.1f} min; report: {out / 'report.md'}")
+        return
+
+    if args.combinations:
+        combinations(args, env, export, data, common, started)
         return
 
     predictions = ROOT / "var" / "bench" / "training-oof.csv"
@@ -368,6 +484,69 @@ def main() -> None:
         f"benchmark total {(time.perf_counter() - started) / 60:.1f} min; "
         f"{os.cpu_count()} CPU core(s)"
     )
+
+
+def combinations(
+    args: argparse.Namespace,
+    env: dict[str, str],
+    export: Path,
+    data: Path,
+    common: list[str],
+    started: float,
+) -> None:
+    """Rows (a)-(d) of the module docstring on one version, then their table."""
+    # Pretrained once for every configuration, when the first row needs it (rows (a)-(c)
+    # train first; a run on the other configuration beside this one may have written it).
+    encoder = ROOT / "var" / "bench" / f"head-encoder-mhsma-{MHSMA_ENCODER_SIZE}px.pt"
+    rows = {
+        "(a) morphometry only": ["--morphometry", "--no-head-encoder"],
+        "(b) head encoder only": ["--no-morphometry", "--head-encoder"],
+        "(c) morphometry + head encoder": ["--morphometry", "--head-encoder"],
+        "(d) (b), encoder pretrained": [
+            "--no-morphometry", "--head-encoder", "--pretrained", str(encoder),
+        ],
+        "(d) (c), encoder pretrained": [
+            "--morphometry", "--head-encoder", "--pretrained", str(encoder),
+        ],
+    }  # fmt: skip
+    letters = dict(zip(("a", "b", "c", "d1", "d2"), rows, strict=True))
+    if args.rows:
+        rows = {letters[letter]: rows[letters[letter]] for letter in args.rows}
+    results: dict[str, dict[str, float]] = {}
+    for name, flags in rows.items():
+        print(f"\n=== {name}")
+        if str(encoder) in flags and not encoder.exists():
+            import torch
+
+            from benchmarks.morphology import pretrained_mhsma_encoder
+
+            torch.set_num_threads(args.threads or os.cpu_count() or 1)  # as the runs have it
+            t0 = time.perf_counter()
+            pretrained_mhsma_encoder(encoder, size=MHSMA_ENCODER_SIZE)
+            minutes = (time.perf_counter() - t0) / 60
+            print(f"head encoder pretrained on MHSMA: {minutes:.1f} min")
+        shift = "-shifted" if args.shift else ""
+        letter = next(k for k, v in letters.items() if v == name)
+        predictions = ROOT / "var" / "bench" / f"training-oof{shift}-{letter}-seed{args.seed}.csv"
+        t_train = manage(
+            ["train", "--dataset", VERSION, "--backbone", "timesformer", "--loss", "emd",
+             "--preset", "small", "--epochs", str(args.epochs), "--no-progress",
+             "--predictions-out", str(predictions), *common, *flags],
+            env, quiet=True,
+        )  # fmt: skip
+        scores = evaluate(export, data / "truth_clips.csv", predictions, kinematics=False)
+        results[name] = scores | {"minutes": t_train / 60}
+    print(
+        f"\n{'shifted' if args.shift else 'default'} generator, {args.clips} clips, 3 folds, "
+        f"at most {args.epochs} epochs, patience {args.patience}, seed {args.seed}"
+    )
+    print(f"{'row':<34} {'HI':>7} {'EMD':>7} {'mode acc':>9} {'gap closed':>11} {'min':>6}")
+    for name, r in results.items():
+        print(
+            f"{name:<34} {r['hi']:>7.4f} {r['emd']:>7.4f} {r['mode_accuracy']:>9.3f} "
+            f"{100 * r['gap']:>10.1f}% {r['minutes']:>6.1f}"
+        )
+    print(f"benchmark total {(time.perf_counter() - started) / 60:.1f} min")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,12 @@
   the head's standardised abnormality (how far its outline lies from the typical head, in
   any direction); without them the model has no morphometry input (the paper's setting).
 - ``B``: a backbone (:mod:`modeling.ml.backbones`), one trunk per view, features concatenated.
+  With ``head_encoder`` (a :class:`~modeling.ml.head_encoder.HeadEncoderConfig` as a dict),
+  the head view at native resolution (the small presets' centre 40 x 40 px; added to a
+  preset without one) goes through the small CNN :class:`~modeling.ml.head_encoder.HeadEncoder`
+  instead of a backbone trunk, frame by frame; its features join the trunks' (per frame for
+  ResNet, averaged over the frames for video backbones). Its weights can come from
+  ``pretrain_head`` (``load_pretrained`` with an encoder file).
 - ``H``: dropout and one linear layer from [features, standardised kinematics, standardised
   morphometry] to 5 logits (A..E), the paper's head; with ``head_hidden`` > 0, a hidden layer
   of that width (GELU, dropout) before it, so that motion and shape can combine.
@@ -31,6 +37,7 @@ baseline is evaluated. Video backbones give one prediction per clip (F = 1).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -50,6 +57,14 @@ from modeling.ml.backbones import (
     build_trunks,
     get_preset,
 )
+from modeling.ml.head_encoder import (
+    HeadEncoder,
+    HeadEncoderConfig,
+    encoder_origin,
+    file_sha256,
+    is_encoder_file,
+    read_encoder_file,
+)
 from modeling.ml.morphometry import (
     MORPHOMETRY_FEATURES,
     MORPHOMETRY_INPUTS,
@@ -61,6 +76,10 @@ from modeling.ml.morphometry import (
 # standardisation each is divided by its typical magnitude there (KINEMATICS_TYPICAL). The
 # default leaves out ``speed``, which repeats VCL.
 DEFAULT_KINEMATICS_FEATURES: tuple[str, ...] = tuple(k for k in KINEMATICS_KEYS if k != "speed")
+
+# The head view's size when a preset has no native-resolution view of its own (paper presets):
+# the small presets' centre crop, 40 x 40 px of the 150 px tracked crop.
+HEAD_VIEW_PX = 40
 
 # Keys a pretrained state dict may carry for its own classification layer, which we replace.
 _SOURCE_HEAD_PREFIXES: tuple[str, ...] = ("head.", "fc.", "classifier.")
@@ -165,8 +184,11 @@ class GradeDistributionModel(nn.Module):
         morphometry_shift: Sequence[float] | None = None,
         morphometry_scale: Sequence[float] | None = None,
         head_hidden: int = 0,
+        head_encoder: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
+        # Where pretrained weights came from (load_pretrained sets it; checkpoints keep it).
+        self.pretrained_origin: dict[str, Any] | None = None
         if head_hidden < 0:
             raise ValueError(f"head_hidden must be 0 (a linear head) or more, not {head_hidden}")
         self.head_hidden = int(head_hidden)
@@ -197,13 +219,30 @@ class GradeDistributionModel(nn.Module):
             raise ValueError(f"kinematics scales must be positive, got {list(kinematics_scale)}")
         self.backbone_name, self.preset_name = backbone, preset
         self.preset: BackbonePreset = get_preset(backbone, preset)
-        self.inputs = ClipInput(self.preset.inputs)
+        self.head_encoder_config = (
+            None if head_encoder is None else HeadEncoderConfig.from_dict(head_encoder)
+        )
+        trunk_preset, self.head_view_px = self.preset, 0
+        if self.head_encoder_config is not None:
+            # The native-resolution head view goes to the encoder, the others to trunks.
+            inputs = self.preset.inputs
+            native = [v for v in inputs.views if v.crop is not None and v.crop == v.size]
+            self.head_view_px = native[0].size if native else HEAD_VIEW_PX
+            kept = tuple(v for v in inputs.views if v not in native[:1])
+            trunk_preset = dataclasses.replace(
+                self.preset, inputs=dataclasses.replace(inputs, views=kept)
+            )
+        self.inputs = ClipInput(trunk_preset.inputs)
         # Video trunks are built for the number of frames they will see (TimeSformer's time
         # embeddings); a per-frame trunk does not care.
-        trunks = build_trunks(self.preset, frames=self.preset.inputs.frames or 1)
+        trunks = build_trunks(trunk_preset, frames=trunk_preset.inputs.frames or 1)
         self.trunks = nn.ModuleList(trunks)
         self.per_frame = bool(trunks[0].per_frame)
         self.n_features = sum(int(trunk.out_features) for trunk in trunks)
+        self.head_encoder: HeadEncoder | None = None
+        if self.head_encoder_config is not None:
+            self.head_encoder = HeadEncoder(self.head_encoder_config)
+            self.n_features += self.head_encoder.out_features
         self.n_kinematics_features = n_kinematics_features
         # Not in the state dict: describe() carries them, so a checkpoint's model_kwargs
         # rebuild them, and pretrained weights from another dataset do not bring theirs.
@@ -235,7 +274,22 @@ class GradeDistributionModel(nn.Module):
     def frame_features(self, x: torch.Tensor) -> torch.Tensor:
         """Backbone features per prediction: (B, F, D); F = frames (ResNet) or 1."""
         views = self.inputs(x)
-        return torch.cat([trunk(v) for trunk, v in zip(self.trunks, views, strict=True)], dim=2)
+        features = [trunk(v) for trunk, v in zip(self.trunks, views, strict=True)]
+        if self.head_encoder is not None:
+            features.append(self.head_features(x, frames=features[0].shape[1]))
+        return torch.cat(features, dim=2)
+
+    def head_features(self, x: torch.Tensor, *, frames: int) -> torch.Tensor:
+        """The head encoder's features of the clips' head views: (B, frames, D_head), per
+        selected frame when ``frames`` > 1 (ResNet), their mean over the frames when 1."""
+        assert self.head_encoder is not None
+        x = x[:, self.inputs.frame_indices(x.shape[1])]  # (B, F, 1, H, W)
+        b, f, _, h, w = x.shape
+        crop = min(self.head_view_px, h, w)
+        top, left = (h - crop) // 2, (w - crop) // 2
+        heads = x[..., top : top + crop, left : left + crop].flatten(0, 1)  # (B*F, 1, c, c)
+        z = self.head_encoder(heads).view(b, f, -1)  # (B, F, D_head)
+        return z if frames == f else z.mean(dim=1, keepdim=True)
 
     def morphometry_inputs(
         self, x: torch.Tensor, morphometry: torch.Tensor | None = None
@@ -337,6 +391,8 @@ class GradeDistributionModel(nn.Module):
             described["morphometry_scale"] = [float(s) for s in self.morphometry_scale]
         if self.head_hidden:
             described["head_hidden"] = self.head_hidden
+        if self.head_encoder_config is not None:
+            described["head_encoder"] = self.head_encoder_config.to_dict()
         return described
 
 
@@ -356,6 +412,7 @@ def build_model(
     morphometry_shift: Sequence[float] | None = None,
     morphometry_scale: Sequence[float] | None = None,
     head_hidden: int = 0,
+    head_encoder: dict[str, Any] | None = None,
 ) -> GradeDistributionModel:
     """A grade-distribution model with a freshly initialised head.
 
@@ -367,9 +424,14 @@ def build_model(
     the training split's :func:`kinematics_standardisation` to standardise them. With
     ``morphometry_shift`` and ``morphometry_scale`` (the training split's
     :func:`~modeling.ml.morphometry.morphometry_standardisation`) the head also takes the
-    clip's morphometry.
+    clip's morphometry. With ``head_encoder`` (``HeadEncoderConfig.to_dict()``) the head view
+    goes through the small head encoder (see the module docstring).
 
     pretrained: weights from a local path only, never downloaded:
+
+    - a head encoder file written by ``pretrain_head`` (:mod:`modeling.ml.head_encoder`):
+      loaded into the model's head encoder (the model must have one), the backbone trunks
+      left as they are;
 
     - a file saved with ``torch.save``: a state dict of this model (e.g. ``model.pt`` or a
       checkpoint of :mod:`modeling.ml.train`; its head is dropped), or of the backbone alone
@@ -397,6 +459,7 @@ def build_model(
         morphometry_shift=morphometry_shift,
         morphometry_scale=morphometry_scale,
         head_hidden=head_hidden,
+        head_encoder=head_encoder,
     )
     if pretrained is not None:
         load_pretrained(model, Path(pretrained))
@@ -404,13 +467,32 @@ def build_model(
 
 
 def load_pretrained(model: GradeDistributionModel, path: Path) -> None:
-    """Load backbone weights from ``path`` into ``model`` (see :func:`build_model`)."""
+    """Load backbone (or head encoder) weights from ``path`` into ``model`` (see
+    :func:`build_model`); ``model.pretrained_origin`` records the file (name, sha256 and, for a
+    head encoder, what it was trained on)."""
     if not path.exists():
         raise FileNotFoundError(f"pretrained weights not found: {path}")
     if path.is_dir():
         _load_hf_timesformer(model, path)
+        model.pretrained_origin = {"kind": "huggingface", "file": path.name}
         return
     state = torch.load(path, map_location="cpu", weights_only=True)
+    if is_encoder_file(state):
+        if model.head_encoder is None:
+            raise ValueError(
+                f"{path} holds a head encoder (pretrain_head); switch the head encoder on "
+                "(head_encoder) to load it"
+            )
+        loaded = read_encoder_file(path)
+        if HeadEncoderConfig.from_dict(loaded["encoder_config"]) != model.head_encoder_config:
+            raise ValueError(
+                f"{path} holds a head encoder of widths {loaded['encoder_config']['widths']}, "
+                f"the model's has {list(model.head_encoder.config.widths)}"
+            )
+        model.head_encoder.load_state_dict(loaded["encoder"])
+        model.pretrained_origin = encoder_origin(path, loaded)
+        return
+    model.pretrained_origin = {"kind": "backbone", "file": path.name, "sha256": file_sha256(path)}
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
         state = state["model"]  # a training checkpoint or a saved model file
     if not isinstance(state, dict):

@@ -54,6 +54,7 @@ from modeling.ml.data import (
     read_fold,
     shuffle_sampler,
 )
+from modeling.ml.head_encoder import HeadEncoderConfig
 from modeling.ml.losses import LOSSES, LossFn, get_loss
 from modeling.ml.metrics import evaluate_distributions
 from modeling.ml.model import (
@@ -84,7 +85,16 @@ MORPHOMETRY_BY_PRESET: dict[str, bool] = {"small": True, "paper": False}
 # (the quality combines motion and shape; benchmarks/training.py), the paper's linear head else.
 HEAD_HIDDEN_BY_PRESET: dict[str, int] = {"small": 64, "paper": 0}
 # Fields added after runs were stored: what an older stored config meant by leaving them out.
-_ABSENT_IN_OLDER_CONFIGS: dict[str, Any] = {"morphometry": False, "head_hidden": 0}
+_ABSENT_IN_OLDER_CONFIGS: dict[str, Any] = {
+    "morphometry": False,
+    "head_hidden": 0,
+    "head_encoder": False,
+}
+# Whether the head view goes through the small head encoder when a config does not say: off
+# for both presets (today's backbone trunk on the head view; benchmarks/training.py compares).
+HEAD_ENCODER_BY_PRESET: dict[str, bool] = {"small": False, "paper": False}
+# The head encoder's layout in a run that switches it on (modeling.ml.head_encoder).
+HEAD_ENCODER_LAYOUT: dict[str, Any] = HeadEncoderConfig().to_dict()
 
 # Config fields that may change between an interrupted run and its resume: they do not change
 # what is computed (workers, device), or only where the run ends (epochs, patience).
@@ -200,8 +210,19 @@ class TrainConfig:
         label="Head hidden width",
     )
 
+    # The head view at native resolution through the small CNN head encoder
+    # (modeling.ml.head_encoder) instead of a backbone trunk. None: HEAD_ENCODER_BY_PRESET.
+    head_encoder: bool | None = option(
+        None,
+        "the head view (native resolution) goes through a small CNN head encoder, which "
+        "pretrained weights from pretrain_head can start; unset: off",
+        label="Learned head encoder",
+    )
+
     def __post_init__(self) -> None:
         get_preset(self.backbone, self.preset)  # names the valid choices
+        if self.head_encoder is None:
+            object.__setattr__(self, "head_encoder", HEAD_ENCODER_BY_PRESET.get(self.preset, False))
         if self.morphometry is None:  # frozen: resolved once, so stored configs say it
             object.__setattr__(self, "morphometry", MORPHOMETRY_BY_PRESET.get(self.preset, False))
         if self.head_hidden is None:
@@ -592,6 +613,7 @@ def _build(config: TrainConfig, train_set: ExportDataset) -> GradeDistributionMo
         morphometry_shift=morph_shift,
         morphometry_scale=morph_scale,
         head_hidden=int(config.head_hidden or 0),
+        head_encoder=dict(HEAD_ENCODER_LAYOUT) if config.head_encoder else None,
         pretrained=Path(config.pretrained) if config.pretrained else None,
     )
     if config.init_head:
@@ -668,6 +690,7 @@ def _save_checkpoint(
             "epochs_without_improvement": state.epochs_without_improvement,
             "logs": [log.to_dict() for log in state.logs],
             "rng": _rng_state(),
+            "pretrained_origin": model.pretrained_origin,
         },
         path,
     )
@@ -726,7 +749,9 @@ def save_model(
     outer_fold: int | None = None,
     best_epoch: int | None = None,
 ) -> None:
-    """Save ``model`` with everything needed to rebuild it (atomically)."""
+    """Save ``model`` with everything needed to rebuild it (atomically), and where its
+    pretrained weights came from (``pretrained_origin``: file name, sha256 and, for a head
+    encoder, what it was trained on; None when it started from scratch)."""
     _atomic_save(
         {
             "format": MODEL_FORMAT,
@@ -735,6 +760,7 @@ def save_model(
             "config": config.to_dict(),
             "outer_fold": outer_fold,
             "best_epoch": best_epoch,
+            "pretrained_origin": model.pretrained_origin,
         },
         Path(path),
     )
@@ -746,6 +772,7 @@ def load_model(path: Path, *, device: str = "cpu") -> tuple[GradeDistributionMod
     _check_format(path, saved, MODEL_FORMAT, "a saved grade-distribution model")
     model = GradeDistributionModel(**saved["model_kwargs"])
     model.load_state_dict(saved["model"])
+    model.pretrained_origin = saved.get("pretrained_origin")
     return model.to(device).eval(), TrainConfig.from_dict(saved["config"])
 
 
