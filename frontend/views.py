@@ -26,6 +26,7 @@ from annotation.access.roles import (
     user_role,
 )
 from annotation.aggregation import selectors
+from annotation.aggregation.retirement_selectors import clip_retirement
 from annotation.grades import GRADES
 from annotation.grading import field_guide
 from annotation.ingest import services
@@ -119,6 +120,7 @@ def clip_detail(request: HttpRequest, clip_id: str) -> HttpResponse:
         "cannot_judge": selectors.clip_cannot_judge(clip),
         "reference": ReferenceClip.objects.filter(clip=clip).select_related("chosen_by").first(),
         "grades": GRADES,
+        "retirement": clip_retirement(clip),  # curator-only page: the rule's view of the clip
     }
     return render(request, "frontend/clip_detail.html", context)
 

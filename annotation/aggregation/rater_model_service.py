@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 import numpy as np
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Max
 from django.utils import timezone
@@ -88,6 +89,11 @@ def rater_model_refit() -> RaterModelSnapshot | None:
         snapshot = RaterModelSnapshot.objects.filter(data_key=data_key).first()
         if snapshot is None:
             snapshot = rater_model_snapshot_fit(data_key=data_key, frame=ratings_frame())
+            if settings.RETIRE_RATER_AWARE:
+                # The rule weighs votes with the newest fit: apply it again to every clip.
+                from annotation.aggregation.retirement_service import clips_retire_settled
+
+                clips_retire_settled()
     finally:
         RaterModelRefit.objects.filter(pk=1).update(queued_at=None)
     return snapshot
