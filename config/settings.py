@@ -267,7 +267,7 @@ RETIRE_MIN_VOTES = env_int("MERSV_MIN_VOTES", 10)
 # run's m is fitted on clips with at least MERSV_RETIRE_FULL_PANEL_VOTES votes.
 RETIRE_MODE_GUARD = env_float("MERSV_RETIRE_MODE_GUARD", 1.0)
 # The share of the production run's fitted m (pseudo-votes of its prediction) the rule counts.
-RETIRE_PRIOR_DISCOUNT = env_float("MERSV_RETIRE_PRIOR_DISCOUNT", 0.5)
+RETIRE_PRIOR_DISCOUNT = env_float("MERSV_RETIRE_PRIOR_DISCOUNT", 0.25)
 RETIRE_RATER_AWARE = env_bool("MERSV_RETIRE_RATER_AWARE", True)
 RETIRE_FULL_PANEL_VOTES = env_int("MERSV_RETIRE_FULL_PANEL_VOTES", 30)
 # Hidden repeats (annotation/grading/repeats.py): the share of queue requests that re-offer a

@@ -41,7 +41,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from scipy.special import ndtr
 
 from annotation.grades import N_GRADES
 
@@ -50,7 +49,7 @@ DEFAULT_MIN_VOTES = 10  # never judge a clip on a handful of votes, however unan
 DEFAULT_MAX_VOTES = 40  # the paper's panel size: beyond it a clip is retired regardless
 DEFAULT_TOLERANCE = 0.0175  # expected EMD to the posterior mean; see benchmarks/retirement.py
 # The share of the fitted m the stopping rule counts (see the module docstring).
-DEFAULT_PRIOR_DISCOUNT = 0.5
+DEFAULT_PRIOR_DISCOUNT = 0.25
 DEFAULT_MODE_GUARD = 1.0  # bound on P(another grade mode); 1.0 = off (see the benchmark)
 # Reliability weights: the panel's mean noise / the expert's noise, kept in this range so one
 # expert fitted as near noise-free cannot settle a clip alone.
@@ -91,6 +90,18 @@ class RetirementRule:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _normal_cdf(z: np.ndarray) -> np.ndarray:
+    """Phi(z) to about 1e-7 (Abramowitz & Stegun 7.1.26 for erf), in numpy: the vote path
+    imports no scipy (tests/test_layout.py)."""
+    x = np.abs(z) / np.sqrt(2.0)
+    t = 1.0 / (1.0 + 0.3275911 * x)
+    poly = t * (
+        0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429)))
+    )
+    erf = 1.0 - poly * np.exp(-(x**2))
+    return 0.5 * (1.0 + np.sign(z) * erf)
 
 
 def _counts_checked(counts: np.ndarray) -> np.ndarray:
@@ -157,7 +168,7 @@ def mode_change_bound(alpha: np.ndarray) -> np.ndarray:
     # Var(p_k - p_m) = (m_k(1-m_k) + m_m(1-m_m) + 2 m_k m_m) / (a0 + 1)
     var = (mean * (1 - mean) + mean_mode * (1 - mean_mode) + 2 * mean * mean_mode) / (total + 1)
     z = (mean - mean_mode) / np.sqrt(np.maximum(var, 1e-300))
-    tail = ndtr(z)
+    tail = _normal_cdf(z)
     np.put_along_axis(tail, mode, 0.0, axis=-1)  # the mode itself
     return np.minimum(tail.sum(axis=-1), 1.0)
 
