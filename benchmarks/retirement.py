@@ -170,12 +170,11 @@ def model_predictions(
         mean, sd = features[inner].mean(0), features[inner].std(0) + 1e-9
         x = torch.tensor((features - mean) / sd, dtype=torch.float32)
         y = torch.tensor(targets, dtype=torch.float32)
-        model = torch.nn.Sequential(
-            torch.nn.Linear(x.shape[1], 64), torch.nn.ReLU(), torch.nn.Linear(64, N_GRADES)
-        )
+        out_layer = torch.nn.Linear(64, N_GRADES)
+        model = torch.nn.Sequential(torch.nn.Linear(x.shape[1], 64), torch.nn.ReLU(), out_layer)
         with torch.no_grad():  # start at the training mean distribution (init_head)
-            model[2].weight.zero_()
-            model[2].bias.copy_(torch.log(y[inner].mean(0) + 1e-6))
+            out_layer.weight.zero_()
+            out_layer.bias.copy_(torch.log(y[inner].mean(0) + 1e-6))
         optimizer = torch.optim.AdamW(model.parameters(), lr=6e-3, weight_decay=0.05)
         best, best_state, waited = np.inf, None, 0
         for _epoch in range(600):
@@ -205,7 +204,12 @@ def model_predictions(
 def panel_build(seed: int, *, shifted: bool) -> Panel:
     config = SyntheticConfig(n_clips=N_CLIPS, n_experts=N_EXPERTS, seed=seed)
     if shifted:
-        config = replace(config, **SHIFTED)
+        config = replace(
+            config,
+            motility_weight=SHIFTED["motility_weight"],
+            latent_correlation=SHIFTED["latent_correlation"],
+            quality_offset=SHIFTED["quality_offset"],
+        )
     labels = sample_labels(config=config)
     ratings = rating_arrays(labels.ratings, rater_ids=labels.panel.rater_ids)
     grades = np.empty((ratings.n_clips, N_EXPERTS), dtype=np.int64)

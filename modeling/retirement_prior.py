@@ -29,7 +29,7 @@ from annotation.aggregation.retirement import PriorWeightFit, prior_weight_fit
 from annotation.aggregation.retirement_service import (
     RetireSummary,
     clips_retire_settled,
-    retirement_policy,
+    retirement_policy_locked,
 )
 from annotation.errors import ServiceError
 from annotation.grades import VOTE_FIELDS
@@ -77,8 +77,7 @@ def retirement_run_choose(
     if run is not None and not run.predictions.exists():
         raise ProductionRunError(f"run {run.pk} ({run.name}) has no predictions to use")
     with transaction.atomic():
-        retirement_policy()
-        policy = RetirementPolicy.objects.select_for_update().get(pk=1)
+        policy = retirement_policy_locked()
         before = {"run_id": policy.run_id, "prior_weight": policy.prior_weight}
         RetirementPrior.objects.all().delete()
         if run is None:

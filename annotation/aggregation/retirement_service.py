@@ -57,9 +57,15 @@ def retirement_rule() -> RetirementRule:
 
 
 def retirement_policy() -> RetirementPolicy:
-    """The policy row (created empty on first use: no production run, m = 0)."""
-    policy, _ = RetirementPolicy.objects.get_or_create(pk=1)
-    return policy
+    """The policy in force, read only (a vote writes nothing here): the row, or an unsaved
+    default (no production run, m = 0) before anyone chose one or ran retire_settled."""
+    return RetirementPolicy.objects.filter(pk=1).first() or RetirementPolicy(pk=1)
+
+
+def retirement_policy_locked() -> RetirementPolicy:
+    """The policy row, created if missing, locked for the rest of the transaction."""
+    RetirementPolicy.objects.get_or_create(pk=1)
+    return RetirementPolicy.objects.select_for_update().get(pk=1)
 
 
 @dataclass(frozen=True)
@@ -107,7 +113,7 @@ class ClipsRuleState:
 
 
 def clips_rule_outcome(
-    clip_pks: Sequence[int],
+    clip_pks: Sequence[int] | np.ndarray,
     counts: np.ndarray,
     *,
     rule: RetirementRule | None = None,
@@ -201,8 +207,15 @@ def clip_retire_if_settled(
         *counts, retired_at = (
             Clip.objects.filter(pk=clip.pk).values_list(*VOTE_FIELDS, "retired_at").get()
         )
-    state = clips_rule_outcome([clip.pk], np.array([counts]))
-    settled = bool(state.outcome.settled[0])
+    rule = retirement_rule()
+    n_votes = sum(counts)
+    if n_votes < rule.min_votes and n_votes < rule.max_votes:
+        # The rule's first condition: too few votes whatever their weights or the prior, so
+        # the vote path reads nothing more (tests/annotation/grading/test_wiring.py).
+        settled = False
+    else:
+        state = clips_rule_outcome([clip.pk], np.array([counts]), rule=rule)
+        settled = bool(state.outcome.settled[0])
     if settled and retired_at is None:
         clip.retired_at = now or timezone.now()
         Clip.objects.filter(pk=clip.pk).update(retired_at=clip.retired_at)
@@ -259,8 +272,7 @@ def clips_retire_settled(
     now = now or timezone.now()
     rule = retirement_rule()
     with transaction.atomic():
-        retirement_policy()
-        policy = RetirementPolicy.objects.select_for_update().get(pk=1)
+        policy = retirement_policy_locked()
         rows = list(
             Clip.objects.select_for_update()
             .order_by("pk")
@@ -304,5 +316,6 @@ __all__ = [
     "clips_settled",
     "rater_parameters",
     "retirement_policy",
+    "retirement_policy_locked",
     "retirement_rule",
 ]
