@@ -38,6 +38,21 @@ or m = 0), the tolerance x mode guard with the most votes saved whose worst seed
 target (mean EMD <= 0.010 and p95 <= 0.03 to the full panel); then, at that tolerance, the
 prior discount x mode guard that saves most while meeting it.
 
+Measured 2026-12-04 (2 shared CPU cores, about 15 min with the priors cached), default
+generator, 5 seeds (saved, mean / p95 EMD to the full panel, mean EMD to the expected):
+
+    today's rule (own votes, 0.0175)     44.7 %  0.0085 / 0.0265  0.0170
+    fixed 22 votes                       45.0 %  0.0079 / 0.0228  0.0162
+    prior only (discount 0.25)           51.2 %  0.0084 / 0.0260  0.0146
+    rater-aware only                     47.9 %  0.0078 / 0.0233  0.0119
+    both (the defaults)                  54.1 %  0.0081 / 0.0238  0.0106
+    (the full panel to the expected: 0.0083)
+
+Shifted generator: today's 45.1 % (0.0085 / 0.0287), both 57.8 % (0.0083 / 0.0249). Curve
+(default generator): prior EMD 0.032 -> 54.1 %, 0.056 -> 49.4 %, >= 0.13 (m = 0) -> 47.9 %.
+Utility: HI gap closed with the retired labels 1.78 points below the full-panel labels
+(today's rule: 1.61 below); the 1-point target is not met.
+
 Run: .venv/bin/python -m benchmarks.retirement [--quick]
 """
 
