@@ -6,9 +6,10 @@ URLconf (walked from the resolver, so a new route is crawled without anyone list
 with every plausible URL argument and with the usual query parameters, plus X's media files.
 It does so twice: first while X has no votes and no predictions, then after other experts
 voted on X, two training runs predicted it and a curator made the first the production run
-of retirement (so X's prediction is its retirement prior, with a prior weight m set). A response that differs between the two crawls
-(once CSRF tokens, nonces and time stamps are masked), or that newly contains one of X's vote
-shares or predicted probabilities in any common format, in its body or a header, is a leak.
+of retirement (so X's prediction is its retirement prior, with a prior weight m set). A
+response that differs between the two crawls (once CSRF tokens, nonces and time stamps are
+masked), or that newly contains one of X's vote shares, predicted probabilities or the prior
+weight in any common format, in its body or a header, is a leak.
 """
 
 from __future__ import annotations
