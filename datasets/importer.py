@@ -34,6 +34,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
+from annotation.access.accounts import username_problem
 from annotation.access.roles import EXPERT, user_role
 from annotation.exchange import (
     CLIP_REQUIRED_NAMES,
@@ -48,7 +49,7 @@ from annotation.models import Clip, Rating, RatingChange, Video
 if TYPE_CHECKING:
     from annotation.ingest.pipeline import IngestConfig, VideoOutput
 
-ID_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+ID_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 MAX_ROWS = 2_000_000
 
 
@@ -217,12 +218,12 @@ def dataset_validate(root: Path) -> ImportPlan:
         line = index + 2  # the header is line 1
         where = f"clips.csv line {line}"
         clip_id, patient_id, video = row["clip_id"], row["patient_id"], row["video"]
-        if not ID_PATTERN.match(clip_id):
+        if not ID_PATTERN.fullmatch(clip_id):
             problems.append(f"{where}: clip_id {clip_id!r} must be 1-64 letters, digits, _ . -")
         elif clip_id in seen_clips:
             problems.append(f"{where}: clip_id {clip_id!r} repeats line {seen_clips[clip_id]}")
         seen_clips.setdefault(clip_id, line)
-        if not ID_PATTERN.match(patient_id):
+        if not ID_PATTERN.fullmatch(patient_id):
             problems.append(
                 f"{where}: patient_id {patient_id!r} must be 1-64 letters, digits, _ . -"
             )
@@ -256,8 +257,12 @@ def dataset_validate(root: Path) -> ImportPlan:
         clip_id, rater_id, grade = row["clip_id"], row["rater_id"], row["grade"]
         if clip_id not in seen_clips:
             problems.append(f"{where}: clip_id {clip_id!r} is not in clips.csv")
-        if not ID_PATTERN.match(rater_id):
-            problems.append(f"{where}: rater_id {rater_id!r} must be 1-64 letters, digits, _ . -")
+        if not ID_PATTERN.fullmatch(rater_id) or username_problem(rater_id):
+            # A rater becomes an account: its id must be a valid user name too.
+            problems.append(
+                f"{where}: rater_id {rater_id!r} must be 1-64 letters, digits, _ . -, "
+                "starting with a letter or a digit"
+            )
         if grade not in GRADES:
             problems.append(f"{where}: grade {grade!r} is not one of A, B, C, D, E")
         key = (clip_id, rater_id)

@@ -13,7 +13,8 @@ from annotation.aggregation.retirement_selectors import retirement_overview
 from frontend.charts import bar_chart, heatmap_chart, histogram_chart, interval_chart, progress_bar
 from frontend.views import role_required
 
-# Resamples of alpha's confidence interval on the page: about 50 ms at the paper's scale.
+# Resamples of the alpha and kappa confidence intervals on the page (benchmarks/
+# aggregation_scale.py times them at the paper's scale).
 DASHBOARD_BOOTSTRAP = 1000
 
 
@@ -25,11 +26,19 @@ def _dashboard_charts(stats: selectors.PanelStatistics) -> dict[str, object]:
         "mean_std": heatmap_chart(
             figure["mean_std_hist"], x_edges=figure["mean_edges"], y_edges=figure["std_edges"]
         ),
-        "modes": bar_chart(figure["mode_hist"], width=300, height=150),
-        "votes_per_grade": bar_chart(figure["votes_per_grade"], width=300, height=150),
-        "ratings_per_clip": histogram_chart([str(k) for k in range(len(per_clip))], per_clip),
+        "modes": bar_chart(figure["mode_hist"], width=400, unit="clips", x_label="grade mode"),
+        "votes_per_grade": bar_chart(
+            figure["votes_per_grade"], width=400, unit="votes", x_label="grade"
+        ),
+        "ratings_per_clip": histogram_chart(
+            [str(k) for k in range(len(per_clip))], per_clip, unit="clips", x_label="votes"
+        ),
         "ratings_per_expert": histogram_chart(
-            [e.rater for e in stats.experts], figure.get("ratings_per_expert", []), max_ticks=8
+            [e.rater for e in stats.experts],
+            figure.get("ratings_per_expert", []),
+            max_ticks=8,
+            unit="votes",
+            x_label="expert (every label in the table)",
         ),
         "agreement": interval_chart(
             [
@@ -39,8 +48,14 @@ def _dashboard_charts(stats: selectors.PanelStatistics) -> dict[str, object]:
                     agreement.alpha_ci_low,
                     agreement.alpha_ci_high,
                 ),
-                ("Fleiss κ", agreement.fleiss_kappa, None, None),
-            ]
+                (
+                    "Fleiss κ",
+                    agreement.fleiss_kappa,
+                    agreement.fleiss_kappa_ci_low,
+                    agreement.fleiss_kappa_ci_high,
+                ),
+            ],
+            confidence=agreement.confidence,
         ),
         "retired": progress_bar(stats.retirement.n_retired, stats.retirement.n_clips),
     }

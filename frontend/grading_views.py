@@ -14,10 +14,8 @@ from annotation.grades import GRADE_DESCRIPTIONS, GRADES
 from annotation.grading import answers as grading
 from annotation.models import CannotJudge
 from annotation.player import ClipPlayerSerializer
+from frontend.charts import bar_chart
 from frontend.views import role_required
-
-# Height in px of the tallest bar of the session summary's chart.
-CHART_HEIGHT = 120
 
 
 @require_GET
@@ -57,23 +55,13 @@ def grade(request: HttpRequest) -> HttpResponse:
 @role_required(EXPERT, admins=False)  # grades count: experts only
 def grade_summary(request: HttpRequest) -> HttpResponse:
     summary = grading.grading_session_summary(expert=signed_in(request))
-    top = max(summary.grade_counts.values()) or 1
-    bars = [
-        {
-            "grade": g,
-            "count": n,
-            "x": 10 + i * 50,
-            "height": round(CHART_HEIGHT * n / top),
-            "y": 10 + CHART_HEIGHT - round(CHART_HEIGHT * n / top),
-        }
-        for i, (g, n) in enumerate(summary.grade_counts.items())
-    ]
+    # Only the expert's own grades of this session: nothing about anyone's votes (blindness).
+    chart = bar_chart(summary.grade_counts, width=340, height=180, unit="clips", x_label="grade")
     context = {
         "summary": summary,
         "median_s": None if summary.median_time_ms is None else summary.median_time_ms / 1000,
-        "bars": bars,
-        "chart_height": CHART_HEIGHT + 40,
-        "label_y": CHART_HEIGHT + 30,
+        "grade_counts": list(summary.grade_counts.items()),
+        "chart": chart,
         "idle_hours": settings.GRADING_SESSION_IDLE_HOURS,
         "progress": grading.grading_progress(expert=signed_in(request)),
     }

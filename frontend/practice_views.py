@@ -113,6 +113,12 @@ def _progress_chart(progress: practice.TraineeProgress) -> dict[str, object]:
         x_labels=[str(s.session) for s in sessions],
         low=0.0,
         high=1.0,
+        x_label="session",
+        reference=(
+            ("kappa needed to qualify", progress.pass_kappa)
+            if progress.pass_kappa is not None
+            else None
+        ),
     )
 
 

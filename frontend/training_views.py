@@ -1,7 +1,9 @@
 """Training run and experiment grid pages (curators and admins; researchers are curators).
 
 The figures are SVG strings from ``modeling.figures`` (every text escaped, colours as SVG
-attributes), marked safe here; the live progress comes from static/frontend/training.js.
+attributes), marked safe here. While a run or a grid is active, static/frontend/training_live.js
+polls the page's live endpoint (``training_run_live``, ``experiment_grid_live``) and swaps in
+the regions it redraws with the same templates, so curves grow per epoch without a reload.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ from typing import Any
 from django import forms
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
+from django.utils import timezone
 from django.utils.safestring import SafeString, mark_safe
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -188,26 +192,118 @@ def training_run_list(request: HttpRequest) -> HttpResponse:
     return render(request, "frontend/training_list.html", {"page": page, "form": form})
 
 
+def duration_text(seconds: float) -> str:
+    """``42 s``, ``3 min 05 s``, ``2 h 07 min``: a training time as people read it."""
+    total = max(0, round(seconds))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    if minutes:
+        return f"{minutes} min {secs:02d} s"
+    return f"{secs} s"
+
+
+# The live regions of the run page: element id -> the template that draws its content. The
+# page includes each once; the live endpoint redraws them for training_live.js.
+RUN_REGIONS: dict[str, str] = {
+    "run-progress": "frontend/_run_progress.html",
+    "run-actions": "frontend/_run_actions.html",
+    "run-folds-box": "frontend/_run_folds.html",
+    "run-results": "frontend/_run_results.html",
+}
+GRID_REGIONS: dict[str, str] = {
+    "grid-runs-box": "frontend/_grid_runs.html",
+    "grid-report": "frontend/_grid_report.html",
+}
+
+
+def _run_context(run: TrainingRun) -> dict[str, Any]:
+    """What the run page's live regions draw (one query per table they read)."""
+    curves = selectors.run_curves(run)
+    figures = [(f.caption, _markup(f.svg)) for f in selectors.run_figures(run, curves=curves)]
+    metrics = _markup(
+        "".join(
+            table_html(table, table_id=f"run-metrics-table-{i + 1}")
+            for i, table in enumerate(selectors.run_fold_tables(run))
+        )
+        if run.fold_metrics
+        else ""
+    )
+    elapsed = selectors.run_elapsed_s(run)
+    remaining = selectors.run_remaining_s(run, elapsed)
+    stalled = services.training_run_is_stalled(run)
+    stale_for = (
+        duration_text((timezone.now() - run.heartbeat_at).total_seconds())
+        if stalled and run.heartbeat_at is not None
+        else ""
+    )
+    return {
+        "run": run,
+        "figures": figures,
+        "metrics_table": metrics,
+        "folds": selectors.run_fold_progress(run, curves),
+        "n_epochs": sum(len(c.epochs) for c in curves),
+        "epoch_limit": run.config.get("epochs"),
+        "patience": run.config.get("early_stopping_patience"),
+        "elapsed_s": elapsed,
+        "elapsed_text": duration_text(elapsed),
+        "remaining_text": duration_text(remaining) if remaining is not None else "",
+        "stalled": stale_for,
+        "n_predictions": run.predictions.count(),
+        "retirement_policy": retirement_policy(),
+        "resumable": run.status in (JobStatus.FAILED, JobStatus.CANCELLED)
+        or (run.status == JobStatus.PENDING and run.attempt > 0)
+        or stalled,
+    }
+
+
+def _live_answer(
+    request: HttpRequest,
+    regions: dict[str, str],
+    context: dict[str, Any],
+    *,
+    active: bool,
+    status: str,
+    status_display: str,
+) -> JsonResponse:
+    """The live regions redrawn, for training_live.js: it swaps each region whose HTML
+    changed, and stops polling once ``active`` is false (the final state drawn)."""
+    answer = {
+        "active": active,
+        "status": status,
+        "status_display": status_display,
+        "regions": {
+            region: render_to_string(template, context, request=request)
+            for region, template in regions.items()
+        },
+    }
+    response = JsonResponse(answer)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
 @require_GET
 @role_required(CURATOR)
 def training_run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     run = get_object_or_404(TrainingRun.objects.select_related("version", "grid"), pk=pk)
-    figures = [(f.caption, _markup(f.svg)) for f in selectors.run_figures(run)]
-    metrics = _markup(table_html(selectors.run_fold_table(run)) if run.fold_metrics else "")
-    return render(
+    context = _run_context(run)
+    context["config"] = sorted(run.config.items())
+    return render(request, "frontend/training_detail.html", context)
+
+
+@require_GET
+@role_required(CURATOR)
+def training_run_live(request: HttpRequest, pk: int) -> JsonResponse:
+    """The run page's live regions (progress, folds, metrics, figures) as they stand now."""
+    run = get_object_or_404(TrainingRun.objects.select_related("version", "grid"), pk=pk)
+    return _live_answer(
         request,
-        "frontend/training_detail.html",
-        {
-            "run": run,
-            "config": sorted(run.config.items()),
-            "figures": figures,
-            "metrics_table": metrics,
-            "n_predictions": run.predictions.count(),
-            "retirement_policy": retirement_policy(),
-            "resumable": run.status in (JobStatus.FAILED, JobStatus.CANCELLED)
-            or (run.status == JobStatus.PENDING and run.attempt > 0)
-            or services.training_run_is_stalled(run),
-        },
+        RUN_REGIONS,
+        _run_context(run),
+        active=run.is_active,
+        status=run.status,
+        status_display=run.get_status_display(),
     )
 
 
@@ -280,22 +376,40 @@ def experiment_grid_list(request: HttpRequest) -> HttpResponse:
     return render(request, "frontend/grid_list.html", {"page": page, "form": form})
 
 
-@require_GET
-@role_required(CURATOR)
-def experiment_grid_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    grid = get_object_or_404(ExperimentGrid.objects.select_related("version"), pk=pk)
+def _grid_context(grid: ExperimentGrid) -> dict[str, Any]:
     report = selectors.grid_report(grid)
     body = report_body_html(
         intro=report.intro, tables=report.tables, figures=report.figures, inline_svg=True
     )
-    return render(
+    return {
+        "grid": grid,
+        "active": grid.status in (JobStatus.PENDING, JobStatus.RUNNING),
+        "runs": grid.runs.order_by("pk"),
+        "report": _markup(body),
+    }
+
+
+@require_GET
+@role_required(CURATOR)
+def experiment_grid_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    grid = get_object_or_404(ExperimentGrid.objects.select_related("version"), pk=pk)
+    return render(request, "frontend/grid_detail.html", _grid_context(grid))
+
+
+@require_GET
+@role_required(CURATOR)
+def experiment_grid_live(request: HttpRequest, pk: int) -> JsonResponse:
+    """The grid page's runs table and report (the paper's tables, filled in by the settings
+    finished so far) as they stand now."""
+    grid = get_object_or_404(ExperimentGrid.objects.select_related("version"), pk=pk)
+    context = _grid_context(grid)
+    return _live_answer(
         request,
-        "frontend/grid_detail.html",
-        {
-            "grid": grid,
-            "runs": grid.runs.order_by("pk"),
-            "report": _markup(body),
-        },
+        GRID_REGIONS,
+        context,
+        active=context["active"],
+        status=grid.status,
+        status_display=grid.get_status_display(),
     )
 
 

@@ -43,6 +43,7 @@ urlpatterns = [
     path("datasets/<slug:name>/download/", dataset_views.dataset_download, name="dataset-download"),
     path("training/", training_views.training_run_list, name="training-run-list"),
     path("training/<int:pk>/", training_views.training_run_detail, name="training-run-detail"),
+    path("training/<int:pk>/live/", training_views.training_run_live, name="training-run-live"),
     path(
         "training/<int:pk>/cancel/", training_views.training_run_cancel, name="training-run-cancel"
     ),
@@ -64,6 +65,11 @@ urlpatterns = [
         "training/grids/<int:pk>/",
         training_views.experiment_grid_detail,
         name="experiment-grid-detail",
+    ),
+    path(
+        "training/grids/<int:pk>/live/",
+        training_views.experiment_grid_live,
+        name="experiment-grid-live",
     ),
     path(
         "training/grids/<int:pk>/cancel/",

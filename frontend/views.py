@@ -11,7 +11,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
+from django.core.paginator import EmptyPage, Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -25,6 +25,7 @@ from annotation.access.roles import (
     user_has_role,
     user_role,
 )
+from annotation.aggregation import clip_list as clip_listing
 from annotation.aggregation import selectors
 from annotation.aggregation.retirement_selectors import clip_retirement
 from annotation.grades import GRADES
@@ -94,9 +95,92 @@ def _has_url(name: str) -> bool:
 @require_GET
 @role_required(CURATOR)
 def clip_list(request: HttpRequest) -> HttpResponse:
-    clips = Clip.objects.select_related("video__patient").order_by("external_id")
-    page = Paginator(clips, 50).get_page(request.GET.get("page"))
-    return render(request, "frontend/clip_list.html", {"page": page})
+    """Sort, filter and search in the query string (annotation.aggregation.clip_list); a bad
+    parameter is answered 400 with the message on the page."""
+    context: dict[str, object] = {
+        "statuses": Video.Status.choices,
+        "modes": clip_listing.MODES,
+    }
+    with refusal_shown(request) as refused:  # the message names every wrong parameter
+        query = clip_listing.clip_list_query_parse(request.GET)
+    if refused:
+        context |= {"error": True, "query": clip_listing.ClipListQuery(), "form": request.GET}
+        return render(request, "frontend/clip_list.html", context, status=400)
+    if any(value == "" for value in request.GET.values()):
+        # The filter form sends every field; the bookmarkable address keeps only those set.
+        canonical = query.url_query()
+        return redirect(f"{reverse('clip-list')}?{canonical}" if canonical else "clip-list")
+    paginator = Paginator(clip_listing.clip_list_queryset(query), clip_listing.PAGE_SIZE)
+    try:
+        page = paginator.page(query.page)
+    except EmptyPage:
+        messages.error(
+            request,
+            f"page {query.page} does not exist: this list has {paginator.num_pages} page(s).",
+        )
+        context |= {"error": True, "query": query, "form": query.as_params()}
+        return render(request, "frontend/clip_list.html", context, status=400)
+    context |= {
+        "page": page,
+        "query": query,
+        "form": query.as_params(),
+        "pager_query": query.url_query(page=1),
+        "rows": [(clip, _vote_bar(clip)) for clip in page.object_list],
+        "headers": [
+            (key, label, _sort_link(query, key), _sort_state(query, key))
+            for key, label in _CLIP_LIST_COLUMNS
+        ],
+    }
+    return render(request, "frontend/clip_list.html", context)
+
+
+# The clip list's sortable columns: (sort key of clip_list.SORT_KEYS, header).
+_CLIP_LIST_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("clip", "Clip"),
+    ("patient", "Patient"),
+    ("status", "Video status"),
+    ("votes", "Votes"),
+    ("mean", "Mean grade"),
+    ("mode", "Mode"),
+    ("agreement", "Agreement"),
+    ("vcl", "VCL µm/s"),
+    ("vsl", "VSL µm/s"),
+    ("lin", "LIN"),
+    ("retired", "Retired"),
+)
+
+
+def _sort_state(query: clip_listing.ClipListQuery, key: str) -> str:
+    """The header's aria-sort value."""
+    if query.sort_key != key:
+        return "none"
+    return "descending" if query.descending else "ascending"
+
+
+def _sort_link(query: clip_listing.ClipListQuery, key: str) -> str:
+    """The header link: sort by `key`, the other way round when it is the sort already; back to
+    page 1, filters kept."""
+    sort = f"-{key}" if query.sort == key else key
+    return "?" + query.url_query(sort=sort, page=1)
+
+
+_VOTE_BAR_WIDTH = 100
+
+
+def _vote_bar(clip: Clip) -> list[dict[str, object]]:
+    """A stacked bar of the clip's votes, A..E: one segment per grade with votes."""
+    total = clip.votes_total
+    segments: list[dict[str, object]] = []
+    x = 0.0
+    for grade, count in zip(GRADES, clip.vote_counts, strict=True):
+        if not count or not total:
+            continue
+        width = _VOTE_BAR_WIDTH * count / total
+        segments.append(
+            {"grade": grade, "count": count, "x": round(x, 2), "width": round(width, 2)}
+        )
+        x += width
+    return segments
 
 
 @require_GET

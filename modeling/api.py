@@ -1,7 +1,8 @@
 """REST API of training runs, predictions and experiment grids (curators and admins only).
 
 GET  /api/training-runs/                          runs, newest first (paged); POST starts one
-GET  /api/training-runs/<id>/?logs=0              status, progress, metrics (+ epoch logs)
+GET  /api/training-runs/<id>/?logs=0              status, progress, elapsed and remaining time,
+                                                  per-fold progress, metrics (+ epoch logs)
 POST /api/training-runs/<id>/cancel/              ask a run to stop (checkpoints are kept)
 POST /api/training-runs/<id>/resume/              queue a failed/cancelled/interrupted run again
 GET  /api/training-runs/<id>/predictions.csv      clip_id, fold, p_A..p_E
@@ -158,12 +159,34 @@ class TrainingRunDetailSerializer(TrainingRunSerializer):
         '.., "val_hi": .., "val_emd": .., "best_epoch": .., "seconds": ..}, ...]}'
     )
 
+    elapsed_s = serializers.SerializerMethodField(
+        help_text="training time so far in seconds, every attempt included (grows while running)"
+    )
+    remaining_s = serializers.SerializerMethodField(
+        help_text="about how many seconds a running run still needs; null when not running"
+    )
+    folds = serializers.SerializerMethodField(
+        help_text='per outer fold: {"fold": 0, "label": "fold 1", "state": "training", '
+        '"epochs_run": .., "horizon": .., "best_epoch": .., "share": 0..1}; state is waiting, '
+        "training, done or stopped"
+    )
+
     class Meta(TrainingRunSerializer.Meta):
-        fields = [*TrainingRunSerializer.Meta.fields, "logs"]
+        fields = [*TrainingRunSerializer.Meta.fields, "elapsed_s", "remaining_s", "folds", "logs"]
         read_only_fields = fields
 
     def get_logs(self, run: TrainingRun) -> dict[str, list[dict[str, Any]]] | None:
         return selectors.run_logs(run) if self.context.get("with_logs", True) else None
+
+    def get_elapsed_s(self, run: TrainingRun) -> float:
+        return round(selectors.run_elapsed_s(run), 1)
+
+    def get_remaining_s(self, run: TrainingRun) -> float | None:
+        remaining = selectors.run_remaining_s(run, selectors.run_elapsed_s(run))
+        return None if remaining is None else round(remaining, 1)
+
+    def get_folds(self, run: TrainingRun) -> list[dict[str, Any]]:
+        return [fold.as_dict() for fold in selectors.run_fold_progress(run)]
 
 
 class PredictionSerializer(serializers.ModelSerializer):

@@ -92,7 +92,7 @@ def expert_comparison(*, expert: User) -> list[CompareRow]:
     ratings = list(
         Rating.objects.filter(rater=expert)
         .exclude(clip_id__in=held)
-        .select_related("clip")
+        .select_related("clip__video")  # the compare page's player reads the video's fps
         .order_by("clip__external_id")
     )
     # Showing the panel fixes the counted grade of every clip on the page.

@@ -22,6 +22,7 @@ from html import escape
 import numpy as np
 
 from annotation.grades import GRADES
+from modeling.ml.data import fold_label
 
 GRADE_COLOURS: dict[str, str] = {
     "A": "#1a9850",
@@ -96,6 +97,20 @@ class _Axes:
         fraction = (value - lo) / (hi - lo) if hi > lo else 0.5
         return self.bottom - (self.bottom - self.top) * fraction
 
+    def points(self, xs: Sequence[float], ys: Sequence[float]) -> list[tuple[float, float]]:
+        """Pixel positions of the finite (x, y) pairs, in one numpy pass: a live run page
+        redraws thousands of epochs every poll."""
+        x = np.asarray(xs, dtype=float)
+        y = np.asarray(ys, dtype=float)
+        keep = np.isfinite(x) & np.isfinite(y)
+        (x_lo, x_hi), (y_lo, y_hi) = self.x_range, self.y_range
+        px = (x[keep] - x_lo) / (x_hi - x_lo) if x_hi > x_lo else np.full(keep.sum(), 0.5)
+        py = (y[keep] - y_lo) / (y_hi - y_lo) if y_hi > y_lo else np.full(keep.sum(), 0.5)
+        left, bottom = self.left, self.bottom
+        px = left + (self.right - left) * px
+        py = bottom - (bottom - self.top) * py
+        return list(zip(px.tolist(), py.tolist(), strict=True))
+
     def frame(
         self,
         *,
@@ -105,16 +120,21 @@ class _Axes:
         x_ticks: Sequence[float] | None = None,
         x_tick_labels: Sequence[str] | None = None,
     ) -> list[str]:
-        """Title, axes, ticks and labels."""
+        """Title, axes, ticks and labels; each axis is a <g class="axis-x"> / "axis-y" (the
+        class names the pages' browser tests look for)."""
         parts = [
             _text(self.ox + self.width / 2, self.oy + 14, title, anchor="middle", weight="600"),
-            _line(self.left, self.bottom, self.right, self.bottom, AXIS_COLOUR),
+            '<g class="axis-y">',
             _line(self.left, self.top, self.left, self.bottom, AXIS_COLOUR),
         ]
         for tick in nice_ticks(*self.y_range, count=5):
             y = self.y(tick)
             parts.append(_line(self.left - 3, y, self.left, y, AXIS_COLOUR))
             parts.append(_text(self.left - 5, y + 3, f"{tick:g}", anchor="end", size=9))
+        parts.append(_text(self.ox + 10, (self.top + self.bottom) / 2, y_label, anchor="middle",
+                           size=10, fill=MUTED, rotate=True))  # fmt: skip
+        parts += ["</g>", '<g class="axis-x">']
+        parts.append(_line(self.left, self.bottom, self.right, self.bottom, AXIS_COLOUR))
         if x_ticks is None:
             x_ticks = nice_ticks(*self.x_range, count=5)
         labels = x_tick_labels or [f"{t:g}" for t in x_ticks]
@@ -124,8 +144,7 @@ class _Axes:
             parts.append(_text(x, self.bottom + 13, label, anchor="middle", size=9))
         parts.append(_text((self.left + self.right) / 2, self.oy + self.height - 6, x_label,
                            anchor="middle", size=10, fill=MUTED))  # fmt: skip
-        parts.append(_text(self.ox + 10, (self.top + self.bottom) / 2, y_label, anchor="middle",
-                           size=10, fill=MUTED, rotate=True))  # fmt: skip
+        parts.append("</g>")
         return parts
 
 
@@ -185,17 +204,23 @@ def _canvas(n_panels: int, legend_h: float) -> tuple[float, float]:
     return columns * PANEL_W, legend_h + rows * PANEL_H
 
 
-def _legend(items: Sequence[tuple[str, str, str]], y: float = 12) -> list[str]:
-    """(label, colour, kind) entries in one row; kind: "line", "dash" or "dot"."""
-    parts, x = [], 8.0
+def _legend(items: Sequence[tuple[str, str, str]], y: float = 12, x: float = 8.0) -> list[str]:
+    """(label, colour, kind) entries in one row, in a <g class="legend">; kind: "line",
+    "dash", "dot" or "box"."""
+    parts = ['<g class="legend">']
     for label, colour, kind in items:
         if kind == "dot":
             parts.append(f'<circle cx="{_f(x + 6)}" cy="{_f(y - 4)}" r="4" fill="{colour}"/>')
+        elif kind == "box":
+            parts.append(
+                f'<rect x="{_f(x + 2)}" y="{_f(y - 9)}" width="14" height="10" fill="{colour}" '
+                f'fill-opacity="0.18" stroke="{colour}"/>'
+            )
         else:
             parts.append(_line(x, y - 4, x + 18, y - 4, colour, "4 3" if kind == "dash" else ""))
         parts.append(_text(x + 22, y, label, size=10))
         x += 30 + 6.5 * len(label)
-    return parts
+    return [*parts, "</g>"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -229,16 +254,12 @@ def learning_curves_svg(curves: Sequence[Curve], *, loss_name: str = "loss") -> 
         pad = 0.05 * (high - low or abs(high) or 1.0)
         last = max(curve.epochs, default=1)
         axes = _Axes(ox, oy, (1.0, float(max(last, 2))), (max(0.0, low - pad), high + pad))
-        parts += axes.frame(title=f"fold {curve.fold}", x_label="epoch", y_label=loss_name)
+        parts += axes.frame(title=fold_label(curve.fold), x_label="epoch", y_label=loss_name)
         for series, colour, dash in (
             (curve.train_loss, TRAIN_COLOUR, ""),
             (curve.val_loss, VAL_COLOUR, "4 3"),
         ):
-            points = [
-                (axes.x(e), axes.y(v))
-                for e, v in zip(curve.epochs, series, strict=True)
-                if math.isfinite(v)
-            ]
+            points = axes.points(curve.epochs, series)
             if len(points) == 1:
                 x, y = points[0]
                 parts.append(f'<circle cx="{_f(x)}" cy="{_f(y)}" r="2.5" fill="{colour}"/>')
@@ -247,8 +268,9 @@ def learning_curves_svg(curves: Sequence[Curve], *, loss_name: str = "loss") -> 
         if curve.best_epoch:
             x = axes.x(curve.best_epoch)
             parts.append(_line(x, axes.top, x, axes.bottom, MUTED, "1 3"))
-    if not curves:
-        parts.append(_text(width / 2, height / 2, "no epochs yet", anchor="middle", fill=MUTED))
+    if not curves:  # empty axes, so the figure reads the same before the first epoch
+        axes = _Axes(0.0, legend_h, (1.0, 10.0), (0.0, 1.0))
+        parts += axes.frame(title="no epochs yet", x_label="epoch", y_label=loss_name)
     return _svg(width, height, title, parts, css_id="learning-curves")
 
 
@@ -266,9 +288,13 @@ def hi_by_class_svg(groups: Mapping[str, Sequence[float]]) -> str:
     """HI per clip grouped by the clip's true grade mode: a box (quartiles, median) with
     whiskers to the extremes, and every clip as a point."""
     title = "HI per clip by true grade mode"
-    width, height = 480.0, 240.0
-    axes = _Axes(0, 0, (-0.5, len(GRADES) - 0.5), (0.0, 1.0), width=width, height=height)
-    parts: list[str] = []
+    legend_h = 20.0
+    width, height = 480.0, 240.0 + legend_h
+    axes = _Axes(0, legend_h, (-0.5, len(GRADES) - 0.5), (0.0, 1.0), width=width, height=240.0)
+    parts = _legend(
+        [("quartiles (box), median (line)", MUTED, "box"), ("extremes", MUTED, "line"),
+         ("one clip", MUTED, "dot")]
+    )  # fmt: skip
     labels = [f"{g} (n={len(groups.get(g, []))})" for g in GRADES]
     parts += axes.frame(
         title=title,

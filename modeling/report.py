@@ -32,6 +32,7 @@ from typing import Any, Literal
 import numpy as np
 
 from annotation.grades import GRADES
+from modeling.ml.data import fold_label
 
 # +1: higher is better, -1: lower is better.
 METRIC_DIRECTIONS: dict[str, int] = {
@@ -291,40 +292,69 @@ def class_accuracy_table(results: Sequence[SettingResult]) -> Table:
     )
 
 
-def fold_metrics_table(
+FOLDS_PER_TABLE = 8  # fold columns in one table: with mean ± std and pooled, ~950 px wide
+
+
+def fold_metrics_tables(
     fold_metrics: Mapping[str, Mapping[str, Any]],
     *,
     mean: Mapping[str, float],
     std: Mapping[str, float],
     pooled: Mapping[str, Any],
     metrics: Sequence[str] = (*MAIN_METRICS, *TOPK_METRICS),
-) -> Table:
-    """One run's test metrics per outer fold, their mean ± std, and the pooled out-of-fold
-    metrics (every clip predicted once)."""
+    folds_per_table: int = FOLDS_PER_TABLE,
+) -> list[Table]:
+    """One run's test metrics: a row per metric, a column per outer fold (``fold 1``..), and in
+    the first table their mean ± std and the pooled out-of-fold metrics (every clip predicted
+    once). More than ``folds_per_table`` folds continue in further tables.
 
-    def cells(values: Mapping[str, Any], spread: Mapping[str, float] | None = None) -> list[str]:
-        out = []
-        for m in metrics:
-            value = values.get(m)
-            if value is None:
-                out.append("–")
-            elif spread is not None and spread.get(m) is not None:
-                out.append(f"{float(value):.4f} ± {float(spread[m]):.4f}")
-            else:
-                out.append(f"{float(value):.4f}")
-        return out
+    Metrics run down the rows because there are eleven of them: a column per metric did not
+    fit a 1366 px screen (Macro F1 and the Top-k HI sat in a horizontal scroll), and a run has
+    few folds; a 20-fold run wraps into three tables rather than scroll."""
 
-    rows = [(f"fold {k}", *cells(fold_metrics[k])) for k in sorted(fold_metrics, key=int)]
+    def cell(values: Mapping[str, Any], metric: str, spread: Mapping[str, float] | None) -> str:
+        value = values.get(metric)
+        if value is None:
+            return "–"
+        if spread is not None and spread.get(metric) is not None:
+            return f"{float(value):.4f} ± {float(spread[metric]):.4f}"
+        return f"{float(value):.4f}"
+
+    Column = tuple[str, Mapping[str, Any], Mapping[str, float] | None]
+    folds: list[Column] = [
+        (fold_label(int(k)), fold_metrics[k], None) for k in sorted(fold_metrics, key=int)
+    ]
+    summary: list[Column] = []
     if mean:
-        rows.append(("mean ± std", *cells(mean, std)))
+        summary.append(("mean ± std", mean, std))
     if pooled:
-        rows.append(("pooled out-of-fold", *cells(pooled)))
+        summary.append(("pooled out-of-fold", pooled, None))
+    step = max(1, folds_per_table)
+    chunks = [folds[i : i + step] for i in range(0, len(folds), step)] or [[]]
     arrows = {1: " ↑", -1: " ↓"}
-    return Table(
-        title="Test metrics per outer fold",
-        header=("", *(METRIC_LABELS[m] + arrows[METRIC_DIRECTIONS[m]] for m in metrics)),
-        rows=tuple(rows),
-    )
+    tables = []
+    for i, chunk in enumerate(chunks):
+        columns = chunk + (summary if i == 0 else [])
+        title = "Test metrics per outer fold"
+        if len(chunks) > 1:
+            first = i * step + 1
+            title += f" (folds {first}-{first + len(chunk) - 1} of {len(folds)})"
+        rows = tuple(
+            (
+                METRIC_LABELS[m] + arrows[METRIC_DIRECTIONS[m]],
+                *(cell(values, m, spread) for _, values, spread in columns),
+            )
+            for m in metrics
+        )
+        tables.append(
+            Table(
+                title=title,
+                header=("Metric", *(label for label, _, _ in columns)),
+                rows=rows,
+                note="↓ lower is better, ↑ higher is better." if i == len(chunks) - 1 else "",
+            )
+        )
+    return tables
 
 
 def _rank_tables(

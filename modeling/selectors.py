@@ -6,12 +6,17 @@ Predictions are for curators only: nothing here is called by an endpoint experts
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from django.conf import settings
+from django.utils import timezone
 
 from annotation.grades import GRADES, PROB_COLUMNS
 from datasets.selectors import version_clip_pks_by_export_id
@@ -23,6 +28,7 @@ from modeling.figures import (
     learning_curves_svg,
     pca_svg,
 )
+from modeling.ml.data import fold_label
 from modeling.ml.metrics import histogram_intersection
 from modeling.models import (
     P_FIELDS,
@@ -38,7 +44,7 @@ from modeling.report import (
     Figure,
     SettingResult,
     Table,
-    fold_metrics_table,
+    fold_metrics_tables,
     report_tables,
 )
 
@@ -148,7 +154,7 @@ def run_pca_panels(run: TrainingRun) -> list[PcaPanel]:
         entry = run.pca[fold]
         panels.append(
             PcaPanel(
-                title=f"fold {fold} (test clips)",
+                title=f"{fold_label(int(fold))} (test clips)",
                 points=[(x, y, mode) for _, x, y, mode in entry["points"]],
                 explained=(entry["explained"][0], entry["explained"][1]),
             )
@@ -156,15 +162,18 @@ def run_pca_panels(run: TrainingRun) -> list[PcaPanel]:
     return panels
 
 
-def run_figures(run: TrainingRun) -> list[Figure]:
-    """Figures 5-7 of the paper for one run (those with data so far)."""
+def run_figures(run: TrainingRun, *, curves: Sequence[Curve] | None = None) -> list[Figure]:
+    """Figures 5-7 of the paper for one run (those with data so far); ``curves``: the run's
+    learning curves, when the caller read them already."""
     stem = f"run{run.pk}"
     loss = str(run.config.get("loss", "loss")).upper()
     figures = [
         Figure(
             f"{stem}_learning_curves.svg",
             f"Learning curves of run {run.pk} ({run.name}): train and val {loss} loss by epoch",
-            learning_curves_svg(run_curves(run), loss_name=f"{loss} loss"),
+            learning_curves_svg(
+                run_curves(run) if curves is None else curves, loss_name=f"{loss} loss"
+            ),
         )
     ]
     hi_groups = run_hi_by_class(run)
@@ -188,8 +197,76 @@ def run_figures(run: TrainingRun) -> list[Figure]:
     return figures
 
 
-def run_fold_table(run: TrainingRun) -> Table:
-    return fold_metrics_table(
+@dataclass(frozen=True)
+class FoldProgress:
+    """Where one outer fold of a run stands, for the run page and the API."""
+
+    fold: int  # the export's fold number (0-based)
+    label: str  # as people read it: "fold 1"
+    state: str  # waiting, training, done, stopped (the run ended before the fold did)
+    epochs_run: int
+    horizon: int  # where the fold may end: the epoch limit, or patience epochs after the best
+    best_epoch: int | None
+    share: float  # 0..1
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def run_fold_progress(
+    run: TrainingRun, curves: Sequence[Curve] | None = None
+) -> list[FoldProgress]:
+    """One entry per outer fold, from the epoch records the worker writes while it trains
+    (``curves``: the run's, when the caller has them already) and the folds it finished."""
+    by_fold = {c.fold: c for c in (run_curves(run) if curves is None else curves)}
+    limit = int(run.config.get("epochs") or 1)
+    patience = run.config.get("early_stopping_patience")
+    folds = []
+    for fold in range(max(run.n_folds, len(by_fold))):
+        curve = by_fold.get(fold)
+        summary = run.fold_summaries.get(str(fold))
+        if summary is not None:
+            run_epochs = int(summary.get("epochs_run") or 0)
+            best = summary.get("best_epoch")
+            folds.append(FoldProgress(fold, fold_label(fold), "done", run_epochs, run_epochs,
+                                      best, 1.0))  # fmt: skip
+            continue
+        if curve is None or not curve.epochs:
+            folds.append(FoldProgress(fold, fold_label(fold), "waiting", 0, limit, None, 0.0))
+            continue
+        epoch, best = max(curve.epochs), curve.best_epoch
+        horizon = min(limit, (best or 0) + int(patience)) if patience else limit
+        horizon = max(horizon, epoch)
+        state = "training" if run.is_active else "stopped"
+        folds.append(
+            FoldProgress(fold, fold_label(fold), state, epoch, horizon, best, epoch / horizon)
+        )
+    return folds
+
+
+def run_elapsed_s(run: TrainingRun, *, now: datetime | None = None) -> float:
+    """The run's training time so far: the worker keeps ``duration_s`` current as of its last
+    heartbeat, so a running run adds the time since. A run whose heartbeat went stale (its
+    worker died) stops counting there."""
+    elapsed = run.duration_s
+    if run.status == JobStatus.RUNNING and run.heartbeat_at is not None:
+        since = ((now or timezone.now()) - run.heartbeat_at).total_seconds()
+        if 0 <= since <= settings.TRAINING_HEARTBEAT_STALE_S:
+            elapsed += since
+    return elapsed
+
+
+def run_remaining_s(run: TrainingRun, elapsed_s: float) -> float | None:
+    """About how long a running run still needs: the time so far, scaled by the progress
+    still to make (the progress counts each fold to where it may end, the epoch limit or the
+    early-stopping horizon). None until there is progress to scale, and once it ended."""
+    if run.status != JobStatus.RUNNING or not 0.0 < run.progress < 1.0:
+        return None
+    return elapsed_s * (1.0 - run.progress) / run.progress
+
+
+def run_fold_tables(run: TrainingRun) -> list[Table]:
+    return fold_metrics_tables(
         run.fold_metrics, mean=run.metrics_mean, std=run.metrics_std, pooled=run.pooled_metrics
     )
 

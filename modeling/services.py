@@ -6,10 +6,15 @@ A run is executed by :func:`training_run_execute`, the body of the Celery task a
 ``TRAINING_RUNS_ROOT/<run id>-<random>/fold_<k>/``, and reports through the hooks:
 
 - every epoch: an EpochRecord and the progress (written at most every
-  ``PROGRESS_WRITE_INTERVAL_S``, and at the end of each fold);
+  ``PROGRESS_WRITE_INTERVAL_S``, and at the end of each fold), so the run page's learning
+  curves grow while the fold trains;
 - every fold: its test metrics, its Prediction rows and the PCA of its features;
 - before every batch: whether to stop (``cancel_requested``, read at most every
   ``CANCEL_CHECK_INTERVAL_S``), and a heartbeat every ``HEARTBEAT_INTERVAL_S``.
+
+Every write that sets ``heartbeat_at`` also sets ``duration_s`` to the training time up to
+that moment (earlier attempts included), so while a run is running its training time is
+``duration_s + (now - heartbeat_at)`` (``selectors.run_elapsed_s``) and never reads 0 s.
 
 Leases: claiming a run increments its ``attempt`` and every later write is conditioned on
 it. A redelivered task (acks_late + reject_on_worker_lost: the worker died) takes a running
@@ -54,7 +59,7 @@ from datasets.models import DatasetVersion
 from datasets.selectors import version_clip_pks_by_export_id
 from datasets.services import export_dir_for
 from modeling import selectors
-from modeling.ml.data import list_folds
+from modeling.ml.data import fold_label, list_folds
 from modeling.ml.metrics import grade_mode_index
 from modeling.ml.options import options_problems, recipe_overrides, weights_name_problem
 from modeling.ml.train import (
@@ -371,8 +376,12 @@ class _RunReporter:
         config: TrainConfig,
         folds: Sequence[int],
         extra_stop: Callable[[], bool] | None,
+        started: float,
     ) -> None:
         self.run_id = run.pk
+        # Training time of the earlier attempts, and when this one began (time.monotonic()).
+        self.earlier_duration = run.duration_s
+        self.started = started
         self.attempt = attempt
         self.config = config
         self.fold_position = {fold: i for i, fold in enumerate(folds)}
@@ -389,7 +398,13 @@ class _RunReporter:
         """This attempt's row: writes through it fail when the lease was taken over."""
         return TrainingRun.objects.filter(pk=self.run_id, attempt=self.attempt)
 
+    def duration_s(self) -> float:
+        """The run's training time until now, every attempt included."""
+        return self.earlier_duration + (time.monotonic() - self.started)
+
     def update(self, **fields: Any) -> None:
+        if "heartbeat_at" in fields:
+            fields["duration_s"] = self.duration_s()
         if not self.runs().update(**fields):
             raise LeaseLost(f"run {self.run_id} was taken over by another attempt")
 
@@ -430,7 +445,7 @@ class _RunReporter:
         position = self.fold_position.get(entry.outer_fold, 0)
         self.progress = max(self.progress, (position + within) / max(self.n_folds, 1))
         message = (
-            f"fold {position + 1}/{self.n_folds} · epoch {entry.epoch} (best {entry.best_epoch})"
+            f"{fold_label(position)}/{self.n_folds} · epoch {entry.epoch} (best {entry.best_epoch})"
             f" · train {entry.train_loss:.4f} · val {entry.val_loss:.4f}"
         )
         if entry.finished or time.monotonic() - self.last_write >= PROGRESS_WRITE_INTERVAL_S:
@@ -503,12 +518,14 @@ class _RunReporter:
             run.folds_done = len(run.fold_metrics)
             self.progress = max(self.progress, run.folds_done / max(self.n_folds, 1))
             run.progress = round(min(self.progress, 0.999), 4)
-            run.progress_message = f"fold {self.fold_position.get(fold, 0) + 1}/{self.n_folds} done"
+            position = self.fold_position.get(fold, 0)
+            run.progress_message = f"{fold_label(position)}/{self.n_folds} done"
             run.heartbeat_at = timezone.now()
+            run.duration_s = self.duration_s()
             run.save(
                 update_fields=[
                     "fold_metrics", "fold_summaries", "pca", "folds_done", "progress",
-                    "progress_message", "heartbeat_at",
+                    "progress_message", "heartbeat_at", "duration_s",
                 ]
             )  # fmt: skip
 
@@ -552,7 +569,7 @@ def training_run_execute(
     if attempt is None:
         return TrainingRun.objects.filter(pk=run_id).first()
     run = TrainingRun.objects.select_related("version").get(pk=run_id)
-    started = time.monotonic()
+    started = time.monotonic()  # the claim set heartbeat_at: duration_s is current as of now
     reporter: _RunReporter | None = None
 
     def end(status: str, message: str, error: str = "", **fields: Any) -> None:
@@ -567,7 +584,8 @@ def training_run_execute(
             progress_message=message[:200],
             error=error[:4000],
             finished_at=timezone.now() if final else None,
-            duration_s=F("duration_s") + (time.monotonic() - started),
+            # Absolute, not an increment: the heartbeats of this attempt wrote it already.
+            duration_s=run.duration_s + (time.monotonic() - started),
             heartbeat_at=None,
             cancel_requested=False,
             **fields,
@@ -577,7 +595,7 @@ def training_run_execute(
         config = _config_for_training(TrainConfig.from_dict(run.config))
         export_root = export_dir_for(run.version)
         folds = list_folds(export_root)
-        reporter = _RunReporter(run, attempt, config, folds, should_stop)
+        reporter = _RunReporter(run, attempt, config, folds, should_stop, started)
         _torch_threads()
         result = cross_validate(
             config,
@@ -590,7 +608,7 @@ def training_run_execute(
             progress=progress,
         )
     except TrainingCancelled as stop:
-        where = f"after epoch {stop.epoch} of fold {stop.outer_fold}"
+        where = f"after epoch {stop.epoch} of {fold_label(stop.outer_fold)}"
         if reporter is not None and reporter.cancel_seen:
             end(JobStatus.CANCELLED, f"cancelled {where}; checkpoints kept")
         else:

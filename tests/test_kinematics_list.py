@@ -60,3 +60,19 @@ def test_a_name_outside_the_list_is_refused_by_name() -> None:
         kinematics_attribute("tail_length")
     with pytest.raises(ValueError, match=r"Unknown kinematics feature\(s\) \['tail_length'\]"):
         kinematics_scales(("vcl", "tail_length"))
+
+
+@pytest.mark.parametrize(
+    ("known", "velocity", "length"), [(True, "µm/s", "µm"), (False, "px/s", "px")]
+)
+def test_every_measure_has_a_unit_in_micrometres_or_pixels_by_the_pixel_size(
+    known: bool, velocity: str, length: str
+) -> None:
+    from annotation.ingest.kinematics import kinematics_units
+
+    units = kinematics_units(pixel_size_known=known)
+    assert list(units) == list(KINEMATICS_KEYS)
+    assert units == {
+        "vcl": velocity, "vsl": velocity, "vap": velocity, "lin": "", "str": "", "wob": "",
+        "alh": length, "bcf": "Hz", "speed": velocity,
+    }  # fmt: skip

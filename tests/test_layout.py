@@ -18,8 +18,14 @@ APPS = ("annotation", "datasets", "modeling", "frontend")
 # An app may import only from apps to its left: annotation <- datasets <- modeling <- frontend.
 ALLOWED = {app: set(APPS[: i + 1]) for i, app in enumerate(APPS)}
 # The apps' plain modules that modeling.ml may import: the grades, the kinematics list and the
-# exchange format's columns (no Django, no ORM; they import only each other and numpy).
-PLAIN_CONSTANTS = {"annotation.grades", "annotation.ingest.kinematics", "annotation.exchange"}
+# exchange format's columns, the head sizes from the pixel size (no Django, no ORM; they import
+# only each other and numpy).
+PLAIN_CONSTANTS = {
+    "annotation.grades",
+    "annotation.ingest.kinematics",
+    "annotation.exchange",
+    "annotation.ingest.scale",  # the head size in px from the pixel size (the morphometry)
+}
 
 
 def _imports(path: Path) -> list[tuple[int, str]]:

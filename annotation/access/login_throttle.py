@@ -119,6 +119,7 @@ def login_attempt_reserve(*, username: str, ip: str | None, known: bool = False)
     """
     now = timezone.now()
     keys = _keys(username, ip)
+    login_throttle_prune(now=now, keep=keys)
     with transaction.atomic():
         # Insert missing rows first (ON CONFLICT DO NOTHING), so there is a row to lock.
         LoginThrottle.objects.bulk_create(
@@ -149,6 +150,18 @@ def login_attempt_reserve(*, username: str, ip: str | None, known: bool = False)
     pair = tuple(k for k in keys if k.startswith("pair:"))
     others = tuple(k for k in keys if not k.startswith("pair:"))
     return Reservation(keys=pair, locked_for_s=0, counted_if_wrong=others)
+
+
+def login_throttle_prune(*, now: datetime, keep: list[str] | tuple[str, ...] = ()) -> int:
+    """Delete the counters quiet for longer than any delay plus the window: they would start
+    over at their next attempt anyway, so forgetting them changes nothing, and without this
+    every address and name ever tried would keep a row. The keys in `keep` (the attempt's own)
+    stay. The number deleted."""
+    horizon = now - timedelta(seconds=settings.LOGIN_DELAY_MAX_S + settings.LOGIN_WINDOW_S)
+    deleted, _ = (
+        LoginThrottle.objects.filter(last_failure_at__lt=horizon).exclude(key__in=keep).delete()
+    )
+    return deleted
 
 
 def login_attempt_failed(*, reservation: Reservation) -> None:

@@ -147,19 +147,32 @@ def krippendorff_alpha(
     )
     ci_low = ci_high = float("nan")
     if n_resamples > 0:
-        rng = np.random.default_rng(seed)
-        picks = rng.integers(0, n_pairable, size=(n_resamples, n_pairable))
-        # weights[b, u] = how often clip u was drawn in resample b.
-        rows = np.repeat(np.arange(n_resamples), n_pairable)
-        weights = np.bincount(
-            rows * n_pairable + picks.ravel(), minlength=n_resamples * n_pairable
-        ).reshape(n_resamples, n_pairable)
+        weights = bootstrap_weights(n_pairable, n_resamples=n_resamples, seed=seed)
         resampled = (weights @ per_clip).reshape(n_resamples, N_GRADES, N_GRADES)
-        alphas = alpha_from_coincidences(resampled)
-        tail = (1.0 - confidence) / 2.0
-        if np.isfinite(alphas).any():
-            ci_low, ci_high = (float(x) for x in np.nanquantile(alphas, [tail, 1.0 - tail]))
+        ci_low, ci_high = _percentile_interval(alpha_from_coincidences(resampled), confidence)
     return AlphaEstimate(alpha, ci_low, ci_high, confidence, n_resamples, n_pairable)
+
+
+def bootstrap_weights(n_items: int, *, n_resamples: int, seed: int) -> np.ndarray:
+    """(n_resamples, n_items) counts: weights[b, u] = how often item u was drawn (with
+    replacement, n_items draws) in resample b. A statistic that is a sum over items is then
+    resampled by one matrix product instead of a loop."""
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, n_items, size=(n_resamples, n_items))
+    rows = np.repeat(np.arange(n_resamples), n_items)
+    return np.bincount(rows * n_items + picks.ravel(), minlength=n_resamples * n_items).reshape(
+        n_resamples, n_items
+    )
+
+
+def _percentile_interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
+    """The central `confidence` percentile interval of the finite resampled values."""
+    tail = (1.0 - confidence) / 2.0
+    if not np.isfinite(values).any():
+        return float("nan"), float("nan")
+    finite = np.where(np.isfinite(values), values, np.nan)
+    ci_low, ci_high = np.nanquantile(finite, [tail, 1.0 - tail])
+    return float(ci_low), float(ci_high)
 
 
 # --- Fleiss' kappa ----------------------------------------------------------------------------
@@ -186,6 +199,54 @@ def fleiss_kappa(counts: np.ndarray) -> float:
     if chance >= 1.0:
         return float("nan")
     return (float(agreement.mean()) - chance) / (1.0 - chance)
+
+
+@dataclass(frozen=True)
+class KappaEstimate:
+    """Fleiss' kappa with a percentile bootstrap confidence interval over clips."""
+
+    kappa: float
+    ci_low: float
+    ci_high: float
+    confidence: float
+    n_resamples: int
+    n_clips_pairable: int  # clips with at least two votes: the ones kappa sees
+
+
+def fleiss_kappa_interval(
+    counts: np.ndarray, *, n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0
+) -> KappaEstimate:
+    """Fleiss' kappa (`fleiss_kappa`) and its percentile bootstrap CI, resampling the clips
+    with at least two votes with replacement, as `krippendorff_alpha` does for alpha.
+
+    Both parts of kappa are sums over clips (the per-clip agreements, and the vote totals per
+    grade that give the chance agreement), so all resamples are two matrix products:
+    weights (n_resamples, n_clips) @ per-clip values. NaN interval bounds when no resample
+    has a defined kappa (e.g. every vote the same grade) or n_resamples is 0.
+    """
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must lie strictly between 0 and 1, got {confidence}.")
+    if n_resamples < 0:
+        raise ValueError(f"n_resamples must be 0 or more, got {n_resamples}.")
+    counts = np.asarray(counts, dtype=float)
+    n = counts.sum(axis=1)
+    pairable = counts[n >= 2]
+    n = n[n >= 2]
+    n_pairable = pairable.shape[0]
+    kappa = fleiss_kappa(pairable)
+    nan = float("nan")
+    if n_pairable == 0 or n_resamples == 0:
+        return KappaEstimate(kappa, nan, nan, confidence, n_resamples, n_pairable)
+    agreement = (pairable * (pairable - 1.0)).sum(axis=1) / (n * (n - 1.0))  # (n_pairable,)
+    weights = bootstrap_weights(n_pairable, n_resamples=n_resamples, seed=seed).astype(float)
+    p_bar = weights @ agreement / n_pairable  # (n_resamples,)
+    totals = weights @ pairable  # (n_resamples, 5) votes per grade
+    shares = totals / totals.sum(axis=1, keepdims=True)
+    chance = np.sum(shares**2, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        kappas = np.where(chance < 1.0, (p_bar - chance) / (1.0 - chance), np.nan)
+    ci_low, ci_high = _percentile_interval(kappas, confidence)
+    return KappaEstimate(kappa, ci_low, ci_high, confidence, n_resamples, n_pairable)
 
 
 # --- Per expert: agreement with the rest of the panel -----------------------------------------
@@ -323,11 +384,14 @@ def intra_rater_consistency(
 
 __all__ = [
     "AlphaEstimate",
+    "KappaEstimate",
     "RepeatConsistency",
     "alpha_from_coincidences",
+    "bootstrap_weights",
     "clip_coincidences",
     "expert_agreement",
     "fleiss_kappa",
+    "fleiss_kappa_interval",
     "intra_rater_consistency",
     "krippendorff_alpha",
     "krippendorff_alpha_ordinal",

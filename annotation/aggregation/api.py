@@ -1,6 +1,7 @@
 """REST API of grade distributions and panel statistics, for curators and admins only.
 
-GET /api/distributions/            every clip's distribution, raw and severity-corrected (paged)
+GET /api/distributions/            every clip's distribution, raw and severity-corrected (paged;
+                                   sort and filters as on the clips page)
 GET /api/distributions/<clip_id>/  one clip's
 GET /api/distributions.csv         the distribution table: clip_id, p_A..p_E, n, mean, std, mode
                                    (clips without votes are left out)
@@ -13,10 +14,16 @@ import csv
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
+from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
 from rest_framework import serializers
 from rest_framework.generics import ListAPIView
 from rest_framework.renderers import BaseRenderer, JSONRenderer
@@ -25,7 +32,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation.access.permissions import IsCurator
-from annotation.aggregation import selectors
+from annotation.aggregation import clip_list, selectors
 from annotation.models import Clip
 
 _GRADE_MAP_HELP = 'keyed by grade: {"A": .., "B": .., "C": .., "D": .., "E": ..}'
@@ -53,12 +60,37 @@ class DistributionOutputSerializer(serializers.Serializer):
     )
 
 
+# The API pages with limit/offset; the clip list's own parameters (annotation.aggregation.
+# clip_list) sort and filter, except its page number.
+_PAGER_PARAMETERS = ("limit", "offset", "format")
+
+
+@extend_schema_view(
+    get=extend_schema(
+        parameters=[
+            OpenApiParameter(name, str, description=text)
+            for name, text in clip_list.PARAMETER_HELP.items()
+            if name != "page"  # the API pages with limit and offset
+        ]
+    )
+)
 class DistributionListApi(ListAPIView):
-    """Every clip's grade distribution, raw and severity-corrected, ordered by clip id."""
+    """Every clip's grade distribution, raw and severity-corrected; sorted (default: by clip id)
+    and filtered with the clips page's parameters: q, status, retired, votes_min, votes_max,
+    mode, agreement_min, agreement_max, patient, sort (see annotation.aggregation.clip_list)."""
 
     permission_classes = [IsCurator]
     serializer_class = DistributionOutputSerializer
     queryset = Clip.objects.order_by("external_id")
+
+    def get_queryset(self) -> QuerySet[Clip]:
+        params = {
+            key: str(value)  # the last value of a repeated parameter, as on the page
+            for key, value in self.request.query_params.items()
+            if key not in _PAGER_PARAMETERS and key != "page"
+        }
+        # A ClipListQueryError is a ServiceError: the API's handler answers 400 with it.
+        return clip_list.clip_list_queryset(clip_list.clip_list_query_parse(params))
 
     def list(self, request: Request, *args: object, **kwargs: object) -> Response:
         # One page's distributions at once (vectorised), then the page's serializer.
@@ -143,6 +175,10 @@ class AgreementOutputSerializer(serializers.Serializer):
     n_resamples = serializers.IntegerField(help_text="bootstrap resamples (0 = no interval)")
     n_clips_pairable = serializers.IntegerField(help_text="clips with at least two votes")
     fleiss_kappa = serializers.FloatField(allow_null=True)
+    fleiss_kappa_ci_low = serializers.FloatField(
+        allow_null=True, help_text="percentile bootstrap over clips, as alpha's"
+    )
+    fleiss_kappa_ci_high = serializers.FloatField(allow_null=True)
 
 
 class ConsistencyOutputSerializer(serializers.Serializer):

@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from annotation.aggregation.agreement import (
     expert_agreement,
-    fleiss_kappa,
+    fleiss_kappa_interval,
     intra_rater_consistency,
     krippendorff_alpha,
 )
@@ -240,6 +240,8 @@ class Agreement:
     n_resamples: int
     n_clips_pairable: int  # clips with at least two votes: the ones alpha sees
     fleiss_kappa: float | None
+    fleiss_kappa_ci_low: float | None  # the same bootstrap resamples of clips as alpha's
+    fleiss_kappa_ci_high: float | None
 
 
 @dataclass(frozen=True)
@@ -359,7 +361,8 @@ def _consistency(frame: RatingsFrame) -> tuple[Consistency, pd.DataFrame]:
 def panel_statistics(*, bootstrap: int, seed: int = 0) -> PanelStatistics:
     """Figure 3, agreement, per-expert table, retirement progress and the rater model's info.
 
-    bootstrap: resamples of the alpha confidence interval, 0..MAX_BOOTSTRAP (0 = no CI).
+    bootstrap: resamples of the alpha and Fleiss kappa confidence intervals, 0..MAX_BOOTSTRAP
+    (0 = no CI).
     A constant number of queries; the rater model is never fitted here (a stale fit is
     served, with its age, and a refit queued).
     """
@@ -375,6 +378,7 @@ def panel_statistics(*, bootstrap: int, seed: int = 0) -> PanelStatistics:
     alpha = krippendorff_alpha(
         *arrays, n_clips=frame.n_clips, n_raters=frame.n_raters, n_resamples=bootstrap, seed=seed
     )
+    kappa = fleiss_kappa_interval(counts, n_resamples=bootstrap, seed=seed)
     agreement = Agreement(
         alpha=_number(alpha.alpha),
         alpha_ci_low=_number(alpha.ci_low),
@@ -382,7 +386,9 @@ def panel_statistics(*, bootstrap: int, seed: int = 0) -> PanelStatistics:
         confidence=alpha.confidence,
         n_resamples=alpha.n_resamples,
         n_clips_pairable=alpha.n_clips_pairable,
-        fleiss_kappa=_number(fleiss_kappa(counts)),
+        fleiss_kappa=_number(kappa.kappa),
+        fleiss_kappa_ci_low=_number(kappa.ci_low),
+        fleiss_kappa_ci_high=_number(kappa.ci_high),
     )
     per_expert = expert_agreement(*arrays, n_clips=frame.n_clips, n_raters=frame.n_raters)
     consistency, per_rater_repeats = _consistency(frame)

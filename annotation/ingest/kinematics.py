@@ -86,6 +86,26 @@ KINEMATICS_TYPICAL: dict[str, float] = {
 KINEMATICS_KEYS: tuple[str, ...] = tuple(KINEMATICS_TYPICAL)
 # ``str`` is a Python builtin: the dataclass and the Clip model call that field straightness.
 _ATTRIBUTES = {"str": "straightness"}
+# The unit of each measure by its length dimension: "length/s" velocities, "length" ALH, Hz,
+# and "" for the ratios. Lengths are µm when the pixel size is known, else pixels.
+_DIMENSIONS: dict[str, str] = {
+    "vcl": "length/s",
+    "vsl": "length/s",
+    "vap": "length/s",
+    "lin": "",
+    "str": "",
+    "wob": "",
+    "alh": "length",
+    "bcf": "Hz",
+    "speed": "length/s",
+}
+
+
+def kinematics_units(*, pixel_size_known: bool) -> dict[str, str]:
+    """The unit of each measure of ``KINEMATICS_KEYS`` as a page shows it: µm/s, µm and Hz
+    when the pixel size is known, px/s and px when it is not ("" for the ratios)."""
+    length = "µm" if pixel_size_known else "px"
+    return {key: _DIMENSIONS[key].replace("length", length) for key in KINEMATICS_KEYS}
 
 
 def kinematics_attribute(key: str) -> str:

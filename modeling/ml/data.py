@@ -77,6 +77,13 @@ class FoldSplit:
     test: tuple[str, ...]
 
 
+def fold_label(outer_fold: int) -> str:
+    """How people read an outer fold: ``fold 1`` .. ``fold K``. The export numbers folds from
+    0 (splits.csv, the ``fold_<k>`` folders, the APIs' keys); every page, figure and message
+    counts from 1, so "fold 2/3" and "of fold 2" name the same fold."""
+    return f"fold {outer_fold + 1}"
+
+
 def list_folds(root: Path) -> list[int]:
     """The outer folds of the export, ascending."""
     splits = _read_csv(Path(root), SPLITS_FILE, names(SPLIT_COLUMNS))

@@ -49,6 +49,7 @@ from modeling.ml.data import (
     collate_clips,
     derive_seed,
     fair_sampler,
+    fold_label,
     list_folds,
     read_fold,
     shuffle_sampler,
@@ -94,7 +95,7 @@ class TrainingCancelled(Exception):
     """``should_stop()`` returned True; the last checkpoint (after ``epoch``) is kept."""
 
     def __init__(self, outer_fold: int, epoch: int) -> None:
-        super().__init__(f"training of fold {outer_fold} stopped after epoch {epoch}")
+        super().__init__(f"training of {fold_label(outer_fold)} stopped after epoch {epoch}")
         self.outer_fold = outer_fold
         self.epoch = epoch
 
@@ -416,7 +417,7 @@ def _train_fold(
         state = _resume(checkpoint_path, config, model, optimizer)
 
     with tqdm(
-        total=config.epochs, initial=state.epoch, disable=not progress, desc=f"fold {outer_fold}"
+        total=config.epochs, initial=state.epoch, disable=not progress, desc=fold_label(outer_fold)
     ) as bar:
         while not _finished(config, state):
             epoch = state.epoch + 1

@@ -106,6 +106,8 @@ def _drop_column(path: Path, column: str) -> None:
         ("not_a_video", "not a readable video"),
         ("path_escape", "must be a relative path inside DIR"),
         ("unknown_clip", "is not in clips.csv"),
+        ("rater_not_a_user_name", "rater_id '-r07' must be 1-64 letters"),
+        ("rater_with_space", "rater_id 'r 07' must be 1-64 letters"),
     ],
 )
 def test_a_bad_data_set_names_the_problem_and_writes_nothing(
@@ -129,6 +131,10 @@ def test_a_bad_data_set_names_the_problem_and_writes_nothing(
         _set(clips, 0, video="../../etc/passwd")
     elif case == "unknown_clip":
         _rewrite(ratings, lambda rows, f: ([*rows, {**rows[0], "clip_id": "c9999"}], f))
+    elif case == "rater_not_a_user_name":  # raters become accounts: the user-name rule holds
+        _set(ratings, 0, rater_id="-r07")
+    elif case == "rater_with_space":
+        _set(ratings, 0, rater_id="r 07")
     before = _counts()
     with pytest.raises(CommandError) as info:
         call_command("import_dataset", str(root), "--no-progress")

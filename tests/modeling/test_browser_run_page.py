@@ -16,7 +16,7 @@ from tests.conftest import PASSWORD
 
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
-def test_the_progress_bar_follows_a_running_run_and_the_page_reloads_when_it_ends(
+def test_the_progress_bar_follows_a_running_run_and_the_page_draws_its_end(
     live_server, browser_page, version: DatasetVersion, tiny_config: dict[str, Any]
 ) -> None:
     run = services.training_run_start(
@@ -30,15 +30,18 @@ def test_the_progress_bar_follows_a_running_run_and_the_page_reloads_when_it_end
     page.goto(f"{live_server.url}/training/{run.pk}/")
     assert page.text_content("#run-progress-percent") == "20%"
 
-    # The worker reports progress: the page follows without a reload.
+    # The worker reports progress: the page follows without a reload, and the focused cancel
+    # button keeps the keyboard focus while the regions around it are redrawn.
+    page.focus("#cancel-run")
     runs.update(progress=0.55, progress_message="fold 2/3 · epoch 7")
     page.wait_for_function(
         "() => document.getElementById('run-progress-message').textContent.includes('epoch 7')"
     )
     assert page.text_content("#run-progress-percent") == "55%"
     assert page.eval_on_selector("#run-progress-bar", "bar => bar.value") == pytest.approx(0.55)
+    assert page.evaluate("() => document.activeElement.id") == "cancel-run"
 
-    # The run ends: the page reloads and shows the finished state.
+    # The run ends: the page draws the finished state (error, resume button) by itself.
     runs.update(status="failed", progress_message="failed", error="the training loss became nan")
     page.wait_for_selector("#run-error")
     assert "the training loss became nan" in page.text_content("#run-error")

@@ -166,6 +166,49 @@ def test_training_pages_and_api_are_for_curators_only(
     assert TrainingRun.objects.get(pk=pk).status == "succeeded"
 
 
+@pytest.mark.parametrize("role", ["curator", "admin"])
+def test_the_live_endpoints_redraw_the_run_and_grid_pages_for_curators_and_admins(
+    make_user, finished_run: TrainingRun, version: DatasetVersion, role: str
+) -> None:
+    client = _client(make_user, role)
+    answer = client.get(f"/training/{finished_run.pk}/live/")
+    assert answer.status_code == 200 and answer["Cache-Control"] == "no-store"
+    live = answer.json()
+    assert live["active"] is False and live["status"] == "succeeded"
+    assert set(live["regions"]) == {"run-progress", "run-actions", "run-folds-box", "run-results"}
+    assert 'id="learning-curves"' in live["regions"]["run-results"]
+    assert ">fold 1<" in live["regions"]["run-folds-box"]
+    assert "<script" not in "".join(live["regions"].values())
+    grid = services.experiment_grid_start(
+        version=version, backbones=["resnet"], losses=["ce"], epochs=1, created_by=None,
+        enqueue=False,
+    )  # fmt: skip
+    live = client.get(f"/training/grids/{grid.pk}/live/").json()
+    assert live["active"] is True and set(live["regions"]) == {"grid-runs-box", "grid-report"}
+    assert "Table 2. Average rank per backbone" in live["regions"]["grid-report"]
+    detail = client.get(f"/api/training-runs/{finished_run.pk}/?logs=0").json()
+    assert [f["label"] for f in detail["folds"]] == ["fold 1", "fold 2", "fold 3"]
+    assert detail["remaining_s"] is None and detail["elapsed_s"] == 0.0
+
+
+@pytest.mark.parametrize("role", ["expert", "trainee", None])
+def test_the_live_endpoints_refuse_everyone_else(
+    make_user, finished_run: TrainingRun, version: DatasetVersion, role: str | None
+) -> None:
+    client = _client(make_user, role) if role else Client()
+    grid = services.experiment_grid_start(
+        version=version, backbones=["resnet"], losses=["ce"], epochs=1, created_by=None,
+        enqueue=False,
+    )  # fmt: skip
+    for path in (f"/training/{finished_run.pk}/live/", f"/training/grids/{grid.pk}/live/"):
+        response = client.get(path)
+        if role is None:  # not logged in: to the login page
+            assert response.status_code == 302 and "/login/" in response["Location"], path
+        else:
+            assert response.status_code == 403, path
+        assert b"regions" not in response.content and b"fold 1" not in response.content
+
+
 def _every_get_path(values: dict[str, str]) -> list[str]:
     """Every route of the project with its parameters filled from ``values`` (routes with
     other parameters, the admin and logout are left out)."""

@@ -9,7 +9,7 @@ from modeling.figures import Curve, PcaPanel, hi_by_class_svg, learning_curves_s
 from modeling.report import (
     SettingResult,
     average_ranks,
-    fold_metrics_table,
+    fold_metrics_tables,
     metrics_table,
     pca_2d,
     rank,
@@ -105,17 +105,30 @@ def test_markdown_and_html_reports_escape_and_link_the_figures() -> None:
     assert '<img src="f.svg"' in page
 
 
-def test_the_fold_table_lists_folds_then_mean_and_pooled() -> None:
-    table = fold_metrics_table(
-        {"1": {"hi": 0.7}, "0": {"hi": 0.8}},
+def test_the_fold_table_has_a_row_per_metric_and_folds_counted_from_one_then_mean_and_pooled() -> (
+    None
+):
+    [table] = fold_metrics_tables(
+        {"1": {"hi": 0.7, "emd": 0.2}, "0": {"hi": 0.8}},
         mean={"hi": 0.75},
         std={"hi": 0.07},
         pooled={"hi": 0.74},
-        metrics=("hi",),
+        metrics=("hi", "emd"),
     )
-    labels = [row[0] for row in table.rows]
-    assert labels == ["fold 0", "fold 1", "mean ± std", "pooled out-of-fold"]
-    assert table.rows[2][1] == "0.7500 ± 0.0700"
+    assert table.header == ("Metric", "fold 1", "fold 2", "mean ± std", "pooled out-of-fold")
+    assert [row[0] for row in table.rows] == ["HI ↑", "EMD ↓"]
+    assert table.rows[0][1:] == ("0.8000", "0.7000", "0.7500 ± 0.0700", "0.7400")
+    assert table.rows[1][1:] == ("–", "0.2000", "–", "–")  # a metric a fold lacks
+
+
+def test_a_run_of_many_folds_continues_its_fold_table_rather_than_widen_it() -> None:
+    folds = {str(k): {"hi": k / 100} for k in range(20)}
+    tables = fold_metrics_tables(folds, mean={"hi": 0.1}, std={"hi": 0.05}, pooled={"hi": 0.1},
+                                 metrics=("hi",), folds_per_table=8)  # fmt: skip
+    assert [len(t.header) for t in tables] == [1 + 8 + 2, 1 + 8, 1 + 4]
+    assert tables[0].header[-2:] == ("mean ± std", "pooled out-of-fold")
+    assert tables[2].title.endswith("(folds 17-20 of 20)") and tables[2].header[-1] == "fold 20"
+    assert [t.note != "" for t in tables] == [False, False, True]
 
 
 def test_pca_recovers_the_direction_of_largest_variance() -> None:

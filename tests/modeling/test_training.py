@@ -45,7 +45,7 @@ def test_a_run_interrupted_after_epoch_one_resumes_from_its_checkpoint(
     services.training_run_execute(run_id=run.pk, should_stop=after_first_epoch)
     run.refresh_from_db()
     assert run.status == "pending"
-    assert run.progress_message.startswith("interrupted after epoch 1 of fold 0")
+    assert run.progress_message.startswith("interrupted after epoch 1 of fold 1")
     assert _epochs(run, 0) == [1]
     first_epoch = EpochRecord.objects.get(run=run, fold=0, epoch=1)
     assert (Path(run.checkpoint_dir) / "fold_0" / "last.pt").is_file()
@@ -219,3 +219,57 @@ def test_the_experiment_grid_command_trains_every_setting_and_writes_the_report(
     assert "grid_hi.svg" in svgs and any(name.endswith("_pca.svg") for name in svgs)
     for name in svgs:
         assert "![" in markdown and f"({name})" in markdown
+
+
+def test_epochs_and_training_time_are_stored_while_a_fold_is_still_training(
+    version: DatasetVersion, tiny_config: dict[str, Any]
+) -> None:
+    from modeling import selectors
+
+    run = _start(version, {**tiny_config, "epochs": 3})
+    seen: list[tuple[int, float, float, list[str]]] = []
+
+    def watch() -> bool:
+        # Called before every batch: what a page polling the run would read right now.
+        row = TrainingRun.objects.get(pk=run.pk)
+        epochs = EpochRecord.objects.filter(run=run).count()
+        if epochs and not row.fold_metrics:
+            states = [fold.state for fold in selectors.run_fold_progress(row)]
+            seen.append((epochs, row.duration_s, selectors.run_elapsed_s(row), states))
+        return False
+
+    started = timezone.now()
+    services.training_run_execute(run_id=run.pk, should_stop=watch)
+    wall = (timezone.now() - started).total_seconds()
+    assert seen, "no epoch was stored before the first fold ended"
+    epochs, duration, elapsed, states = seen[0]
+    assert epochs >= 1 and duration > 0 and elapsed >= duration
+    assert states == ["training", "waiting", "waiting"]
+    run.refresh_from_db()
+    assert run.status == "succeeded", run.error
+    # The heartbeats kept duration_s current; the end wrote it once more, not on top of them.
+    assert max(d for _, d, _, _ in seen) <= run.duration_s <= wall
+    assert [f.state for f in selectors.run_fold_progress(run)] == ["done"] * 3
+
+
+def test_a_running_runs_time_counts_from_its_last_heartbeat_until_the_heartbeat_goes_stale(
+    version: DatasetVersion, tiny_config: dict[str, Any], settings
+) -> None:
+    from modeling import selectors
+
+    run = _start(version, tiny_config)
+    now = timezone.now()
+    TrainingRun.objects.filter(pk=run.pk).update(
+        status="running", duration_s=30.0, progress=0.25, heartbeat_at=now - timedelta(seconds=10)
+    )
+    run.refresh_from_db()
+    assert selectors.run_elapsed_s(run, now=now) == pytest.approx(40.0)
+    # A quarter done in 40 s: about 120 s to go.
+    assert selectors.run_remaining_s(run, 40.0) == pytest.approx(120.0)
+    # A worker that died stops the clock at its last heartbeat.
+    stale = now + timedelta(seconds=settings.TRAINING_HEARTBEAT_STALE_S + 1)
+    assert selectors.run_elapsed_s(run, now=stale) == pytest.approx(30.0)
+    TrainingRun.objects.filter(pk=run.pk).update(status="failed")
+    run.refresh_from_db()
+    assert selectors.run_elapsed_s(run, now=now) == 30.0
+    assert selectors.run_remaining_s(run, 30.0) is None

@@ -45,6 +45,9 @@ QUERIES = (
     "ordering=votes_a",
     "limit=1000",
     "page=1",
+    # The curators' clip list sorts and filters by the distribution (403 to experts).
+    "sort=-agreement&mode=A",
+    "sort=-mean&votes_min=1&retired=no",
 )
 MASKS = (
     (re.compile(rb'(csrfmiddlewaretoken" value=")[^"]+'), rb"\1*"),

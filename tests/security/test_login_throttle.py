@@ -105,6 +105,32 @@ def test_a_right_password_before_the_limit_clears_the_count(make_user, settings)
     assert _status("victim", PASSWORD) == 302
 
 
+def test_counters_quiet_past_every_delay_are_deleted_and_recent_ones_kept(
+    make_user, settings
+) -> None:
+    make_user("expert", username="victim")
+    for ip in ("10.0.0.7", "10.0.0.8"):
+        for _ in range(settings.LOGIN_MAX_FAILURES):
+            _login("victim", WRONG, ip=ip)
+    assert LoginThrottle.objects.filter(key__contains="10.0.0.7").count() == 2  # pair, ip
+    horizon = settings.LOGIN_DELAY_MAX_S + settings.LOGIN_WINDOW_S
+    LoginThrottle.objects.filter(key__contains="10.0.0.7").update(
+        last_failure_at=timezone.now() - timedelta(seconds=horizon + 5)
+    )
+    LoginThrottle.objects.filter(key__contains="10.0.0.8").update(
+        last_failure_at=timezone.now() - timedelta(seconds=10)
+    )
+    assert _status("someone-else", WRONG, ip="10.0.0.9") == 200
+    keys = set(LoginThrottle.objects.values_list("key", flat=True))
+    assert not any("10.0.0.7" in k for k in keys)  # past every delay: forgotten
+    assert {"pair:10.0.0.8|victim", "ip:10.0.0.8"} <= keys  # still able to slow a guesser
+    assert "pair:10.0.0.9|someone-else" in keys  # the attempt's own counter
+    # The address still waits where its counter was kept.
+    assert "Too many failed login attempts" in (
+        _login("victim", PASSWORD, ip="10.0.0.8").response.content.decode()  # type: ignore[attr-defined]
+    )
+
+
 def test_guesses_against_an_account_do_not_stop_its_user_logging_in_elsewhere(
     make_user, settings
 ) -> None:

@@ -10,9 +10,11 @@ from statsmodels.stats.inter_rater import fleiss_kappa as statsmodels_fleiss_kap
 
 from annotation.aggregation.agreement import (
     alpha_from_coincidences,
+    bootstrap_weights,
     clip_coincidences,
     expert_agreement,
     fleiss_kappa,
+    fleiss_kappa_interval,
     intra_rater_consistency,
     krippendorff_alpha,
     krippendorff_alpha_ordinal,
@@ -143,6 +145,46 @@ def test_fleiss_kappa_with_unequal_votes_per_clip_matches_the_hand_computation()
     # The one-vote clip is left out. P_i = 1, 0, 1 -> P_bar = 2/3; shares 3/7, 1/7, 3/7 ->
     # P_e = 19/49; kappa = (2/3 - 19/49) / (30/49) = 41/90.
     assert fleiss_kappa(counts) == pytest.approx(41 / 90)
+
+
+def test_every_fleiss_kappa_resample_equals_kappa_of_the_resampled_clips() -> None:
+    clip_idx, _, grade_idx = random_ratings(3, n_clips=40, n_raters=6, missing=0.3)
+    counts = grade_counts(clip_idx, grade_idx, 40)
+    pairable = counts[counts.sum(axis=1) >= 2]
+    weights = bootstrap_weights(len(pairable), n_resamples=60, seed=11)
+    # The naive way: build each resample's clips (clip u repeated weights[b, u] times).
+    naive = np.array([fleiss_kappa(np.repeat(pairable, row, axis=0)) for row in weights])
+    estimate = fleiss_kappa_interval(counts, n_resamples=60, seed=11)
+    tail = 0.025
+    assert (estimate.ci_low, estimate.ci_high) == pytest.approx(
+        tuple(np.quantile(naive, [tail, 1 - tail]))
+    )
+    assert estimate.kappa == pytest.approx(fleiss_kappa(counts))
+    assert estimate.n_clips_pairable == len(pairable)
+
+
+def test_the_fleiss_kappa_interval_brackets_kappa_narrows_with_clips_and_repeats() -> None:
+    def interval(n_clips: int, seed: int = 7) -> tuple[float, float, float]:
+        clip_idx, _, grade_idx = random_ratings(5, n_clips=n_clips, n_raters=10, missing=0.2)
+        e = fleiss_kappa_interval(grade_counts(clip_idx, grade_idx, n_clips), seed=seed)
+        return e.ci_low, e.kappa, e.ci_high
+
+    low, kappa, high = interval(400)
+    assert low < kappa < high
+    small_low, _, small_high = interval(40)
+    assert (high - low) < (small_high - small_low)  # ten times the clips, a narrower interval
+    assert interval(400) == (low, kappa, high) and interval(400, seed=8) != (low, kappa, high)
+
+
+def test_fleiss_kappa_has_no_interval_without_resamples_pairs_or_disagreement() -> None:
+    counts = np.array([[2, 1, 0, 0, 0], [0, 3, 0, 0, 0]])
+    assert np.isnan(fleiss_kappa_interval(counts, n_resamples=0).ci_low)
+    lonely = fleiss_kappa_interval(np.array([[1, 0, 0, 0, 0]]), n_resamples=50)
+    assert lonely.n_clips_pairable == 0 and np.isnan(lonely.kappa) and np.isnan(lonely.ci_high)
+    same = fleiss_kappa_interval(np.array([[0, 3, 0, 0, 0], [0, 2, 0, 0, 0]]), n_resamples=50)
+    assert np.isnan(same.kappa) and np.isnan(same.ci_low)
+    with pytest.raises(ValueError, match="confidence must lie strictly between 0 and 1"):
+        fleiss_kappa_interval(counts, confidence=1.0)
 
 
 def test_quadratic_kappa_per_expert_equals_sklearn() -> None:

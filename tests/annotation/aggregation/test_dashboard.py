@@ -111,7 +111,7 @@ def test_the_clip_page_shows_raw_and_corrected_distributions_and_every_vote(
 
     html = client_for(curator).get(f"/clips/{clip.external_id}/").content.decode()
 
-    chart = html.split('class="chart distribution-chart"')[1].split("</figure>")[0]
+    chart = html.split('class="chart distribution-chart')[1].split("</figure>")[0]
     raw = re.findall(r'class="bar series-0"[^>]*><title>raw votes, (\w): (\d+)%', chart)
     corrected = re.findall(r'class="bar series-1"[^>]*><title>severity-corrected, (\w)', chart)
     assert dict(raw) == {"A": "50", "B": "25", "C": "25", "D": "0", "E": "0"}
@@ -133,7 +133,7 @@ def test_a_clip_without_votes_says_so_on_its_page(graded, client_for, curator) -
     table = html.split('id="distribution-table"')[1].split("</table>")[0]
     assert table.count("no votes") == 2
     assert "No votes yet." in html
-    chart = html.split('class="chart distribution-chart"')[1].split("</figure>")[0]
+    chart = html.split('class="chart distribution-chart')[1].split("</figure>")[0]
     assert 'class="bar series-' not in chart and ">no votes</text>" in chart
 
 

@@ -140,6 +140,11 @@ def test_the_statistics_agreement_equals_direct_calls_of_annotation_agreement(
     assert got["alpha_ci_high"] == pytest.approx(alpha.ci_high)
     assert got["n_resamples"] == 300 and got["n_clips_pairable"] == 8
     assert got["fleiss_kappa"] == pytest.approx(agreement.fleiss_kappa(counts))
+    kappa = agreement.fleiss_kappa_interval(counts, n_resamples=300)
+    assert (got["fleiss_kappa_ci_low"], got["fleiss_kappa_ci_high"]) == pytest.approx(
+        (kappa.ci_low, kappa.ci_high)
+    )
+    assert got["fleiss_kappa_ci_low"] < got["fleiss_kappa"] < got["fleiss_kappa_ci_high"]
     assert [e["rater"] for e in body["experts"]] == [r.username for r in raters]
     for row, (_, expected) in zip(body["experts"], per_expert.iterrows(), strict=True):
         assert row["n_votes"] == expected["n_votes"]

@@ -69,23 +69,24 @@ def _measure(frame: np.ndarray) -> dict[str, float]:
 
 
 def test_an_ellipse_of_known_axes_gives_its_length_width_and_area() -> None:
+    # At the default 0.5 µm/px: a 16 x 8 px ellipse is 8 x 4 µm.
     m = _measure(ellipse_frame(semi_major=8.0, semi_minor=4.0))
-    assert m["length"] == pytest.approx(16.0, rel=0.06)
-    assert m["width"] == pytest.approx(8.0, rel=0.08)
-    assert m["area"] == pytest.approx(math.pi * 8 * 4, rel=0.06)
+    assert m["length"] == pytest.approx(8.0, rel=0.06)
+    assert m["width"] == pytest.approx(4.0, rel=0.08)
+    assert m["area"] == pytest.approx(math.pi * 4 * 2, rel=0.06)
     assert m["ellipticity"] == pytest.approx(2.0, rel=0.08)
     assert m["solidity"] > 0.95  # convex
     assert m["asymmetry"] < 0.1  # symmetric about its middle
-    assert m["spots"] < 0.5 and m["spot_depth"] < 0.1  # only the noise's own dips
+    assert m["spots"] < 0.125 and m["spot_depth"] < 0.1  # only the noise's own dips
     assert m["contrast"] > 10  # 70 grey levels against noise of SD 3
 
 
 def test_a_head_of_sperm_size_is_measured_too() -> None:
     # 4.6 x 3 µm at 0.5 µm/px: a 9 x 6 px head, as the platform's crops show them.
     m = _measure(ellipse_frame(semi_major=4.6, semi_minor=3.0))
-    assert m["length"] == pytest.approx(9.2, rel=0.1)
-    assert m["width"] == pytest.approx(6.0, rel=0.1)
-    assert m["area"] == pytest.approx(math.pi * 4.6 * 3.0, rel=0.1)
+    assert m["length"] == pytest.approx(4.6, rel=0.1)
+    assert m["width"] == pytest.approx(3.0, rel=0.1)
+    assert m["area"] == pytest.approx(math.pi * 2.3 * 1.5, rel=0.1)
 
 
 def test_the_measures_do_not_depend_on_the_heads_orientation() -> None:
@@ -103,7 +104,7 @@ def test_the_measures_do_not_depend_on_the_heads_orientation() -> None:
 def test_a_pale_spot_inside_the_head_scores_as_a_vacuole() -> None:
     plain = _measure(ellipse_frame(semi_major=6.0, semi_minor=4.5, seed=2))
     vacuole = _measure(ellipse_frame(semi_major=6.0, semi_minor=4.5, spot=(1, 0, 1.2), seed=2))
-    assert vacuole["spots"] > plain["spots"] + 1.0
+    assert vacuole["spots"] > plain["spots"] + 0.25  # µm² x depth
     assert vacuole["spot_depth"] > 0.2 > plain["spot_depth"]
     assert vacuole["darkness"] < plain["darkness"]
     # The outline is the same head.
@@ -115,7 +116,7 @@ def test_a_pear_head_is_more_asymmetric_than_an_oval_one() -> None:
     pear = oval.astype(np.float64)
     # A disc added to one end makes it wide at the front, narrow at the back.
     pear[70:81, 76:85] = np.minimum(pear[70:81, 76:85], BACKGROUND - 60)
-    assert _measure(_to_uint8(pear))["asymmetry"] > _measure(oval)["asymmetry"] + 0.2
+    assert _measure(_to_uint8(pear))["asymmetry"] > _measure(oval)["asymmetry"] + 0.15
 
 
 def test_a_bright_head_is_measured_like_a_dark_one() -> None:
@@ -163,8 +164,11 @@ def test_synthetic_heads_show_their_morphology() -> None:
     assert normal_cell.n_vacuoles == 0 and defective_cell.n_vacuoles >= 1
     a = dict(zip(MORPHOMETRY_FEATURES, clip_morphometry(normal), strict=True))
     b = dict(zip(MORPHOMETRY_FEATURES, clip_morphometry(defective), strict=True))
-    assert 20 < a["area"] < 45  # px² of a 4.6 x 3 µm head, as segmented
-    assert b["spots"] > a["spots"] + 0.05
+    # The segmented area is the drawn head's (its outline, in µm), within 20%.
+    x, y = normal_cell.head_outline_um.T
+    drawn = 0.5 * abs(float(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))))
+    assert a["area"] == pytest.approx(drawn, rel=0.2)
+    assert b["spots"] > a["spots"] + 0.0125  # µm² x depth (0.05 px²)
     assert b["roughness"] > a["roughness"]
 
 
@@ -295,18 +299,18 @@ def test_morphometry_is_on_for_small_presets_and_off_for_the_paper_and_older_con
     assert TrainConfig.from_dict(stored).morphometry is False
 
 
-def test_a_head_four_times_larger_is_found_whole_with_the_search_scaled_to_it() -> None:
+def test_a_head_four_times_larger_is_found_whole_at_its_pixel_size() -> None:
     # A 4.6 x 3 µm head at 0.125 µm/px is about 37 x 24 px: the default window (12 px around
-    # the centre) cuts it, the window scaled by 4 (annotation.ingest.scale) holds it all.
+    # the centre) cuts it, the window for its pixel size (annotation.ingest.scale) holds it.
     frame = ellipse_frame(semi_major=18.4, semi_minor=12.0)
     cut = frame_morphometry(frame)
-    whole = frame_morphometry(frame, search_scale=4.0)
+    whole = frame_morphometry(frame, pixel_size_um=0.125)
     assert whole is not None
-    assert whole["length"] == pytest.approx(36.8, rel=0.06)
-    assert whole["area"] == pytest.approx(math.pi * 18.4 * 12.0, rel=0.06)
-    assert cut is None or cut["length"] < 30
+    assert whole["length"] == pytest.approx(4.6, rel=0.06)
+    assert whole["area"] == pytest.approx(math.pi * 2.3 * 1.5, rel=0.06)
+    assert cut is None or cut["length"] < 30 * 0.5
     np.testing.assert_allclose(
-        clip_morphometry(np.stack([frame, frame]), search_scale=4.0)[
+        clip_morphometry(np.stack([frame, frame]), pixel_size_um=0.125)[
             MORPHOMETRY_FEATURES.index("length")
         ],
         whole["length"],
@@ -314,6 +318,7 @@ def test_a_head_four_times_larger_is_found_whole_with_the_search_scaled_to_it() 
     )
 
 
-def test_a_search_scale_that_is_no_positive_number_is_refused() -> None:
-    with pytest.raises(ValueError, match="search_scale must be a positive number"):
-        frame_morphometry(ellipse_frame(semi_major=4.6, semi_minor=3.0), search_scale=0.0)
+@pytest.mark.parametrize("bad", [0.0, -0.5, float("nan")])
+def test_a_pixel_size_that_is_no_positive_number_is_refused(bad: float) -> None:
+    with pytest.raises(ValueError, match="pixel_size_um must be a positive number"):
+        frame_morphometry(ellipse_frame(semi_major=4.6, semi_minor=3.0), pixel_size_um=bad)
