@@ -215,3 +215,33 @@ def test_a_curator_sees_why_a_clip_is_open_and_the_votes_the_open_clips_still_ne
 
     expert = client_for(experts[0])
     assert expert.get(f"/clips/{retired.external_id}/").status_code == 403
+
+
+def test_a_curator_chooses_and_clears_the_production_run_on_its_page(
+    rule, make_clips, make_experts, add_votes, make_user
+) -> None:
+    experts = make_experts(8)
+    history = _history(make_clips, make_experts, add_votes, experts)
+    curator_user = make_user("curator")
+    run = _run_with_predictions(curator_user, history, [_own_distribution(c) for c in history])
+    curator = client_for(curator_user)
+    page = curator.get(f"/training/{run.pk}/").content.decode()
+    assert 'id="btn-production-choose"' in page
+
+    assert (
+        client_for(experts[0])
+        .post(f"/training/{run.pk}/production/", {"action": "choose"})
+        .status_code
+        == 403
+    )
+    assert retirement_policy().run_id is None
+
+    answer = curator.post(f"/training/{run.pk}/production/", {"action": "choose"}, follow=True)
+    assert f"run {run.pk} steers retirement with m = " in answer.content.decode()
+    assert retirement_policy().run_id == run.pk
+    page = curator.get(f"/training/{run.pk}/").content.decode()
+    assert "Production run of retirement" in page and 'id="btn-production-clear"' in page
+
+    curator.post(f"/training/{run.pk}/production/", {"action": "clear"})
+    assert retirement_policy().run_id is None and not RetirementPrior.objects.exists()
+    assert AuditEvent.objects.filter(action="retirement_run_choose").count() == 2
