@@ -409,6 +409,51 @@ class RaterModelRefit(models.Model):
         return f"refit queued at {self.queued_at}" if self.queued_at else "no refit queued"
 
 
+class RetirementPrior(models.Model):
+    """The production run's predicted grade distribution of a clip, used by the retirement rule
+    as pseudo-votes (`annotation.aggregation.retirement`). Written only when a curator chooses
+    the production run (`modeling.retirement_prior.retirement_run_choose`), from predictions of
+    a model that did not train on the clip. Never shown to experts: it decides only when to
+    stop asking about a clip, never what an expert sees."""
+
+    clip = models.OneToOneField(
+        Clip, primary_key=True, on_delete=models.CASCADE, related_name="retirement_prior"
+    )
+    run_id = models.PositiveIntegerField()  # a plain id: annotation imports nothing of modeling
+    p_a = models.FloatField()
+    p_b = models.FloatField()
+    p_c = models.FloatField()
+    p_d = models.FloatField()
+    p_e = models.FloatField()
+
+    def __str__(self) -> str:
+        return f"prior of clip {self.clip_id} from run {self.run_id}"
+
+    @property
+    def p(self) -> list[float]:
+        return [self.p_a, self.p_b, self.p_c, self.p_d, self.p_e]
+
+
+class RetirementPolicy(models.Model):
+    """The retirement rule in force: one row (id 1). The production run and its fitted prior
+    weight m, and the rule's settings as last applied, so a change of either is audited once
+    (`annotation.aggregation.retirement_service`)."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    run_id = models.PositiveIntegerField(null=True, blank=True)  # None: no model prior
+    run_name = models.CharField(max_length=120, blank=True)
+    prior_weight = models.FloatField(default=0.0)  # m, pseudo-votes of the prediction
+    prior_fit = models.JSONField(default=dict, blank=True)  # PriorWeightFit.to_dict() of m
+    rule = models.JSONField(default=dict, blank=True)  # RetirementRule.to_dict() last applied
+    changed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=Q(id=1), name="retirement_policy_one_row")]
+
+    def __str__(self) -> str:
+        return f"retirement: run {self.run_id or '-'}, m={self.prior_weight:g}"
+
+
 class AppendOnlyError(Exception):
     """An audit row was about to be changed or deleted: the log is append-only."""
 

@@ -264,6 +264,15 @@ GRADING_SESSION_IDLE_HOURS = env_float("MERSV_GRADING_SESSION_IDLE_HOURS", 2.0)
 # is at most the tolerance, or once it has MAX_VOTES votes. Defaults from benchmarks/retirement.py.
 RETIRE_TOLERANCE = env_float("MERSV_RETIRE_TOLERANCE", 0.0175)
 RETIRE_MIN_VOTES = env_int("MERSV_MIN_VOTES", 10)
+# The mode guard: a clip whose posterior allows another grade mode with more than this
+# probability keeps collecting (1.0 = off). Rater-aware votes: each vote severity-corrected and
+# weighted by its expert's fitted noise (the rater model's latest snapshot). The production
+# run's m is fitted on clips with at least MERSV_RETIRE_FULL_PANEL_VOTES votes.
+RETIRE_MODE_GUARD = env_float("MERSV_RETIRE_MODE_GUARD", 1.0)
+# The share of the production run's fitted m (pseudo-votes of its prediction) the rule counts.
+RETIRE_PRIOR_DISCOUNT = env_float("MERSV_RETIRE_PRIOR_DISCOUNT", 0.25)
+RETIRE_RATER_AWARE = env_bool("MERSV_RETIRE_RATER_AWARE", True)
+RETIRE_FULL_PANEL_VOTES = env_int("MERSV_RETIRE_FULL_PANEL_VOTES", 30)
 # Hidden repeats (annotation/grading/repeats.py): the share of queue requests that re-offer a
 # clip the expert graded at least MERSV_REPEAT_MIN_AGE_H hours ago, for intra-rater consistency.
 REPEAT_RATE = env_float("MERSV_REPEAT_RATE", 0.05)

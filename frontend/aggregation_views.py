@@ -9,6 +9,7 @@ from django.views.decorators.http import require_GET
 
 from annotation.access.roles import CURATOR
 from annotation.aggregation import selectors
+from annotation.aggregation.retirement_selectors import retirement_overview
 from frontend.charts import bar_chart, heatmap_chart, histogram_chart, interval_chart, progress_bar
 from frontend.views import role_required
 
@@ -64,5 +65,9 @@ def _dashboard_charts(stats: selectors.PanelStatistics) -> dict[str, object]:
 @role_required(CURATOR)
 def dashboard(request: HttpRequest) -> HttpResponse:
     stats = selectors.panel_statistics(bootstrap=DASHBOARD_BOOTSTRAP)
-    context = {"stats": stats, "charts": _dashboard_charts(stats)}
+    context = {
+        "stats": stats,
+        "charts": _dashboard_charts(stats),
+        "retirement": retirement_overview(),
+    }
     return render(request, "frontend/dashboard.html", context)

@@ -22,6 +22,7 @@ from django.utils.safestring import SafeString, mark_safe
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from annotation.access.roles import CURATOR, signed_in
+from annotation.aggregation.retirement_service import retirement_policy
 from datasets.models import DatasetVersion
 from frontend.refusals import refusal_shown
 from frontend.views import role_required
@@ -147,6 +148,29 @@ def _start_from_form(
     return None
 
 
+@require_POST
+@role_required(CURATOR)
+def training_run_production(request: HttpRequest, pk: int) -> HttpResponse:
+    """Make the run the production run of retirement (action "choose"), or stop using any
+    run (action "clear"). Audited; the rule is applied again to every clip."""
+    from modeling.retirement_prior import retirement_run_choose
+
+    def choose(run: TrainingRun) -> str:
+        clear = request.POST.get("action") == "clear"
+        policy, summary = retirement_run_choose(
+            run=None if clear else run, user=signed_in(request), request=request
+        )
+        changed = f"{summary.retired} clip(s) retired, {summary.reopened} reopened"
+        if clear:
+            return f"retirement no longer uses a model prior; {changed}"
+        return (
+            f"run {run.pk} steers retirement with m = {policy.prior_weight:g} "
+            f"({run.retirement_prior_fit.get('reason', '')}); {changed}"
+        )
+
+    return _run_action(request, pk, choose)
+
+
 @require_http_methods(["GET", "POST"])
 @role_required(CURATOR)
 def training_run_list(request: HttpRequest) -> HttpResponse:
@@ -227,6 +251,7 @@ def _run_context(run: TrainingRun) -> dict[str, Any]:
         "remaining_text": duration_text(remaining) if remaining is not None else "",
         "stalled": stale_for,
         "n_predictions": run.predictions.count(),
+        "retirement_policy": retirement_policy(),
         "resumable": run.status in (JobStatus.FAILED, JobStatus.CANCELLED)
         or (run.status == JobStatus.PENDING and run.attempt > 0)
         or stalled,

@@ -55,6 +55,11 @@ urlpatterns = [
         training_views.training_run_predict_new,
         name="training-run-predict-new",
     ),
+    path(
+        "training/<int:pk>/production/",
+        training_views.training_run_production,
+        name="training-run-production",
+    ),
     path("training/grids/", training_views.experiment_grid_list, name="experiment-grid-list"),
     path(
         "training/grids/<int:pk>/",

@@ -27,6 +27,7 @@ from annotation.access.roles import (
 )
 from annotation.aggregation import clip_list as clip_listing
 from annotation.aggregation import selectors
+from annotation.aggregation.retirement_selectors import clip_retirement
 from annotation.grades import GRADES
 from annotation.grading import field_guide
 from annotation.ingest import services
@@ -203,6 +204,7 @@ def clip_detail(request: HttpRequest, clip_id: str) -> HttpResponse:
         "cannot_judge": selectors.clip_cannot_judge(clip),
         "reference": ReferenceClip.objects.filter(clip=clip).select_related("chosen_by").first(),
         "grades": GRADES,
+        "retirement": clip_retirement(clip),  # curator-only page: the rule's view of the clip
     }
     return render(request, "frontend/clip_detail.html", context)
 

@@ -108,6 +108,11 @@ class TrainingRun(models.Model):
     error = models.TextField(blank=True)
     checkpoint_dir = models.CharField(max_length=500, blank=True)
     model_version = models.CharField(max_length=64, blank=True)
+    # The weight m of the run's predictions as retirement pseudo-votes, fitted by cross-
+    # validation on clips with full panels (annotation.aggregation.retirement.prior_weight_fit)
+    # when a curator makes it the production run; None: never fitted. The fit's figures beside.
+    retirement_prior_weight = models.FloatField(null=True, blank=True)
+    retirement_prior_fit = models.JSONField(default=dict, blank=True)
     # The lease of the worker executing the run: every claim increments ``attempt``; writes
     # are conditioned on it, so a worker that lost its lease cannot overwrite a newer one.
     attempt = models.PositiveIntegerField(default=0)

@@ -83,6 +83,7 @@ from modeling.models import (
     TrainingRun,
 )
 from modeling.report import pca_2d, report_html, report_markdown
+from modeling.retirement_prior import retirement_priors_add
 
 log = logging.getLogger(__name__)
 
@@ -692,6 +693,7 @@ def predictions_for_new_clips(*, run: TrainingRun, clips: Sequence[Clip]) -> int
         unique_fields=["run", "clip"],
         update_fields=["fold", *P_FIELDS, "model_version"],
     )
+    retirement_priors_add(run=run, predictions=rows)
     return len(rows)
 
 

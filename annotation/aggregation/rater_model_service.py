@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 import numpy as np
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Max
 from django.utils import timezone
@@ -83,13 +84,21 @@ def rater_model_refit() -> RaterModelSnapshot | None:
     task's body); empties the marker when done, whatever happened. None without ratings."""
     # A fit that runs long keeps its marker fresh from its start, not from when it was queued.
     RaterModelRefit.objects.filter(pk=1, queued_at__isnull=False).update(queued_at=timezone.now())
+    refitted = False
     try:
         data_key = rater_model_data_key()  # before the ratings: the fit is at least this new
         snapshot = RaterModelSnapshot.objects.filter(data_key=data_key).first()
+        refitted = snapshot is None
         if snapshot is None:
             snapshot = rater_model_snapshot_fit(data_key=data_key, frame=ratings_frame())
     finally:
         RaterModelRefit.objects.filter(pk=1).update(queued_at=None)
+    if refitted and snapshot is not None and settings.RETIRE_RATER_AWARE:
+        # The retirement rule weighs votes with the newest fit: apply it again to every clip
+        # (after the marker is cleared: the fit is served as current meanwhile).
+        from annotation.aggregation.retirement_service import clips_retire_settled
+
+        clips_retire_settled()
     return snapshot
 
 

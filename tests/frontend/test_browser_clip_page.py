@@ -47,4 +47,9 @@ def test_a_curator_logs_in_and_sees_a_clip_play(
         "() => document.getElementById('fullfield-video').readyState >= 2 && "
         "document.getElementById('fullfield-video').videoWidth > 0"
     )
+    # The curator's retirement card: the rule's verdict on the clip and its inputs.
+    status = page.text_content("#retirement-status") or ""
+    assert status.startswith(("Retired:", "Open:")), status
+    assert page.is_visible("#retirement-table")
+    assert "Votes used" in (page.text_content("#retirement-table") or "")
     assert page_errors(page) == []

@@ -5,9 +5,11 @@ Logged in as an expert who holds an unanswered clip X, the crawl requests every 
 URLconf (walked from the resolver, so a new route is crawled without anyone listing it), each
 with every plausible URL argument and with the usual query parameters, plus X's media files.
 It does so twice: first while X has no votes and no predictions, then after other experts
-voted on X and two training runs predicted it. A response that differs between the two crawls
-(once CSRF tokens, nonces and time stamps are masked), or that newly contains one of X's vote
-shares or predicted probabilities in any common format, in its body or a header, is a leak.
+voted on X, two training runs predicted it and a curator made the first the production run
+of retirement (so X's prediction is its retirement prior, with a prior weight m set). A
+response that differs between the two crawls (once CSRF tokens, nonces and time stamps are
+masked), or that newly contains one of X's vote shares, predicted probabilities or the prior
+weight in any common format, in its body or a header, is a leak.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ pytestmark = pytest.mark.django_db
 # X's panel: 11 votes, A..E. Fewer than the votes a clip needs to retire.
 PANEL = {"A": 4, "B": 3, "C": 2, "D": 1, "E": 1}
 PREDICTIONS = ([0.0417, 0.5813, 0.2391, 0.0862, 0.0517], [0.6127, 0.2276, 0.0913, 0.0466, 0.0218])
+PRIOR_WEIGHT = 7.375  # m of the production run, as the retirement rule would count it
 EXEMPT_NAMESPACES = {"admin"}  # the Django admin is staff-only (is_staff), tested elsewhere
 QUERIES = (
     "",
@@ -56,7 +59,7 @@ MASKS = (
 )
 FIELDS_ABOUT_VOTES = (
     b"retired", b"retire", b"settled", b"votes", b"distribution", b"predict", b"panel", b"p_a",
-    b"entropy", b"consensus", b"majority",
+    b"entropy", b"consensus", b"majority", b"prior", b"posterior",
 )  # fmt: skip
 VOLATILE_HEADERS = {"date", "set-cookie", "content-length", "etag", "last-modified", "expires"}
 
@@ -109,7 +112,7 @@ def _markers() -> list[bytes]:
     total = sum(PANEL.values())
     shares = [n / total for n in PANEL.values() if n > 1]
     values = shares + [p for prediction in PREDICTIONS for p in prediction if p > 0.2]
-    found: set[str] = set()
+    found: set[str] = {repr(PRIOR_WEIGHT), f"{PRIOR_WEIGHT:g}", f"{PRIOR_WEIGHT:.2f}"}
     for p in values:
         found |= {repr(p), f"{p:.4f}", f"{p:.3f}", f"{100 * p:.1f}%", f"{100 * p:.2f}"}
     return sorted(s.encode() for s in found)
@@ -164,7 +167,10 @@ def blind_world(make_user, make_clip, settings, tmp_path):
         )
         for i in range(2)
     ]  # fmt: skip
-    return {"expert": expert, "client": client, "x": x, "answered": answered, "runs": runs}
+    return {
+        "expert": expert, "client": client, "x": x, "answered": answered, "runs": runs,
+        "curator": curator,
+    }  # fmt: skip
 
 
 def _urls(world: dict[str, Any]) -> list[str]:
@@ -216,6 +222,14 @@ def _votes_and_predictions(world: dict[str, Any], make_user) -> None:
             run=run, clip=x, fold=None, model_version=f"run{run.pk}-crawl",
             **{f"p_{g.lower()}": v for g, v in zip("abcde", p, strict=True)},
         )  # fmt: skip
+    # The first run steers retirement: X's prediction becomes its prior, with weight m (set
+    # here, as no clip has a full panel to fit it on). The rule stays below X's settling.
+    from annotation.models import RetirementPolicy, RetirementPrior
+    from modeling.retirement_prior import retirement_run_choose
+
+    retirement_run_choose(run=world["runs"][0], user=world["curator"])
+    RetirementPolicy.objects.filter(pk=1).update(prior_weight=PRIOR_WEIGHT)
+    assert RetirementPrior.objects.filter(clip=x, run_id=world["runs"][0].pk).exists()
 
 
 def test_an_expert_can_open_nothing_that_tells_the_votes_or_predictions_of_a_clip_they_hold(

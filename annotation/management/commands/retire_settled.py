@@ -1,7 +1,9 @@
 """python manage.py retire_settled [--dry-run]: apply the retirement rule to every clip.
 
 For imported ratings (which arrive without the vote-by-vote check) and after a change of
-MERSV_RETIRE_TOLERANCE, MERSV_MIN_VOTES or MERSV_MAX_VOTES.
+MERSV_RETIRE_TOLERANCE, MERSV_MIN_VOTES, MERSV_MAX_VOTES, MERSV_RETIRE_MODE_GUARD,
+MERSV_RETIRE_RATER_AWARE or MERSV_RETIRE_PRIOR_DISCOUNT (audited as a rule change). The rule is
+the live queue's (`annotation.aggregation.retirement_service.clips_rule_outcome`).
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from annotation.aggregation.retirement_service import clips_retire_settled
+from annotation.aggregation.retirement_service import clips_retire_settled, retirement_policy
 
 
 class Command(BaseCommand):
@@ -34,10 +36,20 @@ class Command(BaseCommand):
                     f"{settings.MAX_VOTES}: min_votes is taken as {min_votes}"
                 )
             )
+        policy = retirement_policy()
+        prior = (
+            f"; prior: run {policy.run_id} ({policy.run_name}), m = {policy.prior_weight:g} "
+            f"counted at {settings.RETIRE_PRIOR_DISCOUNT:g}"
+            if policy.run_id is not None
+            else "; no production run"
+        )
         self.stdout.write(
             f"rule: >= {min_votes} votes and expected EMD <= "
             f"{settings.RETIRE_TOLERANCE:g}, or {settings.MAX_VOTES} votes"
+            f"{'; rater-aware' if settings.RETIRE_RATER_AWARE else ''}{prior}"
         )
+        if summary.rule_changed:
+            self.stdout.write("the rule's settings changed since the last run: audited")
         self.stdout.write(
             self.style.SUCCESS(
                 f"{verb} {summary.retired} clip(s), "
