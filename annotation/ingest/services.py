@@ -26,6 +26,14 @@ from annotation.access.audit import audit_record
 from annotation.errors import ConflictError
 from annotation.errors import ServiceError as ServiceError  # raised here; importers keep this path
 from annotation.models import Clip, Patient, Rating, Video, VideoAttempt
+from annotation.storage import (
+    MEDIA,
+    file_sha256_stream,
+    is_local,
+    media_local_path,
+    media_publish,
+    media_unpublish,
+)
 
 if TYPE_CHECKING:
     from annotation.ingest.isolation import DecodeLimits
@@ -114,6 +122,9 @@ def video_create(
             uploaded_by=uploaded_by,
             status=Video.Status.NEEDS_TARGETS,
         )
+        if not is_local(MEDIA):
+            # Workers on other hosts verify their cached copy against it (annotation.storage).
+            video.sha256 = file_sha256_stream(fileobj)
         # A generated name: nothing the user typed decides where the file is written.
         video.file.save(f"{uuid.uuid4().hex}{suffix}", File(fileobj), save=False)
         video.save()
@@ -244,7 +255,8 @@ def video_first_frame_make(*, video_id: int) -> Video:
     out_dir = _preview_folder_new(video)
     try:
         made = first_frame_isolated(
-            Path(video.file.path),
+            # The decode sandbox reads a local file only: in place, or this host's cached copy.
+            media_local_path(video.file.name, sha256=video.sha256),
             out_dir=out_dir,
             head_length_px=head_length_px_for(
                 video.pixel_size_um, head_length_um=settings.INGEST_HEAD_LENGTH_UM
@@ -261,6 +273,7 @@ def video_first_frame_make(*, video_id: int) -> Video:
                 video_fail(video_id=video_id, error=str(exc))
         video.refresh_from_db()
         return video
+    media_publish(out_dir)  # object storage: the PNGs go to the bucket before the row names them
     media_root = Path(settings.MEDIA_ROOT)
     with transaction.atomic():
         video = Video.objects.select_for_update().get(pk=video_id)
@@ -360,7 +373,7 @@ def video_ingest(*, video_id: int) -> Video:
     try:
         # In a child process with limits: a hostile file fails its video, not the worker.
         output = process_video_isolated(
-            Path(video.file.path),
+            media_local_path(video.file.name, sha256=video.sha256),
             [(float(video.targets[i]["x"]), float(video.targets[i]["y"])) for i in todo],
             out_dir=out_dir,
             pixel_size_um=video.pixel_size_um,
@@ -376,6 +389,7 @@ def video_ingest(*, video_id: int) -> Video:
         video_fail(video_id=video_id, error=f"unexpected error while ingesting: {exc}")
         video.refresh_from_db()
         raise
+    published = media_publish(out_dir)  # object storage: the clips' files go to the bucket first
     try:
         with transaction.atomic():
             video = Video.objects.select_for_update().get(pk=video_id)
@@ -388,6 +402,7 @@ def video_ingest(*, video_id: int) -> Video:
             )
     except Exception:
         shutil.rmtree(out_dir, ignore_errors=True)
+        media_unpublish(published)
         raise
     video.refresh_from_db()
     return video
