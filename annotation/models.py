@@ -123,8 +123,8 @@ class DirectUpload(models.Model):
 
     ``open``: the parts are being sent; ``verifying``: the upload is complete and a worker
     checks its size, content signature and SHA-256; ``ready``: the video exists (``video``);
-    ``failed``: refused with ``error`` (the object is deleted). annotation/ingest/direct_upload.py
-    writes every change under the row's lock.
+    ``failed``: refused with ``error`` (the object is deleted). annotation/ingest/services.py
+    (direct_upload_*) writes every change under the row's lock.
     """
 
     class Status(models.TextChoices):

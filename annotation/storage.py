@@ -29,6 +29,7 @@ from django.core.files import File
 from django.core.files.storage import FileSystemStorage, Storage, storages
 from django.utils.encoding import filepath_to_uri
 from storages.backends.s3 import S3Storage
+from storages.utils import clean_name
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ class ObjectStorage(S3Storage):  # django-storages ships no types: S3Storage is 
 
     def key(self, name: str) -> str:
         """The bucket key of a storage name (the location prefix added)."""
-        return str(self._normalize_name(self._clean_name(name)))
+        return str(self._normalize_name(clean_name(name)))
 
     def client(self) -> Any:
         return self.connection.meta.client

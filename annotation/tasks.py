@@ -6,7 +6,7 @@ from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
 from annotation.aggregation.rater_model_service import rater_model_refit
-from annotation.ingest import direct_upload, services
+from annotation.ingest import services
 
 # Decoding alone stops at MERSV_DECODE_WALL_S (180 s by default); the rest is tracking and
 # encoding. The hard limit leaves a minute to record the failure.
@@ -49,4 +49,4 @@ def make_first_frame(video_id: int) -> None:
 @shared_task(soft_time_limit=1800, time_limit=1860)
 def verify_direct_upload(upload_id: int) -> None:
     """Check a video sent straight to the bucket, then create its Video (direct_upload.py)."""
-    direct_upload.direct_upload_verify(upload_id=upload_id)
+    services.direct_upload_verify(upload_id=upload_id)

@@ -37,7 +37,7 @@ from annotation.aggregation import selectors
 from annotation.grades import GRADES
 from annotation.grading import field_guide
 from annotation.ingest import services
-from annotation.ingest.direct_upload import direct_uploads_enabled
+from annotation.ingest.services import direct_uploads_enabled
 from annotation.models import Clip, ReferenceClip, Video
 from annotation.player import clip_player
 from annotation.storage import MEDIA, is_local, object_storage, storage_for

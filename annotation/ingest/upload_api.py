@@ -3,7 +3,7 @@
 POST /api/uploads/ opens one (201: its id, the part size and a presigned URL per part);
 GET /api/uploads/<id>/ tells its state, and while it is open which parts the bucket holds,
 with fresh URLs for the others (to resume); POST /api/uploads/<id>/complete/ with the parts'
-ETags joins them and queues the verification (202). See annotation/ingest/direct_upload.py.
+ETags joins them and queues the verification (202). See annotation/ingest/services.py.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from rest_framework.views import APIView
 
 from annotation.access.permissions import IsCurator
 from annotation.access.roles import signed_in
-from annotation.ingest import direct_upload
+from annotation.ingest import services as direct_upload
 from annotation.models import DirectUpload
 
 

@@ -19,7 +19,10 @@ PART = 5 * 1024 * 1024  # the tests' MERSV_DIRECT_UPLOAD_PART_MB (S3's smallest 
 
 def _put(url: str, data: bytes) -> str:
     """PUT one part to its presigned URL, as the page's script does; the part's ETag."""
-    request = urllib.request.Request(url, data=data, method="PUT")  # noqa: S310 (loopback)
+    # A raw body: urllib's default form type would make the server parse the part as a form.
+    request = urllib.request.Request(  # noqa: S310 (loopback)
+        url, data=data, method="PUT", headers={"Content-Type": "application/octet-stream"}
+    )
     with urllib.request.urlopen(request, timeout=60) as answer:  # noqa: S310
         return answer.headers["ETag"]
 

@@ -154,7 +154,7 @@ def test_a_version_is_built_exported_and_trained_through_the_bucket_and_resumes_
     # checkpoint, the run resumes here (another host, an empty runs folder) from the bucket.
     run = modeling_services.training_run_start(
         version=version,
-        config={**TINY_CONFIG, "epochs": 400, "early_stopping_patience": 0},
+        config={**TINY_CONFIG, "epochs": 400, "early_stopping_patience": None},
         created_by=curator,
     )
     folder = Path(run.checkpoint_dir).name
