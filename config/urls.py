@@ -27,7 +27,7 @@ api_patterns = [
     path(
         "videos/<int:pk>/ingest/", annotation_api.VideoIngestApi.as_view(), name="api-video-ingest"
     ),
-    # Uploads straight to the bucket (object storage): annotation/ingest/direct_upload.py
+    # Uploads straight to the bucket (object storage): direct_upload_* in the ingest services
     path("uploads/", upload_api.DirectUploadStartApi.as_view(), name="api-uploads"),
     path("uploads/<uuid:token>/", upload_api.DirectUploadDetailApi.as_view(), name="api-upload"),
     path(
