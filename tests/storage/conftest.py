@@ -94,6 +94,7 @@ def object_storage(s3_server: S3Server, settings, tmp_path: Path) -> S3Server:
     """This process uses the bucket for media, exports and runs (the web host's view)."""
     env = s3_server.env()
     settings.STORAGE_URL = env["MERSV_STORAGE_URL"]
+    settings.S3_ENDPOINT_URL = s3_server.endpoint
     settings.STORAGES = storages_setting(
         env["MERSV_STORAGE_URL"],
         endpoint_url=s3_server.endpoint,
