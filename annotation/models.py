@@ -142,6 +142,8 @@ class DirectUpload(models.Model):
     size_bytes = models.BigIntegerField()
     part_bytes = models.BigIntegerField()
     sha256 = models.CharField(max_length=64, blank=True)  # declared by the client (optional)
+    # The parts as the client listed them ([{"part_number", "etag"}]); the worker joins them.
+    parts = models.JSONField(default=list, blank=True, editable=False)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
     error = models.TextField(blank=True)
     video = models.OneToOneField(

@@ -6,6 +6,7 @@ with `transaction.on_commit`, so a worker never sees a row that was rolled back.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import math
@@ -540,8 +541,8 @@ def video_fail(*, video_id: int, error: str) -> None:
 #
 # The web process only signs: ``direct_upload_start`` opens a multipart upload and returns one
 # presigned ``upload_part`` URL per part, the browser PUTs the parts to the bucket (no byte
-# passes through a web worker), ``direct_upload_complete`` asks the bucket to join them, and a
-# worker (``direct_upload_verify``) reads the object once: its size must be the declared one
+# passes through a web worker), ``direct_upload_complete`` records the parts' ETags, and a
+# worker (``direct_upload_verify``) has the bucket join them and reads the object once: its size must be the declared one
 # and within MERSV_DIRECT_UPLOAD_MAX_MB, its first bytes an MP4 or AVI signature, and its
 # SHA-256 the declared one (when the client gave it). Only then is the Video created, with the
 # object as its file and the SHA-256 every worker checks its cached copy against; a refused
@@ -676,8 +677,9 @@ def direct_upload_parts(*, upload: DirectUpload) -> tuple[list[dict[str, Any]], 
 def direct_upload_complete(
     *, upload_id: int, parts: list[dict[str, Any]], by: User | None
 ) -> DirectUpload:
-    """Join the parts (``[{"part_number": n, "etag": "..."}]``, every part once) and queue the
-    verification. Takes the upload's row lock: a second completion is refused (409)."""
+    """Record the parts (``[{"part_number": n, "etag": "..."}]``, every part once) and queue
+    the worker that joins and verifies them. Takes the upload's row lock: a second completion
+    is refused (409)."""
     with transaction.atomic():
         upload = DirectUpload.objects.select_for_update().get(pk=upload_id)
         if upload.created_by_id != (by.pk if by else None):
@@ -691,23 +693,14 @@ def direct_upload_complete(
                 f"the upload has {len(expected)} parts (1..{len(expected)}); "
                 f"{len(numbers)} were listed, each must be listed once with its ETag"
             )
-        client, bucket = _client_and_bucket()
-        try:
-            client.complete_multipart_upload(
-                Bucket=bucket,
-                Key=_key(upload),
-                UploadId=upload.upload_id,
-                MultipartUpload={
-                    "Parts": [
-                        {"PartNumber": int(p["part_number"]), "ETag": str(p["etag"])}
-                        for p in sorted(parts, key=lambda p: int(p["part_number"]))
-                    ]
-                },
-            )
-        except client.exceptions.ClientError as exc:
-            raise ServiceError(f"the bucket refused to join the parts: {exc}") from exc
+        # The bucket joins the parts in the worker: for a large file that takes a while, and
+        # no web thread waits for it.
+        upload.parts = [
+            {"part_number": int(p["part_number"]), "etag": str(p["etag"])}
+            for p in sorted(parts, key=lambda p: int(p["part_number"]))
+        ]
         upload.status = DirectUpload.Status.VERIFYING
-        upload.save(update_fields=["status"])
+        upload.save(update_fields=["status", "parts"])
         from annotation.tasks import verify_direct_upload
 
         transaction.on_commit(lambda: verify_direct_upload.delay(upload.pk))
@@ -734,6 +727,23 @@ def direct_upload_verify(*, upload_id: int) -> DirectUpload:
     if upload.status != DirectUpload.Status.VERIFYING:
         return upload
     client, bucket = _client_and_bucket()
+    try:
+        client.complete_multipart_upload(
+            Bucket=bucket,
+            Key=_key(upload),
+            UploadId=upload.upload_id,
+            MultipartUpload={
+                "Parts": [{"PartNumber": p["part_number"], "ETag": p["etag"]} for p in upload.parts]
+            },
+        )
+    except client.exceptions.ClientError as exc:
+        # A redelivered task finds the parts joined already; anything else is the client's.
+        if exc.response.get("Error", {}).get("Code") != "NoSuchUpload":
+            with contextlib.suppress(client.exceptions.ClientError):
+                client.abort_multipart_upload(
+                    Bucket=bucket, Key=_key(upload), UploadId=upload.upload_id
+                )
+            return _refuse(upload_id, f"the bucket refused to join the parts: {exc}")
     head = client.head_object(Bucket=bucket, Key=_key(upload))
     size = int(head["ContentLength"])
     limit = settings.DIRECT_UPLOAD_MAX_MB * 1024 * 1024
