@@ -542,12 +542,13 @@ def video_fail(*, video_id: int, error: str) -> None:
 # The web process only signs: ``direct_upload_start`` opens a multipart upload and returns one
 # presigned ``upload_part`` URL per part, the browser PUTs the parts to the bucket (no byte
 # passes through a web worker), ``direct_upload_complete`` records the parts' ETags, and a
-# worker (``direct_upload_verify``) has the bucket join them and reads the object once: its size must be the declared one
-# and within MERSV_DIRECT_UPLOAD_MAX_MB, its first bytes an MP4 or AVI signature, and its
-# SHA-256 the declared one (when the client gave it). Only then is the Video created, with the
-# object as its file and the SHA-256 every worker checks its cached copy against; a refused
-# upload is deleted from the bucket. An interrupted upload resumes: ``direct_upload_parts``
-# lists the parts the bucket holds and signs fresh URLs for the others.
+# worker (``direct_upload_verify``) has the bucket join them and reads the object once: its
+# size must be the declared one and within MERSV_DIRECT_UPLOAD_MAX_MB, its first bytes an
+# MP4 or AVI signature, and its SHA-256 the declared one (when the client gave it). Only then
+# is the Video created, with the object as its file and the SHA-256 every worker checks its
+# cached copy against; a refused upload is deleted from the bucket. An interrupted upload
+# resumes: ``direct_upload_parts`` lists the parts the bucket holds and signs fresh URLs for
+# the others.
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 # S3 allows at most 10,000 parts per upload.
