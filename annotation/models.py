@@ -125,6 +125,47 @@ class VideoAttempt(models.Model):
         return f"video {self.video_id} attempt {self.number} ({self.status})"
 
 
+class DirectUpload(models.Model):
+    """A video sent by the browser straight to the bucket (presigned multipart upload).
+
+    ``open``: the parts are being sent; ``verifying``: the upload is complete and a worker
+    checks its size, content signature and SHA-256; ``ready``: the video exists (``video``);
+    ``failed``: refused with ``error`` (the object is deleted). annotation/ingest/services.py
+    (direct_upload_*) writes every change under the row's lock.
+    """
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Uploading"
+        VERIFYING = "verifying", "Verifying"
+        READY = "ready", "Ready"
+        FAILED = "failed", "Failed"
+
+    token = models.UUIDField(unique=True, editable=False)
+    key = models.CharField(max_length=255, editable=False)  # the media storage's name
+    upload_id = models.CharField(max_length=1024, editable=False)
+    original_name = models.CharField(max_length=255)
+    patient_code = models.CharField(max_length=64)
+    pixel_size_um = models.FloatField()
+    size_bytes = models.BigIntegerField()
+    part_bytes = models.BigIntegerField()
+    sha256 = models.CharField(max_length=64, blank=True)  # declared by the client (optional)
+    # The parts as the client listed them ([{"part_number", "etag"}]); the worker joins them.
+    parts = models.JSONField(default=list, blank=True, editable=False)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
+    error = models.TextField(blank=True)
+    video = models.OneToOneField(
+        Video, null=True, blank=True, on_delete=models.PROTECT, related_name="direct_upload"
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"upload {self.token} ({self.status})"
+
+
 class Clip(models.Model):
     """One tracked target: a crop clip of n_frames frames, its track and kinematics."""
 

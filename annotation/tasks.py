@@ -43,3 +43,11 @@ FIRST_FRAME_SOFT_LIMIT_S = 300
 def make_first_frame(video_id: int) -> None:
     """The first-frame preview and candidate heads of an uploaded video."""
     services.video_first_frame_make(video_id=video_id)
+
+
+# One read of the uploaded object (up to MERSV_DIRECT_UPLOAD_MAX_MB) and its SHA-256.
+@shared_task(soft_time_limit=1800, time_limit=1860)
+def verify_direct_upload(upload_id: int) -> None:
+    """Check a video sent straight to the bucket, then create its Video (the services'
+    direct_upload_verify)."""
+    services.direct_upload_verify(upload_id=upload_id)

@@ -145,6 +145,11 @@ DATABASES = {
         conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0),
     )
 }
+# Behind PgBouncer in transaction mode (docker/compose.hosts.yml) a cursor may not outlive its
+# transaction: Django then reads .iterator() querysets without server-side cursors.
+DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = env_bool(
+    "DATABASE_DISABLE_SERVER_SIDE_CURSORS", False
+)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The web process and the worker write to one file: WAL lets readers run beside a writer,
     # IMMEDIATE takes the write lock at BEGIN so two writers queue instead of deadlocking.
@@ -218,6 +223,99 @@ WHITENOISE_USE_FINDERS = True
 MEDIA_URL = "/media/"
 MEDIA_ROOT = Path(env_str("MERSV_MEDIA_ROOT", str(VAR_DIR / "media")))
 EXPORT_ROOT = Path(env_str("MERSV_EXPORT_ROOT", str(VAR_DIR / "exports")))
+
+# ---- Object storage (annotation/storage.py) -------------------------------------------------
+# Unset: media, exports and training checkpoints live in the folders above (the embedded
+# default). MERSV_STORAGE_URL=s3://bucket/prefix puts them in an S3-compatible bucket
+# (django-storages with boto3) under prefix/media/, prefix/exports/ and prefix/runs/; the
+# endpoint variables name a MinIO or other S3 API. Workers then need no shared folder: each
+# keeps a bounded local cache (MERSV_CACHE_MB) of what it materialised, keyed by content hash.
+STORAGE_URL = env_str("MERSV_STORAGE_URL", "")
+S3_ENDPOINT_URL = env_str("MERSV_S3_ENDPOINT_URL", "")
+S3_REGION = env_str("MERSV_S3_REGION", "us-east-1")
+S3_ACCESS_KEY_ID = env_str("MERSV_S3_ACCESS_KEY_ID", "")
+S3_SECRET_ACCESS_KEY = env_str("MERSV_S3_SECRET_ACCESS_KEY", "")
+# Presigned URLs (media redirects, export downloads, upload parts) expire after this long.
+S3_URL_EXPIRE_S = env_int("MERSV_S3_URL_EXPIRE_S", 3600)
+# The local cache of a web process or worker with object storage: at most this many MB, the
+# least recently used entries removed first (the entry being used is never removed).
+CACHE_ROOT = Path(env_str("MERSV_CACHE_ROOT", str(VAR_DIR / "cache")))
+CACHE_MB = env_int("MERSV_CACHE_MB", 20 * 1024)
+# Frozen exports materialised on this host (training workers): at most this many MB.
+EXPORT_CACHE_MB = env_int("MERSV_EXPORT_CACHE_MB", 20 * 1024)
+# An export download with object storage: "redirect" (a presigned URL to the verified
+# archive) or "proxy" (streamed through the web process from a verified local copy, for a
+# bucket the browsers cannot reach).
+EXPORT_DOWNLOAD = env_str("MERSV_EXPORT_DOWNLOAD", "redirect")
+if EXPORT_DOWNLOAD not in ("redirect", "proxy"):
+    raise ImproperlyConfigured(f"MERSV_EXPORT_DOWNLOAD={EXPORT_DOWNLOAD!r}: use redirect or proxy")
+# Uploads straight to the bucket (presigned multipart): the largest file accepted and the
+# size of each part the browser sends (S3 wants parts of 5 MB or more, except the last).
+DIRECT_UPLOAD_MAX_MB = env_int("MERSV_DIRECT_UPLOAD_MAX_MB", 4096)
+DIRECT_UPLOAD_PART_MB = env_int("MERSV_DIRECT_UPLOAD_PART_MB", 16)
+if DIRECT_UPLOAD_PART_MB < 5:
+    raise ImproperlyConfigured("MERSV_DIRECT_UPLOAD_PART_MB must be at least 5 (S3's minimum part)")
+
+
+def storages_setting(
+    storage_url: str,
+    *,
+    endpoint_url: str = "",
+    region: str = "us-east-1",
+    access_key: str = "",
+    secret_key: str = "",
+    url_expire_s: int = 3600,
+    media_url: str = "/media/",
+) -> dict[str, dict[str, object]]:
+    """STORAGES for a MERSV_STORAGE_URL ("" = the local folders); tests call it too."""
+    local = "django.core.files.storage.FileSystemStorage"
+    static: dict[str, object] = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}
+    if not storage_url:
+        # Media keep following MEDIA_ROOT (tests move it per test); exports and runs are read
+        # through EXPORT_ROOT and TRAINING_RUNS_ROOT directly in this mode.
+        return {
+            "default": {"BACKEND": local},
+            "exports": {"BACKEND": local, "OPTIONS": {"location": str(EXPORT_ROOT)}},
+            "runs": {"BACKEND": local, "OPTIONS": {"location": str(TRAINING_RUNS_ROOT)}},
+            "staticfiles": static,
+        }
+    scheme, _, rest = storage_url.partition("://")
+    bucket, _, prefix = rest.partition("/")
+    if scheme != "s3" or not bucket:
+        raise ImproperlyConfigured(
+            f"MERSV_STORAGE_URL={storage_url!r} is not s3://bucket/prefix (e.g. s3://mersv/lab1)"
+        )
+    prefix = prefix.strip("/")
+
+    def s3(part: str, app_urls: bool) -> dict[str, object]:
+        return {
+            "BACKEND": "annotation.storage.ObjectStorage",
+            "OPTIONS": {
+                "bucket_name": bucket,
+                "location": f"{prefix}/{part}" if prefix else part,
+                "endpoint_url": endpoint_url or None,
+                "region_name": region,
+                "access_key": access_key or None,
+                "secret_key": secret_key or None,
+                "signature_version": "s3v4",
+                "addressing_style": "path",
+                "querystring_expire": url_expire_s,
+                "file_overwrite": True,  # names are generated and unique; no probe per write
+                "default_acl": None,
+                # Media URLs on pages go to the /media/ view, which checks the role first.
+                "app_url_base": media_url if app_urls else "",
+            },
+        }
+
+    return {
+        "default": s3("media", app_urls=True),
+        "exports": s3("exports", app_urls=False),
+        "runs": s3("runs", app_urls=False),
+        "staticfiles": static,
+    }
+
+
+# ---- end of object storage -----------------------------------------------------------------
 
 # Uploads: bodies above this size are refused before they are read whole.
 MAX_UPLOAD_MB = env_int("MERSV_MAX_UPLOAD_MB", 500)
@@ -358,6 +456,15 @@ SPECTACULAR_SETTINGS = {
 # MERSV_RUNS_ROOT/<run id>-<random>/; experiment-grid reports under
 # MERSV_RUNS_ROOT/grids/<grid id>/.
 TRAINING_RUNS_ROOT = Path(env_str("MERSV_RUNS_ROOT", str(VAR_DIR / "runs")))
+STORAGES = storages_setting(
+    STORAGE_URL,
+    endpoint_url=S3_ENDPOINT_URL,
+    region=S3_REGION,
+    access_key=S3_ACCESS_KEY_ID,
+    secret_key=S3_SECRET_ACCESS_KEY,
+    url_expire_s=S3_URL_EXPIRE_S,
+    media_url=MEDIA_URL,
+)
 # Pretrained backbone weights (the training option `pretrained` names an entry of this folder;
 # curators give a name, never a path). The web process and the training workers read it.
 WEIGHTS_DIR = Path(env_str("MERSV_WEIGHTS_DIR", str(VAR_DIR / "weights")))

@@ -9,6 +9,7 @@ from annotation.aggregation import api as aggregation_api
 from annotation.grading import api as grading_api
 from annotation.grading import field_guide_api
 from annotation.ingest import api as annotation_api
+from annotation.ingest import upload_api
 from datasets import api as datasets_api
 from modeling import api as modeling_api
 from modeling import practice_api, triage_api
@@ -25,6 +26,14 @@ api_patterns = [
     path("videos/<int:pk>/", annotation_api.VideoDetailApi.as_view(), name="api-video"),
     path(
         "videos/<int:pk>/ingest/", annotation_api.VideoIngestApi.as_view(), name="api-video-ingest"
+    ),
+    # Uploads straight to the bucket (object storage): direct_upload_* in the ingest services
+    path("uploads/", upload_api.DirectUploadStartApi.as_view(), name="api-uploads"),
+    path("uploads/<uuid:token>/", upload_api.DirectUploadDetailApi.as_view(), name="api-upload"),
+    path(
+        "uploads/<uuid:token>/complete/",
+        upload_api.DirectUploadCompleteApi.as_view(),
+        name="api-upload-complete",
     ),
     path("clips/", annotation_api.ClipListApi.as_view(), name="api-clips"),
     path("clips/<str:clip_id>/", annotation_api.ClipDetailApi.as_view(), name="api-clip"),

@@ -3,7 +3,7 @@ no endpoint changes or deletes a built version."""
 
 from __future__ import annotations
 
-from django.http import StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
@@ -129,7 +129,7 @@ class DatasetVersionDownloadApi(APIView):
     permission_classes = [IsCurator]
 
     @extend_schema(responses={(200, "application/x-tar"): OpenApiTypes.BINARY})
-    def get(self, request: Request, name: str) -> StreamingHttpResponse:
+    def get(self, request: Request, name: str) -> HttpResponseBase:
         version = get_object_or_404(DatasetVersion, name=name, frozen=True)
         response = services.export_download_response(version, user=request.user, request=request)
         audit_record(action="export_download", user=request.user, obj=version, request=request)

@@ -483,6 +483,14 @@ def _read_manifest(export_dir: Path) -> tuple[dict[str, str], list[str]]:
     return entries, problems
 
 
+def manifest_entries(export_dir: Path) -> dict[str, str]:
+    """The manifest's path -> SHA-256; ValueError naming the first problem of a bad one."""
+    entries, problems = _read_manifest(Path(export_dir))
+    if problems:
+        raise ValueError(f"{export_dir} is not a readable export: {problems[0]}.")
+    return entries
+
+
 def _file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:

@@ -45,6 +45,14 @@ from annotation.exchange import (
 )
 from annotation.grades import GRADES
 from annotation.models import Clip, Rating, RatingChange, Video
+from annotation.storage import (
+    MEDIA,
+    is_local,
+    media_publish,
+    media_unpublish,
+    storage_for,
+    upload_to_storage,
+)
 
 if TYPE_CHECKING:
     from annotation.ingest.pipeline import IngestConfig, VideoOutput
@@ -427,6 +435,7 @@ def _write(
 
     media_root = Path(settings.MEDIA_ROOT)
     moved: list[Path] = []
+    published: list[str] = []  # object storage: the names written to the bucket
     try:
         with transaction.atomic():
             User = get_user_model()
@@ -448,9 +457,14 @@ def _write(
                     targets=[{"x": r.x, "y": r.y, "external_id": r.clip_id} for r in rows],
                 )
                 stored = f"videos/{uuid.uuid4().hex}{source.suffix.lower() or '.mp4'}"
-                (media_root / "videos").mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(source, media_root / stored)
-                moved.append(media_root / stored)
+                if is_local(MEDIA):
+                    (media_root / "videos").mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(source, media_root / stored)
+                    moved.append(media_root / stored)
+                else:
+                    with source.open("rb") as handle:
+                        upload_to_storage(storage_for(MEDIA), stored, handle)
+                    published.append(stored)
                 video.file.name = stored
                 video.save()
                 final_dir = services.clip_folder_new(video)
@@ -459,6 +473,7 @@ def _write(
                 services.clips_create_from_output(
                     video=video, output=_rebase(output, out_dir, final_dir), config=config
                 )
+                published += media_publish(final_dir)  # object storage: to the bucket
             clips = dict(
                 Clip.objects.filter(
                     external_id__in={r.clip_id for r in plan.new_ratings}
@@ -484,6 +499,7 @@ def _write(
                 shutil.rmtree(path, ignore_errors=True)
             else:
                 path.unlink(missing_ok=True)
+        media_unpublish(published)
         raise
     return ImportResult(
         clips_created=sum(len(plan.new_videos[v]) for v in outputs),

@@ -89,6 +89,10 @@ class DatasetVersion(models.Model):
     progress_message = models.CharField(max_length=200, blank=True)
     error = models.TextField(blank=True)
     content_hash = models.CharField(max_length=64, blank=True)
+    # Object storage only (datasets/export_objects.py): the stored download archive's SHA-256
+    # and size, frozen with the version; a download checks the object against them.
+    archive_sha256 = models.CharField(max_length=64, blank=True, editable=False)
+    archive_bytes = models.BigIntegerField(default=0, editable=False)
     n_clips = models.PositiveIntegerField(default=0)
     n_ratings = models.PositiveIntegerField(default=0)
     n_patients = models.PositiveIntegerField(default=0)

@@ -43,7 +43,17 @@ def version_fold_balance(version: DatasetVersion) -> list[dict[str, Any]]:
 
 
 def version_readme(version: DatasetVersion) -> str:
+    from annotation.storage import EXPORTS, is_local, storage_for
     from datasets.services import export_dir_for
 
+    if not version.frozen:
+        return ""
+    if not is_local(EXPORTS):  # the object of the frozen export (its hash is in the manifest)
+        storage = storage_for(EXPORTS)
+        name = f"{version.name}/README.md"
+        if not storage.exists(name):
+            return ""
+        with storage.open(name, "rb") as f:
+            return f.read().decode("utf-8")
     path = export_dir_for(version) / "README.md"
-    return path.read_text() if version.frozen and path.is_file() else ""
+    return path.read_text() if path.is_file() else ""

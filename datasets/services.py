@@ -23,7 +23,8 @@ from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, User
 from django.db import IntegrityError, transaction
 from django.db.models import ProtectedError
-from django.http import HttpRequest, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponseRedirect, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.utils import timezone
 
 from annotation.access.audit import audit_record
@@ -39,8 +40,23 @@ from annotation.exchange import RATING_NAMES
 from annotation.grades import GRADES, PROB_COLUMNS
 from annotation.ingest.kinematics import KINEMATICS_KEYS
 from annotation.models import Clip
+from annotation.storage import (
+    EXPORTS,
+    is_local,
+    media_local_path,
+    storage_for,
+    storage_tree_delete,
+)
 from datasets.datasheet import render_datasheet
 from datasets.export import ExportResult, stream_tar, tar_size, verify_export, write_export
+from datasets.export_objects import (
+    ExportObjectsError,
+    archive_download_url,
+    archive_problems,
+    export_cache_root,
+    export_materialise,
+    export_publish,
+)
 from datasets.models import (
     DatasetClip,
     DatasetInnerSplit,
@@ -73,7 +89,22 @@ class DatasetError(ServiceError):
 
 
 def export_dir_for(version: DatasetVersion) -> Path:
-    return Path(settings.EXPORT_ROOT) / version.name
+    """The version's export folder on this host: under EXPORT_ROOT, or with object storage
+    the local copy a build writes and ``export_local`` materialises (CACHE_ROOT/exports)."""
+    if is_local(EXPORTS):
+        return Path(settings.EXPORT_ROOT) / version.name
+    return export_cache_root() / version.name
+
+
+def export_local(version: DatasetVersion) -> Path:
+    """A built version's export as a local folder: in place, or with object storage fetched
+    from the bucket and verified against the content hash (datasets/export_objects.py)."""
+    if is_local(EXPORTS) or not version.frozen:
+        return export_dir_for(version)
+    try:
+        return export_materialise(version.name, content_hash=version.content_hash)
+    except ExportObjectsError as exc:
+        raise DatasetError(str(exc)) from exc
 
 
 class ExportAlteredError(ConflictError):
@@ -102,6 +133,10 @@ def export_problems(version: DatasetVersion) -> list[str]:
     manifest; empty when intact (hashes reused while files are untouched: datasets.export)."""
     if not version.frozen:
         return []
+    if not is_local(EXPORTS):
+        return archive_problems(
+            version.name, sha256=version.archive_sha256, size=version.archive_bytes
+        )
     return verify_export(
         export_dir_for(version), content_hash=version.content_hash, reuse_hashes=True
     )
@@ -109,16 +144,35 @@ def export_problems(version: DatasetVersion) -> list[str]:
 
 def export_download_response(
     version: DatasetVersion, *, user: User | AnonymousUser | None, request: HttpRequest | None
-) -> StreamingHttpResponse:
+) -> HttpResponseBase:
     """A built version's export as one uncompressed tar archive, streamed (memory stays
     bounded); for the download page and the API alike, which record the download.
 
     Served only when its files match the frozen manifest and content hash, checked before the
     first byte and again while streaming; a mismatch is an `export_verify_failed` audit event
     and, before the first byte, an ExportAlteredError naming the files.
+
+    With object storage: a redirect to a presigned URL of the stored archive once its size
+    and SHA-256 match the frozen ones (MERSV_EXPORT_DOWNLOAD=redirect), or the stream above
+    from a local copy fetched and verified against the content hash (=proxy).
     """
-    folder = export_dir_for(version)
-    problems = export_problems(version)
+    root = f"mersv-{version.name}"
+    remote = not is_local(EXPORTS)
+    if remote and settings.EXPORT_DOWNLOAD == "redirect":
+        problems = export_problems(version)
+        if problems:
+            audit_record(
+                action="export_verify_failed", user=user, obj=version, request=request,
+                detail={"problems": problems[:50], "when": "before the download"},
+            )  # fmt: skip
+            raise ExportAlteredError(version, problems)
+        return HttpResponseRedirect(archive_download_url(version.name, download_name=f"{root}.tar"))
+    folder = export_local(version) if remote else export_dir_for(version)
+    problems = (
+        verify_export(folder, content_hash=version.content_hash, reuse_hashes=True)
+        if remote
+        else export_problems(version)
+    )
     if problems:
         audit_record(
             action="export_verify_failed", user=user, obj=version, request=request,
@@ -132,7 +186,6 @@ def export_download_response(
             detail={"problems": [f"altered: {relative}"], "when": "while streaming"},
         )  # fmt: skip
 
-    root = f"mersv-{version.name}"
     size = tar_size(folder, root=root)  # raises before the response starts if a file is missing
     response = StreamingHttpResponse(
         stream_tar(folder, root=root, content_hash=version.content_hash, on_changed=changed),
@@ -348,11 +401,16 @@ def dataset_version_build(*, version_id: int, progress: Progress | None = None) 
         report(0.05, f"{len(clips)} clips, {len(ratings)} votes selected")
         frozen = _freeze(version, clips, ratings)
         report(0.15, "folds assigned; writing the export")
-        result = _write_export(
-            version, frozen, out_dir=export_dir_for(version), progress=report, overwrite=True
-        )
+        folder = export_dir_for(version)
+        result = _write_export(version, frozen, out_dir=folder, progress=report, overwrite=True)
+        archive = ("", 0)
+        if not is_local(EXPORTS):
+            report(0.96, "export: writing the objects and the archive")
+            archive = export_publish(
+                folder, version_name=version.name, archive_root=f"mersv-{version.name}"
+            )
         with transaction.atomic():
-            _store(version, frozen, result)
+            _store(version, frozen, result, archive=archive)
     except (DatasetError, ValueError) as exc:
         dataset_version_fail(version_id=version_id, error=str(exc))
         raise DatasetError(str(exc)) from exc
@@ -532,9 +590,10 @@ def _write_export(
     files: dict[str, Path] = {}
     for video, item in zip(clips["video"], frozen["media"], strict=True):
         clip = item.clip
-        files[video] = Path(clip.video.file.path)
-        files[f"crops/{ids[clip.external_id]}.mp4"] = Path(clip.crop_file.path)
-        files[f"frames/{ids[clip.external_id]}.npy"] = Path(clip.frames_file.path)
+        # In place, or this host's verified cached copy with object storage.
+        files[video] = media_local_path(clip.video.file.name, sha256=clip.video.sha256)
+        files[f"crops/{ids[clip.external_id]}.mp4"] = media_local_path(clip.crop_file.name)
+        files[f"frames/{ids[clip.external_id]}.npy"] = media_local_path(clip.frames_file.name)
 
     def on_file(done: int, total: int) -> None:
         if progress and (done % 25 == 0 or done == total):
@@ -554,7 +613,13 @@ def _write_export(
     )
 
 
-def _store(version: DatasetVersion, frozen: dict[str, Any], result: ExportResult) -> None:
+def _store(
+    version: DatasetVersion,
+    frozen: dict[str, Any],
+    result: ExportResult,
+    *,
+    archive: tuple[str, int] = ("", 0),
+) -> None:
     """Write the frozen rows and mark the version ready and frozen (inside a transaction)."""
     version = DatasetVersion.objects.select_for_update().get(pk=version.pk)
     if version.frozen:
@@ -612,6 +677,8 @@ def _store(version: DatasetVersion, frozen: dict[str, Any], result: ExportResult
         progress=1.0,
         progress_message="ready",
         content_hash=result.content_hash,
+        archive_sha256=archive[0],
+        archive_bytes=archive[1],
         n_clips=summary["counts"]["clips"],
         n_ratings=summary["counts"]["ratings"],
         n_patients=summary["counts"]["patients"],
@@ -704,4 +771,6 @@ def dataset_version_delete_unbuilt(*, version: DatasetVersion) -> None:
     if version.frozen:
         raise FrozenError(f"dataset version {version.name!r} is frozen and cannot be deleted")
     shutil.rmtree(export_dir_for(version), ignore_errors=True)
+    if not is_local(EXPORTS):
+        storage_tree_delete(storage_for(EXPORTS), version.name)
     version.delete()

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from django import forms
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
@@ -106,7 +107,7 @@ def dataset_detail(request: HttpRequest, name: str) -> HttpResponse:
 
 @require_GET
 @role_required(CURATOR)
-def dataset_download(request: HttpRequest, name: str) -> HttpResponse | StreamingHttpResponse:
+def dataset_download(request: HttpRequest, name: str) -> HttpResponseBase:
     """The export, or back to the version page (which lists what differs) when its files no
     longer match the frozen manifest."""
     version = get_object_or_404(DatasetVersion, name=name, frozen=True)

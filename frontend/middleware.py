@@ -3,6 +3,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib.auth import logout
@@ -30,6 +31,26 @@ CONTENT_SECURITY_POLICY = "; ".join(
 )
 
 
+def _bucket_origin() -> str:
+    """With object storage, the bucket's origin: media redirect there and the upload page
+    sends parts there, so the policy lets images, videos and fetches reach it (no scripts)."""
+    if not settings.STORAGE_URL:
+        return ""
+    endpoint = settings.S3_ENDPOINT_URL or f"https://s3.{settings.S3_REGION}.amazonaws.com"
+    parts = urlsplit(endpoint)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def content_security_policy() -> str:
+    origin = _bucket_origin()
+    if not origin:
+        return CONTENT_SECURITY_POLICY
+    return "; ".join(
+        f"{d} {origin}" if d.split()[0] in ("img-src", "media-src", "connect-src") else d
+        for d in CONTENT_SECURITY_POLICY.split("; ")
+    )
+
+
 class SecurityHeadersMiddleware:
     """Adds CSP and the other security headers on every response. It is the outermost
     middleware, so redirects and static files answered by inner middleware get them too."""
@@ -39,7 +60,7 @@ class SecurityHeadersMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
-        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        response.headers.setdefault("Content-Security-Policy", content_security_policy())
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
         response.headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")

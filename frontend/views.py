@@ -12,7 +12,15 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import EmptyPage, Paginator
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import (
+    FileResponse,
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseRedirect,
+    JsonResponse,
+)
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -31,8 +39,10 @@ from annotation.aggregation.retirement_selectors import clip_retirement
 from annotation.grades import GRADES
 from annotation.grading import field_guide
 from annotation.ingest import services
+from annotation.ingest.services import direct_uploads_enabled
 from annotation.models import Clip, ReferenceClip, Video
 from annotation.player import clip_player
+from annotation.storage import MEDIA, is_local, object_storage, storage_for
 from frontend.charts import distribution_bars
 from frontend.forms import VideoTargetsForm, VideoUploadForm
 from frontend.refusals import refusal_shown
@@ -347,7 +357,12 @@ def video_upload(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "frontend/video_upload.html",
-        {"form": form, "default_pixel_size": settings.DEFAULT_PIXEL_SIZE_UM},
+        {
+            "form": form,
+            "default_pixel_size": settings.DEFAULT_PIXEL_SIZE_UM,
+            # Object storage: the page's script sends the file straight to the bucket.
+            "direct_upload_url": reverse("api-uploads") if direct_uploads_enabled() else "",
+        },
     )
 
 
@@ -376,6 +391,11 @@ def _media_file(path: str) -> tuple[Path, tuple[str, ...]]:
         or any(part in ("", ".", "..") for part in path.split("/"))
     ):
         raise Http404("no such file")
+    if not is_local(MEDIA):
+        # Object storage has no links or dot segments to resolve: the name is the key.
+        if not storage_for(MEDIA).exists(path):
+            raise Http404("no such file")
+        return Path(path), tuple(path.split("/"))
     root = Path(settings.MEDIA_ROOT).resolve()
     try:
         full = (root / path).resolve()
@@ -390,12 +410,20 @@ def _media_file(path: str) -> tuple[Path, tuple[str, ...]]:
 
 @require_GET
 @login_required
-def media(request: HttpRequest, path: str) -> FileResponse:
+def media(request: HttpRequest, path: str) -> HttpResponseBase:
     """Media for logged-in users. Frames and clips hold no votes, so any role may load them;
-    full-field source videos and their first-frame previews are for curators."""
+    full-field source videos and their first-frame previews are for curators.
+
+    With object storage the answer, once the role is checked, is a redirect to a presigned
+    URL of the object that expires after MERSV_S3_URL_EXPIRE_S (the bytes never pass through
+    the web process)."""
     full, parts = _media_file(path)
     if parts[0] in ("videos", "previews") and not user_has_role(request.user, CURATOR):
         raise PermissionDenied("only curators may download source videos and their previews")
+    if not is_local(MEDIA):
+        redirect_to = HttpResponseRedirect(object_storage(MEDIA).presigned_url(path))
+        redirect_to["Cache-Control"] = "private, no-store"
+        return redirect_to
     content_type = _MEDIA_TYPES.get(full.suffix.lower())
     response = FileResponse(
         full.open("rb"),

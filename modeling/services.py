@@ -55,10 +55,12 @@ from annotation.access.audit import audit_record
 from annotation.errors import ServiceError
 from annotation.grades import GRADES
 from annotation.models import Clip, Video
+from annotation.storage import EXPORTS, is_local, media_local_path, storage_for
 from datasets.models import DatasetVersion
 from datasets.selectors import version_clip_pks_by_export_id
-from datasets.services import export_dir_for
+from datasets.services import export_dir_for, export_local
 from modeling import selectors
+from modeling.checkpoints import CheckpointFolder
 from modeling.ml.data import fold_label, list_folds
 from modeling.ml.metrics import grade_mode_index
 from modeling.ml.options import options_problems, recipe_overrides, weights_name_problem
@@ -213,6 +215,14 @@ def _version_check(version: DatasetVersion) -> None:
             f"dataset version {version.name!r} is {version.get_status_display().lower()}, not "
             "ready: train on a built version (or wait for its build to finish)"
         )
+    if not is_local(EXPORTS):
+        # The training worker fetches and verifies it (datasets.services.export_local).
+        if not storage_for(EXPORTS).exists(f"{version.name}/splits.csv"):
+            raise TrainingError(
+                f"the export of {version.name!r} is missing from the exports storage: rewrite "
+                f"it with `python manage.py export_dataset {version.name} --out DIR`"
+            )
+        return
     folder = export_dir_for(version)
     if not (folder / "splits.csv").is_file():
         raise TrainingError(
@@ -593,17 +603,32 @@ def training_run_execute(
 
     try:
         config = _config_for_training(TrainConfig.from_dict(run.config))
-        export_root = export_dir_for(run.version)
+        # In place, or fetched from the exports storage and verified on this host.
+        export_root = export_local(run.version)
         folds = list_folds(export_root)
         reporter = _RunReporter(run, attempt, config, folds, should_stop, started)
+        # Object storage: the checkpoints another worker left are fetched first, and each
+        # epoch's and fold's files written back, so any worker can resume the run.
+        checkpoints = CheckpointFolder(run.checkpoint_dir)
+        checkpoints.pull()
+        hooks = reporter
+
+        def on_epoch(entry: EpochLog) -> None:
+            hooks.on_epoch(entry)
+            checkpoints.push()
+
+        def on_fold(fold_result: FoldResult) -> None:
+            hooks.on_fold(fold_result)
+            checkpoints.push()
+
         _torch_threads()
         result = cross_validate(
             config,
             export_root,
-            checkpoint_root=Path(run.checkpoint_dir),
+            checkpoint_root=checkpoints.local,
             folds=folds,
-            on_epoch=reporter.on_epoch,
-            on_fold=reporter.on_fold,
+            on_epoch=on_epoch,
+            on_fold=on_fold,
             should_stop=reporter.should_stop,
             progress=progress,
         )
@@ -666,7 +691,9 @@ def predictions_for_new_clips(*, run: TrainingRun, clips: Sequence[Clip]) -> int
         return 0
     config = TrainConfig.from_dict(run.config)
     device = config.device if config.device == "cpu" or torch.cuda.is_available() else "cpu"
-    model_paths = sorted(Path(run.checkpoint_dir).glob("fold_*/model.pt"))
+    checkpoints = CheckpointFolder(run.checkpoint_dir)
+    checkpoints.pull()  # object storage: the fold models, from the bucket
+    model_paths = sorted(checkpoints.local.glob("fold_*/model.pt"))
     if not model_paths:
         raise TrainingError(f"run {run.pk} has no saved fold models in its folder {run.run_folder}")
     models = [load_model(path, device=device)[0] for path in model_paths]
@@ -698,7 +725,7 @@ def predictions_for_new_clips(*, run: TrainingRun, clips: Sequence[Clip]) -> int
 
 
 def _clip_frames(clip: Clip, n_frames: int) -> np.ndarray:
-    frames = np.load(clip.frames_file.path)
+    frames = np.load(media_local_path(clip.frames_file.name))
     if frames.ndim != 3 or len(frames) < n_frames:
         raise TrainingError(
             f"clip {clip.external_id} has frames of shape {frames.shape}; the model needs "

@@ -397,6 +397,7 @@ def test_the_celery_task_names_are_those_of_before_the_move() -> None:
         "annotation.tasks.ingest_video",
         "annotation.tasks.make_first_frame",
         "annotation.tasks.refit_rater_model",
+        "annotation.tasks.verify_direct_upload",
         "datasets.tasks.build_dataset_version",
         "modeling.tasks.predict_new_clips",
         "modeling.tasks.run_grid_step",

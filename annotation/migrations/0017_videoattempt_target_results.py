@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('annotation', '0013_rater_model_refit'),
+        ('annotation', '0015_direct_upload'),
     ]
 
     operations = [

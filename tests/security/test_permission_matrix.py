@@ -86,6 +86,9 @@ URL_KWARGS: dict[str, Callable[[World, str], dict[str, Any]]] = {
     "clip-reference": _clip_id,
     "api-reference-clip": lambda w, obj: {"pk": 999999},
     "api-token-revoke": lambda w, obj: {"pk": 999999},
+    # Uploads straight to the bucket: another account's or no upload is a 404 for curators.
+    "api-upload": lambda w, obj: {"token": "00000000-0000-4000-8000-000000000000"},
+    "api-upload-complete": lambda w, obj: {"token": "00000000-0000-4000-8000-000000000000"},
     "api-distribution": _clip_id,
     "api-dataset": _version_name,
     "api-dataset-download": _version_name,

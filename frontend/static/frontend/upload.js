@@ -4,6 +4,8 @@
 "use strict";
 (function () {
   const form = document.getElementById("upload-form");
+  // With object storage the file goes straight to the bucket (direct_upload.js).
+  if (form.dataset.directUpload) return;
   const progress = document.getElementById("upload-progress");
   const button = form.querySelector("button[type=submit]");
 

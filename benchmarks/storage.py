@@ -1,0 +1,320 @@
+"""Local folders vs object storage (moto's S3 server on loopback), side by side in one run.
+
+Figures, each the median of --repeats runs, for both storages:
+- upload: ``video_create`` of an --upload-mb file (the web side's write), MB/s;
+- ingestion: ``video_ingest`` of each synthetic video in a fresh cache (a worker on another
+  host fetches the source, decodes it in the sandbox, writes the clips back), videos/s;
+- export: building a version of the imported synthetic set (media fetched, export written and,
+  with object storage, its objects and archive stored), seconds;
+- download: the export archive read by a client (local: the streamed, hashed response of the
+  web process; object storage: the presigned URL, straight from the bucket), MB/s;
+- web occupancy of a --direct-mb upload: seconds a web thread works for it (local: the whole
+  request body goes through it; presigned multipart: only the start and complete calls, the
+  parts go to the bucket), and that as a share of the upload's wall time.
+
+The synthetic set is made twice, with the default generator configuration and a shifted one
+(another seed, frame size and frame count), and ingestion is reported for both. moto keeps
+objects in memory, so the direct upload's size is bounded by this machine's memory (the
+default 512 MB; the figure for 2 GB is the same per byte, see the README).
+
+Run: .venv/bin/python benchmarks/storage.py [--repeats 3] [--upload-mb 64] [--direct-mb 512]
+Needs PostgreSQL on 127.0.0.1:5432 (trust auth, user postgres), like `make test`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+DB = "mersv_bench_storage"
+BUCKET = "mersv-bench"
+GENERATORS: dict[str, dict[str, Any]] = {
+    "default": {"n_clips": 6, "n_experts": 12, "seed": 3, "width": 400, "height": 300},
+    "shifted": {"n_clips": 6, "n_experts": 12, "seed": 11, "width": 640, "height": 480,
+                "n_frames": 30},
+}  # fmt: skip
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# --------------------------------------------------------------------------------------------
+# The child: one storage mode, fresh database, prints one JSON line
+
+
+def _median_time(fn: Any, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def child(args: argparse.Namespace) -> None:
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    django.setup()
+    import shutil
+    import urllib.request
+
+    from django.conf import settings
+    from django.core.management import call_command
+    from django.test import Client
+
+    from annotation.access.accounts import user_create
+    from annotation.ingest import services
+    from annotation.models import Video
+    from annotation.storage import MEDIA, is_local
+    from datasets import services as dataset_services
+    from simulator.synthetic import SyntheticConfig, generate_dataset
+
+    call_command("migrate", "--noinput", verbosity=0)
+    remote = not is_local(MEDIA)
+    work = Path(settings.VAR_DIR)
+    result: dict[str, Any] = {"mode": "object storage" if remote else "local"}
+
+    # Upload: the web side's write of one file.
+    blob = work / "upload.mp4"
+    blob.write_bytes(b"\x00\x00\x00\x18ftypisom" + os.urandom(args.upload_mb * 1024 * 1024))
+
+    def upload_once() -> None:
+        with blob.open("rb") as f:
+            services.video_create(
+                fileobj=f, original_name="u.mp4", patient_code="P-up", pixel_size_um=0.5,
+                uploaded_by=None, enqueue=False,
+            )  # fmt: skip
+
+    result["upload_mb_s"] = args.upload_mb / _median_time(upload_once, args.repeats)
+
+    # Ingestion, per generator configuration, each video in a cold cache (another host).
+    for label, knobs in GENERATORS.items():
+        data = work / f"synthetic-{label}"
+        generate_dataset(data, SyntheticConfig(**knobs))
+        import pandas as pd
+
+        rows = pd.read_csv(data / "clips.csv")
+        times = []
+        for i, row in enumerate(rows.itertuples()):
+            with (data / row.video).open("rb") as f:
+                video = services.video_create(
+                    fileobj=f, original_name=Path(row.video).name, patient_code=f"P-{label}-{i}",
+                    pixel_size_um=0.5, uploaded_by=None, enqueue=False,
+                    targets=[services.Target(x=row.x, y=row.y, external_id=f"{label}-{i}")],
+                )  # fmt: skip
+            shutil.rmtree(Path(settings.CACHE_ROOT), ignore_errors=True)
+            start = time.perf_counter()
+            services.video_claim(video_id=video.pk)
+            services.video_ingest(video_id=video.pk)
+            times.append(time.perf_counter() - start)
+            assert Video.objects.get(pk=video.pk).status == "ready"
+        result[f"ingest_videos_s_{label}"] = 1 / statistics.median(times)
+
+    # Export: import the default set (media to the storage), build a version.
+    call_command("import_dataset", str(work / "synthetic-default"), "--no-progress")
+    curator = user_create(username="bench-curator", role="curator", password="x" * 16)
+    shutil.rmtree(Path(settings.CACHE_ROOT), ignore_errors=True)
+    version = dataset_services.dataset_version_create(
+        name="bench", created_by=curator, enqueue=False
+    )
+    start = time.perf_counter()
+    dataset_services.dataset_version_build(version_id=version.pk)
+    result["export_s"] = time.perf_counter() - start
+    version.refresh_from_db()
+
+    # Download: what a client receives, end to end.
+    client = Client()
+    client.force_login(curator)
+
+    def download() -> int:
+        answer = client.get(f"/datasets/{version.name}/download/")
+        if answer.status_code == 302:
+            location = answer["Location"]
+            assert location.startswith("http://127.0.0.1:")
+            with urllib.request.urlopen(location) as body:  # noqa: S310 (loopback)
+                return len(body.read())
+        assert answer.status_code == 200, answer.status_code
+        chunks: Any = answer.streaming_content  # type: ignore[attr-defined]
+        return sum(len(chunk) for chunk in chunks)
+
+    size = download()
+    result["archive_mb"] = size / 1e6
+    result["download_mb_s"] = size / 1e6 / _median_time(download, args.repeats)
+
+    # Web occupancy of one large upload.
+    direct = work / "direct.mp4"
+    with direct.open("wb") as f:
+        f.write(b"\x00\x00\x00\x18ftypisom")
+        for _ in range(args.direct_mb):
+            f.write(os.urandom(1024 * 1024))
+    size_bytes = direct.stat().st_size
+    if not remote:
+        # The form path: a web thread reads, stores and hashes the whole body.
+        start = time.perf_counter()
+        with direct.open("rb") as f:
+            answer = client.post(
+                "/videos/upload/",
+                {"file": f, "patient_code": "P-big", "pixel_size_um": "0.5"},
+                HTTP_ACCEPT="application/json",
+            )
+        busy = time.perf_counter() - start
+        assert answer.status_code == 200, answer.content[:300]
+        result["direct_web_busy_s"] = busy
+        result["direct_wall_s"] = busy
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        import boto3  # noqa: F401 (the parts go over plain HTTP, as from a browser)
+
+        from annotation.ingest import services as direct_upload
+
+        busy = 0.0
+        wall_start = time.perf_counter()
+        start = time.perf_counter()
+        answer = client.post(
+            "/api/uploads/",
+            {"name": "big.mp4", "size": size_bytes, "patient_code": "P-big", "pixel_size_um": 0.5},
+            content_type="application/json",
+        )
+        busy += time.perf_counter() - start
+        body = answer.json()
+        part_bytes = body["part_bytes"]
+
+        def put(part: dict[str, Any]) -> dict[str, Any]:
+            with direct.open("rb") as f:
+                f.seek((part["part_number"] - 1) * part_bytes)
+                chunk = f.read(part_bytes)
+            request = urllib.request.Request(  # noqa: S310 (loopback)
+                part["url"], data=chunk, method="PUT",
+                headers={"Content-Type": "application/octet-stream"},
+            )  # fmt: skip
+            with urllib.request.urlopen(request) as reply:  # noqa: S310 (loopback)
+                return {"part_number": part["part_number"], "etag": reply.headers["ETag"]}
+
+        with ThreadPoolExecutor(3) as pool:  # as the page's script: three parts at a time
+            parts = list(pool.map(put, body["parts"]))
+        start = time.perf_counter()
+        done = client.post(
+            f"/api/uploads/{body['id']}/complete/", {"parts": parts},
+            content_type="application/json",
+        )  # fmt: skip
+        busy += time.perf_counter() - start
+        assert done.status_code == 202, done.content[:300]
+        result["direct_wall_s"] = time.perf_counter() - wall_start
+        result["direct_web_busy_s"] = busy
+        # The worker's side (not a web thread): the verification pass over the object.
+        from annotation.models import DirectUpload
+
+        upload = DirectUpload.objects.get(token=body["id"])
+        start = time.perf_counter()
+        direct_upload.direct_upload_verify(upload_id=upload.pk)
+        result["direct_verify_s"] = time.perf_counter() - start
+        upload.refresh_from_db()
+        assert upload.status == "ready", upload.error
+    result["direct_mb"] = size_bytes / 1e6
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+# --------------------------------------------------------------------------------------------
+# The parent: a moto server, two children, one table
+
+
+def _fresh_db() -> None:
+    for sql in (f"DROP DATABASE IF EXISTS {DB}", f"CREATE DATABASE {DB}"):
+        subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-q", "-c", sql], check=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--upload-mb", type=int, default=64)
+    parser.add_argument("--direct-mb", type=int, default=512)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args)
+        return
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    keys = {"aws_access_key_id": "bench", "aws_secret_access_key": "bench-secret"}
+    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", **keys).create_bucket(
+        Bucket=BUCKET
+    )
+    results = []
+    try:
+        for remote in (False, True):
+            _fresh_db()
+            with tempfile.TemporaryDirectory(prefix="bench-storage-") as var:
+                env = dict(os.environ)
+                env.update(
+                    DATABASE_URL=f"postgres://postgres@127.0.0.1:5432/{DB}",
+                    MERSV_VAR_DIR=var,
+                    DJANGO_SETTINGS_MODULE="config.settings",
+                    # The local form path must accept the large upload it is measured with.
+                    MERSV_MAX_UPLOAD_MB=str(args.direct_mb + 64),
+                )
+                env.pop("MERSV_STORAGE_URL", None)
+                if remote:
+                    env.update(
+                        MERSV_STORAGE_URL=f"s3://{BUCKET}/run{os.getpid()}",
+                        MERSV_S3_ENDPOINT_URL=endpoint,
+                        MERSV_S3_ACCESS_KEY_ID=keys["aws_access_key_id"],
+                        MERSV_S3_SECRET_ACCESS_KEY=keys["aws_secret_access_key"],
+                    )
+                done = subprocess.run(
+                    [sys.executable, __file__, "--child", "--repeats", str(args.repeats),
+                     "--upload-mb", str(args.upload_mb), "--direct-mb", str(args.direct_mb)],
+                    cwd=ROOT, env=env, capture_output=True, text=True,
+                )  # fmt: skip
+                if done.returncode != 0:
+                    print(done.stdout[-3000:], done.stderr[-5000:])
+                    raise SystemExit(f"the {'object-storage' if remote else 'local'} run failed")
+                line = next(x for x in done.stdout.splitlines() if x.startswith("RESULT "))
+                results.append(json.loads(line[len("RESULT ") :]))
+    finally:
+        server.stop()
+    local, s3 = results
+    rows = [
+        ("upload (video_create), MB/s", "upload_mb_s"),
+        ("ingestion, default generator, videos/s", "ingest_videos_s_default"),
+        ("ingestion, shifted generator, videos/s", "ingest_videos_s_shifted"),
+        ("export (build of 6 clips), s", "export_s"),
+        ("download of the archive, MB/s", "download_mb_s"),
+        (f"web thread busy for a {s3['direct_mb']:.0f} MB upload, s", "direct_web_busy_s"),
+        ("that upload's wall time, s", "direct_wall_s"),
+    ]
+    print(f"medians of {args.repeats} runs; archive {local['archive_mb']:.1f} MB")
+    print(f"{'figure':<52}{'local':>12}{'object (moto)':>16}{'object/local':>14}")
+    for label, key in rows:
+        ratio = s3[key] / local[key] if local[key] else float("nan")
+        print(f"{label:<52}{local[key]:>12.3f}{s3[key]:>16.3f}{ratio:>14.3f}")
+    share = s3["direct_web_busy_s"] / s3["direct_wall_s"]
+    print(
+        f"presigned multipart: a web thread works {s3['direct_web_busy_s']:.3f} s of the "
+        f"upload's {s3['direct_wall_s']:.1f} s ({100 * share:.2f} %); the worker's "
+        f"verification pass (size, signature, SHA-256) takes {s3['direct_verify_s']:.1f} s"
+    )
+
+
+if __name__ == "__main__":
+    main()
