@@ -42,8 +42,8 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
+from annotation.ingest.scale import DEFAULT_PIXEL_SIZE_UM
 from modeling.ml.morphometry import (
-    DEFAULT_PIXEL_SIZE_UM,
     MORPHOMETRY_FEATURES,
     NO_HEAD,
     frame_morphometry,

@@ -18,6 +18,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from annotation.ingest.scale import DEFAULT_PIXEL_SIZE_UM
 from modeling.ml.head_encoder import (
     encode_heads,
     head_morphometry,
@@ -25,7 +26,6 @@ from modeling.ml.head_encoder import (
     probe_scores,
     read_head_dir,
 )
-from modeling.ml.morphometry import DEFAULT_PIXEL_SIZE_UM
 
 METRICS = (("accuracy", "acc"), ("balanced_accuracy", "bal acc"), ("auc", "AUC"))
 
