@@ -241,6 +241,7 @@ def _run_context(run: TrainingRun) -> dict[str, Any]:
     return {
         "run": run,
         "figures": figures,
+        "curve_summaries": selectors.run_curve_summaries(curves),
         "metrics_table": metrics,
         "folds": selectors.run_fold_progress(run, curves),
         "n_epochs": sum(len(c.epochs) for c in curves),

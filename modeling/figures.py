@@ -383,7 +383,9 @@ def heatmap_svg(
     the value, the darker its cell."""
     title = f"{metric_label} per setting"
     cell_w, cell_h, left, top = 96, 34, 110, 40
-    width, height = left + cell_w * len(columns) + 10, top + cell_h * len(rows) + 10
+    scale_h = 34  # the colour scale below the grid
+    width = max(left + cell_w * len(columns) + 10, left + 5 * 40 + 120)
+    height = top + cell_h * len(rows) + 10 + scale_h
     known = [v for v in values.values() if math.isfinite(v)]
     low, high = (min(known), max(known)) if known else (0.0, 1.0)
     parts = [_text(width / 2, 16, title, anchor="middle", weight="600")]
@@ -406,4 +408,30 @@ def heatmap_svg(
                 f'fill-opacity="{0.12 + 0.6 * goodness:.3f}"/>'
             )
             parts.append(_text(x + cell_w / 2, y + cell_h / 2 + 4, f"{value:.4f}", anchor="middle"))
+    parts += _heatmap_scale(
+        low, high, higher_is_better, x=left, y=top + cell_h * len(rows) + 14, known=bool(known)
+    )
     return _svg(width, height, title, parts, css_id="grid-heatmap")
+
+
+def _heatmap_scale(
+    low: float, high: float, higher_is_better: bool, *, x: float, y: float, known: bool
+) -> list[str]:
+    """The heatmap's colour scale: five steps from the worst value to the best, labelled at
+    both ends, in a <g class="legend">."""
+    if not known:
+        return []
+    steps, step_w = 5, 40
+    parts = ['<g class="legend">', _text(x - 8, y + 11, "worse", anchor="end", size=10)]
+    for k in range(steps):
+        goodness = k / (steps - 1)
+        parts.append(
+            f'<rect x="{_f(x + k * step_w)}" y="{_f(y)}" width="{step_w}" height="14" '
+            f'fill="{TRAIN_COLOUR}" fill-opacity="{0.12 + 0.6 * goodness:.3f}"/>'
+        )
+    worst, best = (low, high) if higher_is_better else (high, low)
+    parts.append(_text(x, y + 26, f"{worst:.4f}", anchor="start", size=10))
+    parts.append(_text(x + steps * step_w, y + 26, f"{best:.4f}", anchor="end", size=10))
+    parts.append(_text(x + steps * step_w + 8, y + 11, "better", anchor="start", size=10))
+    parts.append("</g>")
+    return parts

@@ -78,6 +78,40 @@ def run_curves(run: TrainingRun) -> list[Curve]:
     return curves
 
 
+@dataclass(frozen=True)
+class CurveSummary:
+    """One fold's learning curve in numbers (the table beside the figure, for keyboards and
+    screen readers): epochs run, the epoch kept and its losses, the last epoch's losses."""
+
+    label: str
+    epochs: int
+    best_epoch: int | None
+    best_train_loss: float | None
+    best_val_loss: float | None
+    last_train_loss: float
+    last_val_loss: float
+
+
+def run_curve_summaries(curves: list[Curve]) -> list[CurveSummary]:
+    summaries = []
+    for curve in curves:
+        if not curve.epochs:
+            continue
+        kept = curve.epochs.index(curve.best_epoch) if curve.best_epoch in curve.epochs else None
+        summaries.append(
+            CurveSummary(
+                label=fold_label(curve.fold),
+                epochs=len(curve.epochs),
+                best_epoch=curve.best_epoch,
+                best_train_loss=None if kept is None else curve.train_loss[kept],
+                best_val_loss=None if kept is None else curve.val_loss[kept],
+                last_train_loss=curve.train_loss[-1],
+                last_val_loss=curve.val_loss[-1],
+            )
+        )
+    return summaries
+
+
 def run_logs(run: TrainingRun) -> dict[str, list[dict[str, Any]]]:
     """The epoch records by fold, for the API."""
     logs: dict[str, list[dict[str, Any]]] = defaultdict(list)

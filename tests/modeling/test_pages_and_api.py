@@ -79,6 +79,13 @@ def test_a_curator_sees_the_run_page_with_metrics_figures_and_downloads(
                    f"/api/training-runs/{finished_run.pk}/predictions.csv"):  # fmt: skip
         assert marker in body, marker
     assert "<script>" not in body and "style=" not in body  # CSP: static JS and CSS only
+    # The learning curves' numbers in a table beside the figure (keyboards, screen readers):
+    # fold 0 ran epochs 1 and 2 and kept epoch 2 (0.3 / 2 and 0.32 / 2).
+    table_html = body[body.index('id="run-curves-table"') :].split("</table>")[0]
+    cells = [cell.split(">", 1)[1] for cell in table_html.split("<td")[1:]]
+    cells = [cell.split("<", 1)[0] for cell in cells]
+    assert "fold 1</th>" in table_html
+    assert cells == ["2", "2", "0.1500", "0.1600", "0.1500", "0.1600"]
 
     csv = client.get(f"/api/training-runs/{finished_run.pk}/predictions.csv")
     assert csv.status_code == 200 and csv["Content-Type"].startswith("text/csv")

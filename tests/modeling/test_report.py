@@ -155,3 +155,22 @@ def test_figures_are_plain_svg_with_escaped_text_and_no_style_attributes(label: 
         assert svg.startswith("<svg") and "style=" not in svg and "<script" not in svg
         assert "<b>" not in svg
     assert "polyline" in curves and "A (n=2)" in boxes and "PC1 (60% of variance)" in pca
+
+
+def _scale_labels(svg: str) -> tuple[list[str], int]:
+    scale = svg[svg.index('<g class="legend">') :].split("</g>")[0]
+    return [t.split(">", 1)[1].split("<", 1)[0] for t in scale.split("<text")[1:]], scale.count(
+        "<rect"
+    )
+
+
+def test_the_grid_heatmap_has_a_colour_scale_from_the_worst_value_to_the_best() -> None:
+    from modeling.figures import heatmap_svg
+
+    values = {("r", "a"): 0.08, ("r", "b"): 0.05, ("s", "a"): 0.06, ("s", "b"): float("nan")}
+    grid = {"rows": [("r", "resnet"), ("s", "slowfast")], "columns": [("a", "emd"), ("b", "ce")]}
+    # Lower EMD is better: the scale runs from the highest value (worse) to the lowest.
+    emd = heatmap_svg(values, **grid, metric_label="EMD", higher_is_better=False)
+    assert _scale_labels(emd) == (["worse", "0.0800", "0.0500", "better"], 5)
+    hi = heatmap_svg(values, **grid, metric_label="HI", higher_is_better=True)
+    assert _scale_labels(hi) == (["worse", "0.0500", "0.0800", "better"], 5)
