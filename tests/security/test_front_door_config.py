@@ -96,5 +96,11 @@ def test_requests_reach_gunicorn_only_through_the_proxy_and_tls_is_documented() 
     assert "ports" not in services["web"] and services["web"]["expose"] == ["8000"]
     volumes = services["proxy"]["volumes"]
     assert "./nginx.conf.template:/etc/nginx/templates/default.conf.template:ro" in volumes
-    published = [s for s, v in services.items() if v.get("ports")]
+    # Of the services a plain `docker compose up` starts, only the proxy publishes a port; the
+    # optional MinIO (profile "minio") publishes its S3 port, where browsers send upload parts.
+    published = [s for s, v in services.items() if v.get("ports") and not v.get("profiles")]
     assert published == ["proxy"]
+    optional = {
+        s: v["profiles"] for s, v in services.items() if v.get("ports") and v.get("profiles")
+    }
+    assert optional in ({}, {"minio": ["minio"]})

@@ -73,7 +73,8 @@ def test_a_video_sent_in_presigned_parts_is_verified_and_becomes_a_video(
     assert upload.status == "ready", upload.error
     video = Video.objects.get(pk=upload.video_id)
     assert video.sha256 == hashlib.sha256(payload).hexdigest()
-    assert video.status == "needs_targets" and video.original_name == "big.mp4"
+    assert video.status == "needs_targets", video.error
+    assert video.original_name == "big.mp4"
     assert f"media/{video.file.name}" in object_storage.keys("media/videos/")
     # The worker kept the verified copy in its cache, under the content hash.
     cached = [p.name for p in (s3_worker / "cache" / "files").rglob("*") if p.is_file()]
