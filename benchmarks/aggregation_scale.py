@@ -22,12 +22,13 @@ The database is dropped at the end unless --keep is given.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import statistics
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
@@ -59,6 +60,26 @@ def database_drop(name: str) -> None:
     connections.close_all()
     with psycopg.connect(_server_url("postgres"), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+
+
+@contextlib.contextmanager
+def fresh_database(name: str, *, keep: bool = False) -> Iterator[None]:
+    """A new PostgreSQL database `name` (dropped first if there), Django set up on it and
+    migrated; dropped again at the end unless `keep`."""
+    database_recreate(name)
+    os.environ["DATABASE_URL"] = _server_url(name)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    try:
+        call_command("migrate", verbosity=0)
+        yield
+    finally:
+        if not keep:
+            database_drop(name)
 
 
 def load_paper_scale(*, seed: int) -> int:
@@ -160,16 +181,7 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the benchmark database")
     args = parser.parse_args()
 
-    database_recreate(args.database)
-    os.environ["DATABASE_URL"] = _server_url(args.database)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    try:
-        call_command("migrate", verbosity=0)
+    with fresh_database(args.database, keep=args.keep):
         started = time.perf_counter()
         n_ratings = load_paper_scale(seed=args.seed)
         print(
@@ -177,9 +189,6 @@ def main() -> None:
             f"in {time.perf_counter() - started:.1f} s (database {args.database})"
         )
         run_timings(args.runs)
-    finally:
-        if not args.keep:
-            database_drop(args.database)
 
 
 def run_timings(runs: int) -> None:

@@ -25,14 +25,13 @@ from __future__ import annotations
 
 import argparse
 import functools
-import os
 import statistics
 import time
 from collections.abc import Callable
 
 import numpy as np
 
-from benchmarks.aggregation_scale import _server_url, database_drop, database_recreate
+from benchmarks.aggregation_scale import fresh_database
 
 PAGE_SIZE = 50
 
@@ -187,16 +186,7 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the benchmark database")
     args = parser.parse_args()
 
-    database_recreate(args.database)
-    os.environ["DATABASE_URL"] = _server_url(args.database)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    try:
-        call_command("migrate", verbosity=0)
+    with fresh_database(args.database, keep=args.keep):
         started = time.perf_counter()
         n_ratings = load(n_clips=args.clips, n_experts=args.experts, seed=args.seed)
         print(
@@ -204,9 +194,6 @@ def main() -> None:
             f"in {time.perf_counter() - started:.1f} s (seed {args.seed}, database {args.database})"
         )
         run_timings(runs=args.runs, n_clips=args.clips, n_experts=args.experts)
-    finally:
-        if not args.keep:
-            database_drop(args.database)
 
 
 if __name__ == "__main__":

@@ -22,12 +22,11 @@ from __future__ import annotations
 
 import argparse
 import functools
-import os
 import statistics
 import time
 from collections.abc import Callable
 
-from benchmarks.aggregation_scale import _server_url, database_drop, database_recreate
+from benchmarks.aggregation_scale import fresh_database
 
 EPOCHS_PER_FOLD = (10, 100, 1000)
 TARGET_POLL_S = 0.2
@@ -123,20 +122,8 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the benchmark database")
     args = parser.parse_args()
 
-    database_recreate(args.database)
-    os.environ["DATABASE_URL"] = _server_url(args.database)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    try:
-        call_command("migrate", verbosity=0)
+    with fresh_database(args.database, keep=args.keep):
         ok = run_timings(n_folds=args.folds, runs=args.runs, seed=args.seed)
-    finally:
-        if not args.keep:
-            database_drop(args.database)
     raise SystemExit(0 if ok else 1)
 
 

@@ -43,42 +43,54 @@ def _test_database_url() -> str:
 @pytest.fixture(scope="session")
 def celery_worker_process(django_db_setup, django_db_blocker) -> Iterator[subprocess.Popen]:
     """A real, separate `celery worker` process on the test database and the test broker."""
-    from config.celery import app
-
     env = dict(os.environ)
     env["DATABASE_URL"] = _test_database_url()
     env["DJANGO_SETTINGS_MODULE"] = "config.settings"
-    with app.connection_for_write() as conn:  # start from an empty queue
-        for queue in ("celery", "training"):
+    with worker_running(env, ("celery", "training"), Path(settings.VAR_DIR), "test") as proc:
+        yield proc
+
+
+@contextlib.contextmanager
+def worker_running(
+    env: dict[str, str], queues: tuple[str, ...], var_dir: Path, name: str
+) -> Iterator[subprocess.Popen]:
+    """A `celery worker` process (solo pool) with `env`, consuming `queues` (emptied first),
+    its log in var_dir/worker.log; stopped at the end. Waits for it to be ready: up to 180 s,
+    as a loaded test machine takes its time to import torch."""
+    from config.celery import app
+
+    with app.connection_for_write() as conn:  # start from empty queues
+        for queue in queues:
             with contextlib.suppress(Exception):  # the queue may not exist yet
                 conn.default_channel.queue_purge(queue)
-    log_path = Path(settings.VAR_DIR) / "worker.log"
+    log_path = var_dir / "worker.log"
     log = log_path.open("w")
     proc = subprocess.Popen(
         [
             sys.executable, "-m", "celery", "-A", "config", "worker", "-P", "solo",
-            "-Q", "celery,training", "--without-heartbeat", "--without-gossip",
-            "--without-mingle", "-l", "INFO", "-n", f"test-{os.getpid()}@%h",
+            "-Q", ",".join(queues), "--without-heartbeat", "--without-gossip",
+            "--without-mingle", "-l", "INFO", "-n", f"{name}-{os.getpid()}@%h",
         ],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the worker exited: {log_path.read_text()[-2000:]}")
-        if "ready." in log_path.read_text():
-            break
-        time.sleep(0.2)
-    else:
-        proc.kill()
-        raise RuntimeError("the worker did not start within 60 s")
-    yield proc
-    proc.terminate()
     try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the {name} worker exited: {log_path.read_text()[-2000:]}")
+            if "ready." in log_path.read_text():
+                break
+            time.sleep(0.2)
+        else:
+            raise RuntimeError(f"the {name} worker did not start within 180 s")
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
 
 
 def wait_for(predicate: Callable[[], bool], *, timeout: float = 60, what: str = "") -> None:

@@ -14,8 +14,6 @@ import contextlib
 import os
 import socket
 import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,7 +23,7 @@ import boto3
 import pytest
 
 from config.settings import storages_setting
-from tests.conftest import ROOT, _test_database_url
+from tests.conftest import _test_database_url, worker_running
 
 BUCKET = "mersv-test"
 KEYS = {"access_key": "testing", "secret_key": "testing-secret"}
@@ -133,7 +131,6 @@ def s3_worker_process(
     s3_server: S3Server, django_db_setup, django_db_blocker, tmp_path_factory
 ) -> Iterator[tuple[subprocess.Popen, Path]]:
     """A `celery worker` on the bucket with a var folder of its own (another host's disk)."""
-    from config.celery import app
 
     var_dir = tmp_path_factory.mktemp("worker-host")
     env = dict(os.environ)
@@ -144,37 +141,8 @@ def s3_worker_process(
         MERSV_VAR_DIR=str(var_dir),
         MERSV_TORCH_THREADS="1",
     )
-    with app.connection_for_write() as conn:
-        for queue in QUEUES:
-            with contextlib.suppress(Exception):
-                conn.default_channel.queue_purge(queue)
-    log_path = var_dir / "worker.log"
-    log = log_path.open("w")
-    proc = subprocess.Popen(
-        [
-            sys.executable, "-m", "celery", "-A", "config", "worker", "-P", "solo",
-            "-Q", ",".join(QUEUES), "--without-heartbeat", "--without-gossip",
-            "--without-mingle", "-l", "INFO", "-n", f"s3-{os.getpid()}@%h",
-        ],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    deadline = time.monotonic() + 180  # a loaded test machine takes its time to import torch
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the S3 worker exited: {log_path.read_text()[-2000:]}")
-        if "ready." in log_path.read_text():
-            break
-        time.sleep(0.2)
-    else:
-        proc.kill()
-        raise RuntimeError("the S3 worker did not start within 180 s")
-    yield proc, var_dir
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    with worker_running(env, QUEUES, var_dir, "s3") as proc:
+        yield proc, var_dir
 
 
 @pytest.fixture
