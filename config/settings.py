@@ -507,8 +507,10 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_TASK_DEFAULT_QUEUE = "celery"
-CELERY_TASK_ROUTES = {"modeling.tasks.*": {"queue": "training"}}
+# The two queues' names: every task goes to the default one, training tasks to the training
+# one (served by the training workers). Renaming both lets two deployments share one broker.
+CELERY_TASK_DEFAULT_QUEUE = env_str("MERSV_QUEUE_DEFAULT", "celery")
+CELERY_TASK_ROUTES = {"modeling.tasks.*": {"queue": env_str("MERSV_QUEUE_TRAINING", "training")}}
 CELERY_TASK_SOFT_TIME_LIMIT = 3600
 CELERY_TASK_TIME_LIMIT = 3900
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True

@@ -140,6 +140,9 @@ def s3_worker_process(
         DJANGO_SETTINGS_MODULE="config.settings",
         MERSV_VAR_DIR=str(var_dir),
         MERSV_TORCH_THREADS="1",
+        # What the worker sends on (a first frame after a verified upload) stays on its queues.
+        MERSV_QUEUE_DEFAULT=QUEUES[0],
+        MERSV_QUEUE_TRAINING=QUEUES[1],
     )
     with worker_running(env, QUEUES, var_dir, "s3") as proc:
         yield proc, var_dir

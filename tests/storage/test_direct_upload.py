@@ -79,6 +79,18 @@ def test_a_video_sent_in_presigned_parts_is_verified_and_becomes_a_video(
     # The worker kept the verified copy in its cache, under the content hash.
     cached = [p.name for p in (s3_worker / "cache" / "files").rglob("*") if p.is_file()]
     assert f"{video.sha256}.mp4" in cached
+    # The worker goes on to draw the first frame (its own task, on its own queue) into the bucket.
+    wait_for(
+        lambda: (
+            Video.objects.filter(pk=video.pk).exclude(first_frame="").exists()
+            or Video.objects.get(pk=video.pk).status == "failed"
+        ),
+        timeout=180,
+        what="the first frame",
+    )
+    video.refresh_from_db()
+    assert video.status == "needs_targets", video.error
+    assert f"media/{video.first_frame.name}" in object_storage.keys("media/")
     state = api.get(f"/api/uploads/{token}/").json()
     assert state["status"] == "ready" and state["video_id"] == video.pk
     # Completing it again is refused: the parts are joined once.
