@@ -204,7 +204,10 @@ def rater_model_latest() -> RaterModelLatest:
     snapshot = RaterModelSnapshot.objects.order_by("-pk").first()
     has_ratings = not data_key.startswith("0:")
     stale = snapshot.data_key != data_key if snapshot is not None else has_ratings
-    queued = rater_model_refit_request() if stale else rater_model_refit_queued()
+    queued = rater_model_refit_request(data_key=data_key) if stale else rater_model_refit_queued()
+    if stale and not queued:  # the worker stored the fit of these ratings a moment ago
+        snapshot = RaterModelSnapshot.objects.order_by("-pk").first()
+        stale = snapshot is None or snapshot.data_key != data_key
     return RaterModelLatest(snapshot=snapshot, stale=stale, refit_queued=queued)
 
 

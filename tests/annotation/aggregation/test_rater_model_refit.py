@@ -136,6 +136,17 @@ def _refits_done(log: Path) -> int:
     return len(re.findall(r"annotation\.tasks\.refit_rater_model\[[^\]]+\] succeeded", text))
 
 
+def _refits_unfinished(log: Path) -> int:
+    """Refit tasks the worker received and has not finished (one left by an earlier test of
+    the session would otherwise be counted as this test's)."""
+    text = log.read_text() if log.exists() else ""
+    received = re.findall(r"Task annotation\.tasks\.refit_rater_model\[([^\]]+)\] received", text)
+    ended = set(
+        re.findall(r"annotation\.tasks\.refit_rater_model\[([^\]]+)\] (?:succeeded|raised)", text)
+    )
+    return len([task for task in received if task not in ended])
+
+
 @pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_reads_after_a_vote_make_the_worker_fit_once(
@@ -144,6 +155,7 @@ def test_concurrent_reads_after_a_vote_make_the_worker_fit_once(
     clips, raters = graded
     first = rater_model_refit()
     log = Path(settings.VAR_DIR) / "worker.log"
+    wait_for(lambda: _refits_unfinished(log) == 0, timeout=120, what="earlier refits to end")
     before = _refits_done(log)
     add_votes(clips[4], "   D", raters)  # one new vote: the fit is stale
 
