@@ -20,6 +20,7 @@ from annotation.models import (
     Rating,
     RatingChange,
     Video,
+    VideoAttempt,
 )
 
 
@@ -35,6 +36,24 @@ class VideoAdmin(admin.ModelAdmin):
     list_filter = ("status",)
     search_fields = ("original_name", "patient__code", "sha256")
     readonly_fields = ("sha256", "fps", "width", "height", "frame_count", "error", "preview")
+
+
+@admin.register(VideoAttempt)
+class VideoAttemptAdmin(admin.ModelAdmin):
+    """Read-only: an attempt is the video's ingestion history, written only by the pipeline."""
+
+    list_display = ("video", "number", "status", "requested_by", "requested_at", "finished_at")
+    list_filter = ("status",)
+    search_fields = ("video__original_name", "video__patient__code")
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
 
 
 @admin.register(Clip)

@@ -31,7 +31,7 @@ INJECTED = (
 
 def _store_payload(world: World, payload: str, make_user: Any) -> dict[str, str]:
     """Writes the payload into every text field people can fill; returns the pages to visit."""
-    from annotation.models import AuditEvent, CannotJudge, Patient, Rating
+    from annotation.models import AuditEvent, CannotJudge, Patient, Rating, VideoAttempt
     from datasets.models import DatasetVersion
     from modeling.models import ExperimentGrid, TrainingRun
 
@@ -42,6 +42,10 @@ def _store_payload(world: World, payload: str, make_user: Any) -> dict[str, str]
     video.original_name = payload
     video.error = payload
     video.save(update_fields=["patient", "original_name", "error"])
+    VideoAttempt.objects.create(
+        video=video, number=99, status=VideoAttempt.Status.FAILED, error=payload,
+        target_results=[{"index": 0, "result": "lost", "error": payload}],
+    )  # fmt: skip
     # user_create refuses such a name now (pseudonymous ids only); an account made before the
     # rule, or by hand in the database, may still carry one, so it is written directly.
     from django.contrib.auth import get_user_model
@@ -87,6 +91,11 @@ def _store_payload(world: World, payload: str, make_user: Any) -> dict[str, str]
         "admin users": "/admin/auth/user/",
         "admin videos": "/admin/annotation/video/",
         "admin patients": "/admin/annotation/patient/",
+        "admin attempts": "/admin/annotation/videoattempt/",
+        "admin attempt": reverse(
+            "admin:annotation_videoattempt_change",
+            args=[VideoAttempt.objects.get(video=video, number=99).pk],
+        ),
         "admin cannot judge": "/admin/annotation/cannotjudge/",
         "admin rating": reverse(
             "admin:annotation_rating_change", args=[world.objects["rating_own"].pk]
