@@ -598,12 +598,22 @@ def clip_vote_counts_recount(*, clip_ids: Sequence[int] | None = None) -> int:
 
 def video_fail(*, video_id: int, error: str) -> None:
     """Mark a video failed with ``error`` (a bad file, or its task ran out of time), and its
-    current attempt with it: the attempt stays in the video's history."""
+    current attempt with it: the attempt stays in the video's history.
+
+    A video that already has clips from earlier attempts (a retry of its lost targets that
+    lost them all again) stays ready with those clips, partly failed: its clips remain in
+    use and the lost targets can be moved and retried once more."""
     now = timezone.now()
     with transaction.atomic():
-        Video.objects.filter(pk=video_id).update(
-            status=Video.Status.FAILED, error=error[:2000], finished_at=now
-        )
+        video = Video.objects.select_for_update().get(pk=video_id)
+        if video.clips.exists():
+            video.status = Video.Status.READY
+            video.error = f"partly failed: this retry gave no clip: {error}"[:2000]
+        else:
+            video.status = Video.Status.FAILED
+            video.error = error[:2000]
+        video.finished_at = now
+        video.save(update_fields=["status", "error", "finished_at"])
         VideoAttempt.objects.filter(
             video_id=video_id,
             status__in=[VideoAttempt.Status.QUEUED, VideoAttempt.Status.RUNNING],

@@ -69,11 +69,12 @@ def test_a_ready_video_gets_more_targets_and_its_earlier_clips_stay_as_they_are(
     kept = Clip.objects.get(video=video)
     kept_file = Path(settings.MEDIA_ROOT) / kept.frames_file.name
     before = kept_file.read_bytes()
-    # The second attempt fails: the clip of the first one is untouched, files included.
+    # The second attempt fails: the clip of the first one is untouched, files included, and
+    # the video stays ready with it (partly failed).
     services.video_ingest_start(
         video_id=video.pk, targets=[FLAT], requested_by=curator, enqueue=False
     )
-    assert services.video_ingest(video_id=video.pk).status == "failed"
+    assert services.video_ingest(video_id=video.pk).status == "ready"
     services.video_ingest_start(
         video_id=video.pk, targets=[services.Target(*HEADS[1])], requested_by=curator, enqueue=False
     )
@@ -249,6 +250,44 @@ def test_one_lost_target_of_three_leaves_two_clips_and_is_reported_then_retried_
     detail = api.get(f"/api/videos/{video.pk}/").json()
     assert detail["partly_failed"] is False
     assert [r["result"] for r in detail["target_results"]] == ["clip", "clip", "clip"]
+
+
+@pytest.mark.django_db
+def test_a_retry_that_loses_every_target_again_leaves_the_video_ready_with_its_clips(
+    make_user, tmp_path: Path
+) -> None:
+    video = _three_heads_one_vanishing(make_user, tmp_path, vanishes_at=3)
+    curator = make_user("curator")
+    services.video_ingest_start(
+        video_id=video.pk, targets=[services.Target(*h) for h in THREE], requested_by=curator,
+        enqueue=False,
+    )  # fmt: skip
+    video = services.video_ingest(video_id=video.pk)
+    kept = {c.pk: c.frames_file.name for c in video.clips.all()}
+    assert len(kept) == 2
+    # The curator moves the lost target onto empty background: the retry loses it again.
+    services.video_ingest_start(
+        video_id=video.pk, targets=[FLAT], requested_by=curator, enqueue=False
+    )
+    video = services.video_ingest(video_id=video.pk)
+    assert video.status == "ready", video.error
+    assert video.error.startswith("partly failed: this retry gave no clip")
+    assert {c.pk: c.frames_file.name for c in video.clips.all()} == kept
+    assert list(video.attempts.values_list("status", flat=True)) == ["partly_failed", "failed"]
+    from annotation.ingest.selectors import video_partly_failed, video_target_results
+
+    assert video_partly_failed(video)
+    rows = video_target_results(video)
+    assert [r["result"] for r in rows] == ["clip", "clip", "lost"]
+    assert "(400, 170)" in rows[2]["error"]
+    # It can be moved and retried once more.
+    moved = services.Target(x=THREE[0][0] + 0.25, y=THREE[0][1] + 0.5)
+    services.video_ingest_start(
+        video_id=video.pk, targets=[moved], requested_by=curator, enqueue=False
+    )
+    video = services.video_ingest(video_id=video.pk)
+    assert video.status == "ready" and video.error == ""
+    assert video.clips.count() == 3
 
 
 @pytest.mark.django_db
