@@ -249,6 +249,9 @@ EXPORT_CACHE_MB = env_int("MERSV_EXPORT_CACHE_MB", 20 * 1024)
 EXPORT_DOWNLOAD = env_str("MERSV_EXPORT_DOWNLOAD", "redirect")
 if EXPORT_DOWNLOAD not in ("redirect", "proxy"):
     raise ImproperlyConfigured(f"MERSV_EXPORT_DOWNLOAD={EXPORT_DOWNLOAD!r}: use redirect or proxy")
+# The origins whose pages PUT upload parts straight to the bucket: `manage.py storage_cors`
+# writes the bucket's CORS rule for them and `check --deploy` (mersv.W110) checks it.
+STORAGE_CORS_ORIGINS = env_list("MERSV_STORAGE_CORS_ORIGINS", "") or list(CSRF_TRUSTED_ORIGINS)
 # Uploads straight to the bucket (presigned multipart): the largest file accepted and the
 # size of each part the browser sends (S3 wants parts of 5 MB or more, except the last).
 DIRECT_UPLOAD_MAX_MB = env_int("MERSV_DIRECT_UPLOAD_MAX_MB", 4096)

@@ -47,6 +47,7 @@ import numpy as np
 import torch
 from django.conf import settings
 from django.contrib.auth.models import User
+from django.core.files.base import ContentFile
 from django.db import transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
@@ -55,7 +56,7 @@ from annotation.access.audit import audit_record
 from annotation.errors import ServiceError
 from annotation.grades import GRADES
 from annotation.models import Clip, Video
-from annotation.storage import EXPORTS, is_local, media_local_path, storage_for
+from annotation.storage import EXPORTS, RUNS, is_local, media_local_path, storage_for
 from datasets.models import DatasetVersion
 from datasets.selectors import version_clip_pks_by_export_id
 from datasets.services import export_dir_for, export_local
@@ -119,7 +120,8 @@ def run_dir_for(run: TrainingRun) -> Path:
 
 
 def grid_dir_for(grid: ExperimentGrid) -> Path:
-    return Path(settings.TRAINING_RUNS_ROOT) / "grids" / str(grid.pk)
+    """Local storage: the folder of the grid's report (TRAINING_RUNS_ROOT/grids/<id>)."""
+    return Path(settings.TRAINING_RUNS_ROOT) / selectors.grid_report_folder(grid)
 
 
 def _json_safe(value: Any) -> Any:
@@ -838,11 +840,11 @@ def experiment_grid_cancel(*, grid: ExperimentGrid, by: User | None) -> Experime
 
 
 def experiment_grid_finish(*, grid_id: int, out_dir: Path | None = None) -> ExperimentGrid:
-    """Write the grid's report (into ``out_dir``, default the grid's folder) and end it:
-    succeeded when at least one run succeeded, cancelled on request, failed otherwise."""
+    """Write the grid's report to the runs storage (and a copy into ``out_dir`` when given:
+    the ``experiment_grid --out`` folder) and end it: succeeded when at least one run
+    succeeded, cancelled on request, failed otherwise."""
     grid = ExperimentGrid.objects.get(pk=grid_id)
-    folder = Path(out_dir) if out_dir is not None else grid_dir_for(grid)
-    grid_report_write(grid=grid, out_dir=folder)
+    folder = grid_report_write(grid=grid, out_dir=out_dir)
     succeeded = grid.runs.filter(status=JobStatus.SUCCEEDED).count()
     if grid.cancel_requested:
         status, error = JobStatus.CANCELLED, ""
@@ -851,7 +853,7 @@ def experiment_grid_finish(*, grid_id: int, out_dir: Path | None = None) -> Expe
     else:
         status, error = JobStatus.FAILED, "no run of the grid succeeded: see the runs' errors"
     ExperimentGrid.objects.filter(pk=grid_id).update(
-        status=status, error=error, report_dir=str(folder), finished_at=timezone.now()
+        status=status, error=error, report_dir=folder, finished_at=timezone.now()
     )
     grid.refresh_from_db()
     return grid
@@ -870,18 +872,38 @@ def write_text_atomic(path: Path, text: str) -> None:
         raise
 
 
-def grid_report_write(*, grid: ExperimentGrid, out_dir: Path) -> Path:
-    """report.md, report.html and the SVG figures of the grid's finished runs in ``out_dir``
-    (each file written whole); returns the path of report.md."""
+def grid_report_files(grid: ExperimentGrid) -> dict[str, str]:
+    """The grid's report as files: the SVG figures, report.html and report.md (last: a
+    reader that finds report.md finds the figures it links)."""
     report = selectors.grid_report(grid)
-    for figure in report.figures:
-        write_text_atomic(out_dir / figure.filename, figure.svg + "\n")
+    files = {figure.filename: figure.svg + "\n" for figure in report.figures}
     for name, render in (("report.html", report_html), ("report.md", report_markdown)):
-        text = render(
+        files[name] = render(
             title=report.title, intro=report.intro, tables=report.tables, figures=report.figures
         )
-        write_text_atomic(out_dir / name, text)
-    return out_dir / "report.md"
+    return files
+
+
+def grid_report_write(*, grid: ExperimentGrid, out_dir: Path | None = None) -> str:
+    """Save the grid's report files to the ``runs`` storage under
+    :func:`selectors.grid_report_folder`, so any web host serves what a worker wrote; returns that
+    folder. Local storage: files in TRAINING_RUNS_ROOT/grids/<id>, each written whole
+    (a temporary file renamed); object storage: one object per file (a PUT is whole or
+    absent). ``out_dir`` (a folder the caller named) gets a copy."""
+    folder = selectors.grid_report_folder(grid)
+    files = grid_report_files(grid)
+    local = is_local(RUNS)
+    storage = storage_for(RUNS)
+    for name, text in files.items():
+        if local:
+            write_text_atomic(grid_dir_for(grid) / name, text)
+        else:  # the runs storage overwrites (file_overwrite): a rewritten report keeps its names
+            saved = storage.save(f"{folder}/{name}", ContentFile(text.encode("utf-8")))
+            if saved != f"{folder}/{name}":
+                raise OSError(f"the runs storage renamed {folder}/{name} to {saved}")
+        if out_dir is not None:
+            write_text_atomic(Path(out_dir) / name, text)
+    return folder
 
 
 TRAIN_OPTION_FIELDS: tuple[str, ...] = tuple(TrainConfig.__dataclass_fields__)
