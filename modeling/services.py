@@ -56,7 +56,7 @@ from annotation.access.audit import audit_record
 from annotation.errors import ServiceError
 from annotation.grades import GRADES
 from annotation.models import Clip, Video
-from annotation.storage import EXPORTS, RUNS, is_local, media_local_path, storage_for
+from annotation.storage import EXPORTS, RUNS, cache, is_local, media_local_path, storage_for
 from datasets.models import DatasetVersion
 from datasets.selectors import version_clip_pks_by_export_id
 from datasets.services import export_dir_for, export_local
@@ -155,7 +155,7 @@ def training_config_check(config: Mapping[str, Any], *, local_paths: bool = Fals
     the defaults), or a TrainingError naming the problem and the valid choices.
 
     Every option lies within its bounds (modeling.ml.options), from whichever surface it
-    came. ``pretrained`` names weights in the weights folder (``pretrained_path``); with
+    came. ``pretrained`` names weights in the weights folder (``pretrained_check``); with
     ``local_paths`` (the ``train`` command, run by an admin on the machine) it may instead be
     a path, made absolute here."""
     values = dict(config)
@@ -170,36 +170,66 @@ def training_config_check(config: Mapping[str, Any], *, local_paths: bool = Fals
                 raise TrainingError(f"pretrained weights not found: {path}")
             values["pretrained"] = str(path)
         else:
-            pretrained_path(str(pretrained))
+            pretrained_check(str(pretrained))
     try:
         return TrainConfig.from_options(values)
     except (TypeError, ValueError) as exc:
         raise TrainingError(f"invalid training configuration: {exc}") from exc
 
 
-def pretrained_path(name: str) -> Path:
-    """The weights file or folder called ``name`` in the weights folder (``WEIGHTS_DIR``).
+# Object storage: weights files live in the runs storage under this folder (an admin copies
+# them to <bucket>/<prefix>/runs/weights/), so every training host finds the same ones.
+WEIGHTS_FOLDER = "weights"
+
+
+def _weights_names() -> list[str]:
+    """The names of the weights there are (the weights folder, or the runs storage's)."""
+    if is_local(RUNS):
+        folder = Path(settings.WEIGHTS_DIR)
+        entries = [entry.name for entry in (folder.iterdir() if folder.is_dir() else ())]
+    else:
+        try:
+            entries = storage_for(RUNS).listdir(WEIGHTS_FOLDER)[1]
+        except FileNotFoundError:
+            entries = []
+    return sorted(name for name in entries if weights_name_problem(name) is None)
+
+
+def pretrained_check(name: str) -> None:
+    """A TrainingError unless ``name`` names weights: an entry of the weights folder
+    (``WEIGHTS_DIR``), or with object storage a file under ``weights/`` of the runs storage.
 
     A name, never a path: the answer for a name that is not there lists what is there and
     says nothing about any other path of the machine."""
     problem = weights_name_problem(name)
     if problem:
         raise TrainingError(problem)
-    folder = Path(settings.WEIGHTS_DIR)
-    path = folder / name
-    if path.exists():
-        return path
-    names = sorted(
-        entry.name
-        for entry in (folder.iterdir() if folder.is_dir() else ())
-        if weights_name_problem(entry.name) is None
-    )
-    there = (
-        f"the weights there: {', '.join(names[:20])}"
-        if names
-        else "the folder holds none yet (an admin puts weights files into MERSV_WEIGHTS_DIR)"
-    )
+    if is_local(RUNS):
+        if (Path(settings.WEIGHTS_DIR) / name).exists():
+            return
+        hint = "the folder holds none yet (an admin puts weights files into MERSV_WEIGHTS_DIR)"
+    else:
+        if storage_for(RUNS).exists(f"{WEIGHTS_FOLDER}/{name}"):
+            return
+        hint = (
+            "the folder holds none yet (an admin copies weights files to runs/weights/ of the "
+            "bucket)"
+        )
+    names = _weights_names()
+    there = f"the weights there: {', '.join(names[:20])}" if names else hint
     raise TrainingError(f"no pretrained weights named {name!r} in the weights folder; {there}")
+
+
+def pretrained_path(name: str) -> Path:
+    """The local path of the weights called ``name`` (:func:`pretrained_check`): in the
+    weights folder, or with object storage this host's cached copy of the stored file
+    (fetched again when the stored file is replaced: its size and time key the entry)."""
+    pretrained_check(name)
+    if is_local(RUNS):
+        return Path(settings.WEIGHTS_DIR) / name
+    storage, stored = storage_for(RUNS), f"{WEIGHTS_FOLDER}/{name}"
+    version = f"{storage.size(stored)}:{storage.get_modified_time(stored).isoformat()}"
+    return cache("weights").materialise(storage, stored, version=version)
 
 
 def _config_for_training(config: TrainConfig) -> TrainConfig:

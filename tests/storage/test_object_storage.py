@@ -256,3 +256,33 @@ def test_a_grid_report_a_worker_on_another_host_wrote_is_served_by_the_web_side(
     expert = Client()
     expert.force_login(make_user("expert"))
     assert expert.get(url + "report.md").status_code == 403
+
+
+def test_pretrained_weights_are_files_of_the_bucket_that_each_host_caches(
+    object_storage, settings, tmp_path: Path
+) -> None:
+    from django.core.files.base import ContentFile
+
+    from annotation.storage import RUNS, storage_for
+    from modeling import services as modeling_services
+
+    settings.WEIGHTS_DIR = tmp_path / "no-local-weights"  # not read with object storage
+    with pytest.raises(modeling_services.TrainingError, match="copies weights files to runs/"):
+        modeling_services.pretrained_check("encoder.pt")
+    runs = storage_for(RUNS)
+    runs.save("weights/encoder.pt", ContentFile(b"first weights"))
+    assert "runs/weights/encoder.pt" in object_storage.keys("runs/weights/")
+    modeling_services.training_config_check({"pretrained": "encoder.pt"})  # no download here
+    assert not (tmp_path / "web-cache" / "weights").exists()
+    path = modeling_services.pretrained_path("encoder.pt")
+    assert path.is_relative_to(tmp_path / "web-cache" / "weights")
+    assert path.read_bytes() == b"first weights"
+    assert modeling_services.pretrained_path("encoder.pt") == path  # cached
+    with pytest.raises(modeling_services.TrainingError) as missing:
+        modeling_services.pretrained_check("other.pt")
+    assert str(missing.value).endswith("the weights there: encoder.pt")
+    # Replaced in the bucket (another size): the hosts fetch the new file.
+    runs.save("weights/encoder.pt", ContentFile(b"second, longer weights"))
+    again = modeling_services.pretrained_path("encoder.pt")
+    assert again != path and again.read_bytes() == b"second, longer weights"
+    runs.delete("weights/encoder.pt")
