@@ -1,7 +1,8 @@
 """Where files live: the configured storages (settings.STORAGES) and a bounded local cache.
 
 Three storages: ``default`` (media: videos, previews, first frames, crops, filmstrips, frame
-arrays), ``exports`` (frozen dataset exports) and ``runs`` (training checkpoints). With no
+arrays), ``exports`` (frozen dataset exports) and ``runs`` (training checkpoints, experiment-grid
+reports, and with object storage pretrained weights files). With no
 MERSV_STORAGE_URL they are folders on this machine and every path is used in place. With
 object storage (``ObjectStorage``: django-storages' S3 backend) a process that needs a file
 as a path (the decode sandbox, numpy, torch) materialises it into ``LocalCache``: downloaded

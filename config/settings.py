@@ -457,7 +457,7 @@ SPECTACULAR_SETTINGS = {
 
 # Training runs (modeling/): checkpoints, fold models and features under
 # MERSV_RUNS_ROOT/<run id>-<random>/; experiment-grid reports under
-# MERSV_RUNS_ROOT/grids/<grid id>/.
+# MERSV_RUNS_ROOT/grids/<grid id>/ (with object storage both in the bucket's runs/ folder).
 TRAINING_RUNS_ROOT = Path(env_str("MERSV_RUNS_ROOT", str(VAR_DIR / "runs")))
 STORAGES = storages_setting(
     STORAGE_URL,
@@ -469,7 +469,8 @@ STORAGES = storages_setting(
     media_url=MEDIA_URL,
 )
 # Pretrained backbone weights (the training option `pretrained` names an entry of this folder;
-# curators give a name, never a path). The web process and the training workers read it.
+# curators give a name, never a path). The web process and the training workers read it; with
+# object storage the weights are files under runs/weights/ of the bucket instead.
 WEIGHTS_DIR = Path(env_str("MERSV_WEIGHTS_DIR", str(VAR_DIR / "weights")))
 # One training task (a run, or one run of a grid) may take this long before it is stopped and
 # marked failed; its checkpoints stay, so it can be resumed. The broker's visibility timeout

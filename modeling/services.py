@@ -3,7 +3,8 @@
 A run is executed by :func:`training_run_execute`, the body of the Celery task and of the
 ``train`` command alike. It cross-validates the run's TrainConfig on the version's export
 (``modeling.ml.train.cross_validate``) with checkpoints under
-``TRAINING_RUNS_ROOT/<run id>-<random>/fold_<k>/``, and reports through the hooks:
+``TRAINING_RUNS_ROOT/<run id>-<random>/fold_<k>/`` (kept in the ``runs`` storage by
+``modeling.checkpoints``), and reports through the hooks:
 
 - every epoch: an EpochRecord and the progress (written at most every
   ``PROGRESS_WRITE_INTERVAL_S``, and at the end of each fold), so the run page's learning

@@ -39,8 +39,10 @@ class Command(BaseCommand):
 
     def handle(self, *args: object, **options: Any) -> None:
         try:
+            rules = cors_rules_get()  # first: no object storage, no bucket, nothing to set
             origins = cors_origins(options["origins"])
-            rules = cors_rules_get() if options["check"] else cors_rules_set(origins)
+            if not options["check"]:
+                rules = cors_rules_set(origins)
         except CorsError as exc:
             raise CommandError(str(exc)) from exc
         problems = cors_problems(rules, origins)
