@@ -1,7 +1,8 @@
 """Where files live: the configured storages (settings.STORAGES) and a bounded local cache.
 
 Three storages: ``default`` (media: videos, previews, first frames, crops, filmstrips, frame
-arrays), ``exports`` (frozen dataset exports) and ``runs`` (training checkpoints). With no
+arrays), ``exports`` (frozen dataset exports) and ``runs`` (training checkpoints, experiment-grid
+reports, and with object storage pretrained weights files). With no
 MERSV_STORAGE_URL they are folders on this machine and every path is used in place. With
 object storage (``ObjectStorage``: django-storages' S3 backend) a process that needs a file
 as a path (the decode sandbox, numpy, torch) materialises it into ``LocalCache``: downloaded
@@ -149,14 +150,19 @@ class LocalCache:
     def entry_path(self, key: str, suffix: str = "") -> Path:
         return self.root / key[:2] / f"{key}{suffix}"
 
-    def materialise(self, storage: Storage, name: str, *, sha256: str | None = None) -> Path:
-        """A local path holding the storage's file ``name`` (its hash checked if given)."""
+    def materialise(
+        self, storage: Storage, name: str, *, sha256: str | None = None, version: str = ""
+    ) -> Path:
+        """A local path holding the storage's file ``name`` (its hash checked if given).
+        ``version`` (e.g. the object's size and time) joins a name-keyed entry's key, for a
+        name whose content may be replaced (weights an admin uploads again)."""
         suffix = Path(name).suffix.lower()
         if sha256:
             key = sha256
         else:
             where = getattr(storage, "location", "") or ""
-            key = "n" + hashlib.sha256(f"{where}\0{name}".encode()).hexdigest()[1:]
+            named = f"{where}\0{name}" + (f"\0{version}" if version else "")
+            key = "n" + hashlib.sha256(named.encode()).hexdigest()[1:]
         path = self.entry_path(key, suffix)
         with self._locked():
             if path.is_file():

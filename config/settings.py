@@ -249,6 +249,9 @@ EXPORT_CACHE_MB = env_int("MERSV_EXPORT_CACHE_MB", 20 * 1024)
 EXPORT_DOWNLOAD = env_str("MERSV_EXPORT_DOWNLOAD", "redirect")
 if EXPORT_DOWNLOAD not in ("redirect", "proxy"):
     raise ImproperlyConfigured(f"MERSV_EXPORT_DOWNLOAD={EXPORT_DOWNLOAD!r}: use redirect or proxy")
+# The origins whose pages PUT upload parts straight to the bucket: `manage.py storage_cors`
+# writes the bucket's CORS rule for them and `check --deploy` (mersv.W110) checks it.
+STORAGE_CORS_ORIGINS = env_list("MERSV_STORAGE_CORS_ORIGINS", "") or list(CSRF_TRUSTED_ORIGINS)
 # Uploads straight to the bucket (presigned multipart): the largest file accepted and the
 # size of each part the browser sends (S3 wants parts of 5 MB or more, except the last).
 DIRECT_UPLOAD_MAX_MB = env_int("MERSV_DIRECT_UPLOAD_MAX_MB", 4096)
@@ -454,7 +457,7 @@ SPECTACULAR_SETTINGS = {
 
 # Training runs (modeling/): checkpoints, fold models and features under
 # MERSV_RUNS_ROOT/<run id>-<random>/; experiment-grid reports under
-# MERSV_RUNS_ROOT/grids/<grid id>/.
+# MERSV_RUNS_ROOT/grids/<grid id>/ (with object storage both in the bucket's runs/ folder).
 TRAINING_RUNS_ROOT = Path(env_str("MERSV_RUNS_ROOT", str(VAR_DIR / "runs")))
 STORAGES = storages_setting(
     STORAGE_URL,
@@ -466,7 +469,8 @@ STORAGES = storages_setting(
     media_url=MEDIA_URL,
 )
 # Pretrained backbone weights (the training option `pretrained` names an entry of this folder;
-# curators give a name, never a path). The web process and the training workers read it.
+# curators give a name, never a path). The web process and the training workers read it; with
+# object storage the weights are files under runs/weights/ of the bucket instead.
 WEIGHTS_DIR = Path(env_str("MERSV_WEIGHTS_DIR", str(VAR_DIR / "weights")))
 # One training task (a run, or one run of a grid) may take this long before it is stopped and
 # marked failed; its checkpoints stay, so it can be resumed. The broker's visibility timeout

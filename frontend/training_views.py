@@ -14,7 +14,7 @@ from typing import Any
 from django import forms
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.utils import timezone
@@ -387,6 +387,7 @@ def _grid_context(grid: ExperimentGrid) -> dict[str, Any]:
         "active": grid.status in (JobStatus.PENDING, JobStatus.RUNNING),
         "runs": grid.runs.order_by("pk"),
         "report": _markup(body),
+        "report_files": selectors.grid_report_file_names(grid, report),
     }
 
 
@@ -412,6 +413,33 @@ def experiment_grid_live(request: HttpRequest, pk: int) -> JsonResponse:
         status=grid.status,
         status_display=grid.get_status_display(),
     )
+
+
+# What a report file may do when a browser opens it: show itself and its figures (the SVGs
+# beside it, same origin), never run a script or load anything else.
+_REPORT_FILE_CSP = (
+    "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; form-action 'none'"
+)
+
+
+@require_GET
+@role_required(CURATOR)
+def experiment_grid_report_file(request: HttpRequest, pk: int, name: str) -> HttpResponse:
+    """A file of the grid's written report (report.html, report.md, its SVG figures), read
+    from the runs storage: a report a training worker on another host wrote is served by
+    any web process. Streamed through the app (files of some kB) so the role is checked on
+    every file and report.html's relative links to its figures keep working."""
+    grid = get_object_or_404(ExperimentGrid, pk=pk)
+    data = selectors.grid_report_file(grid, name)
+    if data is None:
+        raise Http404("no such report file")
+    content_type = selectors.REPORT_FILE_TYPES[name[name.rindex(".") :].lower()]
+    response = HttpResponse(data, content_type=content_type)
+    response["Content-Security-Policy"] = _REPORT_FILE_CSP
+    response["Cache-Control"] = "private, no-cache"
+    if name.endswith(".md"):
+        response["Content-Disposition"] = f'attachment; filename="grid{grid.pk}-{name}"'
+    return response
 
 
 @require_POST

@@ -72,6 +72,11 @@ urlpatterns = [
         name="experiment-grid-live",
     ),
     path(
+        "training/grids/<int:pk>/report/<str:name>",
+        training_views.experiment_grid_report_file,
+        name="experiment-grid-report-file",
+    ),
+    path(
         "training/grids/<int:pk>/cancel/",
         training_views.experiment_grid_cancel,
         name="experiment-grid-cancel",

@@ -39,6 +39,8 @@ def runs_relative(folder: str) -> str:
     if not folder:
         return ""
     path = Path(folder)
+    if not path.is_absolute():  # a storage name already (``grids/3``)
+        return path.as_posix()
     try:
         return path.relative_to(Path(settings.TRAINING_RUNS_ROOT)).as_posix()
     except ValueError:
@@ -60,7 +62,9 @@ class ExperimentGrid(models.Model):
     status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.PENDING)
     cancel_requested = models.BooleanField(default=False)
     error = models.TextField(blank=True)
-    report_dir = models.CharField(max_length=500, blank=True)  # report.md, report.html, SVGs
+    # The report's folder in the runs storage once written (``grids/<id>``: report.md,
+    # report.html, the SVGs); rows of older releases hold an absolute local path.
+    report_dir = models.CharField(max_length=500, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
     )

@@ -7,10 +7,12 @@ Predictions are for curators only: nothing here is called by an endpoint experts
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,6 +21,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from annotation.grades import GRADES, PROB_COLUMNS
+from annotation.storage import RUNS, is_local, storage_for
 from datasets.selectors import version_clip_pks_by_export_id
 from modeling.figures import (
     Curve,
@@ -397,3 +400,44 @@ def grid_report(grid: ExperimentGrid) -> GridReport:
         tables=report_tables(results),
         figures=figures,
     )
+
+
+# --- the report files of a grid (written by services.grid_report_write) ----------------------
+
+REPORT_FILE_TYPES = {
+    ".md": "text/markdown; charset=utf-8",
+    ".html": "text/html; charset=utf-8",
+    ".svg": "image/svg+xml",
+}
+_REPORT_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,150}\.(?:md|html|svg)")
+
+
+def grid_report_folder(grid: ExperimentGrid) -> str:
+    """The grid's report folder in the ``runs`` storage (``grids/<grid id>``)."""
+    return f"grids/{grid.pk}"
+
+
+def grid_report_file_names(grid: ExperimentGrid, report: GridReport | None = None) -> list[str]:
+    """The names of the grid's report files, report.html first (no storage call: the
+    figures are those of its ``report``); empty until the report was written."""
+    if not grid.report_dir:
+        return []
+    figures = (report or grid_report(grid)).figures
+    return ["report.html", "report.md", *(f.filename for f in figures)]
+
+
+def grid_report_file(grid: ExperimentGrid, name: str) -> bytes | None:
+    """The bytes of the report file ``name`` of the grid, read from the runs storage (on
+    whichever host it was written); None when the grid has no report yet, ``name`` is not a
+    report file's name (one plain name ending .md, .html or .svg) or it is not stored."""
+    if not grid.report_dir or not _REPORT_FILE_NAME.fullmatch(name):
+        return None
+    stored = f"{grid_report_folder(grid)}/{name}"
+    try:
+        if is_local(RUNS):  # the runs folder of this settings (tests move TRAINING_RUNS_ROOT)
+            return Path(settings.TRAINING_RUNS_ROOT).joinpath(*stored.split("/")).read_bytes()
+        with storage_for(RUNS).open(stored, "rb") as handle:
+            data: bytes = handle.read()
+        return data
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return None

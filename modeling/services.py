@@ -3,7 +3,8 @@
 A run is executed by :func:`training_run_execute`, the body of the Celery task and of the
 ``train`` command alike. It cross-validates the run's TrainConfig on the version's export
 (``modeling.ml.train.cross_validate``) with checkpoints under
-``TRAINING_RUNS_ROOT/<run id>-<random>/fold_<k>/``, and reports through the hooks:
+``TRAINING_RUNS_ROOT/<run id>-<random>/fold_<k>/`` (kept in the ``runs`` storage by
+``modeling.checkpoints``), and reports through the hooks:
 
 - every epoch: an EpochRecord and the progress (written at most every
   ``PROGRESS_WRITE_INTERVAL_S``, and at the end of each fold), so the run page's learning
@@ -47,6 +48,7 @@ import numpy as np
 import torch
 from django.conf import settings
 from django.contrib.auth.models import User
+from django.core.files.base import ContentFile
 from django.db import transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
@@ -55,7 +57,7 @@ from annotation.access.audit import audit_record
 from annotation.errors import ServiceError
 from annotation.grades import GRADES
 from annotation.models import Clip, Video
-from annotation.storage import EXPORTS, is_local, media_local_path, storage_for
+from annotation.storage import EXPORTS, RUNS, cache, is_local, media_local_path, storage_for
 from datasets.models import DatasetVersion
 from datasets.selectors import version_clip_pks_by_export_id
 from datasets.services import export_dir_for, export_local
@@ -119,7 +121,8 @@ def run_dir_for(run: TrainingRun) -> Path:
 
 
 def grid_dir_for(grid: ExperimentGrid) -> Path:
-    return Path(settings.TRAINING_RUNS_ROOT) / "grids" / str(grid.pk)
+    """Local storage: the folder of the grid's report (TRAINING_RUNS_ROOT/grids/<id>)."""
+    return Path(settings.TRAINING_RUNS_ROOT) / selectors.grid_report_folder(grid)
 
 
 def _json_safe(value: Any) -> Any:
@@ -153,7 +156,7 @@ def training_config_check(config: Mapping[str, Any], *, local_paths: bool = Fals
     the defaults), or a TrainingError naming the problem and the valid choices.
 
     Every option lies within its bounds (modeling.ml.options), from whichever surface it
-    came. ``pretrained`` names weights in the weights folder (``pretrained_path``); with
+    came. ``pretrained`` names weights in the weights folder (``pretrained_check``); with
     ``local_paths`` (the ``train`` command, run by an admin on the machine) it may instead be
     a path, made absolute here."""
     values = dict(config)
@@ -168,36 +171,66 @@ def training_config_check(config: Mapping[str, Any], *, local_paths: bool = Fals
                 raise TrainingError(f"pretrained weights not found: {path}")
             values["pretrained"] = str(path)
         else:
-            pretrained_path(str(pretrained))
+            pretrained_check(str(pretrained))
     try:
         return TrainConfig.from_options(values)
     except (TypeError, ValueError) as exc:
         raise TrainingError(f"invalid training configuration: {exc}") from exc
 
 
-def pretrained_path(name: str) -> Path:
-    """The weights file or folder called ``name`` in the weights folder (``WEIGHTS_DIR``).
+# Object storage: weights files live in the runs storage under this folder (an admin copies
+# them to <bucket>/<prefix>/runs/weights/), so every training host finds the same ones.
+WEIGHTS_FOLDER = "weights"
+
+
+def _weights_names() -> list[str]:
+    """The names of the weights there are (the weights folder, or the runs storage's)."""
+    if is_local(RUNS):
+        folder = Path(settings.WEIGHTS_DIR)
+        entries = [entry.name for entry in (folder.iterdir() if folder.is_dir() else ())]
+    else:
+        try:
+            entries = storage_for(RUNS).listdir(WEIGHTS_FOLDER)[1]
+        except FileNotFoundError:
+            entries = []
+    return sorted(name for name in entries if weights_name_problem(name) is None)
+
+
+def pretrained_check(name: str) -> None:
+    """A TrainingError unless ``name`` names weights: an entry of the weights folder
+    (``WEIGHTS_DIR``), or with object storage a file under ``weights/`` of the runs storage.
 
     A name, never a path: the answer for a name that is not there lists what is there and
     says nothing about any other path of the machine."""
     problem = weights_name_problem(name)
     if problem:
         raise TrainingError(problem)
-    folder = Path(settings.WEIGHTS_DIR)
-    path = folder / name
-    if path.exists():
-        return path
-    names = sorted(
-        entry.name
-        for entry in (folder.iterdir() if folder.is_dir() else ())
-        if weights_name_problem(entry.name) is None
-    )
-    there = (
-        f"the weights there: {', '.join(names[:20])}"
-        if names
-        else "the folder holds none yet (an admin puts weights files into MERSV_WEIGHTS_DIR)"
-    )
+    if is_local(RUNS):
+        if (Path(settings.WEIGHTS_DIR) / name).exists():
+            return
+        hint = "the folder holds none yet (an admin puts weights files into MERSV_WEIGHTS_DIR)"
+    else:
+        if storage_for(RUNS).exists(f"{WEIGHTS_FOLDER}/{name}"):
+            return
+        hint = (
+            "the folder holds none yet (an admin copies weights files to runs/weights/ of the "
+            "bucket)"
+        )
+    names = _weights_names()
+    there = f"the weights there: {', '.join(names[:20])}" if names else hint
     raise TrainingError(f"no pretrained weights named {name!r} in the weights folder; {there}")
+
+
+def pretrained_path(name: str) -> Path:
+    """The local path of the weights called ``name`` (:func:`pretrained_check`): in the
+    weights folder, or with object storage this host's cached copy of the stored file
+    (fetched again when the stored file is replaced: its size and time key the entry)."""
+    pretrained_check(name)
+    if is_local(RUNS):
+        return Path(settings.WEIGHTS_DIR) / name
+    storage, stored = storage_for(RUNS), f"{WEIGHTS_FOLDER}/{name}"
+    version = f"{storage.size(stored)}:{storage.get_modified_time(stored).isoformat()}"
+    return cache("weights").materialise(storage, stored, version=version)
 
 
 def _config_for_training(config: TrainConfig) -> TrainConfig:
@@ -838,11 +871,11 @@ def experiment_grid_cancel(*, grid: ExperimentGrid, by: User | None) -> Experime
 
 
 def experiment_grid_finish(*, grid_id: int, out_dir: Path | None = None) -> ExperimentGrid:
-    """Write the grid's report (into ``out_dir``, default the grid's folder) and end it:
-    succeeded when at least one run succeeded, cancelled on request, failed otherwise."""
+    """Write the grid's report to the runs storage (and a copy into ``out_dir`` when given:
+    the ``experiment_grid --out`` folder) and end it: succeeded when at least one run
+    succeeded, cancelled on request, failed otherwise."""
     grid = ExperimentGrid.objects.get(pk=grid_id)
-    folder = Path(out_dir) if out_dir is not None else grid_dir_for(grid)
-    grid_report_write(grid=grid, out_dir=folder)
+    folder = grid_report_write(grid=grid, out_dir=out_dir)
     succeeded = grid.runs.filter(status=JobStatus.SUCCEEDED).count()
     if grid.cancel_requested:
         status, error = JobStatus.CANCELLED, ""
@@ -851,7 +884,7 @@ def experiment_grid_finish(*, grid_id: int, out_dir: Path | None = None) -> Expe
     else:
         status, error = JobStatus.FAILED, "no run of the grid succeeded: see the runs' errors"
     ExperimentGrid.objects.filter(pk=grid_id).update(
-        status=status, error=error, report_dir=str(folder), finished_at=timezone.now()
+        status=status, error=error, report_dir=folder, finished_at=timezone.now()
     )
     grid.refresh_from_db()
     return grid
@@ -870,18 +903,38 @@ def write_text_atomic(path: Path, text: str) -> None:
         raise
 
 
-def grid_report_write(*, grid: ExperimentGrid, out_dir: Path) -> Path:
-    """report.md, report.html and the SVG figures of the grid's finished runs in ``out_dir``
-    (each file written whole); returns the path of report.md."""
+def grid_report_files(grid: ExperimentGrid) -> dict[str, str]:
+    """The grid's report as files: the SVG figures, report.html and report.md (last: a
+    reader that finds report.md finds the figures it links)."""
     report = selectors.grid_report(grid)
-    for figure in report.figures:
-        write_text_atomic(out_dir / figure.filename, figure.svg + "\n")
+    files = {figure.filename: figure.svg + "\n" for figure in report.figures}
     for name, render in (("report.html", report_html), ("report.md", report_markdown)):
-        text = render(
+        files[name] = render(
             title=report.title, intro=report.intro, tables=report.tables, figures=report.figures
         )
-        write_text_atomic(out_dir / name, text)
-    return out_dir / "report.md"
+    return files
+
+
+def grid_report_write(*, grid: ExperimentGrid, out_dir: Path | None = None) -> str:
+    """Save the grid's report files to the ``runs`` storage under
+    :func:`selectors.grid_report_folder`, so any web host serves what a worker wrote; returns that
+    folder. Local storage: files in TRAINING_RUNS_ROOT/grids/<id>, each written whole
+    (a temporary file renamed); object storage: one object per file (a PUT is whole or
+    absent). ``out_dir`` (a folder the caller named) gets a copy."""
+    folder = selectors.grid_report_folder(grid)
+    files = grid_report_files(grid)
+    local = is_local(RUNS)
+    storage = storage_for(RUNS)
+    for name, text in files.items():
+        if local:
+            write_text_atomic(grid_dir_for(grid) / name, text)
+        else:  # the runs storage overwrites (file_overwrite): a rewritten report keeps its names
+            saved = storage.save(f"{folder}/{name}", ContentFile(text.encode("utf-8")))
+            if saved != f"{folder}/{name}":
+                raise OSError(f"the runs storage renamed {folder}/{name} to {saved}")
+        if out_dir is not None:
+            write_text_atomic(Path(out_dir) / name, text)
+    return folder
 
 
 TRAIN_OPTION_FIELDS: tuple[str, ...] = tuple(TrainConfig.__dataclass_fields__)

@@ -218,3 +218,31 @@ def test_curators_see_the_run_folder_relative_never_the_workers_path(
     assert "checkpoint_dir" not in detail
     assert re.fullmatch(rf"{run.pk}-[0-9a-f]{{8}}", detail["run_folder"])
     assert detail["run_folder"] in bodies[f"/training/{run.pk}/"]
+
+
+def test_a_grids_report_files_are_served_to_curators_from_the_runs_storage(
+    ready_version, curator_client, make_user, settings
+) -> None:
+    grid = services.experiment_grid_start(
+        version=ready_version, backbones=["resnet"], losses=["emd"], epochs=1,
+        created_by=None, enqueue=False,
+    )  # fmt: skip
+    url = f"/training/grids/{grid.pk}/report/"
+    assert curator_client.get(url + "report.md").status_code == 404  # not written yet
+    services.experiment_grid_finish(grid_id=grid.pk)  # no run finished: a report all the same
+    grid.refresh_from_db()
+    assert grid.report_dir == f"grids/{grid.pk}"
+    stored = Path(settings.TRAINING_RUNS_ROOT) / "grids" / str(grid.pk) / "report.md"
+    answer = curator_client.get(url + "report.md")
+    assert answer.status_code == 200 and answer.content == stored.read_bytes()
+    assert b"0 of 1 settings finished" in answer.content
+    page = curator_client.get(url + "report.html")
+    assert page["Content-Type"] == "text/html; charset=utf-8"
+    assert "default-src 'none'" in page["Content-Security-Policy"]  # no script runs in it
+    # Only the report's own files: no other name of the runs folder, no way out of it.
+    (stored.parent / "notes.txt").write_text("x")
+    for name in ("notes.txt", "..%2Freport.md", ".report.md.tmp", "report.md%00"):
+        assert curator_client.get(url + name).status_code in (400, 404), name  # NUL: 400
+    expert = Client()
+    expert.force_login(make_user("expert"))
+    assert expert.get(url + "report.md").status_code == 403

@@ -20,7 +20,7 @@ from annotation.models import Clip
 from datasets.models import DatasetVersion
 from datasets.services import export_dir_for
 from modeling import services
-from modeling.models import EpochRecord, Prediction, TrainingRun
+from modeling.models import EpochRecord, ExperimentGrid, Prediction, TrainingRun
 from tests.modeling.conftest import build_version
 
 
@@ -194,7 +194,7 @@ def test_clips_ingested_after_the_version_get_the_mean_of_the_fold_models(
 
 
 def test_the_experiment_grid_command_trains_every_setting_and_writes_the_report(
-    version: DatasetVersion, tmp_path: Path
+    version: DatasetVersion, tmp_path: Path, local_roots: Path
 ) -> None:
     out = tmp_path / "report"
     stdout = StringIO()
@@ -219,6 +219,11 @@ def test_the_experiment_grid_command_trains_every_setting_and_writes_the_report(
     assert "grid_hi.svg" in svgs and any(name.endswith("_pca.svg") for name in svgs)
     for name in svgs:
         assert "![" in markdown and f"({name})" in markdown
+    # The same files are in the runs storage (here TRAINING_RUNS_ROOT), which the pages serve.
+    grid = ExperimentGrid.objects.get()
+    stored = local_roots / "runs" / "grids" / str(grid.pk)
+    assert sorted(p.name for p in stored.iterdir()) == sorted([*svgs, "report.html", "report.md"])
+    assert (stored / "report.md").read_text() == markdown
 
 
 def test_epochs_and_training_time_are_stored_while_a_fold_is_still_training(

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from django.conf import settings
 from django.test import Client
 from rest_framework.test import APIClient
 
@@ -125,8 +126,15 @@ def test_a_grid_trains_its_settings_one_task_after_another_and_writes_its_report
     assert [(r["name"], r["status"]) for r in grid["runs"]] == [
         ("resnet-ce", "succeeded"), ("resnet-emd", "succeeded"),
     ]  # fmt: skip
-    report_dir = ExperimentGrid.objects.get(pk=grid_id).report_dir  # the API shows no path
     assert grid["report_folder"] == f"grids/{grid_id}"
-    report = (Path(report_dir) / "report.md").read_text()
-    assert "| ResNet + CE |" in report and "| ResNet + EMD |" in report
-    shutil.rmtree(report_dir)
+    assert ExperimentGrid.objects.get(pk=grid_id).report_dir == f"grids/{grid_id}"
+    # The worker wrote the report into the runs storage; the page serves its files.
+    pages = Client()
+    pages.login(username="researcher", password=PASSWORD)
+    report = pages.get(f"/training/grids/{grid_id}/report/report.md")
+    assert report.status_code == 200 and report["Content-Type"].startswith("text/markdown")
+    text = report.content.decode()
+    assert "| ResNet + CE |" in text and "| ResNet + EMD |" in text
+    page = pages.get(f"/training/grids/{grid_id}/").content.decode()
+    assert f'href="/training/grids/{grid_id}/report/report.html"' in page
+    shutil.rmtree(Path(settings.TRAINING_RUNS_ROOT) / "grids" / str(grid_id))

@@ -18,9 +18,10 @@ from rest_framework.test import APIClient
 
 from annotation.models import Clip, Video
 from datasets.models import DatasetVersion
-from modeling.models import EpochRecord, TrainingRun
+from modeling.models import EpochRecord, ExperimentGrid, TrainingRun
 from tests.conftest import wait_for
 from tests.modeling.conftest import TINY_CONFIG
+from tests.storage.conftest import BUCKET
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -192,3 +193,96 @@ def test_a_version_is_built_exported_and_trained_through_the_bucket_and_resumes_
     assert (tmp_path / "resume-host-runs" / folder / f"fold_{resumed_fold}" / "last.pt").is_file()
     stored = object_storage.keys(f"runs/{folder}/")
     assert sum(k.endswith("model.pt") for k in stored) == run.n_folds
+
+
+def test_a_grid_report_a_worker_on_another_host_wrote_is_served_by_the_web_side(
+    s3_worker: Path, object_storage, make_user, synthetic_small: Path, settings
+) -> None:
+    from datasets import services as dataset_services
+    from modeling import services as modeling_services
+
+    call_command("import_dataset", str(synthetic_small), "--no-progress")
+    curator = make_user("curator")
+    version = dataset_services.dataset_version_create(name="s3-grid", created_by=curator)
+    wait_for(
+        lambda: DatasetVersion.objects.get(pk=version.pk).status in ("ready", "failed"),
+        timeout=180,
+        what="the S3 worker to build the version",
+    )
+    version.refresh_from_db()
+    assert version.status == "ready", version.error
+    grid = modeling_services.experiment_grid_start(
+        version=version, backbones=["resnet"], losses=["ce"], epochs=1,
+        base_config={"batch_size": 4, "optimizer": "adam"}, created_by=curator,
+    )  # fmt: skip
+    wait_for(
+        lambda: ExperimentGrid.objects.get(pk=grid.pk).status not in ("pending", "running"),
+        timeout=300,
+        what="the S3 worker to train the grid",
+    )
+    grid.refresh_from_db()
+    assert grid.status == "succeeded", grid.error
+    # The report is in the bucket, and on neither host's disk.
+    stored = set(object_storage.keys(f"runs/grids/{grid.pk}/"))
+    assert {f"runs/grids/{grid.pk}/report.md", f"runs/grids/{grid.pk}/report.html"} <= stored
+    assert any(k.endswith(".svg") for k in stored)
+    assert not _files_under(s3_worker / "runs" / "grids")
+    assert not _files_under(Path(settings.TRAINING_RUNS_ROOT) / "grids")
+    # This process (the web host) serves every file of it to curators, streamed from the bucket.
+    pages = Client()
+    pages.force_login(curator)
+    url = f"/training/grids/{grid.pk}/report/"
+    markdown = pages.get(url + "report.md")
+    assert markdown.status_code == 200
+    assert (
+        markdown.content
+        == object_storage.client()
+        .get_object(Bucket=BUCKET, Key=f"{object_storage.prefix}/runs/grids/{grid.pk}/report.md")[
+            "Body"
+        ]
+        .read()
+    )
+    assert "| ResNet + CE |" in markdown.content.decode()
+    html = pages.get(url + "report.html").content.decode()
+    for key in stored:
+        name = key.rsplit("/", 1)[1]
+        if name.endswith(".svg"):
+            assert f'src="{name}"' in html  # report.html's figures, beside it
+            figure = pages.get(url + name)
+            assert figure.status_code == 200 and figure.content.lstrip().startswith(b"<svg")
+    page = pages.get(f"/training/grids/{grid.pk}/").content.decode()
+    assert f'href="{url}report.html"' in page
+    assert pages.get(url + "nothing.svg").status_code == 404
+    expert = Client()
+    expert.force_login(make_user("expert"))
+    assert expert.get(url + "report.md").status_code == 403
+
+
+def test_pretrained_weights_are_files_of_the_bucket_that_each_host_caches(
+    object_storage, settings, tmp_path: Path
+) -> None:
+    from django.core.files.base import ContentFile
+
+    from annotation.storage import RUNS, storage_for
+    from modeling import services as modeling_services
+
+    settings.WEIGHTS_DIR = tmp_path / "no-local-weights"  # not read with object storage
+    with pytest.raises(modeling_services.TrainingError, match="copies weights files to runs/"):
+        modeling_services.pretrained_check("encoder.pt")
+    runs = storage_for(RUNS)
+    runs.save("weights/encoder.pt", ContentFile(b"first weights"))
+    assert "runs/weights/encoder.pt" in object_storage.keys("runs/weights/")
+    modeling_services.training_config_check({"pretrained": "encoder.pt"})  # no download here
+    assert not (tmp_path / "web-cache" / "weights").exists()
+    path = modeling_services.pretrained_path("encoder.pt")
+    assert path.is_relative_to(tmp_path / "web-cache" / "weights")
+    assert path.read_bytes() == b"first weights"
+    assert modeling_services.pretrained_path("encoder.pt") == path  # cached
+    with pytest.raises(modeling_services.TrainingError) as missing:
+        modeling_services.pretrained_check("other.pt")
+    assert str(missing.value).endswith("the weights there: encoder.pt")
+    # Replaced in the bucket (another size): the hosts fetch the new file.
+    runs.save("weights/encoder.pt", ContentFile(b"second, longer weights"))
+    again = modeling_services.pretrained_path("encoder.pt")
+    assert again != path and again.read_bytes() == b"second, longer weights"
+    runs.delete("weights/encoder.pt")

@@ -1,8 +1,9 @@
 """python manage.py experiment_grid --dataset VERSION --out DIR [--backbones ...] [--losses ...]
 
 The paper's backbone x loss grid, trained one run after another with the same services as
-the Celery tasks, then report.md, report.html and SVG figures in DIR (Tables 1-7 and
-Figures 5-7 of the best setting; see modeling/report.py).
+the Celery tasks, then report.md, report.html and SVG figures (Tables 1-7 and Figures 5-7 of
+the best setting; see modeling/report.py) in the runs storage, where the grid page serves
+them, and a copy in DIR.
 """
 
 from __future__ import annotations
