@@ -134,9 +134,15 @@ def _media_per_test(request, settings, tmp_path):
 @pytest.fixture(scope="session")
 def chromium_browser():
     """One headless Chromium for the whole session (tests/browser_support.py)."""
+    from django.urls import get_resolver
     from playwright.sync_api import sync_playwright
 
     from tests.browser_support import chromium_launch
+
+    # The live server imports the URLconf (datasets, modeling: scikit-learn, scipy, torch) on
+    # its first request; on a loaded machine that alone can outlast a page's 15 s timeout when
+    # a browser test runs first in its process. Import it here, before any page is opened.
+    get_resolver().url_patterns  # noqa: B018
 
     # Playwright's sync API keeps an event loop in this thread; the ORM calls the tests make
     # between browser steps are still synchronous, so Django's async guard must stand down.
