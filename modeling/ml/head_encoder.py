@@ -18,6 +18,19 @@ its frequency), and early stopping on a seeded stratified validation split. The 
 writes (:func:`save_encoder`, format ``HEAD_ENCODER_FORMAT``) holds the encoder's weights,
 its layout and a record of what it was trained on; ``--pretrained FILE`` loads it into a grade
 model's encoder (:func:`modeling.ml.model.load_pretrained`), never from the network.
+``val_index`` (with :func:`fold_indices`) trains one model of a cross-fitted ensemble: model k
+stops early on fold k and predicts it, so every head gets an out-of-fold prediction.
+
+A head crop's orientation carries no label: with ``tta`` the features (:func:`encode_heads`)
+and the predictions (:func:`classifier_scores`) are averaged over the eight rotations by 90
+degrees and mirrors (:func:`dihedral_views`), which makes them exactly orientation-free.
+
+Operating points. Every classifier here weighs the classes equally, so its own decisions sit
+near the balanced-accuracy optimum and give up plain accuracy on an imbalanced label (MHSMA:
+73-87 % normal). :func:`choose_threshold` picks the decision threshold of a binary label that
+maximises accuracy or balanced accuracy on out-of-fold predictions; :func:`probe_scores`
+reports both, each test fold's threshold chosen on an inner cross-validation of its training
+folds.
 
 Plain PyTorch/numpy/OpenCV, no Django.
 """
