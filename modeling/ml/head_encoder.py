@@ -18,6 +18,19 @@ its frequency), and early stopping on a seeded stratified validation split. The 
 writes (:func:`save_encoder`, format ``HEAD_ENCODER_FORMAT``) holds the encoder's weights,
 its layout and a record of what it was trained on; ``--pretrained FILE`` loads it into a grade
 model's encoder (:func:`modeling.ml.model.load_pretrained`), never from the network.
+``val_index`` (with :func:`fold_indices`) trains one model of a cross-fitted ensemble: model k
+stops early on fold k and predicts it, so every head gets an out-of-fold prediction.
+
+A head crop's orientation carries no label: with ``tta`` the features (:func:`encode_heads`)
+and the predictions (:func:`classifier_scores`) are averaged over the eight rotations by 90
+degrees and mirrors (:func:`dihedral_views`), which makes them exactly orientation-free.
+
+Operating points. Every classifier here weighs the classes equally, so its own decisions sit
+near the balanced-accuracy optimum and give up plain accuracy on an imbalanced label (MHSMA:
+73-87 % normal). :func:`choose_threshold` picks the decision threshold of a binary label that
+maximises accuracy or balanced accuracy on out-of-fold predictions; :func:`probe_scores`
+reports both, each test fold's threshold chosen on an inner cross-validation of its training
+folds.
 
 Plain PyTorch/numpy/OpenCV, no Django.
 """
@@ -359,17 +372,49 @@ class PretrainResult:
     val_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     classifier: nn.Module | None = None  # the encoder with its per-label linear layers
 
-    @torch.no_grad()
-    def predict_scores(self, images: np.ndarray) -> dict[str, np.ndarray]:
-        """Class logits of every label, (N, k) each, for heads (N, H, W) in [0, 1]."""
+    def predict_scores(self, images: np.ndarray, *, tta: bool = False) -> dict[str, np.ndarray]:
+        """Class scores of every label, (N, k) each, for heads (N, H, W) in [0, 1]: the
+        logits, or with ``tta`` the log of the class probabilities averaged over the eight
+        rotations and mirrors of each head (:func:`dihedral_views`)."""
         assert self.classifier is not None
-        self.classifier.eval()
-        x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).unsqueeze(1)
-        parts = [self.classifier(x[i : i + 256]) for i in range(0, len(x), 256)]
-        return {name: torch.cat([p[name] for p in parts]).numpy() for name in parts[0]}
+        return classifier_scores(self.classifier, images, tta=tta)
 
 
-class _HeadClassifier(nn.Module):
+@torch.no_grad()
+def classifier_scores(
+    classifier: nn.Module, images: np.ndarray, *, tta: bool = False, batch_size: int = 256
+) -> dict[str, np.ndarray]:
+    """See :meth:`PretrainResult.predict_scores`."""
+    classifier.eval()
+    x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).unsqueeze(1)
+    parts: list[dict[str, torch.Tensor]] = []
+    for i in range(0, len(x), batch_size):
+        batch = x[i : i + batch_size]
+        if not tta:
+            parts.append(classifier(batch))
+            continue
+        views = [classifier(view) for view in dihedral_views(batch)]  # 8 x name -> (n, k)
+        parts.append(
+            {
+                name: torch.stack([v[name].softmax(dim=1) for v in views]).mean(dim=0).log()
+                for name in views[0]
+            }
+        )
+    return {name: torch.cat([p[name] for p in parts]).numpy() for name in parts[0]}
+
+
+def dihedral_views(x: torch.Tensor) -> list[torch.Tensor]:
+    """The eight rotations by multiples of 90 degrees and mirrors of heads (N, 1, H, W): a
+    head crop's orientation carries no label, so averaging over them (test-time
+    augmentation) gives predictions and features that do not depend on it."""
+    views = []
+    for quarter in range(4):
+        turned = torch.rot90(x, quarter, dims=(2, 3))
+        views += [turned, turned.flip(3)]
+    return views
+
+
+class HeadClassifier(nn.Module):
     """The encoder and one linear layer per label (pretraining only)."""
 
     def __init__(self, encoder: HeadEncoder, n_classes: dict[str, int]) -> None:
@@ -397,6 +442,21 @@ def stratified_split(y: np.ndarray, *, fraction: float, seed: int) -> tuple[np.n
     val_index = np.array(sorted(val), dtype=np.int64)
     train_index = np.setdiff1d(np.arange(len(y)), val_index)
     return train_index, val_index
+
+
+def fold_indices(labels: dict[str, np.ndarray], *, folds: int, seed: int) -> list[np.ndarray]:
+    """The val indices of ``folds`` disjoint folds covering every head once, stratified on the
+    labels' classes (as :func:`stratified_split`), seeded: fold k trains on the others."""
+    from sklearn.model_selection import StratifiedKFold
+
+    strata = _strata(labels)
+    if folds < 2:
+        raise ValueError(f"a cross-fitted ensemble needs at least 2 folds, not {folds}")
+    # Strata smaller than the fold count would warn and still be spread; pool them instead.
+    _, inverse, counts = np.unique(strata, return_inverse=True, return_counts=True)
+    strata = np.where(counts[inverse] >= folds, strata, -1)
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    return [np.sort(val) for _, val in splitter.split(np.zeros(len(strata)), strata)]
 
 
 def _strata(labels: dict[str, np.ndarray]) -> np.ndarray:
@@ -432,11 +492,16 @@ def classification_metrics(y: np.ndarray, scores: np.ndarray) -> dict[str, float
 
 
 def pretrain_encoder(
-    heads: HeadSet, config: PretrainConfig, *, progress: bool = False
+    heads: HeadSet,
+    config: PretrainConfig,
+    *,
+    progress: bool = False,
+    val_index: np.ndarray | None = None,
 ) -> PretrainResult:
     """Train a fresh encoder (and one linear classifier per label, then dropped) on ``heads``.
 
-    Val: ``config.val_fraction`` of the heads, stratified on the labels' classes, seeded.
+    Val: ``config.val_fraction`` of the heads, stratified on the labels' classes, seeded; or
+    the heads ``val_index`` names (one fold of a cross-fitted ensemble, :func:`fold_indices`).
     Loss: the sum over labels of the cross-entropy weighted by inverse class frequency (on
     the training split), so a rare abnormal class counts as much as the common one. The
     epoch with the lowest val loss is kept; training stops ``config.patience`` epochs after
@@ -445,10 +510,16 @@ def pretrain_encoder(
     torch.manual_seed(config.seed)
     encoder = HeadEncoder(HeadEncoderConfig(widths=config.widths))
     n_classes = {name: len(cls) for name, cls in heads.classes.items()}
-    model = _HeadClassifier(encoder, n_classes)
-    train_index, val_index = stratified_split(
-        _strata(heads.labels), fraction=config.val_fraction, seed=config.seed
-    )
+    model = HeadClassifier(encoder, n_classes)
+    if val_index is None:
+        train_index, val_index = stratified_split(
+            _strata(heads.labels), fraction=config.val_fraction, seed=config.seed
+        )
+    else:
+        val_index = np.unique(np.asarray(val_index, dtype=np.int64))
+        if len(val_index) and (val_index[0] < 0 or val_index[-1] >= len(heads)):
+            raise ValueError(f"val_index must name heads 0..{len(heads) - 1}")
+        train_index = np.setdiff1d(np.arange(len(heads)), val_index)
     if len(train_index) < 2 or len(val_index) < 1:
         raise ValueError(f"{heads.root} holds too few heads ({len(heads)}) for a validation split")
     x = torch.from_numpy(heads.images).unsqueeze(1)  # (N, 1, H, W)
@@ -590,11 +661,18 @@ def load_encoder(path: Path) -> tuple[HeadEncoder, dict[str, Any]]:
 
 
 @torch.no_grad()
-def encode_heads(encoder: HeadEncoder, images: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
-    """Features (N, D) float64 of heads (N, H, W) in [0, 1]."""
+def encode_heads(
+    encoder: HeadEncoder, images: np.ndarray, *, batch_size: int = 256, tta: bool = False
+) -> np.ndarray:
+    """Features (N, D) float64 of heads (N, H, W) in [0, 1]; with ``tta`` each head's
+    features averaged over its eight rotations and mirrors (:func:`dihedral_views`)."""
     encoder.eval()
     x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).unsqueeze(1)
-    rows = [encoder(x[i : i + batch_size]).double().numpy() for i in range(0, len(x), batch_size)]
+    rows = []
+    for i in range(0, len(x), batch_size):
+        batch = x[i : i + batch_size]
+        views = dihedral_views(batch) if tta else [batch]
+        rows.append(torch.stack([encoder(v) for v in views]).mean(dim=0).double().numpy())
     return np.concatenate(rows) if rows else np.zeros((0, encoder.out_features))
 
 
@@ -620,16 +698,40 @@ def head_morphometry(
     return np.asarray(rows, dtype=np.float64).reshape(len(images), -1), missed
 
 
-def probe_scores(
-    features: np.ndarray, y: np.ndarray, *, folds: int = 5, seed: int = 0
-) -> dict[str, float]:
-    """Out-of-fold accuracy, balanced accuracy and AUC of a logistic regression (features
-    standardised on each training fold, classes weighted by inverse frequency) predicting
-    ``y`` from ``features``, over stratified ``folds``-fold cross-validation (seeded)."""
+def fit_probe(features: np.ndarray, y: np.ndarray) -> Any:
+    """The linear probe: a logistic regression (C = 1) on features standardised on
+    ``features``, classes weighted by inverse frequency, fitted to ``y``."""
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
+
+    probe = make_pipeline(
+        StandardScaler(), LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000)
+    )
+    return probe.fit(features, y)
+
+
+def probe_probabilities(probe: Any, features: np.ndarray, n_classes: int) -> np.ndarray:
+    """(N, n_classes) class probabilities of a fitted probe (0 for a class it never saw)."""
+    out = np.zeros((len(features), n_classes))
+    out[:, probe.classes_] = probe.predict_proba(features)
+    return out
+
+
+def probe_scores(
+    features: np.ndarray, y: np.ndarray, *, folds: int = 5, seed: int = 0
+) -> dict[str, Any]:
+    """Out-of-fold accuracy, balanced accuracy and AUC of the linear probe (:func:`fit_probe`)
+    predicting ``y`` from ``features``, over stratified ``folds``-fold cross-validation
+    (seeded), at its own operating point (the most probable class; with balanced class
+    weights, near the balanced-accuracy optimum).
+
+    For a binary label also ``operating_points``: the accuracy and balanced accuracy when
+    each test fold's decision threshold is the one that maximises plain accuracy
+    (``"accuracy"``) or balanced accuracy (``"balanced_accuracy"``) on out-of-fold
+    predictions of its training folds (an inner cross-validation, so no fold's threshold
+    saw its own labels; :func:`choose_threshold`)."""
+    from sklearn.model_selection import StratifiedKFold
 
     y = np.asarray(y)
     present = np.bincount(y)
@@ -639,33 +741,76 @@ def probe_scores(
             f"a class has only {smallest} example(s): {folds}-fold cross-validation needs at "
             f"least {folds} of every class (use fewer folds)"
         )
-    scores = np.zeros((len(y), int(y.max()) + 1))
+    k = int(y.max()) + 1
+    probabilities = np.zeros((len(y), k))
+    binary = k == 2
+    decided = {objective: np.zeros(len(y), dtype=np.int64) for objective in OPERATING_POINTS}
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     for train, test in splitter.split(features, y):
-        probe = make_pipeline(
-            StandardScaler(),
-            LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000),
-        )
-        probe.fit(features[train], y[train])
-        scores[np.ix_(test, probe.classes_)] = probe.predict_log_proba(features[test])
-        missing = np.setdiff1d(np.arange(scores.shape[1]), probe.classes_)
-        scores[np.ix_(test, missing)] = -1e9  # a class the fold never saw
-    return classification_metrics(y, scores)
+        probe = fit_probe(features[train], y[train])
+        probabilities[test] = probe_probabilities(probe, features[test], k)
+        if binary:
+            inner = np.full(len(train), 0.5)
+            inner_folds = min(folds, int(np.bincount(y[train], minlength=2).min()))
+            if inner_folds >= 2:
+                inner_splitter = StratifiedKFold(inner_folds, shuffle=True, random_state=seed)
+                for a, b in inner_splitter.split(features[train], y[train]):
+                    inner_probe = fit_probe(features[train][a], y[train][a])
+                    inner[b] = probe_probabilities(inner_probe, features[train][b], 2)[:, 1]
+            for objective in OPERATING_POINTS:
+                threshold = choose_threshold(y[train], inner, objective=objective)
+                decided[objective][test] = probabilities[test, 1] > threshold
+    with np.errstate(divide="ignore"):
+        result: dict[str, Any] = classification_metrics(y, np.log(probabilities))
+    if binary:
+        result["operating_points"] = {
+            objective: decision_metrics(y, decided[objective]) for objective in OPERATING_POINTS
+        }
+    return result
 
 
-def fit_probe_scores(
-    train_features: np.ndarray, train_y: np.ndarray, test_features: np.ndarray, test_y: np.ndarray
-) -> dict[str, float]:
-    """Accuracy, balanced accuracy and AUC on a held-out split of the same logistic
-    regression as :func:`probe_scores`, fitted on the training split."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+# --------------------------------------------------------------------------------------------
+# Operating points: the decision threshold of a binary label
 
-    probe = make_pipeline(
-        StandardScaler(), LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000)
+OPERATING_POINTS = ("accuracy", "balanced_accuracy")
+
+
+def choose_threshold(y: np.ndarray, p: np.ndarray, *, objective: str) -> float:
+    """The threshold ``t`` for which deciding class 1 where ``p > t`` maximises ``objective``
+    (``"accuracy"`` or ``"balanced_accuracy"``) on labels ``y`` (N,) of 0 and 1 and scores
+    ``p`` (N,) (e.g. the probability of class 1); among equally good thresholds the middle
+    one. Choose it on data held out from whatever produced ``p`` (out-of-fold predictions),
+    then apply it to new heads."""
+    if objective not in OPERATING_POINTS:
+        raise ValueError(f"objective must be one of {OPERATING_POINTS}, not {objective!r}")
+    y = np.asarray(y)
+    p = np.asarray(p, dtype=np.float64)
+    if y.shape != p.shape or y.ndim != 1:
+        raise ValueError(f"labels {y.shape} and scores {p.shape} must be two equal 1-D arrays")
+    if not set(np.unique(y)) <= {0, 1}:
+        raise ValueError("a decision threshold needs binary labels (0 and 1)")
+    positive, negative = np.sort(p[y == 1]), np.sort(p[y == 0])
+    if not len(positive) or not len(negative):
+        raise ValueError("a decision threshold needs examples of both classes")
+    values = np.unique(p)
+    # Below every score (all class 1), between neighbours, at the top (all class 0).
+    candidates = np.concatenate(
+        [[np.nextafter(values[0], -np.inf)], (values[:-1] + values[1:]) / 2, [values[-1]]]
     )
-    probe.fit(train_features, train_y)
-    scores = np.full((len(test_y), int(max(train_y.max(), test_y.max())) + 1), -1e9)
-    scores[:, probe.classes_] = probe.predict_log_proba(test_features)
-    return classification_metrics(np.asarray(test_y), scores)
+    true_positive = len(positive) - np.searchsorted(positive, candidates, side="right")
+    true_negative = np.searchsorted(negative, candidates, side="right")
+    if objective == "accuracy":
+        score = (true_positive + true_negative) / len(p)
+    else:
+        score = (true_positive / len(positive) + true_negative / len(negative)) / 2
+    best = np.flatnonzero(score >= score.max() - 1e-12)
+    return float(candidates[best[len(best) // 2]])
+
+
+def decision_metrics(y: np.ndarray, decided: np.ndarray) -> dict[str, float]:
+    """Accuracy and balanced accuracy of decided classes (N,) against ``y`` (N,)."""
+    y, decided = np.asarray(y), np.asarray(decided)
+    return {
+        "accuracy": float((decided == y).mean()),
+        "balanced_accuracy": float(balanced_accuracy_score(y, decided)),
+    }

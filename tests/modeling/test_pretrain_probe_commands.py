@@ -68,18 +68,29 @@ def test_probe_head_prints_encoder_and_morphometry_side_by_side(
     assert report["encoder"]["file"] == "lab-encoder.pt"
     assert report["encoder"]["trained_on"]["directory"] == "lab-heads"
     assert set(report["labels"]) == {"shape", "vacuole", "normal"}
-    for row in report["labels"].values():
+    for name, row in report["labels"].items():
         for source in ("encoder", "morphometry"):
-            assert set(row[source]) == {"accuracy", "balanced_accuracy", "auc"}
-            assert all(0 <= value <= 1 for value in row[source].values())
+            scores = row[source]
+            assert all(0 <= scores[key] <= 1 for key in ("accuracy", "balanced_accuracy", "auc"))
+            # Binary labels also get the accuracy and balanced-accuracy operating points.
+            points = scores.get("operating_points", {})
+            assert set(points) == (set() if name == "shape" else {"accuracy", "balanced_accuracy"})
+            for point in points.values():
+                assert 0 <= point["accuracy"] <= 1 and 0 <= point["balanced_accuracy"] <= 1
     # The morphometry sees the simulator's vacuoles (pale spots) well above chance.
     assert report["labels"]["vacuole"]["morphometry"]["balanced_accuracy"] > 0.7
 
     table = StringIO()
     call_command("probe_head", str(encoder_file), str(head_dir), "--folds", "4", stdout=table)
     lines = table.getvalue().splitlines()
-    assert "encod AUC" in lines[1] and "morph AUC" in lines[1]
-    assert [line.split()[0] for line in lines[2:]] == ["shape", "vacuole", "normal"]
+    assert "own point acc / bal" in lines[1] and "accuracy point acc / bal" in lines[1]
+    assert [line.split()[0] for line in lines[2::2]] == ["shape", "vacuole", "normal"]
+    assert [line.split()[0] for line in lines[3::2]] == ["morphometry"] * 3
+    assert "n/a (not binary)" in lines[2] and "n/a" not in lines[4]
+    tta = StringIO()
+    call_command("probe_head", str(encoder_file), str(head_dir), "--folds", "4", "--tta",
+                 "--json", stdout=tta)  # fmt: skip
+    assert json.loads(tta.getvalue())["tta"] is True
 
 
 def _write(root: Path, rows: list[dict[str, str]]) -> Path:

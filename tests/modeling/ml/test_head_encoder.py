@@ -14,11 +14,16 @@ import torch
 
 from modeling.ml.head_encoder import (
     HEAD_ENCODER_FORMAT,
+    HeadClassifier,
     HeadEncoder,
     HeadEncoderConfig,
     PretrainConfig,
     augment_heads,
+    choose_threshold,
+    classifier_scores,
+    dihedral_views,
     encode_heads,
+    fold_indices,
     head_morphometry,
     load_encoder,
     pretrain_encoder,
@@ -184,6 +189,85 @@ def test_the_morphometry_of_simulated_heads_finds_every_head_and_knows_vacuoles(
     assert missed == 0 and features.shape == (120, len(MORPHOMETRY_FEATURES) + 1)
     scores = probe_scores(features, heads.labels["vacuole"], folds=4)
     assert scores["balanced_accuracy"] > 0.75
+
+
+def test_the_accuracy_threshold_trades_the_rare_class_for_plain_accuracy() -> None:
+    # 8 normal heads (0) and 2 abnormal (1); two normal heads score above one abnormal one.
+    y = np.array([0, 0, 0, 0, 0, 0, 0, 0, 1, 1])
+    p = np.array([0.1, 0.2, 0.3, 0.4, 0.45, 0.5, 0.7, 0.8, 0.6, 0.9])
+    t_accuracy = choose_threshold(y, p, objective="accuracy")
+    # Only the 0.9 head called abnormal: 9 of 10 right, the one best accuracy.
+    assert 0.8 <= t_accuracy < 0.9 and ((p > t_accuracy) == y).mean() == 0.9
+    t_balanced = choose_threshold(y, p, objective="balanced_accuracy")
+    # Catching both abnormal heads costs two normal ones: balanced accuracy 7/8, accuracy 8/10.
+    assert 0.5 <= t_balanced < 0.6 and ((p > t_balanced) == y).mean() == 0.8
+    # Perfectly separated scores: the threshold lies between the classes.
+    assert 0.4 < choose_threshold(np.array([0, 0, 1]), np.array([0.1, 0.4, 0.7]),
+                                  objective="accuracy") < 0.7  # fmt: skip
+    with pytest.raises(ValueError, match="both classes"):
+        choose_threshold(np.zeros(4, int), np.linspace(0, 1, 4), objective="accuracy")
+    with pytest.raises(ValueError, match="objective must be one of"):
+        choose_threshold(y, p, objective="f1")
+
+
+def test_a_probe_reports_the_accuracy_operating_point_beside_its_balanced_one() -> None:
+    """On a rare class (10 %), the class-balanced probe's own decisions give up plain
+    accuracy; the threshold chosen on inner folds of each training fold wins it back."""
+    rng = np.random.default_rng(0)
+    y = (rng.random(400) < 0.1).astype(np.int64)
+    features = np.column_stack([rng.normal(1.5 * y, 1.0), rng.normal(0, 1, 400)])
+    scores = probe_scores(features, y, folds=5)
+    majority = 1 - y.mean()
+    point = scores["operating_points"]["accuracy"]
+    assert scores["accuracy"] < majority < point["accuracy"]
+    assert point["balanced_accuracy"] < scores["balanced_accuracy"]
+    balanced = scores["operating_points"]["balanced_accuracy"]
+    assert balanced["balanced_accuracy"] > point["balanced_accuracy"]
+    # A label of more than two classes keeps the probe's own point only.
+    three = probe_scores(features, np.arange(400) % 3, folds=5)
+    assert "operating_points" not in three and 0 <= three["accuracy"] <= 1
+
+
+def test_test_time_augmentation_makes_features_and_predictions_orientation_free() -> None:
+    torch.manual_seed(0)
+    encoder = HeadEncoder().eval()
+    heads = np.random.default_rng(1).random((3, 24, 24)).astype(np.float32)
+    turned = np.rot90(heads, 1, axes=(1, 2)).copy()
+    mirrored = heads[:, :, ::-1].copy()
+    plain = encode_heads(encoder, heads)
+    assert not np.allclose(plain, encode_heads(encoder, turned), atol=1e-3)
+    averaged = encode_heads(encoder, heads, tta=True)
+    for other in (turned, mirrored):
+        assert np.allclose(averaged, encode_heads(encoder, other, tta=True), atol=1e-5)
+    assert len(dihedral_views(torch.from_numpy(heads).unsqueeze(1))) == 8
+
+    classifier = HeadClassifier(encoder, {"vacuole": 2, "shape": 5})
+    scores = classifier_scores(classifier, heads, tta=True)
+    assert scores["shape"].shape == (3, 5)
+    assert np.allclose(np.exp(scores["vacuole"]).sum(axis=1), 1, atol=1e-5)  # log-probabilities
+    for name, values in classifier_scores(classifier, turned, tta=True).items():
+        assert np.allclose(values, scores[name], atol=1e-5)
+
+
+def test_cross_fitting_folds_cover_every_head_once_and_train_on_the_others(
+    head_dir: Path,
+) -> None:
+    heads = read_head_dir(head_dir)
+    folds = fold_indices(heads.labels, folds=4, seed=0)
+    assert sorted(np.concatenate(folds).tolist()) == list(range(120))
+    for fold in folds:
+        assert 24 <= len(fold) <= 36
+        assert heads.labels["vacuole"][fold].any()  # every fold holds both vacuole classes
+    torch.set_num_threads(1)
+    config = PretrainConfig(epochs=1, batch_size=32)
+    result = pretrain_encoder(heads, config, val_index=folds[1])
+    assert result.record["n_val"] == len(folds[1]) and result.record["n_train"] == 120 - len(
+        folds[1]
+    )
+    with pytest.raises(ValueError, match=r"val_index must name heads 0\.\.119"):
+        pretrain_encoder(heads, config, val_index=np.array([3, 120]))
+    with pytest.raises(ValueError, match="at least 2 folds"):
+        fold_indices(heads.labels, folds=1, seed=0)
 
 
 def test_a_probe_needs_enough_heads_of_every_class() -> None:
