@@ -173,13 +173,26 @@ def clip_features(config: SyntheticConfig) -> np.ndarray:
 
 
 def model_predictions(
-    features: np.ndarray, targets: np.ndarray, folds: np.ndarray, *, seed: int
+    features: np.ndarray,
+    targets: np.ndarray,
+    folds: np.ndarray,
+    *,
+    seed: int,
+    paired: bool = False,
 ) -> np.ndarray:
-    """Out-of-fold predictions of the small model's head trained with EMD, (clips, 5)."""
+    """Out-of-fold predictions of the small model's head trained with EMD, (clips, 5).
+
+    `paired`: each fold draws its inner split and batch order from its own stream (seed, fold),
+    so two calls with the same seed and different targets share the initialisation, the inner
+    splits and the batch order of every fold (without it a fold's split depends on how many
+    epochs the previous fold ran; the cached priors were made that way).
+    """
     torch.manual_seed(seed)
     out = np.zeros_like(targets)
     rng = np.random.default_rng(seed)
     for fold in range(N_FOLDS):
+        if paired:
+            rng = np.random.default_rng([seed, fold])
         train_idx = np.flatnonzero(folds != fold)
         val = rng.random(train_idx.size) < 0.2
         inner, held = train_idx[~val], train_idx[val]
@@ -384,18 +397,62 @@ def meets(outcomes: list[Outcome]) -> bool:
     return all(o.emd_full <= TARGET_EMD and o.p95_full <= TARGET_P95 for o in outcomes)
 
 
-def utility(panel: Panel, labels: np.ndarray) -> tuple[float, float]:
-    """HI gap closed and test EMD of the model trained on `labels`, scored on the full panel."""
-    pred = model_predictions(panel.features, labels, panel.folds, seed=panel.seed + 500)
+UTILITY_REPEATS = 4  # model seeds per panel seed (fixed before the first paired run)
+UTILITY_TARGET = 1.0  # points of HI gap closed the retired labels may lose
+
+
+def utility(panel: Panel, labels: np.ndarray, *, repeat: int) -> tuple[float, float, np.ndarray]:
+    """HI gap closed, test EMD and the out-of-fold predictions of the model trained on
+    `labels`, scored on the full panel.
+
+    The model seed (initialisation, inner splits, batch order) depends on the panel seed and
+    `repeat` only, so the full-panel and the retired arms of one repeat are paired. The gap's
+    ends are the same for every arm: the full-panel mean of the training folds (0) and the
+    simulator's expected distribution (1), so a difference between arms is a difference in the
+    model's histogram intersection alone.
+    """
+    seed = 500 + 100 * panel.seed + repeat
+    pred = model_predictions(panel.features, labels, panel.folds, seed=seed, paired=True)
     baseline = np.zeros_like(panel.full)
     for fold in range(N_FOLDS):
-        baseline[panel.folds == fold] = labels[panel.folds != fold].mean(axis=0)
+        baseline[panel.folds == fold] = panel.full[panel.folds != fold].mean(axis=0)
 
     def hi(p: np.ndarray) -> float:
         return float(np.minimum(p, panel.full).sum(axis=1).mean())
 
     gap = (hi(pred) - hi(baseline)) / (hi(panel.expected) - hi(baseline))
-    return gap, float(emd(pred, panel.full).mean())
+    return gap, float(emd(pred, panel.full).mean()), pred
+
+
+# Two-sided 95 % Student t quantiles by degrees of freedom.
+_T975 = {4: 2.776, 9: 2.262, 14: 2.145, 19: 2.093, 24: 2.064, 29: 2.045}
+
+
+def paired_summary(diffs: np.ndarray) -> str:
+    """diffs (seeds, repeats) in points: mean, its standard error and 95 % interval over all
+    seeds x repeats, and the same with the seed as the unit (the repeats of one panel share
+    its labels, so that interval is the more cautious)."""
+    flat = diffs.ravel()
+    se = float(flat.std(ddof=1) / np.sqrt(flat.size))
+    t = _T975.get(flat.size - 1, 1.96)
+    per_seed = diffs.mean(axis=1)
+    se_seed = float(per_seed.std(ddof=1) / np.sqrt(per_seed.size)) if per_seed.size > 1 else 0.0
+    t_seed = _T975.get(per_seed.size - 1, 1.96)
+    mean = float(flat.mean())
+    low, high = mean - t * se, mean + t * se
+    verdict = "within" if abs(mean) <= UTILITY_TARGET else "outside"
+    excludes = "excludes" if low > -UTILITY_TARGET else "does not exclude"
+    return (
+        f"{mean:+.2f} points (SE {se:.2f}, 95 % CI {low:+.2f}..{high:+.2f} over "
+        f"{flat.size} seed x repeat pairs; with the seed as unit SE {se_seed:.2f}, CI "
+        f"{mean - t_seed * se_seed:+.2f}..{mean + t_seed * se_seed:+.2f}): {verdict} "
+        f"{UTILITY_TARGET:g} point; the interval {excludes} -{UTILITY_TARGET:g}"
+    )
+
+
+def mode_agreement(stopped: np.ndarray, full: np.ndarray) -> float:
+    """Share of clips whose stopped distribution has the full panel's mode."""
+    return float(np.mean(stopped.argmax(axis=1) == full.argmax(axis=1)))
 
 
 def run(*, shifted: bool, seeds: tuple[int, ...], with_utility: bool) -> None:
@@ -517,33 +574,113 @@ def run(*, shifted: bool, seeds: tuple[int, ...], with_utility: bool) -> None:
         )
 
     if with_utility:
-        print(
-            "\nutility: the small model trained on retired labels (both, chosen) vs full-panel "
-            "labels, same folds and seeds; scored on the full-panel labels"
-        )
-        print(
-            f"{'seed':>4} {'gap full':>9} {'gap ret.':>9} {'diff':>7} {'EMD full':>9} "
-            f"{'EMD ret.':>9} {'gap cur.':>9} {'diff cur.':>9}"
-        )
-        diffs, diffs_current = [], []
-        for p, q, w, c, c0 in zip(panels, priors, weights, aware, plain, strict=True):
-            retired = rule_outcome(p, chosen, q=q, weights=w, cumulative=c).stopped_raw
-            today = rule_outcome(p, current, q=None, weights=None, cumulative=c0).stopped_raw
-            gap_full, emd_full = utility(p, p.full)
-            gap_ret, emd_ret = utility(p, retired)
-            gap_cur, _ = utility(p, today)
-            diffs.append(gap_ret - gap_full)
-            diffs_current.append(gap_cur - gap_full)
-            print(
-                f"{p.seed:>4} {gap_full:>9.1%} {gap_ret:>9.1%} "
-                f"{100 * (gap_ret - gap_full):>+6.1f}p "
-                f"{emd_full:>9.4f} {emd_ret:>9.4f} {gap_cur:>9.1%} "
-                f"{100 * (gap_cur - gap_full):>+8.1f}p"
+        utility_report(panels, priors, weights, aware, plain, chosen, current, guards=not shifted)
+
+
+def utility_report(
+    panels: list[Panel],
+    priors: list[np.ndarray],
+    weights: list[np.ndarray],
+    aware: list,
+    plain: list,
+    chosen: RetirementRule,
+    current: RetirementRule,
+    *,
+    guards: bool,
+) -> None:
+    """The small model trained on retired labels vs full-panel labels, paired repeats."""
+    print(
+        f"\nutility: the small model trained on the retired clips' exported labels (raw vote "
+        f"shares at the stop) vs the full-panel labels; {UTILITY_REPEATS} paired model seeds "
+        "per panel seed (same initialisation, inner splits, batch order); scored on the full "
+        "panel, HI gap closed between the training folds' full-panel mean and the expected"
+    )
+    rules = {"chosen": chosen, "today": current}
+    if guards:
+        for guard in MODE_GUARDS:
+            if guard != chosen.mode_guard:
+                rules[f"guard {guard}"] = replace(chosen, mode_guard=guard)
+    stops: dict[str, list[Outcome]] = {name: [] for name in rules}
+    for p, q, w, c, c0 in zip(panels, priors, weights, aware, plain, strict=True):
+        for name, rule in rules.items():
+            own = rule is current
+            stops[name].append(
+                rule_outcome(
+                    p,
+                    rule,
+                    q=None if own else q,
+                    weights=None if own else w,
+                    cumulative=c0 if own else c,
+                )
             )
+    gaps = {name: np.zeros((len(panels), UTILITY_REPEATS)) for name in ("full", *rules)}
+    emds = {name: np.zeros((len(panels), UTILITY_REPEATS)) for name in ("full", *rules)}
+    clip_loss = []  # per panel: (clips,) HI lost per clip by the chosen arm, mean over repeats
+    for i, p in enumerate(panels):
+        loss = np.zeros(N_CLIPS)
+        for r in range(UTILITY_REPEATS):
+            gaps["full"][i, r], emds["full"][i, r], pred_full = utility(p, p.full, repeat=r)
+            for name in rules:
+                gap, test_emd, pred = utility(p, stops[name][i].stopped_raw, repeat=r)
+                gaps[name][i, r], emds[name][i, r] = gap, test_emd
+                if name == "chosen":
+                    loss += (
+                        np.minimum(pred_full, p.full).sum(1) - np.minimum(pred, p.full).sum(1)
+                    ) / UTILITY_REPEATS
+        clip_loss.append(loss)
+    print(
+        f"{'seed':>4} {'gap full':>9} {'gap ret.':>9} {'diff':>7} {'EMD full':>9} "
+        f"{'EMD ret.':>9} {'gap today':>9} {'diff today':>10}   (means over the repeats)"
+    )
+    for i, p in enumerate(panels):
+        full, ret, today = gaps["full"][i], gaps["chosen"][i], gaps["today"][i]
         print(
-            f"mean difference in HI gap closed, chosen rule: {100 * np.mean(diffs):+.2f} points; "
-            f"today's rule: {100 * np.mean(diffs_current):+.2f} points (target: within 1 point)"
+            f"{p.seed:>4} {full.mean():>9.1%} {ret.mean():>9.1%} "
+            f"{100 * (ret - full).mean():>+6.2f}p {emds['full'][i].mean():>9.4f} "
+            f"{emds['chosen'][i].mean():>9.4f} {today.mean():>9.1%} "
+            f"{100 * (today - full).mean():>+9.2f}p"
         )
+    for name in rules:
+        diff = 100 * (gaps[name] - gaps["full"])
+        print(f"difference in HI gap closed, {name}: {paired_summary(diff)}")
+        print(
+            f"  test EMD difference ({name} - full): "
+            f"{(emds[name] - emds['full']).mean():+.5f}; per-repeat range of the gap "
+            f"difference {diff.min():+.1f}..{diff.max():+.1f}"
+        )
+    if guards:
+        print(
+            "\nthe mode guard at the chosen tolerance and discount (saved, mean / p95 EMD to "
+            "the full panel, label mode = full-panel mode, utility difference):"
+        )
+        for guard in MODE_GUARDS:
+            name = "chosen" if guard == chosen.mode_guard else f"guard {guard}"
+            outs = stops[name]
+            diff = 100 * (gaps[name] - gaps["full"])
+            agree = [
+                mode_agreement(o.stopped_raw, p.full) for o, p in zip(outs, panels, strict=True)
+            ]
+            print(
+                f"  guard {guard:<4} {np.mean([o.saved for o in outs]):>6.1%} "
+                f"{np.mean([o.emd_full for o in outs]):.4f} / "
+                f"{np.mean([o.p95_full for o in outs]):.4f}  mode "
+                f"{np.mean(agree):.1%}"
+                f"  utility {diff.mean():+.2f} (SE {diff.std(ddof=1) / np.sqrt(diff.size):.2f})"
+            )
+    print("\nwhere the chosen arm loses HI (per clip, full-panel model minus retired, points):")
+    used = np.concatenate([o.used for o in stops["chosen"]])
+    label_emd = np.concatenate(
+        [emd(o.stopped_raw, p.full) for o, p in zip(stops["chosen"], panels, strict=True)]
+    )
+    loss = 100 * np.concatenate(clip_loss)
+    for low, high in ((1, 14), (15, 19), (20, 29), (30, 39), (40, 40)):
+        sel = (used >= low) & (used <= high)
+        if sel.any():
+            print(
+                f"  votes {low:>2}-{high:<2} {sel.mean():>6.1%} of clips, label EMD "
+                f"{label_emd[sel].mean():.4f}, HI loss {loss[sel].mean():+.3f} "
+                f"(share of the total {loss[sel].sum() / loss.sum():.0%})"
+            )
 
 
 def main() -> None:
