@@ -5,7 +5,11 @@ Both call `clips_rule_outcome`, the one function that turns a clip's state into 
 inputs: its votes (rater-aware with the rater model's latest snapshot when
 MERSV_RETIRE_RATER_AWARE is on), its raw vote count, and the production run's prediction
 (RetirementPrior) with the run's fitted weight m (RetirementPolicy). So the two give the same
-answer for the same state (tests/annotation/aggregation/test_retirement_rule.py).
+answer for the same state (tests/annotation/aggregation/test_retirement_rule.py). A vote past
+the minimum reads the rule's inputs in one statement (`_clip_rule_outcome`: the clip's ratings,
+the policy, the newest rater snapshot's identity and the clip's prior), the snapshot's arrays
+coming from a per-process cache: 1 statement more than a vote below the minimum, with or
+without a production run (2 when a refit replaced the snapshot; before: 3 without a run, 4 with).
 
 `Clip.retired_at` mirrors the rule: a clip is retired once settled, and reopened (retired_at
 back to None) when a changed grade, a new rater-model snapshot or a new production run makes
