@@ -5,7 +5,11 @@ Both call `clips_rule_outcome`, the one function that turns a clip's state into 
 inputs: its votes (rater-aware with the rater model's latest snapshot when
 MERSV_RETIRE_RATER_AWARE is on), its raw vote count, and the production run's prediction
 (RetirementPrior) with the run's fitted weight m (RetirementPolicy). So the two give the same
-answer for the same state (tests/annotation/aggregation/test_retirement_rule.py).
+answer for the same state (tests/annotation/aggregation/test_retirement_rule.py). A vote past
+the minimum reads the rule's inputs in one statement (`_clip_rule_outcome`: the clip's ratings,
+the policy, the newest rater snapshot's identity and the clip's prior), the snapshot's arrays
+coming from a per-process cache: 1 statement more than a vote below the minimum, with or
+without a production run (2 when a refit replaced the snapshot; before: 3 without a run, 4 with).
 
 `Clip.retired_at` mirrors the rule: a clip is retired once settled, and reopened (retired_at
 back to None) when a changed grade, a new rater-model snapshot or a new production run makes
@@ -25,6 +29,7 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Subquery
 from django.utils import timezone
 
 from annotation.aggregation.retirement import (
@@ -41,6 +46,8 @@ from annotation.models import (
     RetirementPolicy,
     RetirementPrior,
 )
+
+PRIOR_FIELDS = ("p_a", "p_b", "p_c", "p_d", "p_e")
 
 
 def retirement_rule() -> RetirementRule:
@@ -78,16 +85,14 @@ class RaterParameters:
     thresholds: np.ndarray
 
 
-def rater_parameters() -> RaterParameters | None:
-    """The newest rater-model snapshot (stale or not: a refit moves every clip the same way
-    at the next `retire_settled`), or None without one."""
-    row = (
-        RaterModelSnapshot.objects.order_by("-pk")
-        .values_list("rater_pks", "severity", "noise", "thresholds")
-        .first()
-    )
-    if row is None:
-        return None
+_SNAPSHOT_ARRAYS = ("rater_pks", "severity", "noise", "thresholds")
+# The newest snapshot's arrays in this process, keyed by (pk, data_key, created_at): snapshots
+# are written once and never changed (a refit adds a row and deletes the older ones), so the
+# key names the same arrays for as long as the row exists. One entry: a vote needs the newest.
+_raters_cached: tuple[tuple[Any, ...], RaterParameters] | None = None
+
+
+def _rater_arrays(row: Sequence[Any]) -> RaterParameters:
     pks, severity, noise, thresholds = (np.asarray(v) for v in row)
     order = np.argsort(pks)
     return RaterParameters(
@@ -96,6 +101,37 @@ def rater_parameters() -> RaterParameters | None:
         noise=noise[order].astype(float),
         thresholds=thresholds.astype(float),
     )
+
+
+def rater_parameters() -> RaterParameters | None:
+    """The newest rater-model snapshot (stale or not: a refit moves every clip the same way
+    at the next `retire_settled`), or None without one."""
+    global _raters_cached
+    row = (
+        RaterModelSnapshot.objects.order_by("-pk")
+        .values_list("pk", "data_key", "created_at", *_SNAPSHOT_ARRAYS)
+        .first()
+    )
+    if row is None:
+        return None
+    parameters = _rater_arrays(row[3:])
+    _raters_cached = (tuple(row[:3]), parameters)
+    return parameters
+
+
+def _rater_parameters_of(key: tuple[Any, ...]) -> RaterParameters | None:
+    """The snapshot `key` = (pk, data_key, created_at) names, from this process's cache when it
+    holds that snapshot, else read (and cached); the newest if it was deleted meanwhile."""
+    global _raters_cached
+    cached = _raters_cached
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    row = RaterModelSnapshot.objects.filter(pk=key[0]).values_list(*_SNAPSHOT_ARRAYS).first()
+    if row is None:  # replaced by a refit between the two statements
+        return rater_parameters()
+    parameters = _rater_arrays(row)
+    _raters_cached = (key, parameters)
+    return parameters
 
 
 @dataclass(frozen=True)
@@ -127,16 +163,82 @@ def clips_rule_outcome(
     rule = rule or retirement_rule()
     policy = policy or retirement_policy()
     pks = np.asarray(clip_pks, dtype=np.int64)
-    counts = np.asarray(counts, dtype=float).reshape(-1, len(GRADES))
-    n_votes = counts.sum(axis=1)
-    votes = counts
     raters = rater_parameters() if rule.rater_aware else None
+    ratings: list[tuple[int, int, str]] = []
     if raters is not None and pks.size:
-        rows = list(
+        ratings = list(
             Rating.objects.filter(clip_id__in=pks.tolist())
             .order_by()
             .values_list("clip_id", "rater_id", "grade")
         )
+    priors: dict[int, Sequence[float]] = {}
+    if policy.run_id is not None and policy.prior_weight > 0 and pks.size:
+        priors = {
+            row[0]: row[1:]
+            for row in RetirementPrior.objects.filter(
+                clip_id__in=pks.tolist(), run_id=policy.run_id
+            ).values_list("clip_id", *PRIOR_FIELDS)
+        }
+    return _rule_state(
+        pks, counts, rule=rule, raters=raters, ratings=ratings, priors=priors,
+        prior_weight=policy.prior_weight,
+    )  # fmt: skip
+
+
+def _clip_rule_outcome(clip_pk: int, counts: Sequence[int], rule: RetirementRule) -> ClipsRuleState:
+    """`clips_rule_outcome` for the one clip a vote changed, its inputs read in one statement:
+    the clip's ratings, each row carrying the policy's run and m, the newest rater-model
+    snapshot's identity and the clip's prior (the snapshot's arrays come from the process's
+    cache: a second statement only when a refit replaced the snapshot)."""
+    policy = RetirementPolicy.objects.filter(pk=1)
+    newest = RaterModelSnapshot.objects.order_by("-pk")
+    rows = list(
+        Rating.objects.filter(clip_id=clip_pk)
+        .order_by()
+        .annotate(
+            policy_run=Subquery(policy.values("run_id")[:1]),
+            policy_weight=Subquery(policy.values("prior_weight")[:1]),
+            snapshot_pk=Subquery(newest.values("pk")[:1]),
+            snapshot_key=Subquery(newest.values("data_key")[:1]),
+            snapshot_at=Subquery(newest.values("created_at")[:1]),
+        )
+        .values_list(
+            "rater_id", "grade", "policy_run", "policy_weight", "snapshot_pk", "snapshot_key",
+            "snapshot_at", "clip__retirement_prior__run_id",
+            *(f"clip__retirement_prior__{f}" for f in PRIOR_FIELDS),
+        )
+    )  # fmt: skip
+    if not rows:  # no rating to carry the rest (a rule with min_votes 0): the general path
+        return clips_rule_outcome([clip_pk], np.array([counts]), rule=rule)
+    run_id, weight, snapshot_pk, snapshot_key, snapshot_at, prior_run, *prior = rows[0][2:]
+    raters = None
+    if rule.rater_aware and snapshot_pk is not None:
+        raters = _rater_parameters_of((snapshot_pk, snapshot_key, snapshot_at))
+    weight = float(weight or 0.0)
+    priors = {clip_pk: prior} if run_id is not None and weight > 0 and prior_run == run_id else {}
+    return _rule_state(
+        np.array([clip_pk], dtype=np.int64), counts, rule=rule, raters=raters,
+        ratings=[(clip_pk, row[0], row[1]) for row in rows], priors=priors, prior_weight=weight,
+    )  # fmt: skip
+
+
+def _rule_state(
+    pks: np.ndarray,
+    counts: np.ndarray | Sequence[Any],
+    *,
+    rule: RetirementRule,
+    raters: RaterParameters | None,
+    ratings: list[tuple[int, int, str]],
+    priors: dict[int, Sequence[float]],
+    prior_weight: float,
+) -> ClipsRuleState:
+    """The rule on inputs already read: ratings (clip pk, rater pk, grade) are used only with
+    raters; priors by clip pk, weighted by `prior_weight`."""
+    counts = np.asarray(counts, dtype=float).reshape(-1, len(GRADES))
+    n_votes = counts.sum(axis=1)
+    votes = counts
+    if raters is not None and pks.size:
+        rows = ratings
         clip_col = np.array([r[0] for r in rows], dtype=np.int64)
         rater_col = np.array([r[1] for r in rows], dtype=np.int64)
         grade_col = np.array([GRADES.index(r[2]) for r in rows], dtype=np.int64)
@@ -160,22 +262,15 @@ def clips_rule_outcome(
             thresholds=raters.thresholds,
         )
     prior_q: np.ndarray | None = None
-    prior_weight = np.zeros(pks.size)
-    if policy.run_id is not None and policy.prior_weight > 0 and pks.size:
-        priors = {
-            row[0]: row[1:]
-            for row in RetirementPrior.objects.filter(
-                clip_id__in=pks.tolist(), run_id=policy.run_id
-            ).values_list("clip_id", "p_a", "p_b", "p_c", "p_d", "p_e")
-        }
-        if priors:
-            prior_q = np.full((pks.size, len(GRADES)), 1.0 / len(GRADES))
-            for i, pk in enumerate(pks.tolist()):
-                if pk in priors:
-                    prior_q[i] = priors[pk]
-                    prior_weight[i] = policy.prior_weight
+    weights = np.zeros(pks.size)
+    if priors:
+        prior_q = np.full((pks.size, len(GRADES)), 1.0 / len(GRADES))
+        for i, pk in enumerate(pks.tolist()):
+            if pk in priors:
+                prior_q[i] = priors[pk]
+                weights[i] = prior_weight
     outcome = rule_decision(
-        votes, n_votes=n_votes, rule=rule, prior_q=prior_q, prior_weight=prior_weight
+        votes, n_votes=n_votes, rule=rule, prior_q=prior_q, prior_weight=weights
     )
     return ClipsRuleState(
         clip_pks=pks,
@@ -183,7 +278,7 @@ def clips_rule_outcome(
         votes=votes,
         weighted_votes=votes.sum(axis=1),
         prior_q=prior_q,
-        prior_weight=prior_weight,
+        prior_weight=weights,
         outcome=outcome,
         rule=rule,
     )
@@ -214,7 +309,7 @@ def clip_retire_if_settled(
         # the vote path reads nothing more (tests/annotation/grading/test_wiring.py).
         settled = False
     else:
-        state = clips_rule_outcome([clip.pk], np.array([counts]), rule=rule)
+        state = _clip_rule_outcome(clip.pk, counts, rule)
         settled = bool(state.outcome.settled[0])
     if settled and retired_at is None:
         clip.retired_at = now or timezone.now()

@@ -245,3 +245,77 @@ def test_a_curator_chooses_and_clears_the_production_run_on_its_page(
     curator.post(f"/training/{run.pk}/production/", {"action": "clear"})
     assert retirement_policy().run_id is None and not RetirementPrior.objects.exists()
     assert AuditEvent.objects.filter(action="retirement_run_choose").count() == 2
+
+
+def _vote_statements(expert, clip) -> list[str]:
+    """The statements of one vote submission (the expert holds the clip beforehand)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from annotation.grading.answers import rating_submit
+    from tests.grading_support import offer
+
+    offer(expert, clip)
+    with CaptureQueriesContext(connection) as seen:
+        rating_submit(expert=expert, clip=clip, grade="C", time_spent_ms=1500, telemetry={})
+    return [q["sql"] for q in seen.captured_queries]
+
+
+def test_a_vote_past_the_minimum_reads_the_rule_inputs_in_one_statement(
+    rule, make_clips, make_experts, add_votes, make_user, monkeypatch
+) -> None:
+    """Counts, not time: below the minimum the vote reads nothing of the rule; past it one
+    statement reads the ratings, the policy, the newest snapshot's identity and the prior
+    (with or without a production run), plus one for the snapshot's arrays when this process
+    has not cached them yet."""
+    from annotation.aggregation import retirement_service
+
+    rule.RETIRE_TOLERANCE = 1e-4  # the measured clips keep collecting
+    rule.RETIRE_MODE_GUARD = 1.0
+    experts = make_experts(8)
+    history = _history(make_clips, make_experts, add_votes, experts)
+    assert rater_model_refit() is not None
+    young, plain, steered = make_clips(3, prefix="cost")
+    add_votes(young, "BC", experts[:2])
+    for clip in (plain, steered):
+        add_votes(clip, "BCCDB", experts[:5])
+    monkeypatch.setattr(retirement_service, "_raters_cached", None)
+    below = _vote_statements(experts[5], young)
+    cold = _vote_statements(experts[5], plain)
+    warm = _vote_statements(experts[6], plain)
+    curator = make_user("curator")
+    good = [_own_distribution(c) for c in history]
+    run = _run_with_predictions(curator, [*history, steered], [*good, np.full(5, 0.2)])
+    from modeling.retirement_prior import retirement_run_choose
+
+    policy, _ = retirement_run_choose(run=run, user=curator)
+    assert policy.prior_weight > 0
+    steered_votes = _vote_statements(experts[5], steered)
+    print(
+        f"statements per vote: {len(below)} below the minimum; past it {len(cold)} (snapshot not"
+        f" cached), {len(warm)} (cached), {len(steered_votes)} (cached, with a production run)"
+    )
+    assert not any("annotation_retirementpolicy" in s for s in below)
+    assert len(cold) == len(below) + 2, cold
+    assert len(warm) == len(below) + 1, warm
+    assert len(steered_votes) == len(below) + 1, steered_votes
+    read = next(s for s in steered_votes if "annotation_retirementprior" in s)
+    assert "annotation_retirementpolicy" in read and "annotation_ratermodelsnapshot" in read
+    for clip, n in ((plain, 7), (steered, 6)):
+        clip.refresh_from_db()
+        assert clip.votes_total == n and clip.retired_at is None
+    # The one-statement read gives the rule the inputs the general path reads.
+    rows = list(
+        Clip.objects.filter(pk__in=[plain.pk, steered.pk])
+        .order_by("pk")
+        .values_list("pk", *VOTE_FIELDS)
+    )
+    general = clips_rule_outcome([r[0] for r in rows], np.array([r[1:] for r in rows]))
+    for i, (pk, *counts) in enumerate(rows):
+        one = retirement_service._clip_rule_outcome(
+            pk, counts, retirement_service.retirement_rule()
+        )
+        assert np.allclose(one.votes[0], general.votes[i])
+        assert one.prior_weight[0] == general.prior_weight[i]
+        assert np.allclose(one.outcome.expected_emd[0], general.outcome.expected_emd[i])
+    assert general.prior_weight.tolist() == [0.0, policy.prior_weight]
