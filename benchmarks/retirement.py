@@ -60,6 +60,7 @@ Run: .venv/bin/python -m benchmarks.retirement [--quick]
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import time
 from dataclasses import dataclass, replace
@@ -646,7 +647,9 @@ def clip_set_panel(clips: ClipSet, seed: int) -> Panel:
 
 def clip_set_feature_prior(clips: ClipSet) -> np.ndarray:
     """The feature head of `model_predictions` on the same clips, folds and training votes."""
-    path = CACHE / f"prior_clipset_features_gen{clips.config.seed}.npz"
+    # Keyed by the folds too: another version of the same clips has other folds.
+    folds_key = hashlib.sha256(clips.folds.astype(np.int64).tobytes()).hexdigest()[:12]
+    path = CACHE / f"prior_clipset_features_gen{clips.config.seed}_{folds_key}.npz"
     if path.exists():
         return np.load(path)["q"]
     q = model_predictions(clip_features(clips.config), clips.trained_on, clips.folds, seed=0)

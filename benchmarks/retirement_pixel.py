@@ -144,7 +144,7 @@ def main() -> None:
              "--preset", "small", "--epochs", str(args.epochs), "--patience", str(args.patience),
              "--optimizer", "adamw", "--lr", "3e-4", "--head-lr-scale", "20",
              "--weight-decay", "0.05", "--batch-size", "16", "--no-fair-sampling",
-             "--seed", str(args.seed), "--no-progress", "--predictions-out",
+             "--seed", str(args.seed), "--predictions-out",
              str(args.predictions)],
             env,
         )  # fmt: skip
