@@ -30,7 +30,15 @@ Run: .venv/bin/python -m benchmarks.retirement_pixel [--epochs N] [--patience N]
          [--database NAME] [--reuse-db] [--predictions CSV]
 (--predictions with an existing CSV and --reuse-db: convert that run's predictions again
 without training.) Needs PostgreSQL on 127.0.0.1:5432 (trust auth, user postgres).
-Figures: see benchmarks/retirement.py.
+Measured 2026-12-06 (2 CPU cores shared by 6 helpers, load 10-17), with
+`.venv/bin/python -m benchmarks.retirement_pixel --database mersv_h4_bench --var-dir
+var/bench/training-var --reuse-db --epochs 4 --patience 2`, on the version that
+`benchmarks/training.py --clips 615 --database mersv_h4_bench` had generated (1.2 min),
+imported (358 s) and built (111 s) (its own training run was stopped as too slow):
+572 of 615 clips tracked; training 28.1 min (1686 s; 90-160 s per epoch, so the documented
+40 epochs, patience 10, did not fit: capped at 4, patience 2); out of fold HI 0.808, EMD
+0.061 (to the votes it trained on), 65.5 % of the HI gap closed (baseline 0.609, ceiling
+0.913). The retirement figures are in benchmarks/retirement.py.
 """
 
 from __future__ import annotations
