@@ -49,6 +49,7 @@ import os
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -72,7 +73,9 @@ def generator_config() -> SyntheticConfig:
 
 def config_from_record(record: str) -> SyntheticConfig:
     """A SyntheticConfig from its JSON record (tuples come back from JSON as lists)."""
-    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(record).items()}
+    fields: dict[str, Any] = {
+        k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(record).items()
+    }
     return SyntheticConfig(**fields)
 
 
