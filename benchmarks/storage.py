@@ -24,14 +24,18 @@ Needs PostgreSQL on 127.0.0.1:5432 (trust auth, user postgres), like `make test`
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import re
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -231,6 +235,298 @@ def child(args: argparse.Namespace) -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# --big-upload-mb: one large upload through presigned multipart against gunicorn, measured
+
+
+def _proc_kb(pid: int, field: str) -> int:
+    """VmRSS or VmHWM (peak resident memory) of a process, in kB (0 once it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+class _RssPeak(threading.Thread):
+    """Samples the resident memory of some processes every 0.2 s; ``peak`` per pid (kB)."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        super().__init__(daemon=True)
+        self.pids, self.peak, self.stop = pids, dict.fromkeys(pids, 0), threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.wait(0.2):
+            for name, pid in self.pids.items():
+                self.peak[name] = max(self.peak[name], _proc_kb(pid, "VmRSS"))
+
+
+def _kind(method: str, path: str) -> str:
+    """Which of the page's upload calls an access-log line is."""
+    return "complete" if path.endswith("/complete/") else "start" if method == "POST" else "state"
+
+
+def big_upload(args: argparse.Namespace) -> None:
+    """The browser's way (create, presigned parts PUT to the S3 endpoint three at a time,
+    complete, status polls) against gunicorn, while another client polls /api/videos/."""
+    import hashlib
+    import shutil
+    import urllib.request
+    from concurrent.futures import ThreadPoolExecutor
+
+    import boto3
+
+    from benchmarks.grading_load import PASSWORD, HttpSession, database_reset, gunicorn_start
+    from tests.conftest import worker_running
+
+    size_mb = args.big_upload_mb
+    work = ROOT / "var" / "bench-bigupload"
+    shutil.rmtree(work, ignore_errors=True)
+    (work / "moto-tmp").mkdir(parents=True)
+    (work / "worker").mkdir()
+    url = f"postgres://postgres@127.0.0.1:5432/{DB}_big"
+    database_reset(url)
+    port, web_port = _free_port(), _free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    keys = {"aws_access_key_id": "bench", "aws_secret_access_key": "bench-secret"}
+    env = {
+        **os.environ, "DATABASE_URL": url, "MERSV_VAR_DIR": str(work / "web"),
+        "DJANGO_SETTINGS_MODULE": "config.settings", "MERSV_LOG_LEVEL": "WARNING",
+        "MERSV_STORAGE_URL": f"s3://{BUCKET}/big{os.getpid()}", "MERSV_S3_ENDPOINT_URL": endpoint,
+        "MERSV_S3_ACCESS_KEY_ID": keys["aws_access_key_id"],
+        "MERSV_S3_SECRET_ACCESS_KEY": keys["aws_secret_access_key"],
+        # Its own queue: no other worker on this broker takes the verification.
+        "MERSV_QUEUE_DEFAULT": f"bench-big-{os.getpid()}",
+    }  # fmt: skip
+    os.environ.update(env)
+    # moto's standalone server in a process of its own (its memory measured alone), with the
+    # multipart join through a file (benchmarks/moto_streaming.py: stock moto joins in memory
+    # and ran out of it at 2 GiB). Parts and objects over 5 MB are spooled to TMPDIR.
+    moto = subprocess.Popen(
+        [sys.executable, str(ROOT / "benchmarks" / "moto_streaming.py"),
+         "-H", "127.0.0.1", "-p", str(port)],
+        env={**env, "TMPDIR": str(work / "moto-tmp")},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    server = worker = None
+    stack = contextlib.ExitStack()
+    try:
+        for _ in range(100):
+            with contextlib.suppress(Exception):
+                boto3.client(
+                    "s3", endpoint_url=endpoint, region_name="us-east-1", **keys
+                ).create_bucket(Bucket=BUCKET)
+                break
+            time.sleep(0.2)
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env,
+            check=True,
+        )  # fmt: skip
+        import django
+
+        django.setup()
+        from annotation.access.accounts import user_create
+        from annotation.models import DirectUpload
+
+        user_create(username="bench-curator", role="curator", password=PASSWORD)
+        user_create(username="bench-poller", role="curator", password=PASSWORD)
+
+        access_log = work / "access.log"
+        server_env = {**env, "GUNICORN_CMD_ARGS": f"--access-logfile {access_log} "
+                      "--access-logformat '%(m)s %(U)s %(s)s %(D)s'"}  # fmt: skip
+        from benchmarks.grading_load import gunicorn_settings
+
+        workers, threads = gunicorn_settings(workers=None, threads=None)
+        server = gunicorn_start(port=web_port, env=server_env, workers=workers, threads=threads)
+        worker_env = {**env, "MERSV_VAR_DIR": str(work / "worker")}
+        worker = stack.enter_context(
+            worker_running(worker_env, (env["MERSV_QUEUE_DEFAULT"],), work / "worker", "big")
+        )
+
+        # The file, streamed to disk with its SHA-256 (the client never holds it in memory).
+        blob = work / "upload.mp4"
+        digest = hashlib.sha256()
+        with blob.open("wb") as f:
+            head = b"\x00\x00\x00\x18ftypisom"
+            f.write(head)
+            digest.update(head)
+            for _ in range(size_mb):
+                chunk = os.urandom(1024 * 1024)
+                f.write(chunk)
+                digest.update(chunk)
+        size_bytes = blob.stat().st_size
+
+        uploader, poller = HttpSession(web_port), HttpSession(web_port)
+        uploader.login("bench-curator")
+        poller.login("bench-poller")
+        web_pids = {"master": server.pid, **{f"w{p}": p for p in _children(server.pid)}}
+        rss = _RssPeak({**web_pids, "moto": moto.pid, "worker": worker.pid})
+        rss.start()
+
+        phase = ["idle"]
+        polls: dict[str, list[float]] = {"idle": [], "upload": [], "verify": []}
+        stop = threading.Event()
+        poll_errors: list[int] = []
+
+        def poll() -> None:
+            while not stop.is_set():
+                t0 = time.perf_counter()
+                status, _ = poller.request("GET", "/api/videos/")
+                if status != 200:
+                    poll_errors.append(status)
+                polls[phase[0]].append(1000 * (time.perf_counter() - t0))
+                stop.wait(0.2)
+
+        # Where each phase's requests begin in gunicorn's access log.
+        offsets = {"idle": access_log.stat().st_size}
+        polling = threading.Thread(target=poll, daemon=True)
+        polling.start()
+        time.sleep(args.idle_s)
+        hwm_before = {n: _proc_kb(p, "VmHWM") for n, p in web_pids.items()}
+        offsets["upload"] = access_log.stat().st_size
+
+        phase[0] = "upload"
+        load_start = os.getloadavg()[0]
+        wall_start = time.perf_counter()
+        status, raw = uploader.request(
+            "POST", "/api/uploads/",
+            json.dumps({"name": "big.mp4", "size": size_bytes, "patient_code": "P-big",
+                        "pixel_size_um": 0.5, "sha256": digest.hexdigest()}).encode(),
+            "application/json",
+        )  # fmt: skip
+        assert status == 201, raw[:300]
+        body = json.loads(raw)
+        part_bytes = body["part_bytes"]
+
+        def put(part: dict[str, Any]) -> dict[str, Any]:
+            with blob.open("rb") as f:
+                f.seek((part["part_number"] - 1) * part_bytes)
+                chunk = f.read(part_bytes)
+            request = urllib.request.Request(  # noqa: S310 (loopback)
+                part["url"], data=chunk, method="PUT",
+                headers={"Content-Type": "application/octet-stream"},
+            )  # fmt: skip
+            with urllib.request.urlopen(request, timeout=300) as reply:  # noqa: S310 (loopback)
+                return {"part_number": part["part_number"], "etag": reply.headers["ETag"]}
+
+        with ThreadPoolExecutor(3) as pool:  # as the page's script: three parts at a time
+            parts = list(pool.map(put, body["parts"]))
+        status, raw = uploader.request(
+            "POST", f"/api/uploads/{body['id']}/complete/",
+            json.dumps({"parts": parts}).encode(), "application/json",
+        )  # fmt: skip
+        assert status == 202, raw[:300]
+        upload_wall = time.perf_counter() - wall_start
+        phase[0] = "verify"
+        offsets["verify"] = access_log.stat().st_size
+        # The page's polls of the upload's state (1 s, then 1.5x up to 10 s) until ready.
+        wait, state = 1.0, "verifying"
+        while state == "verifying":
+            time.sleep(wait)
+            wait = min(wait * 1.5, 10)
+            status, raw = uploader.request("GET", f"/api/uploads/{body['id']}/")
+            state = json.loads(raw)["status"]
+        to_video = time.perf_counter() - wall_start
+        load_end = os.getloadavg()[0]
+        stop.set()
+        polling.join()
+        time.sleep(0.5)  # the last request's log line
+        offsets["end"] = access_log.stat().st_size
+        rss.stop.set()
+        rss.join()
+        upload = DirectUpload.objects.get(token=body["id"])
+        assert state == "ready" and upload.video is not None, upload.error
+        assert upload.video.sha256 == digest.hexdigest()
+        hwm_after = {n: _proc_kb(p, "VmHWM") for n, p in web_pids.items()}
+        moto_hwm = _proc_kb(moto.pid, "VmHWM")
+        worker_hwm = _proc_kb(worker.pid, "VmHWM")
+
+        # The server's own time for the upload's API calls (gunicorn's %(D)s, microseconds).
+        upload_calls = []
+        poll_server_ms: dict[str, list[float]] = {}
+        with access_log.open() as f:
+            for name, end in (("idle", "upload"), ("upload", "verify"), ("verify", "end")):
+                f.seek(offsets[name])
+                lines = f.read(offsets[end] - offsets[name]).splitlines()
+                poll_server_ms[name] = []
+                for line in lines:
+                    method, path, code, micros = line.split()
+                    if path.startswith("/api/uploads/"):
+                        upload_calls.append((method, path, code, int(micros) / 1e6))
+                    elif path == "/api/videos/":
+                        poll_server_ms[name].append(int(micros) / 1e3)
+        worker_log = (work / "worker" / "worker.log").read_text()
+        verify_s = float(
+            re.search(r"verify_direct_upload\[[^\]]+\] succeeded in ([0-9.]+)s", worker_log)[1]
+        )
+    finally:
+        stack.close()
+        for proc in (server, moto):
+            if proc is not None:
+                proc.terminate()
+                try:
+                    proc.wait(40)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        shutil.rmtree(work, ignore_errors=True)  # the 2 GB file, moto's spool, the caches
+        database_reset(url, create=False)
+
+    busy = sum(c[3] for c in upload_calls)
+    print(f"machine load (1-min average) {load_start:.1f} at the upload's start, {load_end:.1f} "
+          f"at the video's verification, on {os.cpu_count()} cores")  # fmt: skip
+    print(f"{size_bytes / 2**20:.0f} MiB in {len(parts)} parts of {part_bytes / 2**20:.0f} MiB; "
+          f"gunicorn {workers} processes x {threads} threads")  # fmt: skip
+    print(
+        f"upload (create .. complete) wall {upload_wall:.1f} s, "
+        f"{size_bytes / 1e6 / upload_wall:.1f} MB/s; to a verified video {to_video:.1f} s"
+    )
+    kinds = Counter(_kind(m, p) for m, p, _, _ in upload_calls)
+    assert all(c[2].startswith("2") for c in upload_calls), upload_calls
+    assert not poll_errors, poll_errors
+    print(
+        f"web threads busy for it: {busy:.3f} s in {len(upload_calls)} API calls "
+        f"({dict(kinds)}), {100 * busy / to_video:.3f} % of the wall time"
+    )
+    by_kind = {k: [1000 * t for m, p, _, t in upload_calls if _kind(m, p) == k] for k in kinds}
+    print("  " + "; ".join(
+        f"{k}: {len(v)} x, median {statistics.median(v):.0f} ms, longest {max(v):.0f} ms"
+        for k, v in by_kind.items()
+    ))  # fmt: skip
+    print(f"verification in the worker (size, signature, SHA-256, join): {verify_s:.1f} s")
+    for name in ("idle", "upload", "verify"):
+        ms = polls[name]
+        server_ms = poll_server_ms[name]
+        print(f"poll GET /api/videos/ {name:<7} n={len(ms):>4}  "
+              f"median {statistics.median(ms):6.1f} ms  p95 {_pct(ms, 0.95):6.1f} ms; "
+              f"in gunicorn median {statistics.median(server_ms):6.1f} ms  "
+              f"p95 {_pct(server_ms, 0.95):6.1f} ms")  # fmt: skip
+    web_peak = max(hwm_after.values()) / 1024
+    print(
+        f"web processes' peak RSS (VmHWM): before {max(hwm_before.values()) / 1024:.0f} MB, "
+        f"after {web_peak:.0f} MB (largest of {len(web_pids)}); sampled peak "
+        f"{max(v for k, v in rss.peak.items() if k in web_pids) / 1024:.0f} MB"
+    )
+    print(
+        f"moto server peak RSS {moto_hwm / 1024:.0f} MB; worker peak RSS {worker_hwm / 1024:.0f} MB"
+    )
+
+
+# --------------------------------------------------------------------------------------------
 # The parent: a moto server, two children, one table
 
 
@@ -244,10 +540,18 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--upload-mb", type=int, default=64)
     parser.add_argument("--direct-mb", type=int, default=512)
+    parser.add_argument(
+        "--big-upload-mb", type=int, default=0,
+        help="instead: one upload of this many MiB through presigned multipart against gunicorn",
+    )  # fmt: skip
+    parser.add_argument("--idle-s", type=float, default=20, help="idle polling before it (s)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args)
+        return
+    if args.big_upload_mb:
+        big_upload(args)
         return
     import boto3
     from moto.server import ThreadedMotoServer
