@@ -13,12 +13,59 @@ Figures, each the median of --repeats runs, for both storages:
   parts go to the bucket), and that as a share of the upload's wall time.
 
 The synthetic set is made twice, with the default generator configuration and a shifted one
-(another seed, frame size and frame count), and ingestion is reported for both. moto keeps
-objects in memory, so the direct upload's size is bounded by this machine's memory (the
-default 512 MB; the figure for 2 GB is the same per byte, see the README).
+(another seed, frame size and frame count), and ingestion is reported for both. This run uses
+stock moto in its own process's threads, which joins a multipart upload in memory: keep
+--direct-mb near its default 512 MB there, and measure gigabytes with --big-upload-mb.
+
+--big-upload-mb N (instead of the table): one upload of N MiB the way the upload page sends it,
+against real processes on loopback: gunicorn as the lab runs it (config/gunicorn.py, here 5
+processes x 8 threads; its access log gives each request's server time), a `celery worker`
+with a var folder of its own (the verification), and moto's server in a process of its own
+with the multipart join through a file (benchmarks/moto_streaming.py; stock moto ran out of
+memory joining 2 GiB). The file is written to var/bench-bigupload/ in 1 MiB chunks with its
+SHA-256 (the client never holds it), then: POST /api/uploads/ (declared size and SHA-256),
+the 16 MiB parts PUT straight to the S3 endpoint three at a time, POST .../complete/, and the
+page's state polls (1 s, then x1.5 up to 10 s) until the worker has verified it; a second
+client polls GET /api/videos/ every 0.2 s throughout (idle first, --idle-s). Printed: the
+upload's wall time and MB/s, the web threads' server time for the upload's calls (their sum,
+and each kind's), the verification task's own time in the worker, the poll latency (client and
+in gunicorn) idle / during the upload / during the verification, the peak RSS of the gunicorn
+processes (VmHWM before and after), of moto and of the worker. Everything under
+var/bench-bigupload/ and the database are deleted at the end.
+
+Measured 2026-12-06, `benchmarks/storage.py --big-upload-mb 2048 --idle-s 20` and then
+`--idle-s 30`, on the 2-core machine shared with five other helpers' tests and benchmarks
+(1-minute load average 13.6-15.2 during the first run, 10.8 during the second):
+
+    2048 MiB (2147 MB) in 129 parts of 16 MiB     run 1           run 2
+    upload wall (create .. complete), MB/s         92.0 s, 23.3    73.9 s, 29.1
+    to a verified video                           229.8 s         135.9 s
+    web threads' server time for it, sum          10.04 s (4.4 %) 2.43 s (1.8 %)
+      in calls                                    19              12
+      start (signs 129 part URLs) / complete       2.21 / 1.75 s   0.94 / 0.50 s
+      state polls of the page                     17, 0.13-1.0 s  10, median 0.11 s
+    verification in the worker (join, size,       129.1 s         61.3 s
+      signature, SHA-256, cached copy)
+    poll GET /api/videos/ median / p95, idle      111 / 181 ms    62 / 104 ms
+      during the upload                           328 / 563 ms    238 / 449 ms (213 / 441 in
+                                                                  gunicorn)
+      during the verification                     264 / 513 ms    107 / 197 ms
+    gunicorn processes' peak RSS, before / after  553 / 553 MB    553 / 553 MB
+    moto server's peak RSS                        2675 MB         2692 MB
+    worker's peak RSS                             604 MB          604 MB
+
+No web thread holds the upload: each call takes at most about 2 s (the start signs the part
+URLs, the complete records the ETags and queues the check) and the web processes' memory does
+not move. The poll's latency rises while the parts go up, and that time is spent inside
+gunicorn (its own figure is about 90 % of the client's): most likely waiting for one of the
+two cores, which the uploading client and moto (Python, hashing every part) share with it;
+at most one upload call is in flight at a time, against 40 threads. moto's 2.7 GB came with
+the worker's GetObject (moto loads an object whole to answer; 0.64 GB after the join).
 
 Run: .venv/bin/python benchmarks/storage.py [--repeats 3] [--upload-mb 64] [--direct-mb 512]
-Needs PostgreSQL on 127.0.0.1:5432 (trust auth, user postgres), like `make test`.
+     .venv/bin/python benchmarks/storage.py --big-upload-mb 2048 [--idle-s 20]
+Needs PostgreSQL on 127.0.0.1:5432 (trust auth, user postgres), like `make test`, and for
+--big-upload-mb Redis (CELERY_BROKER_URL) for the worker.
 """
 
 from __future__ import annotations
