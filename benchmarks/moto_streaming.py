@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import codecs
 import tempfile
 from collections.abc import Iterator
 from typing import Any
@@ -66,7 +65,6 @@ def complete(self: Any, body: Iterator[tuple[int, str]]) -> tuple[Any, str, Any]
     )
     if full_object and not crc32:
         return original_complete(self, body)
-    decode_hex = codecs.getdecoder("hex_codec")
     # The new key adopts this file (value_set): it outlives the function.
     out = tempfile.SpooledTemporaryFile(get_s3_default_key_buffer_size())  # noqa: SIM115
     md5s, crc, size, count, last = bytearray(), 0, 0, 0, None
@@ -78,7 +76,7 @@ def complete(self: Any, body: Iterator[tuple[int, str]]) -> tuple[Any, str, Any]
         if last is not None and last.contentsize < S3_UPLOAD_PART_MIN_SIZE:
             out.close()
             raise EntityTooSmall()
-        md5s.extend(decode_hex(part.etag.replace('"', ""))[0])
+        md5s.extend(bytes.fromhex(part.etag.replace('"', "")))
         start = out.tell()
         size += _part_copy(part, out)
         if full_object:  # CRC32 of the whole object, continued over this part's bytes
@@ -93,6 +91,7 @@ def complete(self: Any, body: Iterator[tuple[int, str]]) -> tuple[Any, str, Any]
         raise MalformedXML
     etag = md5_hash()
     etag.update(bytes(md5s))
+    checksum: tuple[str, str, int] | None
     if full_object:
         checksum = ("FULL_OBJECT", base64.b64encode(crc.to_bytes(4, "big")).decode(), 1)
     else:
@@ -108,13 +107,13 @@ def value_set(self: Any, new_value: Any) -> None:
         self._value_buffer = new_value.file
         self.contentsize = new_value.size
         return
-    original_value.fset(self, new_value)
+    original_value.fset(self, new_value)  # type: ignore[attr-defined]
 
 
 original_complete = models.FakeMultipart.complete
 original_value = models.FakeKey.value
-models.FakeMultipart.complete = complete
-models.FakeKey.value = property(original_value.fget, value_set)
+models.FakeMultipart.complete = complete  # type: ignore[method-assign]
+models.FakeKey.value = property(original_value.fget, value_set)  # type: ignore[method-assign,assignment,attr-defined]
 
 
 if __name__ == "__main__":
