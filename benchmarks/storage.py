@@ -33,31 +33,31 @@ in gunicorn) idle / during the upload / during the verification, the peak RSS of
 processes (VmHWM before and after), of moto and of the worker. Everything under
 var/bench-bigupload/ and the database are deleted at the end.
 
-Measured 2026-12-06, `benchmarks/storage.py --big-upload-mb 2048 --idle-s 20` and then
-`--idle-s 30`, on the 2-core machine shared with five other helpers' tests and benchmarks
-(1-minute load average 13.6-15.2 during the first run, 10.8 during the second):
+Measured 2026-12-06, `benchmarks/storage.py --big-upload-mb 2048 --idle-s 20` (runs 1, 3) and
+`--idle-s 30` (run 2), on the 2-core machine shared with five other helpers' tests and
+benchmarks (1-minute load average 13.6-15.2 during run 1, 10.8 during run 2, 2.7-3.4 run 3):
 
-    2048 MiB (2147 MB) in 129 parts of 16 MiB     run 1           run 2
-    upload wall (create .. complete), MB/s         92.0 s, 23.3    73.9 s, 29.1
-    to a verified video                           229.8 s         135.9 s
-    web threads' server time for it, sum          10.04 s (4.4 %) 2.43 s (1.8 %)
-      in calls                                    19              12
-      start (signs 129 part URLs) / complete       2.21 / 1.75 s   0.94 / 0.50 s
-      state polls of the page                     17, 0.13-1.0 s  10, median 0.11 s
-    verification in the worker (join, size,       129.1 s         61.3 s
+    2048 MiB (2147 MB) in 129 parts of 16 MiB   run 1           run 2           run 3
+    upload wall (create .. complete), MB/s       92.0 s, 23.3    73.9 s, 29.1    23.1 s, 92.8
+    to a verified video                         229.8 s         135.9 s         54.6 s
+    web threads' server time for it, sum        10.04 s (4.4 %) 2.43 s (1.8 %)  1.16 s (2.1 %)
+      in calls                                  19              12              9
+      start (signs 129 part URLs) / complete    2.21 / 1.75 s   0.94 / 0.50 s   0.30 / 0.25 s
+      the page's state polls, longest           1.02 s          0.15 s          0.16 s
+    verification in the worker (join, size,     129.1 s         61.3 s          25.9 s
       signature, SHA-256, cached copy)
-    poll GET /api/videos/ median / p95, idle      111 / 181 ms    62 / 104 ms
-      during the upload                           328 / 563 ms    238 / 449 ms (213 / 441 in
-                                                                  gunicorn)
-      during the verification                     264 / 513 ms    107 / 197 ms
-    gunicorn processes' peak RSS, before / after  553 / 553 MB    553 / 553 MB
-    moto server's peak RSS                        2675 MB         2692 MB
-    worker's peak RSS                             604 MB          604 MB
+    poll GET /api/videos/ median / p95, idle    111 / 181 ms    62 / 104 ms     44 / 71 ms
+      during the upload                         328 / 563 ms    238 / 449 ms    98 / 170 ms
+        of which in gunicorn                    (not split)     213 / 441 ms    92 / 152 ms
+      during the verification                   264 / 513 ms    107 / 197 ms    87 / 171 ms
+    gunicorn processes' peak RSS, before/after  553 / 553 MB    553 / 553 MB    553 / 553 MB
+    moto server's peak RSS                      2675 MB         2692 MB         2734 MB
+    worker's peak RSS                           604 MB          604 MB          604 MB
 
 No web thread holds the upload: each call takes at most about 2 s (the start signs the part
 URLs, the complete records the ETags and queues the check) and the web processes' memory does
 not move. The poll's latency rises while the parts go up, and that time is spent inside
-gunicorn (its own figure is about 90 % of the client's): most likely waiting for one of the
+gunicorn (its own median is 82-94 % of the client's): most likely waiting for one of the
 two cores, which the uploading client and moto (Python, hashing every part) share with it;
 at most one upload call is in flight at a time, against 40 threads. moto's 2.7 GB came with
 the worker's GetObject (moto loads an object whole to answer; 0.64 GB after the join).
