@@ -130,8 +130,11 @@ class DirectUpload(models.Model):
 
     ``open``: the parts are being sent; ``verifying``: the upload is complete and a worker
     checks its size, content signature and SHA-256; ``ready``: the video exists (``video``);
-    ``failed``: refused with ``error`` (the object is deleted). annotation/ingest/services.py
-    (direct_upload_*) writes every change under the row's lock.
+    ``failed``: refused with ``error`` (the object is deleted); ``expired``: abandoned while
+    open, its multipart upload aborted (annotation/ingest/upload_prune.py). The only moves are
+    open -> verifying -> ready | failed and open -> expired; annotation/ingest/services.py
+    (direct_upload_*) and the prune write every change under the row's lock, each from the
+    state it found, and the constraints below keep the ends consistent.
     """
 
     class Status(models.TextChoices):
@@ -139,6 +142,7 @@ class DirectUpload(models.Model):
         VERIFYING = "verifying", "Verifying"
         READY = "ready", "Ready"
         FAILED = "failed", "Failed"
+        EXPIRED = "expired", "Expired"
 
     token = models.UUIDField(unique=True, editable=False)
     key = models.CharField(max_length=255, editable=False)  # the media storage's name
@@ -161,6 +165,27 @@ class DirectUpload(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(status__in=["open", "verifying", "ready", "failed", "expired"]),
+                name="directupload_status_known",
+            ),
+            # A finished upload says when; a ready one names its video, and only a ready one.
+            models.CheckConstraint(
+                condition=models.Q(status__in=["open", "verifying"])
+                | models.Q(finished_at__isnull=False),
+                name="directupload_finished_has_time",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(status="ready", video__isnull=False)
+                | (~models.Q(status="ready") & models.Q(video__isnull=True)),
+                name="directupload_ready_iff_video",
+            ),
+        ]
+        # The prune's query: open uploads, oldest first.
+        indexes = [models.Index(fields=["status", "created_at"], name="directupload_status_age")]
 
     def __str__(self) -> str:
         return f"upload {self.token} ({self.status})"

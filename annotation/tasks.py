@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
 
 from annotation.aggregation.rater_model_service import rater_model_refit
 from annotation.ingest import services
+from annotation.ingest.upload_prune import uploads_prune
 
 # Decoding alone stops at MERSV_DECODE_WALL_S (180 s by default); the rest is tracking and
 # encoding. The hard limit leaves a minute to record the failure.
@@ -51,3 +55,10 @@ def verify_direct_upload(upload_id: int) -> None:
     """Check a video sent straight to the bucket, then create its Video (the services'
     direct_upload_verify)."""
     services.direct_upload_verify(upload_id=upload_id)
+
+
+@shared_task(soft_time_limit=600, time_limit=660)
+def prune_direct_uploads() -> None:
+    """Abort the multipart uploads abandoned for MERSV_DIRECT_UPLOAD_TTL_HOURS (hourly, from the
+    beat schedule in config/settings.py; annotation/ingest/upload_prune.py)."""
+    uploads_prune(older_than=dt.timedelta(hours=settings.DIRECT_UPLOAD_TTL_HOURS))

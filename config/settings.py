@@ -258,6 +258,13 @@ DIRECT_UPLOAD_MAX_MB = env_int("MERSV_DIRECT_UPLOAD_MAX_MB", 4096)
 DIRECT_UPLOAD_PART_MB = env_int("MERSV_DIRECT_UPLOAD_PART_MB", 16)
 if DIRECT_UPLOAD_PART_MB < 5:
     raise ImproperlyConfigured("MERSV_DIRECT_UPLOAD_PART_MB must be at least 5 (S3's minimum part)")
+# An open upload with no part sent for this many hours is abandoned: its multipart upload is
+# aborted (the bucket stops keeping its parts) and its row marked expired, hourly by the beat
+# (annotation.tasks.prune_direct_uploads) or by `manage.py uploads_prune`. A resumed upload
+# signs fresh part URLs, so this bounds the idle time, not an upload's length.
+DIRECT_UPLOAD_TTL_HOURS = env_int("MERSV_DIRECT_UPLOAD_TTL_HOURS", 24)
+if DIRECT_UPLOAD_TTL_HOURS < 1:
+    raise ImproperlyConfigured("MERSV_DIRECT_UPLOAD_TTL_HOURS must be at least 1 (hours)")
 
 
 def storages_setting(
@@ -518,6 +525,15 @@ CELERY_TASK_ROUTES = {"modeling.tasks.*": {"queue": env_str("MERSV_QUEUE_TRAININ
 CELERY_TASK_SOFT_TIME_LIMIT = 3600
 CELERY_TASK_TIME_LIMIT = 3900
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Periodic tasks, sent by one `celery -A config beat` process (docker/compose*.yml); the
+# schedule's state file lives in the var folder.
+CELERY_BEAT_SCHEDULE = {
+    "prune-direct-uploads": {
+        "task": "annotation.tasks.prune_direct_uploads",
+        "schedule": float(env_int("MERSV_UPLOAD_PRUNE_INTERVAL_S", 3600)),
+    },
+}
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 LOGGING = {
     "version": 1,

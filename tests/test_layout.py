@@ -396,6 +396,7 @@ def test_the_celery_task_names_are_those_of_before_the_move() -> None:
     assert sorted(name for name in app.tasks if not name.startswith("celery.")) == [
         "annotation.tasks.ingest_video",
         "annotation.tasks.make_first_frame",
+        "annotation.tasks.prune_direct_uploads",
         "annotation.tasks.refit_rater_model",
         "annotation.tasks.verify_direct_upload",
         "datasets.tasks.build_dataset_version",
@@ -403,6 +404,15 @@ def test_the_celery_task_names_are_those_of_before_the_move() -> None:
         "modeling.tasks.run_grid_step",
         "modeling.tasks.train_run",
     ]
+
+
+def test_every_periodic_task_of_the_beat_schedule_is_a_registered_task() -> None:
+    from config.celery import app
+
+    app.loader.import_default_modules()
+    scheduled = {entry["task"] for entry in app.conf.beat_schedule.values()}
+    assert "annotation.tasks.prune_direct_uploads" in scheduled
+    assert scheduled <= set(app.tasks)
 
 
 # --- errors mapped once: annotation.api_errors answers service errors, pages use one helper --

@@ -38,6 +38,8 @@ ACTIONS = (
     "role_change", "training_start", "answer_refused", "grade_change_after_panel",
     "reference_clip_add", "reference_clip_remove", "export_verify_failed",
     "ingest_start",
+    # An abandoned upload straight to the bucket (annotation/ingest/upload_prune.py).
+    "upload_expired",
     # Retirement (modeling/retirement_prior.py, annotation/aggregation/retirement_service.py).
     "retirement_run_choose", "retirement_rule_change",
     # Accounts (annotation/access/tokens.py, login_throttle.py, frontend/account_views.py).

@@ -774,6 +774,8 @@ def direct_upload_complete(
         upload = DirectUpload.objects.select_for_update().get(pk=upload_id)
         if upload.created_by_id != (by.pk if by else None):
             raise ServiceError("this upload was started by another account")
+        if upload.status == DirectUpload.Status.EXPIRED:
+            raise ConflictError(upload.error)  # says why, and to upload the file again
         if upload.status != DirectUpload.Status.OPEN:
             raise ConflictError(f"the upload is {upload.get_status_display().lower()} already")
         numbers = [int(p["part_number"]) for p in parts]
