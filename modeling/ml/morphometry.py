@@ -24,7 +24,10 @@ the generator's default) and multiplied by that module's factor for the frame's 
 head size (``pixel_size_um``, ``head_length_um``, ``head_width_um``; a lab's settings
 ``MERSV_HEAD_LENGTH_UM``/``WIDTH_UM`` are the head size). Lengths and areas are reported in
 µm and µm² (px times the pixel size), so the same head imaged at 0.5, 0.25 or 0.17 µm/px gives
-the same measures. At the default pixel size the windows are today's.
+the same measures. At the default pixel size the windows are today's. Training and inference
+pass each clip's own pixel size (the export's ``pixel_size_um``; ``modeling.ml.data``,
+``modeling.ml.train.predict``); a model records the range it was trained on
+(:func:`pixel_size_summary`) and a clip far outside it is flagged (:func:`pixel_size_outside`).
 
 How, per frame: the crops are centred on the tracked head. The background level is the crop's
 median, the noise its MAD or, if smaller, the MAD of neighbouring pixels' differences over
