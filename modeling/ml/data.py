@@ -42,10 +42,10 @@ from annotation.exchange import (
     names,
 )
 from annotation.grades import PROB_COLUMNS
+from annotation.ingest.scale import DEFAULT_PIXEL_SIZE_UM
 from modeling.ml.metrics import grade_mode_index
 from modeling.ml.model import DEFAULT_KINEMATICS_FEATURES
 from modeling.ml.morphometry import (
-    DEFAULT_PIXEL_SIZE_UM,
     MORPHOMETRY_FEATURES,
     clip_morphometry,
     pixel_size_summary,

@@ -40,6 +40,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from annotation.ingest.scale import DEFAULT_PIXEL_SIZE_UM
 from modeling.ml.backbones import BACKBONES, get_preset
 from modeling.ml.data import (
     Augment,
@@ -65,7 +66,6 @@ from modeling.ml.model import (
     kinematics_standardisation,
 )
 from modeling.ml.morphometry import (
-    DEFAULT_PIXEL_SIZE_UM,
     clips_morphometry,
     morphometry_standardisation,
 )
@@ -877,7 +877,9 @@ def predict(
     sizes = np.broadcast_to(np.asarray(pixel_size_um, dtype=np.float64), (len(x),))
     morphometry = None
     if model.uses_morphometry:
-        morphometry = torch.from_numpy(clips_morphometry(x[:, :, 0].numpy(), pixel_size_um=sizes))
+        morphometry = torch.from_numpy(
+            clips_morphometry(x[:, :, 0].cpu().numpy(), pixel_size_um=sizes)
+        )
     model.eval()
     device = next(model.parameters()).device
     out = [

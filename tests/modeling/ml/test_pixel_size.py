@@ -14,12 +14,11 @@ import pytest
 import torch
 
 from annotation.grades import PROB_COLUMNS
-from annotation.ingest.scale import tracking_scale
+from annotation.ingest.scale import DEFAULT_PIXEL_SIZE_UM, tracking_scale
 from annotation.ingest.tracking import crop_centred
 from modeling.ml.data import ExportDataset
 from modeling.ml.model import build_model
 from modeling.ml.morphometry import (
-    DEFAULT_PIXEL_SIZE_UM,
     MORPHOMETRY_FEATURES,
     MORPHOMETRY_INPUTS,
     PIXEL_SIZE_TOLERANCE,
