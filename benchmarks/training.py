@@ -196,6 +196,15 @@ it did better on the shifted generator), at 3.7 points less on the default one. 
 these differences is larger than the seed-to-seed spread: the default stays as it was (head
 encoder off) until runs at the documented size (300-600 clips, 40 epochs) decide.
 
+One row on the shifted generator with its own vacuole look (2026-12-06, after the look was
+chosen and committed; 2 CPU cores shared with 5 other jobs, load 12.8-14.6 for the first 30 min,
+2-4 for the last 20), `benchmarks/training.py --combinations --shift --clips 300 --epochs 20
+--rows c --database mersv_h6_bench`: 300 clips generated (7.3 min), 281 tracked (import 452 s,
+build 125 s), 3 folds, patience 10, seed 0, otherwise today's defaults. (c) morphometry + head
+encoder: HI 0.787 (baseline 0.573, ceiling 0.916), EMD 0.066, mode accuracy 64.8 %, gap closed
+62.4 %; training 31.1 min. One seed and no default-generator row at this size: no transfer gap
+can be read from it yet (the four rows at 600 clips x 40 epochs on both configurations remain).
+
 Run: .venv/bin/python benchmarks/training.py [--kinematics] [--reuse-db] [--no-morphometry]
          [--head-hidden N] [--seed N]
      .venv/bin/python benchmarks/training.py --grid --grid-epochs 2   (the 4 x 4 grid)
