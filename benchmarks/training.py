@@ -155,8 +155,17 @@ chosen before any run). ``--shift`` generates the videos from a shifted configur
 generator instead (``SHIFTED``, chosen before any run and kept fixed; no constant of the model
 was tuned on it): heads 20 % longer and 15 % wider, more sensor noise and blur, a darker
 field, another motion mix (more immotile and sluggish cells) and more weight on the
-morphology in the quality. The generator's vacuole look (VACUOLE_VALUE) and its head-shape
-families are module constants, not SyntheticConfig knobs, so the shift leaves them alone.
+morphology in the quality. The figures below were measured before the shift had a vacuole
+look of its own (the generator's was a module constant then); since 2026-12-06 it has one
+(``SHIFTED_VACUOLES``, chosen that day before any model was run on it, kept fixed): larger
+vacuoles (radius 0.4-0.75 µm against 0.3-0.6), less pale (grey offset -55 against -36, the
+head core being -92: about a third less contrast, as on unstained real heads, where the
+morphometry's vacuole measures found no signal on MHSMA), with soft edges (a 0.3 µm ramp
+against sharp discs: real vacuoles are out-of-focus blobs), and another count (Poisson
+0.3 + 3.5 d^1.2, at most 6, against 0.6 + 2.5 d^1.2, at most 4: fewer on mildly defective
+heads, more on badly defective ones). The values are plausible rather than measured: the
+point is a look that no constant of the model's morphometry was tuned on. Its head-shape
+families are still module constants (the shift scales them, through the head size).
 
 Measured 2026-12-04 on this project's machine (2 CPU cores shared by 8 jobs, load 12-20; so
 small settings: 120 clips generated, 109 (default) and 111 (shifted) tracked, 3 folds, at most
@@ -186,6 +195,15 @@ encoder trained from scratch beside the morphometry (c) is the one whose gap shr
 it did better on the shifted generator), at 3.7 points less on the default one. None of
 these differences is larger than the seed-to-seed spread: the default stays as it was (head
 encoder off) until runs at the documented size (300-600 clips, 40 epochs) decide.
+
+One row on the shifted generator with its own vacuole look (2026-12-06, after the look was
+chosen and committed; 2 CPU cores shared with 5 other jobs, load 12.8-14.6 for the first 30 min,
+2-4 for the last 20), `benchmarks/training.py --combinations --shift --clips 300 --epochs 20
+--rows c --database mersv_h6_bench`: 300 clips generated (7.3 min), 281 tracked (import 452 s,
+build 125 s), 3 folds, patience 10, seed 0, otherwise today's defaults. (c) morphometry + head
+encoder: HI 0.787 (baseline 0.573, ceiling 0.916), EMD 0.066, mode accuracy 64.8 %, gap closed
+62.4 %; training 31.1 min. One seed and no default-generator row at this size: no transfer gap
+can be read from it yet (the four rows at 600 clips x 40 epochs on both configurations remain).
 
 Run: .venv/bin/python benchmarks/training.py [--kinematics] [--reuse-db] [--no-morphometry]
          [--head-hidden N] [--seed N]
@@ -225,6 +243,15 @@ SHIFTED: dict[str, object] = {
     "morphology_beta": (1.8, 1.3),
     "motility_weight": 0.45,
 }
+# The shifted generator's vacuole look (2026-12-06, chosen before any run; see the docstring).
+SHIFTED_VACUOLES: dict[str, object] = {
+    "vacuole_radius_um": (0.4, 0.75),
+    "vacuole_value": -55.0,
+    "vacuole_softness_um": 0.3,
+    "vacuole_rate": (0.3, 3.5),
+    "vacuole_max": 6,
+}
+SHIFTED.update(SHIFTED_VACUOLES)
 # The MHSMA crops' size for the pretrained head encoder of row (d) (see the docstring).
 MHSMA_ENCODER_SIZE = 22
 
@@ -273,7 +300,9 @@ def prepare(args: argparse.Namespace, env: dict[str, str], var_dir: Path) -> Pat
 def data_dir(args: argparse.Namespace) -> Path:
     """The generated videos' folder (one per size and configuration; benchmarks/
     train_default.py passes arguments without ``shift``)."""
-    shift = "-shifted" if getattr(args, "shift", False) else ""
+    # "-shifted-vacuoles": the shift with its own vacuole look (2026-12-06); videos cached
+    # under the older "-shifted" name were generated without it and are not reused.
+    shift = "-shifted-vacuoles" if getattr(args, "shift", False) else ""
     return (
         ROOT / "var" / "bench" / f"synthetic-train-{args.clips}-{args.width}x{args.height}{shift}"
     )
@@ -417,7 +446,9 @@ def main() -> None:
     args.reuse_db = args.reuse_db or args.evaluate_only
 
     started = time.perf_counter()
-    var_dir = ROOT / "var" / "bench" / ("training-var-shifted" if args.shift else "training-var")
+    var_dir = (
+        ROOT / "var" / "bench" / ("training-var-shifted-vacuoles" if args.shift else "training-var")
+    )
     env = dict(os.environ)
     env.update(
         DATABASE_URL=f"postgres://postgres@127.0.0.1:5432/{args.database}",

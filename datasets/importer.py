@@ -85,6 +85,8 @@ class ClipRow:
     x: float
     y: float
     pixel_size_um: float
+    # False: clips.csv gave no pixel size and the platform's default was assumed (reported).
+    pixel_size_given: bool = True
 
 
 @dataclass
@@ -113,6 +115,9 @@ class ImportResult:
     ratings_skipped: int
     raters_created: int
     untrackable: list[str] = field(default_factory=list)  # skipped videos, with the reason
+    # Clips created without a pixel_size_um in clips.csv, at the default pixel size
+    # (settings.DEFAULT_PIXEL_SIZE_UM): their morphometry is in µm only if that was right.
+    pixel_size_defaulted: int = 0
 
 
 def _read_csv(path: Path, required: tuple[str, ...], problems: list[str]) -> list[dict[str, str]]:
@@ -255,7 +260,8 @@ def dataset_validate(root: Path) -> ImportPlan:
                             problems=problems)  # fmt: skip
             if not 0 < pixel <= 100:
                 problems.append(f"{where}: pixel_size_um must lie in (0, 100]")
-        clips.append(ClipRow(line, clip_id, patient_id, video, fps, x, y, pixel))
+        given = bool(row.get("pixel_size_um"))
+        clips.append(ClipRow(line, clip_id, patient_id, video, fps, x, y, pixel, given))
 
     ratings: list[RatingRow] = []
     seen_ratings: dict[tuple[str, str], int] = {}
@@ -507,6 +513,9 @@ def _write(
         ratings_created=len(plan.new_ratings),
         ratings_skipped=len(plan.ratings) - len(plan.new_ratings),  # existing or untrackable
         raters_created=raters_created,
+        pixel_size_defaulted=sum(
+            not r.pixel_size_given for v in outputs for r in plan.new_videos[v]
+        ),
     )
 
 

@@ -195,7 +195,7 @@ class PredictionSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Prediction
-        fields = ["run", "clip_id", "fold", "p", "model_version", "created_at"]
+        fields = ["run", "clip_id", "fold", "p", "model_version", "metadata", "created_at"]
         read_only_fields = fields
 
     def get_p(self, prediction: Prediction) -> dict[str, float]:

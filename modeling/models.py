@@ -180,6 +180,10 @@ class Prediction(models.Model):
     p_d = models.FloatField()
     p_e = models.FloatField()
     model_version = models.CharField(max_length=64)  # "run<id>-<sha256 of the model file(s)>"
+    # How it was made: {"pixel_size_um": the clip's µm/px the morphometry measured it at,
+    # "pixel_size_warning": why that lies far outside the model's training pixel sizes (only
+    # when it does; modeling.ml.morphometry.pixel_size_outside)}.
+    metadata = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -65,6 +65,7 @@ from modeling import selectors
 from modeling.checkpoints import CheckpointFolder
 from modeling.ml.data import fold_label, list_folds
 from modeling.ml.metrics import grade_mode_index
+from modeling.ml.morphometry import pixel_size_outside
 from modeling.ml.options import options_problems, recipe_overrides, weights_name_problem
 from modeling.ml.train import (
     TRAIN_OPTIONS,
@@ -515,6 +516,9 @@ class _RunReporter:
                 fold=fold,
                 **dict(zip(P_FIELDS, result.predictions[clip_id], strict=True)),
                 model_version=version,
+                metadata=prediction_metadata(
+                    [result.trained_pixel_sizes], result.test_pixel_sizes.get(clip_id)
+                ),
             )
             for clip_id in clip_ids
         ]
@@ -553,7 +557,7 @@ class _RunReporter:
                 predictions,
                 update_conflicts=True,
                 unique_fields=["run", "clip"],
-                update_fields=["fold", *P_FIELDS, "model_version"],
+                update_fields=["fold", *P_FIELDS, "model_version", "metadata"],
             )
             run.fold_metrics[str(fold)] = _json_safe(result.test_metrics)
             run.fold_summaries[str(fold)] = summary
@@ -730,6 +734,12 @@ def predictions_for_new_clips(*, run: TrainingRun, clips: Sequence[Clip]) -> int
     if not model_paths:
         raise TrainingError(f"run {run.pk} has no saved fold models in its folder {run.run_folder}")
     models = [load_model(path, device=device)[0] for path in model_paths]
+    trained = [model.trained_pixel_sizes for model in models]
+    # The clip's own pixel size (its video's, recorded at ingestion): the morphometry
+    # measures its head in µm at it, as training did for the version's clips.
+    pixel_sizes = dict(
+        Clip.objects.filter(pk__in=[c.pk for c in clips]).values_list("pk", "video__pixel_size_um")
+    )
     _torch_threads()
     rows = []
     for start in range(0, len(clips), PREDICT_BATCH):
@@ -741,20 +751,50 @@ def predictions_for_new_clips(*, run: TrainingRun, clips: Sequence[Clip]) -> int
                 dtype=np.float32,
             )
         )  # (B, k), missing as 0 like the training data
-        p = np.mean([predict(model, frames, kinematics) for model in models], axis=0)  # (B, 5)
-        for clip, row in zip(batch, p, strict=True):
+        sizes = np.array([pixel_sizes[clip.pk] for clip in batch], dtype=np.float64)
+        p = np.mean(
+            [predict(model, frames, kinematics, pixel_size_um=sizes) for model in models], axis=0
+        )  # (B, 5)
+        for clip, row, size in zip(batch, p, sizes, strict=True):
             values = dict(zip(P_FIELDS, map(float, row), strict=True))
             rows.append(
-                Prediction(run=run, clip=clip, fold=None, model_version=run.model_version, **values)
+                Prediction(
+                    run=run,
+                    clip=clip,
+                    fold=None,
+                    model_version=run.model_version,
+                    metadata=prediction_metadata(trained, float(size)),
+                    **values,
+                )
             )
     Prediction.objects.bulk_create(
         rows,
         update_conflicts=True,
         unique_fields=["run", "clip"],
-        update_fields=["fold", *P_FIELDS, "model_version"],
+        update_fields=["fold", *P_FIELDS, "model_version", "metadata"],
     )
     retirement_priors_add(run=run, predictions=rows)
     return len(rows)
+
+
+def prediction_metadata(
+    trained: Sequence[dict[str, Any] | None], pixel_size_um: float | None
+) -> dict[str, Any]:
+    """A prediction's metadata: the clip's pixel size and, when it lies far outside the pixel
+    sizes the model(s) were trained on (their union), the warning that says so."""
+    if pixel_size_um is None:
+        return {}
+    metadata: dict[str, Any] = {"pixel_size_um": pixel_size_um}
+    known = [t for t in trained if t]
+    if known:
+        union = {
+            "min_um": min(float(t["min_um"]) for t in known),
+            "max_um": max(float(t["max_um"]) for t in known),
+        }
+        warning = pixel_size_outside(union, pixel_size_um)
+        if warning:
+            metadata["pixel_size_warning"] = warning
+    return metadata
 
 
 def _clip_frames(clip: Clip, n_frames: int) -> np.ndarray:

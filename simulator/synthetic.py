@@ -8,7 +8,9 @@ latent quality ``z = quality_scale * (w * m + (1 - w) * h) + quality_offset`` (h
 better) is graded by the ordinal expert panel of `simulator.panel`. Both latents show in the
 video: ``m`` picks the motion (immotile < non-progressive < sluggish < progressive, speed
 rising inside each band), ``h`` the head (normal oval, tapered, pear, round, amorphous, and
-vacuoles as ``h`` falls).
+vacuoles as ``h`` falls). How vacuoles look (size range, grey value, count, edge softness) is
+set by ``SyntheticConfig.vacuole_*``; at their defaults every file is what it was before
+those knobs existed.
 
 Rendering looks like phase contrast: a grey field with a smooth illumination gradient and
 per-frame sensor noise; a sperm head is a dark core inside a bright halo, with a darker
@@ -90,7 +92,10 @@ HEAD_VALUE = -62
 HEAD_CORE_VALUE = -92
 HEAD_CORE_SCALE = 0.55
 HALO_VALUE = 42
-VACUOLE_VALUE = -36  # paler than the head core: a light spot inside a dark head
+VACUOLE_VALUE = -36  # paler than the head core: a light spot inside a dark head (the default)
+# A soft-edged vacuole (SyntheticConfig.vacuole_softness_um > 0) is drawn as this many discs
+# from its outer to its inner edge, stepping from the head core's value to the vacuole's.
+VACUOLE_EDGE_STEPS = 4
 MIDPIECE_VALUE = -55
 TAIL_VALUE = -40
 END_PIECE_VALUE = -26
@@ -149,6 +154,17 @@ class SyntheticConfig:
     # Cells.
     head_length_um: float = 4.6
     head_width_um: float = 3.0
+    # Vacuoles, the pale spots of a defective head (a normal head has none). A head whose
+    # defect is d (0..1, from its morphology) gets Poisson(vacuole_rate[0] + vacuole_rate[1]
+    # * d ** 1.2) of them, at most vacuole_max, of radius U(vacuole_radius_um); each is
+    # ``vacuole_value`` grey levels from the background (the head core is HEAD_CORE_VALUE,
+    # -92: nearer 0 is paler) and its edge ramps from the core's value to its own over
+    # ``vacuole_softness_um`` (0: a sharp disc). The defaults are the generator's first look.
+    vacuole_radius_um: tuple[float, float] = (0.3, 0.6)
+    vacuole_value: float = VACUOLE_VALUE
+    vacuole_rate: tuple[float, float] = (0.6, 2.5)
+    vacuole_max: int = 4
+    vacuole_softness_um: float = 0.0
     midpiece_length_um: float = 5.0
     tail_length_um: float = 40.0  # principal piece + end piece
     # Latents and quality: m ~ Beta(motility_beta), h ~ Beta(morphology_beta), correlated
@@ -182,6 +198,15 @@ class SyntheticConfig:
             problems.append(f"video_format must be one of {sorted(VIDEO_FORMATS)}")
         if self.seed < 0:
             problems.append("seed must be a non-negative integer")
+        low, high = self.vacuole_radius_um
+        if not 0 < low <= high:
+            problems.append("vacuole_radius_um must be (low, high) with 0 < low <= high")
+        if min(self.vacuole_rate) < 0 or self.vacuole_max < 0 or self.vacuole_softness_um < 0:
+            problems.append(
+                "vacuole_rate, vacuole_max and vacuole_softness_um must not be negative"
+            )
+        if not -255 < self.vacuole_value < 255:
+            problems.append("vacuole_value must be a grey-level offset in (-255, 255)")
         margin_px = self.target_margin_um / self.pixel_size_um
         if min(self.width, self.height) <= 2 * margin_px + 2:
             problems.append(
@@ -231,6 +256,9 @@ class CellSpec:
     tail_length_um: float  # principal piece + end piece
     tail_bend_rad: float  # frozen bend of the tail (immotile cells)
     contrast: float  # scales every brightness offset of this cell (focus)
+    # How its vacuoles look (SyntheticConfig's vacuole_value and vacuole_softness_um).
+    vacuole_value: float = VACUOLE_VALUE
+    vacuole_softness_um: float = 0.0
 
     @property
     def n_vacuoles(self) -> int:
@@ -312,8 +340,13 @@ def head_outline_sample(
     outline = np.stack([x, y], axis=1)
     outline -= _polygon_centroid(outline)
 
-    n_vacuoles = 0 if shape == "normal" else min(int(rng.poisson(0.6 + 2.5 * defect**1.2)), 4)
-    radii = rng.uniform(0.3, 0.6, size=n_vacuoles)
+    base, slope = config.vacuole_rate
+    n_vacuoles = (
+        0
+        if shape == "normal"
+        else min(int(rng.poisson(base + slope * defect**1.2)), config.vacuole_max)
+    )
+    radii = rng.uniform(*config.vacuole_radius_um, size=n_vacuoles)
     # Uniform inside the inner half of the head, so a vacuole never touches the rim.
     r = np.sqrt(rng.uniform(0, 1, size=n_vacuoles)) * 0.5
     angle = rng.uniform(0, 2 * np.pi, size=n_vacuoles)
@@ -382,6 +415,8 @@ def cell_sample(
         tail_length_um=config.tail_length_um * float(rng.uniform(0.9, 1.1)),
         tail_bend_rad=float(bend),
         contrast=float(rng.uniform(0.85, 1.1)),
+        vacuole_value=float(config.vacuole_value),
+        vacuole_softness_um=float(config.vacuole_softness_um),
     )
 
 
@@ -525,10 +560,20 @@ def cell_shapes(
     lateral += cell.tail_bend_rad * arc**2 / (2 * total)
     neck_x = cell.head_outline_um[:, 0].min() + 0.3  # a little inside the rim: no gap
     flagellum = np.stack([neck_x - arc, lateral], axis=1)
-    vacuoles = [_VACUOLE_CIRCLE * r + (x, y) for x, y, r in cell.vacuoles_um]
+    vacuoles = [
+        (_VACUOLE_CIRCLE * radius + (x, y), value)
+        for x, y, r in cell.vacuoles_um
+        for radius, value in _vacuole_discs(r, cell.vacuole_value, cell.vacuole_softness_um)
+    ]
     outline = cell.head_outline_um
     local = np.concatenate(
-        [cell.halo_outline_um, flagellum, outline, outline * HEAD_CORE_SCALE, *vacuoles]
+        [
+            cell.halo_outline_um,
+            flagellum,
+            outline,
+            outline * HEAD_CORE_SCALE,
+            *(disc for disc, _ in vacuoles),
+        ]
     )
     points = _transform(local, centre=centre, angle=angle, scale=px_per_um)
 
@@ -543,10 +588,26 @@ def cell_shapes(
     for value in (HEAD_VALUE, HEAD_CORE_VALUE):
         shapes.append(Shape(points[start : start + n_outline], value * c))
         start += n_outline
-    for _ in vacuoles:
-        shapes.append(Shape(points[start : start + len(_VACUOLE_CIRCLE)], VACUOLE_VALUE * c))
+    for _, value in vacuoles:
+        shapes.append(Shape(points[start : start + len(_VACUOLE_CIRCLE)], value * c))
         start += len(_VACUOLE_CIRCLE)
     return shapes
+
+
+def _vacuole_discs(radius_um: float, value: float, softness_um: float) -> list[tuple[float, float]]:
+    """The discs (radius µm, value) that draw one vacuole, outermost first: one disc of its
+    own value when sharp; else ``VACUOLE_EDGE_STEPS`` discs from ``radius + softness / 2``
+    down to ``radius - softness / 2`` whose values step from the head core's to its own."""
+    if softness_um <= 0:
+        return [(radius_um, value)]
+    n = VACUOLE_EDGE_STEPS
+    return [
+        (
+            max(radius_um + softness_um * (0.5 - k / (n - 1)), 0.05),
+            HEAD_CORE_VALUE + (value - HEAD_CORE_VALUE) * (k + 1) / n,
+        )
+        for k in range(n)
+    ]
 
 
 def shapes_stamp(
@@ -1223,7 +1284,21 @@ def _config_record(config: SyntheticConfig) -> dict[str, object]:
     record = asdict(config)
     if config.failure_mode == "none":
         del record["failure_mode"]
+    defaults = SyntheticConfig()
+    for name in _VACUOLE_KNOBS:
+        if getattr(config, name) == getattr(defaults, name):
+            del record[name]
     return record
+
+
+# The vacuole look's knobs (added after the first datasets were written).
+_VACUOLE_KNOBS = (
+    "vacuole_radius_um",
+    "vacuole_value",
+    "vacuole_rate",
+    "vacuole_max",
+    "vacuole_softness_um",
+)
 
 
 def _video_scene(

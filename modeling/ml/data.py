@@ -18,6 +18,7 @@ and a run resumed at epoch e sees exactly the batches the uninterrupted run woul
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -41,9 +42,16 @@ from annotation.exchange import (
     names,
 )
 from annotation.grades import PROB_COLUMNS
+from annotation.ingest.scale import DEFAULT_PIXEL_SIZE_UM
 from modeling.ml.metrics import grade_mode_index
 from modeling.ml.model import DEFAULT_KINEMATICS_FEATURES
-from modeling.ml.morphometry import MORPHOMETRY_FEATURES, clip_morphometry
+from modeling.ml.morphometry import (
+    MORPHOMETRY_FEATURES,
+    clip_morphometry,
+    pixel_size_summary,
+)
+
+log = logging.getLogger(__name__)
 
 
 def derive_seed(*keys: int) -> int:
@@ -207,7 +215,16 @@ class ExportDataset(Dataset[ClipItem]):
     scales them. Only the first ``frames`` frames of a clip are used (the paper's first
     second); a clip with fewer is an error. With ``morphometry``, items also hold
     ``"morphometry"``: (K,) float, the head's morphometry (:mod:`modeling.ml.morphometry`)
-    measured once on the clip's unaugmented frames (also ``self.morphometry``, (N, K)).
+    measured once on the clip's unaugmented frames (also ``self.morphometry``, (N, K)) at the
+    clip's pixel size.
+
+    Pixel sizes: clips.csv's ``pixel_size_um`` (the video's µm per px, recorded at ingestion
+    and frozen with the version) is each clip's scale (``self.pixel_sizes``, (N,)); the
+    morphometry measures the head at it, so its lengths and areas are in µm whatever the
+    magnification. A clip without one (no column, or an empty cell: an export from elsewhere)
+    is measured at ``DEFAULT_PIXEL_SIZE_UM`` and counted: ``self.pixel_size_defaulted`` lists
+    those clips, a warning names how many, and the model file records the count
+    (``self.pixel_size_summary()``). A pixel size that is no positive number is an error.
     """
 
     def __init__(
@@ -255,12 +272,28 @@ class ExportDataset(Dataset[ClipItem]):
                 f"{len(missing)} frame file(s) missing under {self.root / 'frames'}, "
                 f"e.g. {missing[0]}.npy"
             )
+        self.pixel_sizes, self.pixel_size_defaulted = _pixel_sizes(rows, self.root)
+        if self.pixel_size_defaulted:
+            log.warning(
+                "%d of %d clip(s) of %s have no pixel_size_um: measured at the default "
+                "%g µm/px (e.g. %s)",
+                len(self.pixel_size_defaulted), len(self.clip_ids), self.root,
+                DEFAULT_PIXEL_SIZE_UM, ", ".join(self.pixel_size_defaulted[:3]),
+            )  # fmt: skip
         # Measured before augmentation: rotation and resampling would blur a head this small.
         self.morphometry: np.ndarray | None = None
         if morphometry:
             self.morphometry = np.stack(
-                [clip_morphometry(self._read_frames(i)) for i in range(len(self.clip_ids))]
+                [
+                    clip_morphometry(self._read_frames(i), pixel_size_um=float(size))
+                    for i, size in enumerate(self.pixel_sizes)
+                ]
             ).reshape(len(self.clip_ids), len(MORPHOMETRY_FEATURES))
+
+    def pixel_size_summary(self) -> dict[str, object]:
+        """The range of the clips' pixel sizes and how many were defaulted (for the model
+        file: :func:`modeling.ml.morphometry.pixel_size_summary`)."""
+        return pixel_size_summary(self.pixel_sizes, n_defaulted=len(self.pixel_size_defaulted))
 
     def frame_path(self, clip_id: str) -> Path:
         return self.root / "frames" / f"{clip_id}.npy"
@@ -301,6 +334,28 @@ class ExportDataset(Dataset[ClipItem]):
         if self.morphometry is not None:
             item["morphometry"] = torch.from_numpy(self.morphometry[index])
         return item
+
+
+def _pixel_sizes(rows: pd.DataFrame, root: Path) -> tuple[np.ndarray, list[str]]:
+    """Each clip's pixel size (N,) float64 from the ``pixel_size_um`` column, the default
+    where it has none; and the ids of the clips that got the default."""
+    if "pixel_size_um" not in rows.columns:
+        return np.full(len(rows), DEFAULT_PIXEL_SIZE_UM), [str(c) for c in rows.index]
+    values = pd.to_numeric(rows["pixel_size_um"], errors="coerce").to_numpy(dtype=np.float64)
+    given = rows["pixel_size_um"].notna().to_numpy()
+    bad = [
+        str(c)
+        for c, v, g in zip(rows.index, values, given, strict=True)
+        if g and not (np.isfinite(v) and v > 0)
+    ]
+    if bad:
+        raise ValueError(
+            f"{root / CLIPS_FILE}: pixel_size_um must be a positive number of µm (or empty "
+            f"for unknown), not {rows.loc[bad[0], 'pixel_size_um']!r} (clip {bad[0]}"
+            f"{f' and {len(bad) - 1} more' if len(bad) > 1 else ''})"
+        )
+    defaulted = [str(c) for c, g in zip(rows.index, given, strict=True) if not g]
+    return np.where(given, values, DEFAULT_PIXEL_SIZE_UM), defaulted
 
 
 # --------------------------------------------------------------------------------------------

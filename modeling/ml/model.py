@@ -189,6 +189,10 @@ class GradeDistributionModel(nn.Module):
         super().__init__()
         # Where pretrained weights came from (load_pretrained sets it; checkpoints keep it).
         self.pretrained_origin: dict[str, Any] | None = None
+        # The pixel sizes of its training clips (modeling.ml.morphometry.pixel_size_summary;
+        # set by training, kept by model files; None for a model saved before they recorded
+        # it): a prediction at a pixel size far outside them is flagged.
+        self.trained_pixel_sizes: dict[str, Any] | None = None
         if head_hidden < 0:
             raise ValueError(f"head_hidden must be 0 (a linear head) or more, not {head_hidden}")
         self.head_hidden = int(head_hidden)
@@ -296,7 +300,8 @@ class GradeDistributionModel(nn.Module):
     ) -> torch.Tensor:
         """The head's morphometry inputs (B, K + 1): the standardised features and
         abnormality (``MORPHOMETRY_INPUTS``); (B, 0) for a model without morphometry.
-        ``morphometry`` (B, K): measured already, else measured on ``x``."""
+        ``morphometry`` (B, K): measured already, else measured on ``x`` at the default pixel
+        size (pass it measured at the clips' own: ``modeling.ml.train.predict`` does)."""
         if not self.uses_morphometry:
             return x.new_zeros((x.shape[0], 0))
         if morphometry is None:

@@ -24,7 +24,10 @@ the generator's default) and multiplied by that module's factor for the frame's 
 head size (``pixel_size_um``, ``head_length_um``, ``head_width_um``; a lab's settings
 ``MERSV_HEAD_LENGTH_UM``/``WIDTH_UM`` are the head size). Lengths and areas are reported in
 µm and µm² (px times the pixel size), so the same head imaged at 0.5, 0.25 or 0.17 µm/px gives
-the same measures. At the default pixel size the windows are today's.
+the same measures. At the default pixel size the windows are today's. Training and inference
+pass each clip's own pixel size (the export's ``pixel_size_um``; ``modeling.ml.data``,
+``modeling.ml.train.predict``); a model records the range it was trained on
+(:func:`pixel_size_summary`) and a clip far outside it is flagged (:func:`pixel_size_outside`).
 
 How, per frame: the crops are centred on the tracked head. The background level is the crop's
 median, the noise its MAD or, if smaller, the MAD of neighbouring pixels' differences over
@@ -75,6 +78,8 @@ no Django.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -394,11 +399,61 @@ def morphometry_standardisation(
 
 
 def clips_morphometry(
-    frames: np.ndarray, *, pixel_size_um: float = DEFAULT_PIXEL_SIZE_UM
+    frames: np.ndarray,
+    *,
+    pixel_size_um: float | Sequence[float] | np.ndarray = DEFAULT_PIXEL_SIZE_UM,
 ) -> np.ndarray:
-    """:func:`clip_morphometry` of every clip of ``frames`` (N, T, H, W): (N, K) float32."""
+    """:func:`clip_morphometry` of every clip of ``frames`` (N, T, H, W): (N, K) float32.
+    ``pixel_size_um``: one pixel size for all clips, or one per clip (N,)."""
     frames = np.asarray(frames)
     if frames.ndim != 4:
         raise ValueError(f"clips must have shape (N, T, H, W), got {frames.shape}")
-    rows = [clip_morphometry(clip, pixel_size_um=pixel_size_um) for clip in frames]
+    sizes = np.broadcast_to(np.asarray(pixel_size_um, dtype=np.float64), (len(frames),))
+    rows = [
+        clip_morphometry(clip, pixel_size_um=float(size))
+        for clip, size in zip(frames, sizes, strict=True)
+    ]
     return np.stack(rows) if rows else np.zeros((0, len(MORPHOMETRY_FEATURES)), np.float32)
+
+
+# --------------------------------------------------------------------------------------------
+# The pixel sizes a model was trained on
+
+# A clip whose pixel size lies more than this factor outside the range a model was trained on
+# is flagged in its prediction: its head covers 25 % more (or fewer) pixels than any head the
+# model saw, more than the spread of normal human head lengths (WHO 2021: 4.0-5.5 µm, about
+# +-16 % around 4.7 µm). Chosen before any run; not tuned.
+PIXEL_SIZE_TOLERANCE = 1.25
+
+
+def pixel_size_summary(sizes: Sequence[float] | np.ndarray, *, n_defaulted: int) -> dict[str, Any]:
+    """What a model file records of the pixel sizes (µm/px) of its training clips: their
+    range and median, how many clips there were, and how many of them had no recorded pixel
+    size and were measured at the default (``default_um``)."""
+    values = np.asarray(sizes, dtype=np.float64)
+    if values.size == 0:
+        raise ValueError("no pixel sizes to summarise")
+    return {
+        "min_um": float(values.min()),
+        "max_um": float(values.max()),
+        "median_um": float(np.median(values)),
+        "n_clips": int(values.size),
+        "n_defaulted": int(n_defaulted),
+        "default_um": DEFAULT_PIXEL_SIZE_UM,
+    }
+
+
+def pixel_size_outside(summary: dict[str, Any] | None, pixel_size_um: float) -> str | None:
+    """Why a clip at ``pixel_size_um`` lies far outside the pixel sizes a model was trained
+    on (``pixel_size_summary``; more than ``PIXEL_SIZE_TOLERANCE`` beyond its range), or
+    None when it does not (or the model recorded none: files saved before it did)."""
+    if not summary:
+        return None
+    low, high = float(summary["min_um"]), float(summary["max_um"])
+    if low / PIXEL_SIZE_TOLERANCE <= pixel_size_um <= high * PIXEL_SIZE_TOLERANCE:
+        return None
+    return (
+        f"pixel size {pixel_size_um:g} µm/px lies far outside the {low:g}-{high:g} µm/px the "
+        f"model was trained on (more than x{PIXEL_SIZE_TOLERANCE:g}): its heads look "
+        f"{'larger' if pixel_size_um < low else 'smaller'} in pixels than any it saw"
+    )

@@ -40,6 +40,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from annotation.ingest.scale import DEFAULT_PIXEL_SIZE_UM
 from modeling.ml.backbones import BACKBONES, get_preset
 from modeling.ml.data import (
     Augment,
@@ -64,7 +65,10 @@ from modeling.ml.model import (
     kinematics_scales,
     kinematics_standardisation,
 )
-from modeling.ml.morphometry import morphometry_standardisation
+from modeling.ml.morphometry import (
+    clips_morphometry,
+    morphometry_standardisation,
+)
 from modeling.ml.options import TrainOption, option, train_options
 
 # Format 2 calls the model's kinematics input "kinematics" everywhere (config
@@ -315,6 +319,10 @@ class FoldResult:
     features: dict[str, list[float]]  # test clip_id -> backbone features (for PCA)
     logs: list[EpochLog] = field(default_factory=list)
     model_path: str = ""
+    # The pixel sizes of the fold's training clips (morphometry.pixel_size_summary) and each
+    # test clip's pixel size (µm/px), so a prediction far outside the range can be flagged.
+    trained_pixel_sizes: dict[str, Any] | None = None
+    test_pixel_sizes: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -494,6 +502,10 @@ def _train_fold(
         features=_by_clip(test.clip_ids, test.features),
         logs=list(state.logs),
         model_path=str(model_path),
+        trained_pixel_sizes=model.trained_pixel_sizes,
+        test_pixel_sizes={
+            c: float(p) for c, p in zip(test_set.clip_ids, test_set.pixel_sizes, strict=True)
+        },
     )
 
 
@@ -618,6 +630,7 @@ def _build(config: TrainConfig, train_set: ExportDataset) -> GradeDistributionMo
     )
     if config.init_head:
         model.init_head(train_set.targets.mean(axis=0))
+    model.trained_pixel_sizes = train_set.pixel_size_summary()
     return model
 
 
@@ -691,6 +704,7 @@ def _save_checkpoint(
             "logs": [log.to_dict() for log in state.logs],
             "rng": _rng_state(),
             "pretrained_origin": model.pretrained_origin,
+            "trained_pixel_sizes": model.trained_pixel_sizes,
         },
         path,
     )
@@ -751,7 +765,8 @@ def save_model(
 ) -> None:
     """Save ``model`` with everything needed to rebuild it (atomically), and where its
     pretrained weights came from (``pretrained_origin``: file name, sha256 and, for a head
-    encoder, what it was trained on; None when it started from scratch)."""
+    encoder, what it was trained on; None when it started from scratch) and the pixel sizes of
+    its training clips (``trained_pixel_sizes``: range, median, count, how many defaulted)."""
     _atomic_save(
         {
             "format": MODEL_FORMAT,
@@ -761,6 +776,7 @@ def save_model(
             "outer_fold": outer_fold,
             "best_epoch": best_epoch,
             "pretrained_origin": model.pretrained_origin,
+            "trained_pixel_sizes": model.trained_pixel_sizes,
         },
         Path(path),
     )
@@ -773,6 +789,7 @@ def load_model(path: Path, *, device: str = "cpu") -> tuple[GradeDistributionMod
     model = GradeDistributionModel(**saved["model_kwargs"])
     model.load_state_dict(saved["model"])
     model.pretrained_origin = saved.get("pretrained_origin")
+    model.trained_pixel_sizes = saved.get("trained_pixel_sizes")
     return model.to(device).eval(), TrainConfig.from_dict(saved["config"])
 
 
@@ -840,13 +857,15 @@ def predict(
     kinematics: np.ndarray | torch.Tensor,
     *,
     batch_size: int = 8,
+    pixel_size_um: float | Sequence[float] | np.ndarray = DEFAULT_PIXEL_SIZE_UM,
 ) -> np.ndarray:
     """Grade distributions (N, 5) of new clips.
 
     frames: (T, H, W) for one clip or (N, T, H, W) / (N, T, 1, H, W); uint8 (0..255) or float
     in [0, 1]. kinematics: (k,) or (N, k) in the units of ``annotation.ingest.kinematics``, in the
     order the model was trained with (``TrainConfig.kinematics_features``). A model trained with
-    morphometry measures it on these frames, as training measured it on the stored ones.
+    morphometry measures it on these frames, as training measured it on the stored ones, at
+    ``pixel_size_um`` (the clips' µm per px: one for all, or one per clip).
     """
     x = torch.as_tensor(frames)
     x = x.float() / 255 if x.dtype == torch.uint8 else x.float()
@@ -855,10 +874,22 @@ def predict(
     if x.ndim == 4:
         x = x.unsqueeze(2)  # grey channel
     v = torch.as_tensor(kinematics, dtype=torch.float32).reshape(len(x), -1)
+    sizes = np.broadcast_to(np.asarray(pixel_size_um, dtype=np.float64), (len(x),))
+    morphometry = None
+    if model.uses_morphometry:
+        morphometry = torch.from_numpy(
+            clips_morphometry(x[:, :, 0].cpu().numpy(), pixel_size_um=sizes)
+        )
     model.eval()
     device = next(model.parameters()).device
     out = [
-        model(x[i : i + batch_size].to(device), v[i : i + batch_size].to(device)).double().cpu()
+        model(
+            x[i : i + batch_size].to(device),
+            v[i : i + batch_size].to(device),
+            None if morphometry is None else morphometry[i : i + batch_size].to(device),
+        )
+        .double()
+        .cpu()
         for i in range(0, len(x), batch_size)
     ]
     return torch.cat(out).numpy()

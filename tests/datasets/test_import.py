@@ -15,6 +15,8 @@ from django.core.management.base import CommandError
 from annotation.access.roles import user_role
 from annotation.ingest.services import clip_vote_counts_recount
 from annotation.models import Clip, Patient, Rating, RatingChange, Video
+from datasets.models import DatasetVersion
+from datasets.services import clip_export_id
 from tests.conftest import copy_dataset
 
 pytestmark = pytest.mark.django_db
@@ -168,3 +170,39 @@ def test_skip_untrackable_leaves_out_a_lost_target_and_its_ratings(
     assert Clip.objects.count() == 5
     ratings = pd.read_csv(root / "ratings.csv")
     assert Rating.objects.count() == int((ratings.clip_id != "c0001").sum())
+
+
+def test_each_clips_pixel_size_reaches_the_frozen_version_and_its_export(
+    synthetic_small: Path, tmp_path: Path, settings
+) -> None:
+    # Three videos at another recorded scale, one without any (the default is assumed).
+    root = copy_dataset(synthetic_small, tmp_path / "scaled")
+
+    def scales(rows: list[dict], fields: list[str]) -> tuple[list[dict], list[str]]:
+        for i, row in enumerate(rows):
+            row["pixel_size_um"] = "0.45" if i < 3 else ("" if i == 3 else row["pixel_size_um"])
+        return rows, fields
+
+    _rewrite(root / "clips.csv", scales)
+    out = io.StringIO()
+    call_command("import_dataset", str(root), "--no-progress", stdout=out)
+    assert "1 clip(s) had no pixel_size_um in clips.csv" in out.getvalue()
+    assert f"default {settings.DEFAULT_PIXEL_SIZE_UM} µm/px" in out.getvalue()
+    recorded = dict(Clip.objects.values_list("external_id", "video__pixel_size_um"))
+    given = pd.read_csv(root / "clips.csv", dtype={"clip_id": str})
+    expected = {
+        c: (p if p == p else settings.DEFAULT_PIXEL_SIZE_UM)
+        for c, p in zip(given["clip_id"], given["pixel_size_um"], strict=True)
+    }
+    assert recorded == expected and sorted(set(recorded.values())) == [0.45, 0.5]
+
+    settings.EXPORT_ROOT = tmp_path / "exports"
+    call_command("build_dataset", "scaled", "--no-progress")
+    version = DatasetVersion.objects.get(name="scaled")
+    frozen = {d.clip.external_id: d.pixel_size_um for d in version.clips.select_related("clip")}
+    assert frozen == recorded
+    call_command("export_dataset", "scaled", "--out", str(tmp_path / "export"))
+    exported = pd.read_csv(tmp_path / "export" / "clips.csv", dtype={"clip_id": str})
+    by_export_id = dict(zip(exported["clip_id"], exported["pixel_size_um"], strict=True))
+    # The export names clips by its own ids; each row keeps its clip's recorded pixel size.
+    assert by_export_id == {clip_export_id(version, c): p for c, p in recorded.items()}

@@ -16,7 +16,7 @@ import torch
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from annotation.models import Clip
+from annotation.models import Clip, Video
 from datasets.models import DatasetVersion
 from datasets.services import export_dir_for
 from modeling import services
@@ -191,6 +191,17 @@ def test_clips_ingested_after_the_version_get_the_mean_of_the_fold_models(
     assert Prediction.objects.filter(run=run).count() == 6
     # The version's clips kept their out-of-fold predictions.
     assert not Prediction.objects.filter(run=run, fold__isnull=True).exclude(clip=late).exists()
+    # Each prediction says the pixel size its morphometry was measured at: the clip's video's.
+    assert prediction.metadata == {"pixel_size_um": late.video.pixel_size_um}
+    for oof in Prediction.objects.filter(run=run, fold__isnull=False).select_related("clip__video"):
+        assert oof.metadata == {"pixel_size_um": oof.clip.video.pixel_size_um}
+    # A clip imaged far outside the pixel sizes the fold models were trained on is flagged.
+    trained = late.video.pixel_size_um
+    Video.objects.filter(pk=late.video_id).update(pixel_size_um=trained / 2)
+    assert services.predictions_for_new_clips(run=run, clips=[late]) == 1
+    prediction.refresh_from_db()
+    assert prediction.metadata["pixel_size_um"] == trained / 2
+    assert "far outside" in prediction.metadata["pixel_size_warning"]
 
 
 def test_the_experiment_grid_command_trains_every_setting_and_writes_the_report(

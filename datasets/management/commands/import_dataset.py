@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
@@ -55,6 +56,14 @@ class Command(BaseCommand):
                 bar.close()
         for problem in result.untrackable:
             self.stdout.write(self.style.WARNING(f"skipped {problem}"))
+        if result.pixel_size_defaulted:
+            self.stdout.write(
+                self.style.WARNING(
+                    f"{result.pixel_size_defaulted} clip(s) had no pixel_size_um in clips.csv: "
+                    f"their videos were recorded at the default {settings.DEFAULT_PIXEL_SIZE_UM} "
+                    "µm/px (tracking, kinematics and morphometry assume it)"
+                )
+            )
         self.stdout.write(
             self.style.SUCCESS(
                 f"imported {result.clips_created} clips ({result.clips_skipped} already there), "

@@ -323,3 +323,20 @@ def test_optimizers_and_invalid_configs() -> None:
         TrainConfig(loss="kl")
     with pytest.raises(ValueError, match="Unknown kinematics"):
         TrainConfig(kinematics_features=("vcl", "tail_length"))
+
+
+def test_a_fold_records_the_pixel_sizes_of_its_training_and_test_clips(
+    reference: FoldResult, export_root: Path
+) -> None:
+    split = read_fold(export_root, 0)
+    assert reference.trained_pixel_sizes == {
+        "min_um": 0.5, "max_um": 0.5, "median_um": 0.5, "n_clips": len(split.train),
+        "n_defaulted": 0, "default_um": 0.5,
+    }  # fmt: skip
+    assert reference.test_pixel_sizes == dict.fromkeys(split.test, 0.5)
+    model, _ = load_model(Path(reference.model_path))
+    assert model.trained_pixel_sizes == reference.trained_pixel_sizes
+    checkpoint = torch.load(
+        Path(reference.model_path).parent / "last.pt", map_location="cpu", weights_only=True
+    )
+    assert checkpoint["trained_pixel_sizes"] == reference.trained_pixel_sizes
