@@ -24,6 +24,19 @@ from annotation.models import (
 )
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows only the platform writes: shown, never added, changed or deleted here."""
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
 @admin.register(Patient)
 class PatientAdmin(admin.ModelAdmin):
     list_display = ("code", "created_at")
@@ -39,21 +52,12 @@ class VideoAdmin(admin.ModelAdmin):
 
 
 @admin.register(VideoAttempt)
-class VideoAttemptAdmin(admin.ModelAdmin):
+class VideoAttemptAdmin(ReadOnlyAdmin):
     """Read-only: an attempt is the video's ingestion history, written only by the pipeline."""
 
     list_display = ("video", "number", "status", "requested_by", "requested_at", "finished_at")
     list_filter = ("status",)
     search_fields = ("video__original_name", "video__patient__code")
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(Clip)
@@ -94,21 +98,12 @@ class CannotJudgeAdmin(admin.ModelAdmin):
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(ReadOnlyAdmin):
     """Read-only: the log is append-only, nobody adds, changes or deletes an event here."""
 
     list_display = ("created_at", "username", "action", "object_type", "object_id", "ip")
     list_filter = ("action",)
     search_fields = ("username", "object_id")
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 User = get_user_model()

@@ -144,7 +144,7 @@ import numpy as np
 import torch
 
 from annotation.aggregation.distributions import emd, rating_arrays
-from annotation.aggregation.rater_model import rater_model_fit
+from annotation.aggregation.rater_model import RaterModelFit, rater_model_fit
 from annotation.aggregation.retirement import (
     DEFAULT_MIN_VOTES,
     DEFAULT_MODE_GUARD,
@@ -314,6 +314,18 @@ def model_predictions(
     return out
 
 
+def history_fit(history: np.ndarray) -> RaterModelFit:
+    """The rater model fitted on the lab's history: (N_HISTORY, N_EXPERTS) grades, every
+    expert on every clip."""
+    return rater_model_fit(
+        np.repeat(np.arange(N_HISTORY), N_EXPERTS),
+        np.tile(np.arange(N_EXPERTS), N_HISTORY),
+        history.ravel(),
+        n_clips=N_HISTORY,
+        n_raters=N_EXPERTS,
+    )
+
+
 def panel_build(seed: int, *, shifted: bool) -> Panel:
     config = SyntheticConfig(n_clips=N_CLIPS, n_experts=N_EXPERTS, seed=seed)
     if shifted:
@@ -335,13 +347,7 @@ def panel_build(seed: int, *, shifted: bool) -> Panel:
     history = panel_votes(
         history_config.quality(h_m, h_h), labels.panel, rng=np.random.default_rng([seed, 7])
     )
-    fit = rater_model_fit(
-        np.repeat(np.arange(N_HISTORY), N_EXPERTS),
-        np.tile(np.arange(N_EXPERTS), N_HISTORY),
-        history.ravel(),
-        n_clips=N_HISTORY,
-        n_raters=N_EXPERTS,
-    )
+    fit = history_fit(history)
     return Panel(
         grades=np.take_along_axis(grades, order, axis=1),
         raters=order,
@@ -858,13 +864,7 @@ def clip_set_panel(clips: ClipSet, seed: int) -> Panel:
     history = panel_votes(
         config.quality(h_m, h_h), panel, rng=np.random.default_rng([config.seed, 20, seed])
     )
-    fit = rater_model_fit(
-        np.repeat(np.arange(N_HISTORY), N_EXPERTS),
-        np.tile(np.arange(N_EXPERTS), N_HISTORY),
-        history.ravel(),
-        n_clips=N_HISTORY,
-        n_raters=N_EXPERTS,
-    )
+    fit = history_fit(history)
     return Panel(
         grades=np.take_along_axis(grades, order, axis=1),
         raters=order,

@@ -79,27 +79,13 @@ def config_from_record(record: str) -> SyntheticConfig:
     return SyntheticConfig(**fields)
 
 
-def generator_ids(export: Path, data: Path) -> pd.Series:
-    """The generator's clip id of every exported clip, indexed by the export's clip id."""
-    source = pd.read_csv(data / "clips.csv", dtype={"clip_id": str})
-    exported = pd.read_csv(export / "clips.csv", dtype={"clip_id": str})
-    for table in (source, exported):
-        table["at"] = table["x"].round(2).astype(str) + "," + table["y"].round(2).astype(str)
-    if source["at"].duplicated().any():
-        raise SystemExit("two generated clips start at the same position: cannot match them")
-    ids = exported.merge(source, on="at", suffixes=("", "_source"), validate="one_to_one")
-    if len(ids) != len(exported):
-        raise SystemExit(f"only {len(ids)} of {len(exported)} exported clips match the generator")
-    return ids.set_index("clip_id")["clip_id_source"]
-
-
 def prior_write(
     out: Path, *, export: Path, data: Path, predictions: Path, info: dict[str, object]
 ) -> None:
     """The run's out-of-fold predictions and folds keyed by generator clip id, as .npz."""
     model = pd.read_csv(predictions, dtype={"clip_id": str}).set_index("clip_id")
     folds = pd.read_csv(export / "splits.csv", dtype={"clip_id": str}).set_index("clip_id")
-    names = generator_ids(export, data)
+    names = training.generator_ids(export, data)
     missing = sorted(set(names.index) - set(model.index))
     if missing:
         raise SystemExit(f"{len(missing)} exported clips have no prediction, e.g. {missing[:3]}")

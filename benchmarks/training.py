@@ -323,12 +323,11 @@ def knn_predictions(
     return out
 
 
-def truth_by_export_id(export: Path, data_truth: Path) -> pd.DataFrame:
-    """The generator's truth_clips.csv indexed by the export's clip ids. An export names clips
-    by pseudonyms, not by the generator's ids: a clip is found again by its head's position in
-    frame 0 (x, y in clips.csv, the same in both)."""
-    truth = pd.read_csv(data_truth, dtype={"clip_id": str}).set_index("clip_id")
-    source = pd.read_csv(data_truth.parent / "clips.csv", dtype={"clip_id": str})
+def generator_ids(export: Path, data: Path) -> pd.Series:
+    """The generator's clip id of every exported clip, indexed by the export's clip id. An
+    export names clips by pseudonyms, not by the generator's ids: a clip is found again by its
+    head's position in frame 0 (x, y in clips.csv, the same in both)."""
+    source = pd.read_csv(data / "clips.csv", dtype={"clip_id": str})
     exported = pd.read_csv(export / "clips.csv", dtype={"clip_id": str})
     for table in (source, exported):
         table["at"] = table["x"].round(2).astype(str) + "," + table["y"].round(2).astype(str)
@@ -336,8 +335,15 @@ def truth_by_export_id(export: Path, data_truth: Path) -> pd.DataFrame:
         raise SystemExit("two generated clips start at the same position: cannot match them")
     ids = exported.merge(source, on="at", suffixes=("", "_source"), validate="one_to_one")
     if len(ids) != len(exported):
-        raise SystemExit(f"only {len(ids)} of {len(exported)} exported clips match the truth")
-    return truth.loc[ids["clip_id_source"]].set_axis(ids["clip_id"].to_list())
+        raise SystemExit(f"only {len(ids)} of {len(exported)} exported clips match the generator")
+    return ids.set_index("clip_id")["clip_id_source"]
+
+
+def truth_by_export_id(export: Path, data_truth: Path) -> pd.DataFrame:
+    """The generator's truth_clips.csv indexed by the export's clip ids (`generator_ids`)."""
+    truth = pd.read_csv(data_truth, dtype={"clip_id": str}).set_index("clip_id")
+    ids = generator_ids(export, data_truth.parent)
+    return truth.loc[ids.to_list()].set_axis(ids.index.to_list())
 
 
 def baseline_predictions(targets: np.ndarray, folds: np.ndarray) -> np.ndarray:
