@@ -114,6 +114,11 @@ URL_KWARGS: dict[str, Callable[[World, str], dict[str, Any]]] = {
     "experiment-grid-detail": _pk("grid"),
     "experiment-grid-live": _pk("grid"),
     "experiment-grid-cancel": _pk("grid"),
+    # The world's grid wrote no report: a curator passes the role check and finds no file.
+    "experiment-grid-report-file": lambda w, obj: {
+        "pk": w.objects[f"grid_{obj}"].pk,
+        "name": "report.html",
+    },
     "api-grading-rating": _pk("rating"),
     "media": _media,
     "api-triage": lambda w, obj: {"video_id": w.objects["video_own"].pk},
